@@ -1,0 +1,66 @@
+"""The `migrate` command line: a thin click layer over the library; one handler turns errors into exit codes."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+
+import click
+
+from migrate import __version__
+from migrate.cli.identify import identify_cmd
+from migrate.cli.options import CliState
+from migrate.errors import ExitCode, MigrateError
+from migrate.logs import configure
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(__version__, prog_name="migrate")
+@click.option("--log-format", type=click.Choice(["auto", "human", "plain", "json"]), default="auto",
+              envvar="MIGRATE_LOG_FORMAT", help="Log format on stderr [default: auto].")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
+              envvar="MIGRATE_LOG_LEVEL", help="Log level [default: info].")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), envvar="MIGRATE_CONFIG",
+              help="Config file [default: ./migrate.toml if present].")
+@click.option("--traceback", is_flag=True, help="Show the full traceback of an error.")
+@click.pass_context
+def cli(ctx: click.Context, log_format: str, log_level: str, config_file: str | None, traceback: bool) -> None:
+    """Migrate from Redis to Valkey: check before (preflight), move the data (run), prove parity (verify)."""
+    configure(log_format, log_level)
+    ctx.obj = CliState(log_format, config_file, traceback)
+
+
+cli.add_command(identify_cmd)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    sys.exit(run_cli(args))
+
+
+def run_cli(args: list[str]) -> int:
+    """Run the CLI and map every outcome to a documented exit code."""
+    show_traceback = "--traceback" in args
+    try:
+        cli.main(args=args, prog_name="migrate", standalone_mode=False)
+        return ExitCode.OK
+    except MigrateError as exc:
+        if show_traceback:
+            traceback.print_exc()
+        if exc.exit_code != ExitCode.PROBLEMS or exc.message:
+            click.echo(f"error: {exc.one_line()}", err=True)
+        return int(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        return int(exc.exit_code)
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        click.echo("error: interrupted (hint: rerun with --resume where the verb supports it)", err=True)
+        return int(ExitCode.INTERRUPTED)
+    except Exception as exc:  # a bug: still one line unless asked for the traceback
+        if show_traceback:
+            traceback.print_exc()
+        click.echo(f"error: internal error: {type(exc).__name__}: {exc} (hint: rerun with --traceback and report it)",
+                   err=True)
+        return int(ExitCode.MIGRATION)

@@ -1,0 +1,43 @@
+"""`migrate identify`: show what each server is (product, version, RDB version, mode, databases)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from migrate.cli.options import connection_options, emit, format_options, resolve_settings
+from migrate.connection import open_client, with_retries
+from migrate.identity import ServerIdentity, identify
+
+
+@click.command("identify")
+@connection_options
+@format_options
+@click.pass_context
+def identify_cmd(ctx: click.Context, **flags: Any) -> None:
+    """Detect product, version and RDB version of the source and/or target."""
+    config, values = resolve_settings(ctx, "identify", flags)
+    found: dict[str, ServerIdentity] = {}
+    for role, endpoint in (("source", config.source), ("target", config.target)):
+        if endpoint is not None:
+            client = open_client(endpoint, config.connection, role)
+            found[role] = with_retries(lambda c=client: identify(c), config.connection, "identify", endpoint, role)
+    if not found:
+        raise click.UsageError("give --source and/or --target")
+    emit(render(found, values["format"]), values["output"])
+
+
+def render(found: dict[str, ServerIdentity], fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps({role: _as_dict(ident) for role, ident in found.items()}, indent=2)
+    lines = [f"{role}: {ident.describe()}, databases={ident.databases}, keys={sum(ident.keyspace.values())}"
+             for role, ident in found.items()]
+    return "\n".join(f"- {line}" for line in lines) if fmt == "markdown" else "\n".join(lines)
+
+
+def _as_dict(ident: ServerIdentity) -> dict[str, Any]:
+    return {"product": ident.product, "version": ident.version_text, "rdb_version": ident.rdb_version,
+            "mode": ident.mode, "role": ident.role, "databases": ident.databases,
+            "keyspace": {str(k): v for k, v in ident.keyspace.items()}, "rdb_version_check": ident.rdb_version_check}

@@ -1,0 +1,71 @@
+"""Version facts as data: which RDB version each release writes and reads (../shared/reference/compatibility.md)."""
+
+from __future__ import annotations
+
+from typing import Final
+
+Version = tuple[int, ...]
+
+PRODUCTS: Final = ("redis", "valkey", "keydb", "dragonfly")
+
+# (product, first release with this RDB version, RDB version written). Looked up by the highest release <= version.
+RDB_VERSION_WRITTEN: Final[tuple[tuple[str, Version, int], ...]] = (
+    ("redis", (2, 6), 6),
+    ("redis", (3, 2), 7),
+    ("redis", (4, 0), 8),
+    ("redis", (5, 0), 9),
+    ("redis", (7, 0), 10),
+    ("redis", (7, 2), 11),
+    ("redis", (7, 4), 12),
+    ("redis", (8, 6), 13),  # UNCONFIRMED in the reference; treated as foreign by every Valkey release
+    ("valkey", (7, 2), 11),
+    ("valkey", (9, 0), 80),
+    ("valkey", (9, 2), 81),
+    ("keydb", (6, 0), 9),
+    ("dragonfly", (0, 0), 9),  # Dragonfly emits RDB 9 for Redis compatibility (UNCONFIRMED)
+)
+
+# RDB versions 12..79 are "foreign" for Valkey: written by Redis after the fork.
+VALKEY_FOREIGN_RANGE: Final = range(12, 80)
+
+# Valkey accepts foreign payloads with `rdb-version-check relaxed` from this release (it still refuses type bytes
+# 22-243 in them, see FOREIGN_TYPE_BYTES_REFUSED).
+VALKEY_RELAXED_FROM: Final[Version] = (9, 0)
+FOREIGN_TYPE_BYTES_REFUSED: Final = range(22, 244)
+
+# First release that can store hash field TTLs natively.
+HASH_FIELD_TTL_FROM: Final[dict[str, Version]] = {"redis": (7, 4), "valkey": (9, 0)}
+
+
+def parse_version(text: str) -> Version:
+    parts = []
+    for piece in text.strip().split("."):
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        if not digits:
+            break
+        parts.append(int(digits))
+    return tuple(parts) or (0,)
+
+
+def rdb_version_written(product: str, version: Version) -> int | None:
+    best: int | None = None
+    for prod, first, rdb in RDB_VERSION_WRITTEN:
+        if prod == product and version >= first:
+            best = rdb
+    return best
+
+
+def accepts_rdb_version(product: str, version: Version, rdb_version: int, relaxed: bool = False) -> bool:
+    """Whether a server of this release loads an RDB file / DUMP payload of `rdb_version`."""
+    own = rdb_version_written(product, version)
+    if own is None:
+        return False
+    if rdb_version <= own:
+        # Valkey 9+ writes 80+, but still refuses foreign 12..79 unless relaxed.
+        return not (product == "valkey" and rdb_version in VALKEY_FOREIGN_RANGE and not relaxed)
+    return product == "valkey" and relaxed and version >= VALKEY_RELAXED_FROM and rdb_version in VALKEY_FOREIGN_RANGE
+
+
+def supports_hash_field_ttl(product: str, version: Version) -> bool:
+    first = HASH_FIELD_TTL_FROM.get(product)
+    return first is not None and version >= first

@@ -1,0 +1,98 @@
+"""Identify a server: product, version, the RDB version it writes, mode, role and databases."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+from redis import exceptions as rex
+
+from migrate.facts import Version, parse_version, rdb_version_written, supports_hash_field_ttl
+
+
+@dataclass(frozen=True)
+class ServerIdentity:
+    product: str  # redis | valkey | keydb | dragonfly
+    version: Version
+    version_text: str
+    rdb_version: int | None  # the RDB version this server writes (None: unknown release)
+    mode: str  # standalone | cluster | sentinel
+    role: str  # master | slave
+    databases: int | None  # CONFIG GET databases (None: not permitted)
+    keyspace: dict[int, int] = field(default_factory=dict)  # db -> keys, from INFO keyspace
+    rdb_version_check: str | None = None  # Valkey 8.1+: strict | relaxed
+    os: str = ""
+
+    @property
+    def label(self) -> str:
+        return f"{self.product.capitalize()} {self.version_text}"
+
+    @property
+    def relaxed(self) -> bool:
+        return self.rdb_version_check == "relaxed"
+
+    @property
+    def hash_field_ttl(self) -> bool:
+        return supports_hash_field_ttl(self.product, self.version)
+
+    def describe(self) -> str:
+        rdb = self.rdb_version if self.rdb_version is not None else "?"
+        return f"{self.label} (RDB {rdb}, {self.mode}, {self.role})"
+
+
+def product_of(info: dict[str, Any]) -> tuple[str, str]:
+    """Tell servers apart by INFO server fields (Valkey freezes redis_version at 7.2.4)."""
+    if "dragonfly_version" in info:
+        return "dragonfly", str(info["dragonfly_version"]).lstrip("df-v")
+    if str(info.get("server_name", "")).lower() == "valkey" or "valkey_version" in info:
+        return "valkey", str(info.get("valkey_version", info.get("redis_version", "0")))
+    if any(str(k).lower().startswith("keydb") for k in info) or "mvcc_depth" in info:
+        return "keydb", str(info.get("redis_version", "0"))
+    return "redis", str(info.get("redis_version", "0"))
+
+
+def keyspace_of(info: dict[str, Any]) -> dict[int, int]:
+    out: dict[int, int] = {}
+    for key, value in info.items():
+        if str(key).startswith("db") and str(key)[2:].isdigit() and isinstance(value, dict):
+            out[int(str(key)[2:])] = int(value.get("keys", 0))
+    return out
+
+
+def config_value(client: redis.Redis, name: str) -> str | None:
+    """CONFIG GET one parameter; None when unknown or not permitted (least-privileged users)."""
+    try:
+        reply = client.config_get(name)
+    except rex.ResponseError:
+        return None
+    value = reply.get(name) if isinstance(reply, dict) else None
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return value
+
+
+def identify(client: redis.Redis) -> ServerIdentity:
+    info: dict[str, Any] = client.info("server")
+    product, version_text = product_of(info)
+    version = parse_version(version_text)
+    full: dict[str, Any] = {}
+    for section in ("replication", "keyspace"):
+        try:
+            full.update(client.info(section))
+        except rex.ResponseError:
+            pass
+    databases = config_value(client, "databases")
+    check = config_value(client, "rdb-version-check") if product == "valkey" else None
+    return ServerIdentity(
+        product=product,
+        version=version,
+        version_text=version_text,
+        rdb_version=rdb_version_written(product, version),
+        mode=str(info.get("redis_mode") or info.get("server_mode") or "standalone"),
+        role=str(full.get("role", "master")),
+        databases=int(databases) if databases and databases.isdigit() else None,
+        keyspace=keyspace_of(full),
+        rdb_version_check=check,
+        os=str(info.get("os", "")),
+    )

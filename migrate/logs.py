@@ -1,0 +1,45 @@
+"""structlog setup: human lines on a terminal, JSON lines with --log-format json; always on stderr."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import structlog
+
+LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+SECRET_KEYS = frozenset({"password", "pass", "auth", "secret", "token"})
+
+
+def _redact(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+    """Last line of defence: a field named like a secret is never rendered."""
+    for key in list(event):
+        if key.lower() in SECRET_KEYS:
+            event[key] = "***"
+    return event
+
+
+def configure(log_format: str = "auto", level: str = "info") -> None:
+    if log_format == "auto":
+        log_format = "human" if sys.stderr.isatty() else "plain"
+    renderer: Any
+    if log_format == "json":
+        renderer = structlog.processors.JSONRenderer(sort_keys=True)
+    else:
+        renderer = structlog.dev.ConsoleRenderer(colors=log_format == "human")
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            _redact,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(LEVELS.get(level, logging.INFO)),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+
+
+def get_logger(name: str) -> Any:
+    return structlog.get_logger(name)
