@@ -57,9 +57,10 @@ def client_kwargs(endpoint: Endpoint, settings: ConnectionSettings) -> dict[str,
     return kwargs
 
 
-def open_client(endpoint: Endpoint, settings: ConnectionSettings = ConnectionSettings(), role: str = "server",
+def open_client(endpoint: Endpoint, settings: ConnectionSettings | None = None, role: str = "server",
                 db: int | None = None) -> redis.Redis:
     """Open a client and prove it works with PING (bounded retries); raise our errors with hints."""
+    settings = settings or ConnectionSettings()
     if db is not None:
         endpoint = endpoint.with_db(db)
     client = redis.Redis(**client_kwargs(endpoint, settings))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,10 +67,10 @@ def config_value(client: redis.Redis, name: str) -> str | None:
         reply = client.config_get(name)
     except rex.ResponseError:
         return None
-    value = reply.get(name) if isinstance(reply, dict) else None
+    value: object = reply.get(name) if isinstance(reply, dict) else None
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
-    return value
+    return None if value is None else str(value)
 
 
 def identify(client: redis.Redis) -> ServerIdentity:
@@ -78,10 +79,8 @@ def identify(client: redis.Redis) -> ServerIdentity:
     version = parse_version(version_text)
     full: dict[str, Any] = {}
     for section in ("replication", "keyspace"):
-        try:
+        with contextlib.suppress(rex.ResponseError):
             full.update(client.info(section))
-        except rex.ResponseError:
-            pass
     databases = config_value(client, "databases")
     check = config_value(client, "rdb-version-check") if product == "valkey" else None
     return ServerIdentity(

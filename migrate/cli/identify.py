@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 from typing import Any
 
 import click
@@ -16,14 +17,14 @@ from migrate.identity import ServerIdentity, identify
 @connection_options
 @format_options
 @click.pass_context
-def identify_cmd(ctx: click.Context, **flags: Any) -> None:
+def identify_cmd(ctx: click.Context, /, **flags: Any) -> None:
     """Detect product, version and RDB version of the source and/or target."""
     config, values = resolve_settings(ctx, "identify", flags)
     found: dict[str, ServerIdentity] = {}
     for role, endpoint in (("source", config.source), ("target", config.target)):
         if endpoint is not None:
             client = open_client(endpoint, config.connection, role)
-            found[role] = with_retries(lambda c=client: identify(c), config.connection, "identify", endpoint, role)
+            found[role] = with_retries(partial(identify, client), config.connection, "identify", endpoint, role)
     if not found:
         raise click.UsageError("give --source and/or --target")
     emit(render(found, values["format"]), values["output"])

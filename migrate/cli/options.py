@@ -23,12 +23,12 @@ class CliState:
 def connection_options(fn: F) -> F:
     """--source/--target and how to reach them; every verb takes these."""
     decorators = [
-        click.option("--source", metavar="URL", help="Source server URL (redis://, rediss://, unix://). Env: MIGRATE_SOURCE."),
+        click.option("--source", metavar="URL", help="Source URL (redis://, rediss://, unix://). Env: MIGRATE_SOURCE."),
         click.option("--target", metavar="URL", help="Target server URL. Env: MIGRATE_TARGET."),
         click.option("--tls-ca-file", type=click.Path(), help="CA bundle to verify rediss:// servers."),
         click.option("--tls-cert-file", type=click.Path(), help="Client certificate for rediss:// (mutual TLS)."),
         click.option("--tls-key-file", type=click.Path(), help="Client private key for rediss://."),
-        click.option("--tls-insecure", is_flag=True, default=None, help="Do not verify TLS certificates (not advised)."),
+        click.option("--tls-insecure", is_flag=True, default=None, help="Do not verify TLS certificates."),
         click.option("--connect-timeout", type=float, help="Seconds to wait for a connection [default: 5]."),
         click.option("--socket-timeout", type=float, help="Seconds to wait for a reply [default: 30]."),
         click.option("--retries", type=int, help="Attempts for transient failures [default: 3]."),
