@@ -12,6 +12,8 @@ from typing import Any, TypeVar
 
 import redis
 from redis import exceptions as rex
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from migrate.config import ConnectionSettings, Endpoint
@@ -40,6 +42,8 @@ def client_kwargs(endpoint: Endpoint, settings: ConnectionSettings) -> dict[str,
         "socket_connect_timeout": settings.connect_timeout,
         "socket_timeout": settings.socket_timeout,
         "client_name": "migrate",
+        # redis-py retries internally by default; retries are ours (bounded, logged), so its own are off.
+        "retry": Retry(NoBackoff(), 0),
     }
     if endpoint.path:
         kwargs["unix_socket_path"] = endpoint.path

@@ -41,7 +41,7 @@ def connection_options(fn: F) -> F:
 def format_options(fn: F) -> F:
     fn = click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True),
                       help="Write the report to FILE instead of stdout.")(fn)
-    fn = click.option("--format", "fmt", type=click.Choice(["human", "json", "markdown"]), default=None,
+    fn = click.option("--format", "format", type=click.Choice(["human", "json", "markdown"]), default=None,
                       help="Report format [default: human].")(fn)
     return fn
 

@@ -1,0 +1,80 @@
+"""What a target server can take: the object type bytes its RESTORE reads, and the commands the rewriter may use.
+
+Facts as data, measured on this project's machines (2026-11-26) unless marked otherwise. The measurement: every key of
+fixtures/dataset.py populate() was DUMPed on Redis 6.0.16, 7.0.15, 8.0.2, 8.0.6 and Valkey 8.0.1, 8.1.1, 9.1.2, its
+footer rewritten to RDB versions 9, 10, 11, 12, 80 and 81 (CRC recomputed), and RESTOREd into every one of them.
+
+RESTORE payload versions accepted (`DUMP payload version or checksum are wrong` otherwise):
+- Redis 6.0.16: <= 9.  Redis 7.0.15: <= 10.  Redis 8.0.2 / 8.0.6: <= 12.
+- Valkey 8.0.1: <= 11.  Valkey 8.1.1 strict (default): <= 11; with `CONFIG SET rdb-version-check relaxed` (settable
+  at runtime): <= 11, 80 and 81 too, still not 12-79 ("foreign": written by Redis after the fork).
+- Valkey 9.1.2 strict (default): <= 11 and 80; not 12-79, not 81. Relaxed (settable at runtime): every version
+  measured, 9-81, including foreign ones, but a foreign (12-79) payload whose type byte is 22-243 is refused as
+  `Unsupported foreign data type: 22`; Redis types 24/25 are refused as `Bad data format` at any version.
+migrate.facts.accepts_rdb_version is conservative about relaxed mode (it says no to 80/81 on Valkey 8.1 relaxed and to
+81 on Valkey 9.1 relaxed): the planner then restamps instead, which restores too.
+
+No server checks the type byte against the payload's version: only the version against its own, then the object
+parser. Redis 8 payloads of types 0-21 restamped to 10 restore on Redis 7.0 (types 0-19) and to 11 or 80 on every
+Valkey; Valkey 9.1 even restores its own type-22 payload restamped to 9, 10 or 11. A type byte the target does not know
+is refused as `Bad data format`: Redis 6.0 refuses 16-25, Redis 7.0 refuses 20-25, Valkey 8.x refuses 22-25, Valkey
+9.1 refuses Redis's 24/25 and Redis 8 refuses Valkey's 22 (Redis's 22 is another encoding).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from migrate.facts import Version
+
+FIELD_TTL_TYPES: Final[frozenset[tuple[str, int]]] = frozenset({
+    ("redis", 22), ("redis", 23), ("redis", 24), ("redis", 25),  # HASH_METADATA(_PRE_GA), HASH_LISTPACK_EX(_PRE_GA)
+    ("valkey", 22),  # HASH_2
+})
+"""(dialect, type byte) of hashes that may carry field TTLs. Dialect: "redis" for RDB < 80, "valkey" for 80+."""
+
+MODULE_TYPES: Final[frozenset[int]] = frozenset({6, 7})
+"""MODULE_PRE_GA, MODULE_2: restorable only where the same module (and type) is loaded."""
+
+TYPE_BYTES_READ: Final[tuple[tuple[str, Version, frozenset[int]], ...]] = (
+    ("redis", (4, 0), frozenset({0, 1, 2, 3, 4, 5, 9, 10, 11, 12, 13, 14})),
+    ("redis", (5, 0), frozenset({15})),  # measured: Redis 6.0.16 reads 0-5, 9-15
+    ("redis", (7, 0), frozenset({16, 17, 18, 19})),  # measured: Redis 7.0.15 reads 0-19, refuses 20, 21
+    ("redis", (7, 2), frozenset({20, 21})),  # source: rdb.h of 7.2 (not in the matrix)
+    ("redis", (7, 4), frozenset({22, 23, 24, 25})),  # measured for 24/25 (Redis 8.0.x); 22/23 from source (7.4 RCs)
+    ("valkey", (7, 2), frozenset(range(0, 6)) | frozenset(range(9, 22))),  # measured: Valkey 8.0.1/8.1.1 read 0-21
+    ("valkey", (9, 0), frozenset({22})),  # measured: Valkey 9.1.2 reads its own HASH_2 (22)
+    ("keydb", (6, 0), frozenset({0, 1, 2, 3, 4, 5, 9, 10, 11, 12, 13, 14, 15})),  # UNCONFIRMED: KeyDB writes RDB 9
+)
+"""(product, first release, type bytes added): what RESTORE reads, cumulative by release. Bytes 22+ mean different
+things to Redis and Valkey: a byte >= 22 counts only in a payload of the target's own dialect (see readable_types)."""
+
+COMMANDS_FROM: Final[dict[str, dict[str, Version]]] = {
+    # measured: Redis 6.0.16 lacks it (`Unknown subcommand`); Redis 7.0.15 and every Valkey have it
+    "XGROUP CREATECONSUMER": {"redis": (6, 2), "valkey": (7, 2), "keydb": (6, 2)},
+    # measured: Redis 6.0.16 XSETID takes no options (`wrong number of arguments`); 7.0+ and Valkey take them
+    "XSETID ENTRIESADDED": {"redis": (7, 0), "valkey": (7, 2)},
+    "XGROUP CREATE ENTRIESREAD": {"redis": (7, 0), "valkey": (7, 2)},
+    # measured: Redis 7.0.15, Valkey 8.0.1/8.1.1 lack HPEXPIRETIME/HPEXPIREAT; Redis 8.0.x and Valkey 9.1.2 have them
+    "HPEXPIREAT": {"redis": (7, 4), "valkey": (9, 0)},
+    "PEXPIRETIME": {"redis": (7, 0), "valkey": (7, 2)},
+}
+"""Command (or option) -> first release per product that has it. Unknown products get none of them."""
+
+REWRITE_ALWAYS_LOST: Final[dict[str, str]] = {
+    "stream consumers": "consumer seen-time and active-time (commands set them to the time of the rewrite)",
+}
+"""What no command sequence can rebuild, by value kind: said in every rewrite's losses when the value has it."""
+
+
+def readable_types(product: str, version: Version) -> frozenset[int]:
+    out: frozenset[int] = frozenset()
+    for prod, first, added in TYPE_BYTES_READ:
+        if prod == product and version >= first:
+            out |= added
+    return out
+
+
+def has_command(product: str, version: Version, command: str) -> bool:
+    first = COMMANDS_FROM.get(command, {}).get(product)
+    return first is not None and version >= first

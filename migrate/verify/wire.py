@@ -1,0 +1,107 @@
+"""A lean pipelined request/response channel over one redis-py connection.
+
+redis-py's Pipeline costs ~13 µs per command in Python (command stack, callbacks); verification sends several commands
+per key on both servers, so that overhead would dominate. Here commands are packed once into one buffer and raw replies
+(bytes, ints, lists, error objects) are read back without response callbacks: ~1.5 µs per command when the connection
+uses hiredis. Connecting, AUTH, SELECT and TLS stay with redis-py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import redis
+from redis import exceptions as rex
+
+try:  # the sentinel redis-py's hiredis parser configures its reader with (private: fall back if it moves)
+    from redis._parsers.hiredis import NOT_ENOUGH_DATA as _NO_DATA
+except ImportError:  # pragma: no cover - depends on the redis-py release
+    _NO_DATA = None
+
+Arg = bytes | str | int | float
+Reply = Any  # bytes | int | list[Reply] | None | redis.ResponseError
+
+
+def _arg(value: Arg) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode()
+    return repr(value).encode() if isinstance(value, float) else str(value).encode()
+
+
+def pack(args: Sequence[Arg]) -> bytes:
+    parts = [b"*%d\r\n" % len(args)]
+    for value in args:
+        data = _arg(value)
+        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(parts)
+
+
+class Wire:
+    """Send many commands, then read their replies in order. Error replies are returned, not raised."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+        self.conn: Any = client.connection_pool.get_connection()
+        self.pending = 0
+
+    def send(self, commands: Sequence[Sequence[Arg]]) -> None:
+        if commands:
+            self.conn.send_packed_command([b"".join(pack(c) for c in commands)], check_health=False)
+            self.pending += len(commands)
+
+    def recv(self, count: int) -> list[Reply]:
+        parser = getattr(self.conn, "_parser", None)
+        reader = getattr(parser, "_reader", None)
+        fast = reader is not None and _NO_DATA is not None
+        replies = self._recv_fast(parser, reader, count) if fast else self._recv_slow(count)
+        self.pending -= count
+        return replies
+
+    def _recv_fast(self, parser: Any, reader: Any, count: int) -> list[Reply]:
+        """hiredis parser: take replies straight from its reader, feeding it from the socket when it runs dry."""
+        replies: list[Reply] = []
+        append = replies.append
+        try:
+            while len(replies) < count:
+                reply = reader.gets(False)
+                while reply is _NO_DATA:
+                    parser.read_from_socket()
+                    reply = reader.gets(False)
+                if isinstance(reply, rex.ConnectionError):  # e.g. LOADING while the server restarts
+                    raise reply
+                append(reply)
+        except BaseException:
+            self.reset()
+            raise
+        return replies
+
+    def _recv_slow(self, count: int) -> list[Reply]:
+        replies: list[Reply] = []
+        for _ in range(count):
+            try:
+                replies.append(self.conn.read_response(disable_decoding=True))
+            except rex.ResponseError as exc:
+                replies.append(exc)
+            except BaseException:
+                self.reset()
+                raise
+        return replies
+
+    def run(self, commands: Sequence[Sequence[Arg]]) -> list[Reply]:
+        self.send(commands)
+        return self.recv(len(commands))
+
+    def call(self, *args: Arg) -> Reply:
+        return self.run([args])[0]
+
+    def reset(self) -> None:
+        """Drop the connection (replies may be half read); the next send reconnects."""
+        self.pending = 0
+        self.conn.disconnect()
+
+    def close(self) -> None:
+        self.client.connection_pool.release(self.conn)
+        self.client.close()
