@@ -10,9 +10,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from fixtures.dataset import populate  # noqa: E402
-from migrate.cli import cli, run_cli  # noqa: E402
-from migrate.sandbox import start_server  # noqa: E402
+from fixtures.dataset import populate
+from migrate.cli import cli, run_cli
+from migrate.sandbox import start_server
 
 SOURCE, TARGET = "redis-8.0.2", "valkey-8.1"
 
