@@ -41,7 +41,15 @@ def load_manifest() -> dict[str, ServerBinary]:
     if not path.exists():
         return {}
     raw = json.loads(path.read_text())
-    return {name: ServerBinary(**{k: v for k, v in entry.items() if k != "suite"}) for name, entry in raw.items()}
+    return {name: ServerBinary(**{k: v for k, v in entry.items() if k != "suite"})
+            for name, entry in raw.items() if isinstance(entry, dict) and "server" in entry}
+
+
+def load_tools() -> dict[str, str]:
+    """Helper programs provisioned beside the servers (stunnel4, openssl)."""
+    path = servers_dir() / "manifest.json"
+    tools = json.loads(path.read_text()).get("tools", {}) if path.exists() else {}
+    return {str(k): str(v) for k, v in tools.items()}
 
 
 def free_port() -> int:
