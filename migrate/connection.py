@@ -116,7 +116,7 @@ def translate(exc: BaseException, endpoint: Endpoint | None = None, role: str = 
         return AuthError(f"authentication failed for {where}: {_scrub(text, endpoint)}")
     if _starts(text, "NOPERM") or isinstance(exc, rex.NoPermissionError):
         return PermissionDeniedError(f"permission denied on {where}: {_scrub(text, endpoint)}")
-    if _starts(text, "OOM"):
+    if _starts(text, "OOM") or isinstance(exc, rex.OutOfMemoryError):  # redis-py strips the OOM prefix
         return TargetOutOfMemoryError(f"{where} is out of memory (maxmemory reached): {text}")
     if _starts(text, "READONLY"):
         return MigrationError(f"{where} is a read-only replica: {text}",

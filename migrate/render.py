@@ -10,6 +10,7 @@ from enum import Enum
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 
@@ -33,7 +34,7 @@ def table_text(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
     for column in columns:
         table.add_column(column, overflow="fold")
     for row in rows:
-        table.add_row(*(str(cell) for cell in row))
+        table.add_row(*(escape(str(cell)) for cell in row))  # cells are text, never rich markup
     buffer = io.StringIO()
     Console(file=buffer, width=width, no_color=True, color_system=None, highlight=False).print(table)
     return buffer.getvalue().rstrip()

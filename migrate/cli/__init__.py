@@ -10,6 +10,9 @@ import click
 from migrate import __version__
 from migrate.cli.identify import identify_cmd
 from migrate.cli.options import CliState
+from migrate.cli.preflight import preflight_cmd
+from migrate.cli.run import run_cmd
+from migrate.cli.verify import verify_cmd
 from migrate.errors import ExitCode, MigrateError
 from migrate.logs import configure
 
@@ -31,6 +34,9 @@ def cli(ctx: click.Context, log_format: str, log_level: str, config_file: str | 
 
 
 cli.add_command(identify_cmd)
+cli.add_command(preflight_cmd)
+cli.add_command(verify_cmd)
+cli.add_command(run_cmd)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -11,14 +11,18 @@ RESTORE payload versions accepted (`DUMP payload version or checksum are wrong` 
 - Valkey 9.1.2 strict (default): <= 11 and 80; not 12-79, not 81. Relaxed (settable at runtime): every version
   measured, 9-81, including foreign ones, but a foreign (12-79) payload whose type byte is 22-243 is refused as
   `Unsupported foreign data type: 22`; Redis types 24/25 are refused as `Bad data format` at any version.
-migrate.facts.accepts_rdb_version is conservative about relaxed mode (it says no to 80/81 on Valkey 8.1 relaxed and to
-81 on Valkey 9.1 relaxed): the planner then restamps instead, which restores too.
+migrate.facts.accepts_rdb_version encodes these version rules.
 
 No server checks the type byte against the payload's version: only the version against its own, then the object
 parser. Redis 8 payloads of types 0-21 restamped to 10 restore on Redis 7.0 (types 0-19) and to 11 or 80 on every
 Valkey; Valkey 9.1 even restores its own type-22 payload restamped to 9, 10 or 11. A type byte the target does not know
 is refused as `Bad data format`: Redis 6.0 refuses 16-25, Redis 7.0 refuses 20-25, Valkey 8.x refuses 22-25, Valkey
 9.1 refuses Redis's 24/25 and Redis 8 refuses Valkey's 22 (Redis's 22 is another encoding).
+
+Restamping: the planner stamps the target's own RDB version. Measured to restore every type 0-21: Redis 8 payloads
+stamped 11 into Valkey 8.0/8.1, stamped 80 (or 9-11) into Valkey 9.1 strict; Redis 8 / Valkey 9.1 payloads stamped 10
+into Redis 7.0 (types 0-19) and 9 into Redis 6.0 (types 0-15). No payload form of a Redis hash with field TTLs (24, 25)
+restores on any Valkey: those, and every type a target lacks, are rewritten with commands (migrate.rdb.rewrite).
 """
 
 from __future__ import annotations
@@ -60,12 +64,6 @@ COMMANDS_FROM: Final[dict[str, dict[str, Version]]] = {
     "PEXPIRETIME": {"redis": (7, 0), "valkey": (7, 2)},
 }
 """Command (or option) -> first release per product that has it. Unknown products get none of them."""
-
-REWRITE_ALWAYS_LOST: Final[dict[str, str]] = {
-    "stream consumers": "consumer seen-time and active-time (commands set them to the time of the rewrite)",
-}
-"""What no command sequence can rebuild, by value kind: said in every rewrite's losses when the value has it."""
-
 
 def readable_types(product: str, version: Version) -> frozenset[int]:
     out: frozenset[int] = frozenset()

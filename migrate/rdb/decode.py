@@ -21,11 +21,11 @@ from migrate.rdb.encodings import (
     read_length,
     read_ms_time,
     read_string,
-    skip_string,
-    zipmap_pairs,
     ziplist_items,
+    zipmap_pairs,
 )
 from migrate.rdb.errors import RdbFormatError
+from migrate.rdb.reader import NeedMore, skip_module_opcodes
 from migrate.rdb.values import (
     HashValue,
     ModuleValue,
@@ -41,6 +41,7 @@ from migrate.rdb.values import (
 _STREAM_ID = struct.Struct(">QQ").unpack_from
 NO_FIELD_TTL_VALKEY = -1  # Valkey HASH_2: EXPIRY_NONE
 NO_FIELD_TTL_REDIS = 0  # Redis HASH_METADATA / listpack-ex: 0 means no TTL
+ENTRIES_READ_UNKNOWN = (1 << 64) - 1  # SCG_INVALID_ENTRIES_READ, which XINFO reports as -1
 
 
 class Cursor:
@@ -112,7 +113,7 @@ def decode_object(type_byte: int, payload: bytes, *, rdb_version: int | None = N
     except FormatProblem as exc:
         raise RdbFormatError(f"{C.type_name(type_byte, rdb_version)} value: {exc.message}",
                              base_offset + exc.pos) from None
-    except (IndexError, struct.error):
+    except (IndexError, struct.error, NeedMore):
         raise RdbFormatError(f"{C.type_name(type_byte, rdb_version)} value is truncated",
                              base_offset + min(cursor.pos, len(payload))) from None
     except (ValueError, OverflowError) as exc:
@@ -132,14 +133,17 @@ def logical_type(type_byte: int, rdb_version: int | None = None) -> str:
 def _decoder_for(type_byte: int, rdb_version: int | None, base_offset: int) -> Callable[[Cursor], Value]:
     if type_byte == 22 and rdb_version is None:
         return _hash_22_guess
-    info = C.type_info(type_byte, rdb_version)
-    if info is None:
+    candidates = ([C.type_info(type_byte, rdb_version)] if rdb_version is not None
+                  else [C.type_info(type_byte, 80), C.type_info(type_byte, 12)])  # Valkey's meaning first
+    known = [info for info in candidates if info is not None]
+    if not known:
         raise RdbFormatError(f"unknown object type byte {type_byte}", base_offset)
-    decoder = _DECODERS.get((info.product, type_byte)) or _DECODERS.get(("any", type_byte))
-    if decoder is None or not info.readable:
-        raise RdbFormatError(f"object type {info.name} ({type_byte}) cannot be decoded by this reader", base_offset,
-                             hint="this format is not supported yet; migrate the key with a server-side tool")
-    return decoder
+    for info in known:
+        decoder = _DECODERS.get((info.product, type_byte))
+        if info.readable and decoder is not None:
+            return decoder
+    raise RdbFormatError(f"object type {known[0].name} ({type_byte}) cannot be decoded by this reader", base_offset,
+                         hint="this format is not supported yet; migrate the key with a server-side tool")
 
 
 # -- strings and lists ------------------------------------------------------------------------------------------
@@ -321,7 +325,7 @@ def _hash_22_guess(c: Cursor) -> Value:
         if probe.pos == len(c.data):
             c.pos = probe.pos
             return value
-    except (FormatProblem, IndexError, struct.error, ValueError):
+    except (FormatProblem, IndexError, struct.error, ValueError, NeedMore):
         pass
     return _hash_metadata(c, relative=False)
 
@@ -394,7 +398,9 @@ def _int(item: bytes | int) -> int:
 def _stream_group(c: Cursor, version: int) -> StreamGroup:
     name = c.string()
     last_id = (c.length(), c.length())
-    entries_read = c.length() if version >= 2 else None
+    entries_read: int | None = c.length() if version >= 2 else None
+    if entries_read == ENTRIES_READ_UNKNOWN:
+        entries_read = -1
     pel = []
     for _ in range(c.length()):
         pel.append((c.stream_id(), c.ms_time(), c.length()))
@@ -415,29 +421,11 @@ def _stream_group(c: Cursor, version: int) -> StreamGroup:
 # -- modules ----------------------------------------------------------------------------------------------------
 
 
-def skip_module_opcodes(b: bytes, p: int) -> int:
-    """Position after a module-format-2 opcode sequence (module values and module aux data), EOF included."""
-    while True:
-        opcode, q = read_length(b, p)
-        if opcode == C.MODULE_OPCODE_EOF:
-            return q
-        if opcode in (C.MODULE_OPCODE_SINT, C.MODULE_OPCODE_UINT):
-            _, p = read_length(b, q)
-        elif opcode == C.MODULE_OPCODE_FLOAT:
-            p = q + 4
-        elif opcode == C.MODULE_OPCODE_DOUBLE:
-            p = q + 8
-        elif opcode == C.MODULE_OPCODE_STRING:
-            p = skip_string(b, q)
-        else:
-            raise FormatProblem(f"unknown module value opcode {opcode}", p)
-        if p > len(b):
-            raise IndexError(p)
-
-
 def _module_2(c: Cursor) -> Value:
     mid = c.length()
     c.pos = skip_module_opcodes(c.data, c.pos)
+    if c.pos > len(c.data):
+        raise IndexError(c.pos)
     return ModuleValue(C.module_type_name(mid), C.module_encoding_version(mid), mid, c.data)
 
 

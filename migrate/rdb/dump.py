@@ -13,15 +13,17 @@ The facts behind the rules (which versions and type bytes each release takes, me
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Final
 
-from migrate.facts import accepts_rdb_version
+from migrate.facts import Version, accepts_rdb_version
 from migrate.identity import ServerIdentity
 from migrate.rdb import compat
 from migrate.rdb.constants import module_encoding_version, module_type_name, product_of_version, type_info, type_name
 from migrate.rdb.crc import crc64
+from migrate.rdb.encodings import FormatProblem, read_length
 from migrate.rdb.errors import RdbFormatError
 
 FOOTER_LEN: Final = 10  # 2 bytes RDB version + 8 bytes CRC64
@@ -47,30 +49,42 @@ class DumpPayload:
 
 def parse_dump(data: bytes) -> DumpPayload:
     """Split a DUMP payload and verify its CRC64; RdbFormatError (with the offset) when it is not one."""
-    if len(data) < MIN_LEN:
-        raise RdbFormatError(f"DUMP payload too short ({len(data)} bytes, at least {MIN_LEN} needed)", len(data))
-    crc_at = len(data) - 8
-    stored = int.from_bytes(data[crc_at:], "little")
-    computed = crc64(data[:crc_at])
-    if stored != computed:
-        raise RdbFormatError(f"DUMP payload checksum mismatch (stored {stored:#018x}, computed {computed:#018x})",
-                             crc_at)
-    version = int.from_bytes(data[crc_at - 2:crc_at], "little")
-    return DumpPayload(type_byte=data[0], body=bytes(data[1:crc_at - 2]), rdb_version=version, crc=stored)
+    version, crc = _checked(data)
+    return DumpPayload(type_byte=data[0], body=bytes(data[1:-FOOTER_LEN]), rdb_version=version, crc=crc)
 
 
 def build_dump(type_byte: int, body: bytes, rdb_version: int) -> bytes:
     """A payload RESTORE accepts: the object bytes, the version, the CRC64 of both."""
-    if not 0 <= type_byte <= 255 or not 0 <= rdb_version <= 0xFFFF:
-        raise ValueError(f"type byte {type_byte} / RDB version {rdb_version} out of range")
-    head = bytes((type_byte,)) + body + rdb_version.to_bytes(2, "little")
-    return head + crc64(head).to_bytes(8, "little")
+    if not 0 <= type_byte <= 255:
+        raise ValueError(f"type byte {type_byte} out of range")
+    return _stamped(bytes((type_byte,)) + body, rdb_version)
 
 
 def restamp(data: bytes, rdb_version: int) -> bytes:
     """The same payload claiming another RDB version, with its CRC recomputed (the old CRC is verified first)."""
-    payload = parse_dump(data)
-    return build_dump(payload.type_byte, payload.body, rdb_version)
+    _checked(data)
+    return _stamped(data[:-FOOTER_LEN], rdb_version)
+
+
+def _checked(data: bytes) -> tuple[int, int]:
+    """(RDB version, CRC) of a payload whose CRC matches."""
+    if len(data) < MIN_LEN:
+        raise RdbFormatError(f"DUMP payload too short ({len(data)} bytes, at least {MIN_LEN} needed)", len(data))
+    crc_at = len(data) - 8
+    computed = crc64(memoryview(data)[:crc_at])
+    stored = int.from_bytes(data[crc_at:], "little")
+    if stored != computed:
+        raise RdbFormatError(f"DUMP payload checksum mismatch (stored {stored:#018x}, computed {computed:#018x})",
+                             crc_at)
+    return int.from_bytes(data[-FOOTER_LEN:crc_at], "little"), stored
+
+
+def _stamped(head: bytes, rdb_version: int) -> bytes:
+    """`head` (type byte + object) + version + the CRC64 of both."""
+    if not 0 <= rdb_version <= 0xFFFF:
+        raise ValueError(f"RDB version {rdb_version} out of range")
+    head += rdb_version.to_bytes(2, "little")
+    return head + crc64(head).to_bytes(8, "little")
 
 
 class Action(Enum):
@@ -95,71 +109,86 @@ def plan_conversion(payload: bytes, target: ServerIdentity) -> Conversion:
 
     Field TTLs are decided from the type byte (a hash form that can carry them), not from the value: a REWRITE into
     a target without HPEXPIREAT names "field TTLs" as lost; the rewriter says what a particular value loses.
+    In a loop over many keys, use Planner(target).plan(payload): the same answer without re-reading the target.
     """
-    dump = parse_dump(payload)
-    if dump.type_byte in compat.MODULE_TYPES:
-        return _conversion(dump, Action.UNSUPPORTED, None, _module_reason(dump))
-    if _reads(target, dump):
-        if _accepts(target, dump.rdb_version):
-            return _conversion(dump, Action.AS_IS, payload, f"{target.label} reads {_what(dump)}")
-        if target.rdb_version is not None and dump.type_byte < _SHARED_TYPES_BELOW:
-            reason = f"{target.label} reads {_what(dump)} but not RDB {dump.rdb_version}: restamped"
-            return _conversion(dump, Action.RESTAMP, restamp(payload, target.rdb_version), reason)
-    info = type_info(dump.type_byte, dump.rdb_version)
+    return Planner(target).plan(payload)
+
+
+class Planner:
+    """plan_conversion for one target, whose facts are taken once (throughput: bench/dump_convert.py)."""
+
+    def __init__(self, target: ServerIdentity) -> None:
+        self.facts = _TargetFacts.of(target)
+        self._decisions: dict[tuple[int, int], tuple[Action, str, tuple[str, ...]]] = {}
+
+    def plan(self, payload: bytes) -> Conversion:
+        version, _ = _checked(payload)
+        type_byte = payload[0]
+        if type_byte in compat.MODULE_TYPES:
+            return Conversion(Action.UNSUPPORTED, None, _module_reason(payload), (), type_byte, version)
+        decision = self._decisions.get((type_byte, version))
+        if decision is None:
+            decision = self._decisions[(type_byte, version)] = _decide(self.facts, type_byte, version)
+        action, reason, losses = decision
+        out = payload if action is Action.AS_IS else None
+        if action is Action.RESTAMP and self.facts.rdb_version is not None:
+            out = _stamped(payload[:-FOOTER_LEN], self.facts.rdb_version)
+        return Conversion(action, out, reason, losses, type_byte, version)
+
+
+@dataclass(frozen=True)
+class _TargetFacts:
+    """What the decision depends on: the target's facts, taken once per Planner."""
+
+    product: str
+    version: Version
+    rdb_version: int | None
+    relaxed: bool
+    hash_field_ttl: bool
+    label: str
+
+    @classmethod
+    def of(cls, target: ServerIdentity) -> _TargetFacts:
+        return cls(target.product, target.version, target.rdb_version, target.relaxed, target.hash_field_ttl,
+                   target.label)
+
+
+def _decide(target: _TargetFacts, type_byte: int, version: int) -> tuple[Action, str, tuple[str, ...]]:
+    dialect = product_of_version(version)
+    what = f"type {type_byte} ({type_name(type_byte, version)})"
+    if _reads(target, type_byte, dialect):
+        if accepts_rdb_version(target.product, target.version, version, target.relaxed):
+            return Action.AS_IS, f"{target.label} reads {what}", ()
+        if target.rdb_version is not None and _keeps_meaning(type_byte, dialect, target.rdb_version):
+            return Action.RESTAMP, f"{target.label} reads {what} but not RDB {version}: restamped", ()
+    info = type_info(type_byte, version)
     if info is None or not info.readable:
-        reason = f"type byte {dump.type_byte} of RDB {dump.rdb_version} is not a type this tool can decode"
-        return _conversion(dump, Action.UNSUPPORTED, None, reason)
-    lost = (dump.dialect, dump.type_byte) in compat.FIELD_TTL_TYPES and not target.hash_field_ttl
-    reason = f"{target.label} cannot restore {_what(dump)}: rebuilt with commands"
-    return _conversion(dump, Action.REWRITE, None, reason, ("field TTLs",) if lost else ())
+        return Action.UNSUPPORTED, f"type byte {type_byte} of RDB {version} is not a type this tool can decode", ()
+    lost = (dialect, type_byte) in compat.FIELD_TTL_TYPES and not target.hash_field_ttl
+    return Action.REWRITE, f"{target.label} cannot restore {what}: rebuilt with commands", (
+        ("field TTLs",) if lost else ())
 
 
-def _conversion(dump: DumpPayload, action: Action, payload: bytes | None, reason: str,
-                losses: tuple[str, ...] = ()) -> Conversion:
-    return Conversion(action, payload, reason, losses, dump.type_byte, dump.rdb_version)
-
-
-# Type bytes below 22 mean the same to Redis and Valkey: only those may change dialect when restamped.
+# Type bytes below 22 mean the same to Redis and Valkey; 22+ differ (Redis: RDB 12-79, Valkey: RDB 80+).
 _SHARED_TYPES_BELOW: Final = 22
 
 
-def _what(dump: DumpPayload) -> str:
-    return f"type {dump.type_byte} ({dump.type_name})"
-
-
-def _reads(target: ServerIdentity, dump: DumpPayload) -> bool:
-    if dump.type_byte not in compat.readable_types(target.product, target.version):
+def _reads(target: _TargetFacts, type_byte: int, dialect: str) -> bool:
+    if type_byte not in compat.readable_types(target.product, target.version):
         return False
-    return dump.type_byte < _SHARED_TYPES_BELOW or dump.dialect == target.product
+    return type_byte < _SHARED_TYPES_BELOW or dialect == target.product
 
 
-def _accepts(target: ServerIdentity, rdb_version: int) -> bool:
-    return accepts_rdb_version(target.product, target.version, rdb_version, target.relaxed)
+def _keeps_meaning(type_byte: int, dialect: str, rdb_version: int) -> bool:
+    """Whether the type byte means the same thing under `rdb_version` (always for bytes < 22)."""
+    return type_byte < _SHARED_TYPES_BELOW or product_of_version(rdb_version) == dialect
 
 
-def _module_reason(dump: DumpPayload) -> str:
+def _module_reason(payload: bytes) -> str:
     try:
-        module_id, _ = _read_len(dump.body, 0)
-    except RdbFormatError:
-        return f"module value (type {dump.type_byte}) with an unreadable module id: no target module can take it"
+        module_id, _ = read_length(memoryview(payload)[:-FOOTER_LEN], 1)
+    except (FormatProblem, IndexError, struct.error):
+        return f"module value (type {payload[0]}) with an unreadable module id: no target module can take it"
     name, encver = module_type_name(module_id), module_encoding_version(module_id)
     return (f"module type {name!r} (encoding version {encver}): module values are not converted; the target needs "
             f"the same module to restore it")
-
-
-def _read_len(data: bytes, at: int) -> tuple[int, int]:
-    """An RDB length (6/14/32/64-bit forms) at `at`: (value, next offset)."""
-    if at >= len(data):
-        raise RdbFormatError("truncated length", at)
-    first = data[at]
-    kind = first >> 6
-    if kind == 0:
-        return first & 0x3F, at + 1
-    if kind == 1:
-        if at + 2 > len(data):
-            raise RdbFormatError("truncated 14-bit length", at)
-        return ((first & 0x3F) << 8) | data[at + 1], at + 2
-    width = {0x80: 4, 0x81: 8}.get(first)
-    if width is None or at + 1 + width > len(data):
-        raise RdbFormatError(f"bad length prefix {first:#04x}", at)
-    return int.from_bytes(data[at + 1:at + 1 + width], "big"), at + 1 + width

@@ -99,7 +99,10 @@ def read_lzf(b: Buffer, p: int) -> tuple[bytes, int]:
         raise FormatProblem(f"LZF string claims {ulen} bytes from {clen} compressed bytes", p)
     if ulen == 0:
         return b"", end
-    data = lzf.decompress(bytes(b[q:end]), ulen)
+    try:
+        data = lzf.decompress(bytes(b[q:end]), ulen)
+    except ValueError:  # python-lzf: "error in compressed data"
+        data = None
     if data is None or len(data) != ulen:
         raise FormatProblem("invalid LZF compressed string", p)
     return data, end
@@ -171,13 +174,14 @@ def read_u8(b: Buffer, p: int) -> tuple[int, int]:
 
 
 def _backlen_size(entry_len: int) -> int:
+    """Bytes of the back-length after an entry of entry_len bytes (thresholds exactly as lpEncodeBacklen's)."""
     if entry_len < 128:
         return 1
-    if entry_len < 16384:
+    if entry_len < 16383:
         return 2
-    if entry_len < 2097152:
+    if entry_len < 2097151:
         return 3
-    if entry_len < 268435456:
+    if entry_len < 268435455:
         return 4
     return 5
 

@@ -9,6 +9,7 @@ uses hiredis. Connecting, AUTH, SELECT and TLS stay with redis-py.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -23,6 +24,17 @@ Arg = bytes | str | int | float
 Reply = Any  # bytes | int | list[Reply] | None | redis.ResponseError
 
 
+@dataclass(frozen=True, slots=True)
+class Packed:
+    """Commands already in protocol form (built from a per-key template by the caller), and how many there are."""
+
+    data: bytes
+    count: int
+
+
+Commands = Sequence[Sequence[Arg]] | Packed
+
+
 def _arg(value: Arg) -> bytes:
     if isinstance(value, bytes):
         return value
@@ -34,9 +46,13 @@ def _arg(value: Arg) -> bytes:
 def pack(args: Sequence[Arg]) -> bytes:
     parts = [b"*%d\r\n" % len(args)]
     for value in args:
-        data = _arg(value)
-        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+        data = value if type(value) is bytes else _arg(value)
+        parts += (b"$%d\r\n" % len(data), data, b"\r\n")
     return b"".join(parts)
+
+
+def count_of(commands: Commands) -> int:
+    return commands.count if isinstance(commands, Packed) else len(commands)
 
 
 class Wire:
@@ -47,10 +63,12 @@ class Wire:
         self.conn: Any = client.connection_pool.get_connection()
         self.pending = 0
 
-    def send(self, commands: Sequence[Sequence[Arg]]) -> None:
-        if commands:
-            self.conn.send_packed_command([b"".join(pack(c) for c in commands)], check_health=False)
-            self.pending += len(commands)
+    def send(self, commands: Commands) -> None:
+        count = count_of(commands)
+        if count:
+            data = commands.data if isinstance(commands, Packed) else b"".join([pack(c) for c in commands])
+            self.conn.send_packed_command([data], check_health=False)
+            self.pending += count
 
     def recv(self, count: int) -> list[Reply]:
         parser = getattr(self.conn, "_parser", None)
@@ -63,13 +81,13 @@ class Wire:
     def _recv_fast(self, parser: Any, reader: Any, count: int) -> list[Reply]:
         """hiredis parser: take replies straight from its reader, feeding it from the socket when it runs dry."""
         replies: list[Reply] = []
-        append = replies.append
+        append, gets, refill = replies.append, reader.gets, parser.read_from_socket
         try:
-            while len(replies) < count:
-                reply = reader.gets(False)
+            for _ in range(count):
+                reply = gets(False)
                 while reply is _NO_DATA:
-                    parser.read_from_socket()
-                    reply = reader.gets(False)
+                    refill()
+                    reply = gets(False)
                 if isinstance(reply, rex.ConnectionError):  # e.g. LOADING while the server restarts
                     raise reply
                 append(reply)
@@ -90,9 +108,9 @@ class Wire:
                 raise
         return replies
 
-    def run(self, commands: Sequence[Sequence[Arg]]) -> list[Reply]:
+    def run(self, commands: Commands) -> list[Reply]:
         self.send(commands)
-        return self.recv(len(commands))
+        return self.recv(count_of(commands))
 
     def call(self, *args: Arg) -> Reply:
         return self.run([args])[0]
@@ -102,6 +120,10 @@ class Wire:
         self.pending = 0
         self.conn.disconnect()
 
-    def close(self) -> None:
+    def release(self) -> None:
+        """Give the connection back to the client's pool (the client stays open)."""
         self.client.connection_pool.release(self.conn)
+
+    def close(self) -> None:
+        self.release()
         self.client.close()

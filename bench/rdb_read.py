@@ -1,0 +1,243 @@
+"""RDB read speed: our reader/summary against rdbtools and rdb-py, side by side, on the same generated files.
+
+    .venv/bin/python bench/rdb_read.py                 # generate (once, cached in bench/out/) and measure
+    .venv/bin/python bench/rdb_read.py --keys 200000   # a smaller run while profiling
+    .venv/bin/python bench/rdb_read.py --append        # also append the results to bench/RESULTS.md
+
+Files: the same 1M+ mixed keys (strings of ~1.2 KB random bytes, small and big hashes, lists, sets, sorted sets and
+streams with consumer groups) loaded into redis-6.0 (RDB 9, the newest rdbtools reads) and redis-8.0.2 (RDB 12), then
+SAVEd. Every tool runs in its own subprocess, one at a time, so its peak RSS is its own. Tools:
+- ours summarize: migrate.rdb.summarize() (structural skip, no value materialised);
+- ours decode: every KeyRecord decoded to Python values with decode_object();
+- rdb-py: iterate rdb.RdbDecoder (Rust; decodes every value, skips streams and module values);
+- rdbtools: RdbParser with a callback counting keys per type (decodes every value; RDB <= 9 only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import shutil
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from migrate.sandbox import LocalServer, load_manifest  # noqa: E402
+
+OUT = REPO / "bench" / "out"
+RESULTS = REPO / "bench" / "RESULTS.md"
+SOURCES = {"rdb9": "redis-6.0", "rdb12": "redis-8.0.2"}
+
+
+# -- dataset ----------------------------------------------------------------------------------------------------
+
+
+def load_dataset(server: LocalServer, keys: int, value_size: int, seed: int = 42) -> int:
+    """Write `keys` keys of mixed types through pipelines; returns the number of keys written."""
+    rng = random.Random(seed)
+    client = server.client(socket_timeout=120)
+    pipe = client.pipeline(transaction=False)
+    blob = os.urandom(value_size * 4096)  # values are random slices: LZF cannot shrink them
+    plan = [  # (share of keys, writer)
+        (0.55, lambda i: pipe.set(f"s:{i}", blob[(i * 613) % (len(blob) - value_size):][:rng.randint(
+            value_size // 2, value_size * 3 // 2)])),
+        (0.15, lambda i: pipe.set(f"n:{i}", rng.randint(-(10**9), 10**12))),
+        (0.10, lambda i: pipe.hset(f"h:{i}", mapping={f"f{j}": f"v{i}-{j}" for j in range(5)})),
+        (0.06, lambda i: pipe.rpush(f"l:{i}", *[f"item-{i}-{j}" for j in range(8)])),
+        (0.05, lambda i: pipe.sadd(f"si:{i}", *range(i, i + 10))),
+        (0.04, lambda i: pipe.sadd(f"ss:{i}", *[f"m{j}" for j in range(12)])),
+        (0.04, lambda i: pipe.zadd(f"z:{i}", {f"m{j}": j * 1.5 for j in range(10)})),
+        (0.01, lambda i: _stream(pipe, i)),
+    ]
+    written = 0
+    for share, write in plan:
+        for i in range(int(keys * share)):
+            write(i)
+            written += 1
+            if written % 2000 == 0:
+                pipe.execute()
+    pipe.execute()
+    for i in range(100):  # big values in the hashtable/skiplist/quicklist encodings
+        pipe.hset(f"bh:{i}", mapping={f"field-{j}": f"value-{j}" for j in range(2000)})
+        pipe.zadd(f"bz:{i}", {f"member-{j}": j for j in range(2000)})
+        pipe.rpush(f"bl:{i}", *[f"element-{j}" for j in range(5000)])
+        pipe.sadd(f"bs:{i}", *[f"member-{j}" for j in range(2000)])
+        pipe.execute()
+        written += 4
+    for i in range(0, keys, 7):
+        pipe.pexpire(f"s:{i}", 86_400_000)
+        if i % 2000 == 0:
+            pipe.execute()
+    pipe.execute()
+    return written
+
+
+def _stream(pipe, i: int) -> None:  # type: ignore[no-untyped-def]
+    for j in range(10):
+        pipe.xadd(f"x:{i}", {"n": j, "payload": "p" * 20})
+    if i % 10 == 0:
+        pipe.xgroup_create(f"x:{i}", "g", id="0")
+        pipe.xreadgroup("g", "c1", {f"x:{i}": ">"}, count=3)
+
+
+def generate(label: str, keys: int, value_size: int) -> Path:
+    path = OUT / f"{label}-{keys}.rdb"
+    if path.exists():
+        return path
+    name = SOURCES[label]
+    binaries = load_manifest()
+    work = OUT / f"work-{label}"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    server = LocalServer(binaries[name], ("--maxmemory", "0"), work)
+    server.start()
+    try:
+        started = time.perf_counter()
+        written = load_dataset(server, keys, value_size)
+        server.client(socket_timeout=600).save()
+        print(f"{name}: {written} keys loaded and saved in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+        shutil.move(str(work / "dump.rdb"), path)
+    finally:
+        server.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    return path
+
+
+# -- tools, each run in a fresh interpreter ---------------------------------------------------------------------
+
+TOOLS = {
+    "ours summarize": """
+from migrate.rdb.summary import summarize
+s = summarize(PATH)
+keys = s.keys
+""",
+    "ours decode": """
+from migrate.rdb.reader import RdbReader
+from migrate.rdb.decode import decode_object
+from migrate.rdb.records import KeyRecord
+keys = 0
+with RdbReader(PATH) as r:
+    for rec in r.records():
+        if isinstance(rec, KeyRecord):
+            decode_object(rec.type_byte, rec.payload, rdb_version=r.rdb_version)
+            keys += 1
+""",
+    "rdb-py": """
+import rdb
+keys = 0
+for item in rdb.RdbDecoder(PATH):
+    if "key" in item:
+        keys += 1
+""",
+    "rdbtools": """
+from rdbtools import RdbParser, RdbCallback
+class Count(RdbCallback):
+    def __init__(self):
+        super().__init__(string_escape=None)
+        self.keys = 0
+    def set(self, key, value, expiry, info): self.keys += 1
+    def start_hash(self, key, length, expiry, info): self.keys += 1
+    def start_set(self, key, cardinality, expiry, info): self.keys += 1
+    def start_list(self, key, expiry, info): self.keys += 1
+    def start_sorted_set(self, key, length, expiry, info): self.keys += 1
+    def start_stream(self, key, listpacks_count, expiry, info): self.keys += 1
+    def start_module(self, key, module_name, expiry, info): self.keys += 1; return False
+cb = Count()
+RdbParser(cb).parse(PATH)
+keys = cb.keys
+""",
+}
+
+RUNNER = """
+import json, resource, sys, time
+sys.path.insert(0, {repo!r})
+PATH = {path!r}
+started = time.perf_counter()
+{code}
+elapsed = time.perf_counter() - started
+print(json.dumps({{"seconds": elapsed, "keys": keys,
+                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+"""
+
+
+def run_tool(tool: str, path: Path) -> dict[str, float]:
+    script = RUNNER.format(repo=str(REPO), path=str(path), code=TOOLS[tool])
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "failed"}  # type: ignore[dict-item]
+    result: dict[str, float] = json.loads(proc.stdout.strip().splitlines()[-1])
+    result["mb_per_s"] = path.stat().st_size / 1e6 / result["seconds"]
+    return result
+
+
+def measure(files: dict[str, Path], small: Path) -> list[tuple[str, str, dict[str, float]]]:
+    rows = []
+    for label, path in files.items():
+        for tool in TOOLS:
+            if tool == "rdbtools" and label != "rdb9":
+                continue  # rdbtools 0.1.15 refuses RDB 10+ ("Invalid RDB version number")
+            result = run_tool(tool, path)
+            rows.append((label, tool, result))
+            print(f"{label:6} {tool:15} {json.dumps(result)}", file=sys.stderr)
+    rows.append(("small", "ours summarize", run_tool("ours summarize", small)))
+    return rows
+
+
+def report(rows: list[tuple[str, str, dict[str, float]]], files: dict[str, Path], small: Path, keys: int) -> str:
+    import rdb  # noqa: F401 - version below
+    from importlib.metadata import version
+
+    lines = [f"## RDB read speed ({date.today().isoformat()})", "",
+             f"Command: `.venv/bin/python bench/rdb_read.py --keys {keys}`  ",
+             f"Python {platform.python_version()}, rdb-py {version('rdb-py')}, rdbtools {version('rdbtools')}, "
+             f"{os.cpu_count()} CPUs shared with other jobs. Files: "
+             + ", ".join(f"{label} = {p.name} ({p.stat().st_size / 1e6:.0f} MB, written by {SOURCES[label]})"
+                         for label, p in files.items())
+             + f"; small = {small.name} ({small.stat().st_size / 1e3:.0f} KB).", "",
+             "| file | tool | keys | seconds | MB/s | peak RSS MB |", "|---|---|---|---|---|---|"]
+    for label, tool, r in rows:
+        if "error" in r:
+            lines.append(f"| {label} | {tool} | error: {r['error']} | | | |")
+            continue
+        lines.append(f"| {label} | {tool} | {int(r['keys'])} | {r['seconds']:.1f} | {r['mb_per_s']:.1f} | "
+                     f"{r['peak_rss_mb']:.0f} |")
+    by = {(label, tool): r for label, tool, r in rows}
+    lines.append("")
+    for label in files:
+        ours = by.get((label, "ours summarize"), {})
+        for other in ("rdb-py", "rdbtools"):
+            theirs = by.get((label, other), {})
+            if "seconds" in ours and "seconds" in theirs:
+                lines.append(f"- {label}: ours summarize takes {ours['seconds'] / theirs['seconds']:.2f}x the time "
+                             f"of {other}.")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--keys", type=int, default=1_000_000)
+    parser.add_argument("--value-size", type=int, default=1200)
+    parser.add_argument("--append", action="store_true", help="append the results to bench/RESULTS.md")
+    args = parser.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+    files = {label: generate(label, args.keys, args.value_size) for label in SOURCES}
+    small = REPO / "fixtures" / "rdb" / "redis-8.0.2.rdb"
+    rows = measure(files, small)
+    text = report(rows, files, small, args.keys)
+    print(text)
+    if args.append:
+        existing = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
+        RESULTS.write_text(existing.rstrip("\n") + "\n\n" + text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

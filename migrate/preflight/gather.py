@@ -1,0 +1,143 @@
+"""Build the frozen Profile: both servers, the keyspace census of the source, and the RDB / AOF files given.
+
+Read-only on the source. The source is required when given (an unreachable source is an error); an unreachable target
+leaves a partial profile (source facts only) that the report marks as such.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from functools import partial
+
+import redis
+from redis import exceptions as rex
+
+from checks.profile import Census, Gap, Profile, ServerProfile
+from migrate.config import Endpoint
+from migrate.connection import open_client, translate
+from migrate.errors import BadInputError, ConfigError, ConnectError, MigrateError
+from migrate.facts import parse_version, rdb_version_written
+from migrate.identity import ServerIdentity
+from migrate.logs import get_logger
+from migrate.preflight.aof import read_aof_dir
+from migrate.preflight.census import take_census
+from migrate.preflight.options import PreflightConfig
+from migrate.preflight.probe import Prober
+from migrate.preflight.rdbfile import read_rdb_file
+from migrate.preflight.server import command_support, gather_server
+
+log = get_logger(__name__)
+TRANSPORT = (rex.ConnectionError, rex.TimeoutError, OSError)
+
+
+def gather(config: PreflightConfig) -> Profile:
+    options, common = config.options, config.common
+    if common.source is None and options.rdb_file is None:
+        raise ConfigError("nothing to check: give --source URL and/or --rdb-file FILE",
+                          "preflight needs a live source or an RDB file (and a --target or --target-version)")
+    source = _source(common.source, config) if common.source else None
+    target = _target(common.target, config)
+    if source is not None and target is not None and target.live:
+        target = _with_command_support(target, source, common.target, config)
+    census: Census | None = None
+    if source is not None and source.identity is not None and source.total_keys:
+        census, census_gaps = _census(common.source, source, target, config)
+        source = dataclasses.replace(source, gaps=source.gaps + census_gaps)
+    target_identity = target.identity if target else None
+    rdb = read_rdb_file(options.rdb_file, target_identity, options) if options.rdb_file else None
+    if rdb is not None and rdb.error and source is None and (target is None or not target.live):
+        raise BadInputError(f"RDB file {rdb.path} is unreadable: {rdb.error}")
+    aof = read_aof_dir(options.aof_dir) if options.aof_dir else None
+    profile = Profile(source, target, census, rdb, aof)
+    return dataclasses.replace(profile, partial=partial_reasons(profile))
+
+
+def _source(endpoint: Endpoint, config: PreflightConfig) -> ServerProfile:
+    client = open_client(endpoint, config.common.connection, "source")
+    try:
+        return gather_server(client, "source", str(endpoint))
+    except TRANSPORT as exc:
+        raise translate(exc, endpoint, "source") from exc
+    finally:
+        client.close()
+
+
+def _target(endpoint: Endpoint | None, config: PreflightConfig) -> ServerProfile | None:
+    assumed = assumed_identity(config.options.target_version) if config.options.target_version else None
+    if endpoint is None:
+        return ServerProfile("target", "(assumed)", assumed, assumed=True) if assumed else None
+    try:
+        client = open_client(endpoint, config.common.connection, "target")
+        try:
+            return gather_server(client, "target", str(endpoint))
+        finally:
+            client.close()
+    except (MigrateError, *TRANSPORT) as exc:
+        error = exc if isinstance(exc, MigrateError) else translate(exc, endpoint, "target")
+        if not isinstance(error, ConnectError):
+            raise error from exc
+        log.warning("target unreachable; continuing with the source alone", error=error.message)
+        return ServerProfile("target", str(endpoint), assumed, assumed=assumed is not None,
+                             unreachable=error.message)
+
+
+def _with_command_support(target: ServerProfile, source: ServerProfile, endpoint: Endpoint | None,
+                          config: PreflightConfig) -> ServerProfile:
+    """Ask the target about every command the source's applications called and its ACL rules name."""
+    names = [name for name, calls in (source.commandstats or {}).items() if calls]
+    names += [c for user in source.acl_users or () for c in user.commands if c not in ("all",)]
+    if endpoint is None or not names:
+        return target
+    client = open_client(endpoint, config.common.connection, "target")
+    try:
+        prober = Prober(client, "target")
+        support = command_support(prober, names, "COMMAND INFO (source commands)")
+    except TRANSPORT as exc:
+        return dataclasses.replace(target, unreachable=translate(exc, endpoint, "target").message)
+    finally:
+        client.close()
+    return dataclasses.replace(target, command_support=support or {}, gaps=target.gaps + tuple(prober.gaps))
+
+
+def _census(endpoint: Endpoint | None, source: ServerProfile, target: ServerProfile | None,
+            config: PreflightConfig) -> tuple[Census, tuple[Gap, ...]]:
+    assert endpoint is not None and source.identity is not None
+    client_for = partial(_db_client, endpoint, config)
+    target_identity = target.identity if target is not None else None
+    return take_census(client_for, source.keyspace, source.identity, target_identity, config.options)
+
+
+def _db_client(endpoint: Endpoint, config: PreflightConfig, db: int) -> redis.Redis:
+    return open_client(endpoint, config.common.connection, "source", db=db)
+
+
+def assumed_identity(spec: str) -> ServerIdentity:
+    """'valkey:8.1', 'valkey-9.1.2' or 'valkey:9.1:relaxed' -> the identity such a server would report."""
+    parts = spec.replace("-", ":").replace(" ", ":").split(":")
+    product, version_text = parts[0].lower(), parts[1] if len(parts) > 1 else ""
+    version = parse_version(version_text)
+    rdb = rdb_version_written(product, version)
+    if not version_text or rdb is None:
+        raise ConfigError(f"bad --target-version {spec!r}",
+                          "use PRODUCT:VERSION, e.g. valkey:8.1 or valkey:9.1:relaxed")
+    check = parts[2] if len(parts) > 2 else ("strict" if product == "valkey" and version >= (8, 1) else None)
+    return ServerIdentity(product, version, version_text, rdb, "standalone", "master", None,
+                          rdb_version_check=check)
+
+
+def partial_reasons(profile: Profile) -> tuple[str, ...]:
+    reasons = []
+    if profile.source is None:
+        reasons.append("no live source: facts come from the RDB file only")
+    target = profile.target
+    if target is None:
+        reasons.append("no target given: target checks were not run (give --target or --target-version)")
+    elif target.unreachable:
+        reasons.append(f"target unreachable ({target.unreachable}): only the source was checked")
+    elif target.assumed:
+        reasons.append(f"target assumed from --target-version ({target.identity.label if target.identity else '?'})"
+                       ": its configuration was not checked")
+    census = profile.census
+    if census is not None and census.note:
+        reasons.append(census.note)
+    return tuple(reasons)

@@ -1,0 +1,39 @@
+"""The library entry: run(config) -> RunResult, one strategy per call."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+from migrate.run.options import RunConfig, Strategy
+from migrate.run.report import RunResult
+
+
+def run(config: RunConfig, on_plan: Callable[[tuple[str, ...]], None] | None = None) -> RunResult:
+    """Copy the source into the target as the options say; raises a MigrateError subclass on failure.
+
+    reload and replicaof produce a plan first and hand it to `on_plan` before executing (only with options.yes).
+    """
+    options = config.options.validate()
+    if options.strategy is Strategy.RELOAD:
+        from migrate.run.reload import reload
+
+        result = reload(config, on_plan)
+    elif options.strategy is Strategy.REPLICAOF:
+        from migrate.run.replicaof import replicaof
+
+        result = replicaof(config, on_plan)
+    else:
+        from migrate.run.replay import replay
+
+        result = replay(config)
+    if options.verify and result.executed and not options.dry_run:
+        result = dataclasses.replace(result, verify=_verify(config))
+    return result
+
+
+def _verify(config: RunConfig) -> object:
+    """`migrate verify` on the same servers and selection, once the copy is done."""
+    from migrate.run.verifying import verify_after_run
+
+    return verify_after_run(config)

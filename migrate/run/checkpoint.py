@@ -1,0 +1,123 @@
+"""The resumable state of a replay: per database the SCAN cursor reached and the counters so far, in one JSON file.
+
+Written atomically (temporary file in the same folder, fsync, rename), so a kill -9 leaves either the previous or the
+new version, never half a file. The cursor only moves past a batch once every key of it is on the target, so a resumed
+run redoes at most the batches after the last save. Endpoints are stored in their redacted form: the file never holds
+a password.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from migrate.errors import BadInputError, ConfigError
+from migrate.run.tally import DbTally
+
+FORMAT: Final = 1
+
+
+@dataclass
+class DbState:
+    tally: DbTally
+    cursor: int = 0
+    done: bool = False
+    # The target db was empty when the run began (or --replace was given): any key found there later is one this
+    # run wrote, so a resumed or resent batch may overwrite it.
+    may_replace: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"cursor": self.cursor, "done": self.done, "may_replace": self.may_replace,
+                "tally": self.tally.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DbState:
+        return cls(DbTally.from_dict(data["tally"]), int(data["cursor"]), bool(data["done"]),
+                   bool(data["may_replace"]))
+
+
+@dataclass
+class Checkpoint:
+    path: Path
+    fingerprint: dict[str, Any]  # what the run copies: a resume must copy the same
+    dbs: dict[int, DbState] = field(default_factory=dict)
+    functions_done: bool = False
+    started_at: float = field(default_factory=time.time)
+    saved_at: float = 0.0
+
+    def save(self) -> None:
+        data = {"format": FORMAT, "fingerprint": self.fingerprint, "started_at": self.started_at,
+                "saved_at": time.time(), "functions_done": self.functions_done,
+                "dbs": {str(db): state.to_dict() for db, state in sorted(self.dbs.items())}}
+        write_atomic(self.path, json.dumps(data, indent=1, ensure_ascii=True))
+        self.saved_at = time.monotonic()
+
+    def save_every(self, interval: float) -> None:
+        """Save unless the last save was less than `interval` seconds ago (fsync on every batch would cost)."""
+        if time.monotonic() - self.saved_at >= interval:
+            self.save()
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+    @classmethod
+    def load(cls, path: Path, fingerprint: dict[str, Any]) -> Checkpoint:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"no checkpoint to resume from: {path}",
+                              "run without --resume, or give the file with --checkpoint FILE") from None
+        except (OSError, ValueError) as exc:
+            raise BadInputError(f"cannot read checkpoint {path}: {exc}") from None
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise BadInputError(f"{path} is not a checkpoint of this version of migrate")
+        if data.get("fingerprint") != fingerprint:
+            differs = _differences(data.get("fingerprint"), fingerprint)
+            raise ConfigError(f"checkpoint {path} is for another run ({differs})",
+                              "resume with the same source, target and key selection, or start over without --resume")
+        try:
+            dbs = {int(db): DbState.from_dict(state) for db, state in data["dbs"].items()}
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BadInputError(f"checkpoint {path} is damaged: {exc}") from None
+        return cls(path, fingerprint, dbs, bool(data.get("functions_done")), float(data.get("started_at", 0)))
+
+
+def _differences(old: Any, new: dict[str, Any]) -> str:
+    if not isinstance(old, dict):
+        return "no fingerprint"
+    names = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    return "differs in " + ", ".join(names)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the rename itself durable (POSIX); not possible on every platform, so best effort."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -1,0 +1,105 @@
+"""Per-key conversion of DUMP payloads for one target, with a cache so the common case costs one dict lookup.
+
+Whether a payload is restored as is or restamped depends only on its type byte and RDB version (see
+migrate.rdb.dump.plan_conversion), so that decision is made once per (type byte, version) and cached; rewrites and
+refusals depend on the value and are decided per key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Final
+
+from migrate.identity import ServerIdentity
+from migrate.rdb.constants import logical_type
+from migrate.rdb.decode import decode_object
+from migrate.rdb.dump import Action, parse_dump, plan_conversion
+from migrate.rdb.errors import RdbFormatError
+from migrate.rdb.rewrite import Command, UnsupportedValueError, rewrite_commands, rewrite_losses
+from migrate.run.policy import Incompatibility
+
+
+class Path(StrEnum):
+    """How a key reached the target (the report counts keys per path)."""
+
+    AS_IS = "as-is"  # RESTORE of the source's own payload
+    RESTAMPED = "restamped"  # RESTORE of the payload with the target's RDB version and a new CRC
+    REWRITTEN = "rewritten"  # decoded and rebuilt with commands
+    CHUNKED = "chunked"  # big key, copied in pieces with type-native reads and writes
+
+    def __str__(self) -> str:
+        return self.value
+
+
+Signature = tuple[int, int]  # (type byte, RDB version of the payload)
+
+
+@dataclass(frozen=True, slots=True)
+class Fast:
+    """A cached decision for every payload of one signature."""
+
+    path: Path
+    logical: str
+    restamp_to: int | None  # RDB version to restamp to; None: as is
+
+
+@dataclass(frozen=True, slots=True)
+class Rewrite:
+    commands: tuple[Command, ...]
+    logical: str
+    losses: tuple[str, ...]
+    chunked: bool = False  # rebuilt in pieces because the payload is too big for one RESTORE
+
+
+def signature(payload: bytes) -> Signature:
+    return payload[0], payload[-10] | (payload[-9] << 8)
+
+
+class Converter:
+    def __init__(self, target: ServerIdentity, max_command_bytes: int) -> None:
+        self.target = target
+        self.max_command_bytes = max_command_bytes
+        self.fast: dict[Signature, Fast] = {}
+
+    def decide(self, key: bytes, payload: bytes, expire_at_ms: int | None) -> Fast | Rewrite | Incompatibility:
+        """The slow path: plan one payload; AS_IS / RESTAMP decisions are cached for the next ones."""
+        try:
+            conversion = plan_conversion(payload, self.target)
+        except RdbFormatError as exc:
+            return Incompatibility(key, f"unreadable DUMP payload: {exc.message}")
+        sig = signature(payload)
+        if conversion.action in (Action.AS_IS, Action.RESTAMP):
+            restamp_to = self.target.rdb_version if conversion.action is Action.RESTAMP else None
+            path = Path.RESTAMPED if restamp_to is not None else Path.AS_IS
+            decided = self.fast[sig] = Fast(path, _logical(*sig), restamp_to)
+            return decided
+        if conversion.action is Action.UNSUPPORTED:
+            return Incompatibility(key, conversion.reason)
+        return self.rewrite(key, payload, expire_at_ms)
+
+    def rewrite(self, key: bytes, payload: bytes, expire_at_ms: int | None, *,
+                chunked: bool = False) -> Rewrite | Incompatibility:
+        """Decode the payload and rebuild it with commands of at most max_command_bytes each."""
+        keep = self.target.hash_field_ttl
+        try:
+            dump = parse_dump(payload)
+            value = decode_object(dump.type_byte, dump.body, rdb_version=dump.rdb_version)
+            losses = rewrite_losses(value, self.target, keep_field_ttls=keep)
+            commands = tuple(rewrite_commands(key, value, target=self.target, expire_at_ms=expire_at_ms,
+                                              max_command_bytes=self.max_command_bytes, keep_field_ttls=keep))
+        except RdbFormatError as exc:
+            return Incompatibility(key, f"cannot decode the value: {exc.message}")
+        except (ValueError, UnsupportedValueError) as exc:  # a module value: no command sequence rebuilds it
+            return Incompatibility(key, str(exc))
+        return Rewrite(commands, _logical(dump.type_byte, dump.rdb_version), losses, chunked)
+
+
+def _logical(type_byte: int, rdb_version: int) -> str:
+    try:
+        return logical_type(type_byte, rdb_version)
+    except ValueError:
+        return UNKNOWN_TYPE
+
+
+UNKNOWN_TYPE: Final = "unknown"

@@ -1,0 +1,352 @@
+"""Strategy 1, live replay: SCAN the source, DUMP each key with its expiry, convert it for the target, RESTORE it.
+
+Two threads per database: a reader (SCAN, the optional size probe, DUMP + PEXPIRETIME/PTTL, all pipelined per batch)
+and the writer in the calling thread (conversion, pipelined RESTORE, big keys, checkpoint, progress). A bounded queue
+between them overlaps the source's work with the target's and bounds memory to a few batches. The source only
+receives read commands.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Final, Generic, TypeVar
+
+from migrate.config import ConnectionSettings
+from migrate.connection import translate, with_retries
+from migrate.errors import MigrateError
+from migrate.logs import get_logger
+from migrate.rdb.compat import has_command
+from migrate.rdb.rewrite import DEFAULT_MAX_COMMAND_BYTES
+from migrate.render import display_key
+from migrate.run.bigkeys import BigKeyCopier
+from migrate.run.checkpoint import Checkpoint, DbState
+from migrate.run.convert import Converter
+from migrate.run.functions import copy_functions
+from migrate.run.options import MiB, RunConfig, RunOptions
+from migrate.run.progress import RunProgress
+from migrate.run.ratelimit import RateLimiter
+from migrate.run.report import DbReport, RunResult
+from migrate.run.session import (
+    Side,
+    check_target_dbs,
+    check_writable_target,
+    open_side,
+    prepare_target_dbs,
+    proto_max_bulk_len,
+    source_dbs,
+)
+from migrate.run.tally import DbTally
+from migrate.run.wire import Link, encode, is_error
+from migrate.run.writer import Item, TargetWriter
+
+log = get_logger(__name__)
+T = TypeVar("T")
+
+QUEUE_DEPTH: Final = 3  # batches read ahead of the writer (memory: a few batches)
+BATCH_BYTES: Final = 32 * MiB  # a SCAN page is cut into DUMP rounds of about this many (probed) bytes
+CHUNK_BYTES: Final = 4 * MiB  # big keys: bytes per chunk read and written
+
+
+@dataclass
+class Batch:
+    cursor: int | None  # SCAN cursor once this batch is written; None: more batches of the same page follow
+    items: list[Item]
+
+
+def replay(config: RunConfig) -> RunResult:
+    started = time.monotonic()
+    common, options = config.common, config.options
+    settings = common.connection
+    source = open_side(common.require_source(), settings, "source")
+    target = open_side(common.require_target(), settings, "target")
+    try:
+        check_writable_target(target)
+        dbs = source_dbs(options.selection, source.identity)
+        check_target_dbs([options.selection.target_db(db) for db in dbs], target.identity)
+        checkpoint = _checkpoint(config, source, target, dbs)
+        functions = None
+        if not checkpoint.functions_done:
+            functions = copy_functions(source, target, settings, replace=options.replace or options.resume,
+                                       dry_run=options.dry_run)
+            checkpoint.functions_done = not options.dry_run
+        job = _Replay(config, source, target, checkpoint)
+        job.run(dbs)
+        if not options.dry_run:
+            checkpoint.remove()  # finished: nothing to resume
+        return RunResult(
+            strategy="replay", source=source.identity.describe(), target=target.identity.describe(), executed=True,
+            dry_run=options.dry_run, resumed=options.resume, seconds=time.monotonic() - started,
+            dbs=tuple(DbReport.of(checkpoint.dbs[db].tally) for db in dbs), functions=functions,
+            notes=tuple(job.notes))
+    finally:
+        source.close()
+        target.close()
+
+
+def fingerprint(config: RunConfig, source: Side, target: Side) -> dict[str, Any]:
+    """What a resume must match: the servers (redacted) and the key selection."""
+    sel = config.options.selection
+    return {"strategy": "replay", "source": str(source.endpoint.with_db(0)), "target": str(target.endpoint.with_db(0)),
+            "match": sel.match, "types": list(sel.types), "exclude": list(sel.exclude),
+            "db_map": [list(p) for p in sel.db_map], "dbs": list(sel.dbs)}
+
+
+def _checkpoint(config: RunConfig, source: Side, target: Side, dbs: list[int]) -> Checkpoint:
+    options = config.options
+    print_ = fingerprint(config, source, target)
+    if options.resume:
+        checkpoint = Checkpoint.load(options.checkpoint, print_)
+        for db in dbs:
+            if db not in checkpoint.dbs:
+                raise MigrateError(f"checkpoint {options.checkpoint} does not cover source db {db}")
+        return checkpoint
+    target_dbs = [options.selection.target_db(db) for db in dbs]
+    empty = prepare_target_dbs(target, config.common.connection, target_dbs, config)
+    checkpoint = Checkpoint(options.checkpoint, print_)
+    for db, target_db in zip(dbs, target_dbs, strict=True):
+        # With the target db empty at the start (or --replace), any key found there later is one this run wrote.
+        checkpoint.dbs[db] = DbState(DbTally(db, target_db), may_replace=empty[target_db] or options.replace)
+    if not options.dry_run:
+        checkpoint.save()  # exists from the first second: a failure at the first batch still leaves it
+    return checkpoint
+
+
+class _Replay:
+    def __init__(self, config: RunConfig, source: Side, target: Side, checkpoint: Checkpoint) -> None:
+        self.config = config
+        self.options: RunOptions = config.options
+        self.settings: ConnectionSettings = config.common.connection
+        self.source = source
+        self.target = target
+        self.checkpoint = checkpoint
+        self.notes: list[str] = []
+        bulk = proto_max_bulk_len(target)
+        threshold = self.options.big_key_threshold
+        self.restore_limit = min(bulk, threshold) if threshold else bulk
+        self.max_command_bytes = min(DEFAULT_MAX_COMMAND_BYTES, bulk // 2)
+        self.converter = Converter(target.identity, self.max_command_bytes)
+        self.limiter = RateLimiter(self.options.rate_limit)
+
+    def run(self, dbs: list[int]) -> None:
+        total = sum(self.source.identity.keyspace.get(db, 0) for db in dbs)
+        done = sum(_processed(self.checkpoint.dbs[db].tally) for db in dbs)
+        with RunProgress(self.options.progress, total) as progress:
+            progress.advance(done, 0)
+            for db in dbs:
+                state = self.checkpoint.dbs[db]
+                if state.done:
+                    continue
+                progress.describe(f"db {db}")
+                self._db(db, state, progress)
+
+    def _db(self, db: int, state: DbState, progress: RunProgress) -> None:
+        target_db = self.options.selection.target_db(db)
+        reader = SourceReader(Link(self.source.endpoint, self.settings, "source", db), self.source, self.options,
+                              self.limiter, self.settings)
+        target_link = Link(self.target.endpoint, self.settings, "target", target_db)
+        copier = BigKeyCopier(Link(self.source.endpoint, self.settings, "source", db), target_link,
+                              self.source.identity, self.target.identity, self.settings, chunk_bytes=CHUNK_BYTES,
+                              max_command_bytes=self.max_command_bytes)
+        writer = TargetWriter(target_link, self.converter, self.options.on_incompatible, self.settings,
+                              source_db=db, restore_limit=self.restore_limit, copier=copier,
+                              types=frozenset(self.options.selection.types), dry_run=self.options.dry_run)
+        replace = self.options.replace or (self.options.resume and state.may_replace)
+        pump = Pump(reader.batches(state.cursor))
+        try:
+            for batch in pump:
+                tally = state.tally.fresh()
+                writer.write(batch.items, tally, replace=replace, retry_replace=state.may_replace)
+                # Only a fully written batch counts: a failure above leaves state and checkpoint before it.
+                state.tally.add(tally)
+                if batch.cursor is not None:
+                    state.cursor = batch.cursor
+                    state.done = batch.cursor == 0
+                progress.advance(len(batch.items), tally.bytes)
+                if not self.options.dry_run:
+                    self.checkpoint.save_every(self.options.checkpoint_interval)
+        finally:
+            pump.stop()
+            if not self.options.dry_run:
+                self.checkpoint.save()
+            for link in (reader.link, target_link, copier.source):
+                link.close()
+        if reader.probe_disabled:
+            self.notes.append(f"db {db}: size probe unavailable ({reader.probe_disabled}); big keys were detected "
+                              f"from their DUMP size")
+
+
+def _processed(tally: DbTally) -> int:
+    return tally.copied + tally.expired + len(tally.skipped) + len(tally.busy)
+
+
+class SourceReader:
+    """Reads one source database in batches: SCAN, MEMORY USAGE (big keys), DUMP + expiry, pipelined."""
+
+    def __init__(self, link: Link, source: Side, options: RunOptions, limiter: RateLimiter,
+                 settings: ConnectionSettings) -> None:
+        self.link = link
+        self.source = source
+        self.options = options
+        self.limiter = limiter
+        self.settings = settings
+        self.threshold = options.big_key_threshold
+        self.probe = self.threshold > 0
+        self.probe_disabled = ""
+        ident = source.identity
+        self.absolute_ttl = has_command(ident.product, ident.version, "PEXPIRETIME")
+        self.ttl_head = b"*2\r\n$11\r\nPEXPIRETIME\r\n" if self.absolute_ttl else b"*2\r\n$4\r\nPTTL\r\n"
+        sel = options.selection
+        self.scan_tail = b""
+        if sel.match:
+            self.scan_tail += encode(["MATCH", sel.match])[4:]
+        self.scan_tail += encode(["COUNT", limiter.batch_size(options.batch_size)])[4:]
+        self.scan_argc = 2 + (2 if sel.match else 0) + 2
+        if len(sel.types) == 1 and sel.types[0] != "module":  # server-side filter (SCAN TYPE, Redis 6.0+)
+            self.scan_tail += encode(["TYPE", sel.types[0]])[4:]
+            self.scan_argc += 2
+
+    def _call(self, data: bytes, replies: int, what: str) -> list[Any]:
+        return with_retries(lambda: self.link.call(data, replies), self.settings, what, self.link.endpoint, "source")
+
+    def scan(self, cursor: int) -> tuple[int, list[bytes]]:
+        c = b"%d" % cursor
+        data = b"*%d\r\n$4\r\nSCAN\r\n$%d\r\n%b\r\n%b" % (self.scan_argc, len(c), c, self.scan_tail)
+        reply = self._call(data, 1, "SCAN")[0]
+        if is_error(reply):
+            raise translate(_Reply(str(reply)), self.link.endpoint, "source")
+        next_cursor, keys = reply
+        exclude = self.options.selection.wants_key
+        if self.options.selection.exclude:
+            keys = [k for k in keys if exclude(k)]
+        return int(next_cursor), keys
+
+    def batches(self, cursor: int) -> Iterator[Batch]:
+        while True:
+            cursor, keys = self.scan(cursor)
+            self.limiter.acquire(len(keys))
+            groups = self._split(keys)
+            for i, (small, big) in enumerate(groups):
+                last = i == len(groups) - 1
+                yield Batch(cursor if last else None, self.fetch(small, big))
+            if cursor == 0:
+                return
+
+    def _split(self, keys: list[bytes]) -> list[tuple[list[bytes], dict[bytes, int]]]:
+        """Cut a page into DUMP rounds of about BATCH_BYTES; keys over the threshold go to the chunked copier."""
+        if not keys or not self.probe:
+            return [(keys, {})]
+        sizes = self.probe_sizes(keys)
+        if sizes is None:
+            return [(keys, {})]
+        groups: list[tuple[list[bytes], dict[bytes, int]]] = [([], {})]
+        used = 0
+        for key, size in zip(keys, sizes, strict=True):
+            if size > self.threshold:
+                groups[-1][1][key] = size
+                continue
+            if used + size > BATCH_BYTES and groups[-1][0]:
+                groups.append(([], {}))
+                used = 0
+            groups[-1][0].append(key)
+            used += size
+        return groups
+
+    def probe_sizes(self, keys: list[bytes]) -> list[int] | None:
+        head = b"*3\r\n$6\r\nMEMORY\r\n$5\r\nUSAGE\r\n"
+        replies = self._call(b"".join([b"%b$%d\r\n%b\r\n" % (head, len(k), k) for k in keys]), len(keys),
+                             "MEMORY USAGE")
+        error = next((r for r in replies if is_error(r)), None)
+        if error is not None:
+            self.probe = False
+            self.probe_disabled = " ".join(str(error).split())[:120]
+            log.warning("size probe disabled", reason=self.probe_disabled)
+            return None
+        return [r or 0 for r in replies]
+
+    def fetch(self, small: list[bytes], big: dict[bytes, int]) -> list[Item]:
+        """DUMP + expiry for small keys, expiry only for big ones (their value is read in chunks later)."""
+        ttl_head = self.ttl_head
+        parts = [b"*2\r\n$4\r\nDUMP\r\n$%d\r\n%b\r\n%b$%d\r\n%b\r\n" % (len(k), k, ttl_head, len(k), k)
+                 for k in small]
+        parts += [b"%b$%d\r\n%b\r\n" % (ttl_head, len(k), k) for k in big]
+        if not parts:
+            return []
+        replies = self._call(b"".join(parts), 2 * len(small) + len(big), "DUMP")
+        now = int(time.time() * 1000)
+        absolute = self.absolute_ttl
+        items: list[Item] = []
+        append = items.append
+        for i, key in enumerate(small):
+            payload, ttl = replies[2 * i], replies[2 * i + 1]
+            if type(ttl) is not int or (payload is not None and type(payload) is not bytes):
+                self._fail(key, payload if is_error(payload) else ttl)
+            if ttl == -2 or payload is None:
+                append((key, None, None, 0))  # expired or deleted since SCAN
+            elif ttl == -1:
+                append((key, payload, None, len(payload)))
+            else:
+                append((key, payload, ttl if absolute else now + ttl, len(payload)))
+        for j, (key, size) in enumerate(big.items()):
+            ttl = replies[2 * len(small) + j]
+            if type(ttl) is not int:
+                self._fail(key, ttl)
+            expire_at = None if ttl == -1 else (ttl if absolute else now + ttl)
+            append((key, None, expire_at, size if ttl != -2 else 0))
+        return items
+
+    def _fail(self, key: bytes, reply: Any) -> None:
+        error = translate(_Reply(str(reply)), self.link.endpoint, "source")
+        error.message = f"{error.message} (reading key {display_key(key)})"
+        raise error
+
+
+class _Reply(Exception):
+    """A server error reply, for translate()."""
+
+
+_END: Final = object()
+
+
+class Pump(Generic[T]):
+    """Runs a producer of batches in a thread, a bounded queue ahead of the writer; errors cross over to the writer."""
+
+    def __init__(self, batches: Iterator[T]) -> None:
+        self.queue: queue.Queue[Any] = queue.Queue(maxsize=QUEUE_DEPTH)
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(batches,), name="migrate-reader", daemon=True)
+        self.thread.start()
+
+    def _run(self, batches: Iterator[T]) -> None:
+        try:
+            for batch in batches:
+                if not self._put(batch):
+                    return
+            self._put(_END)
+        except BaseException as exc:  # handed to the writer thread, which raises it
+            self._put(exc)
+
+    def _put(self, item: Any) -> bool:
+        while not self.stopping.is_set():
+            try:
+                self.queue.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def __iter__(self) -> Iterator[T]:
+        while True:
+            item = self.queue.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.thread.join(timeout=10)

@@ -1,0 +1,71 @@
+"""Running counters of one database's copy: mutable while the run goes, saved in the checkpoint, frozen in the report.
+
+Every key read is accounted for exactly once: copied (by type and conversion path), expired (gone between the read and
+the write, never resurrected), busy (already on the target, not overwritten), skipped (policy) or failed. Changed keys
+(copied with something lost) are also copied keys.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class KeyIssue:
+    """A key the report names: skipped, changed, busy or vanished, with why."""
+
+    db: int
+    key: str  # display form (render.display_key): printable, never raw bytes
+    reason: str
+
+
+@dataclass
+class DbTally:
+    source_db: int
+    target_db: int
+    copied: int = 0
+    bytes: int = 0  # payload bytes read from the source (DUMP sizes; chunked keys: bytes sent)
+    expired: int = 0  # vanished between SCAN and write (expired or deleted on the source)
+    by_type: Counter[str] = field(default_factory=Counter)
+    by_path: Counter[str] = field(default_factory=Counter)
+    skipped: list[KeyIssue] = field(default_factory=list)
+    changed: list[KeyIssue] = field(default_factory=list)
+    busy: list[KeyIssue] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source_db": self.source_db, "target_db": self.target_db, "copied": self.copied, "bytes": self.bytes,
+            "expired": self.expired, "by_type": dict(self.by_type), "by_path": dict(self.by_path),
+            "skipped": [_issue(i) for i in self.skipped], "changed": [_issue(i) for i in self.changed],
+            "busy": [_issue(i) for i in self.busy],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DbTally:
+        return cls(
+            source_db=int(data["source_db"]), target_db=int(data["target_db"]), copied=int(data["copied"]),
+            bytes=int(data["bytes"]), expired=int(data["expired"]), by_type=Counter(data["by_type"]),
+            by_path=Counter(data["by_path"]), skipped=[KeyIssue(**i) for i in data["skipped"]],
+            changed=[KeyIssue(**i) for i in data["changed"]], busy=[KeyIssue(**i) for i in data["busy"]],
+        )
+
+    def add(self, other: DbTally) -> None:
+        """Merge a batch's counters into the running ones."""
+        self.copied += other.copied
+        self.bytes += other.bytes
+        self.expired += other.expired
+        self.by_type.update(other.by_type)
+        self.by_path.update(other.by_path)
+        self.skipped += other.skipped
+        self.changed += other.changed
+        self.busy += other.busy
+
+    def fresh(self) -> DbTally:
+        """An empty tally for the same databases (one per batch, merged once the batch is written)."""
+        return DbTally(self.source_db, self.target_db)
+
+
+def _issue(issue: KeyIssue) -> dict[str, Any]:
+    return {"db": issue.db, "key": issue.key, "reason": issue.reason}

@@ -1,0 +1,234 @@
+"""Key-by-key comparison in both directions for one database pair, and the verdict for one key."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from migrate.selection import KeySelection
+from migrate.verify.digest import NATIVE_TYPES, UNSTABLE, KeyState, ReadPlan, read_states
+from migrate.verify.model import Reason
+from migrate.verify.replies import as_bytes, check
+from migrate.verify.sample import Sampler
+from migrate.verify.sides import Side, drive, guarded
+
+Verdict = tuple[Reason, str] | None
+
+NOUNS = {b"string": "bytes", b"list": "elements", b"set": "members", b"zset": "members", b"hash": "fields",
+         b"stream": "entries"}
+VALUE_DETAIL = {
+    b"string": "content differs",
+    b"list": "elements or their order differ",
+    b"set": "members differ",
+    b"zset": "members or scores differ",
+    b"hash": "field values differ",
+}
+STREAM_DETAIL = {
+    "entries": "entries differ",
+    "last_id": "last-generated-id differs",
+    "max_deleted_id": "max-deleted-entry-id differs",
+    "entries_added": "entries-added differs",
+    "first_id": "recorded-first-entry-id differs",
+    "groups": "consumer groups differ (last-delivered-id, consumers or pending entries)",
+    "entries_read": "consumer group entries-read differs",
+}
+
+
+def logical_type(kind: bytes) -> str:
+    """TYPE replies the module type name for module values; --type filters call all of them `module`."""
+    return kind.decode("utf-8", "replace") if kind in NATIVE_TYPES else "module"
+
+
+def classify(src: KeyState, tgt: KeyState, tolerance_ms: int) -> Verdict:
+    if src == tgt and (src[2] is None or type(src[2]) is bytes):  # the common case: same type, TTL and string
+        return None
+    src_type, src_ttl, src_fp = src
+    tgt_type, tgt_ttl, tgt_fp = tgt
+    if src_type is None and tgt_type is None:
+        return None
+    if tgt_type is None:
+        return Reason.MISSING, f"{_name(src_type)} in the source only"
+    if src_type is None:
+        return Reason.EXTRA, f"{_name(tgt_type)} in the target only"
+    if src_type != tgt_type:
+        return Reason.TYPE, f"source {_name(src_type)}, target {_name(tgt_type)}"
+    value = compare_values(src_type, src_fp, tgt_fp, tolerance_ms)
+    ttl = compare_ttl(src_ttl, tgt_ttl, tolerance_ms)
+    if value is not None and value[0] not in (Reason.MODULE_VALUE, Reason.FIELD_TTL_UNSUPPORTED):
+        return (value[0], f"{value[1]}; the TTL differs too ({ttl[1]})") if ttl else value
+    return ttl or value
+
+
+def _name(kind: bytes | None) -> str:
+    return (kind or b"none").decode("utf-8", "replace")
+
+
+def compare_ttl(src: int, tgt: int, tolerance_ms: int) -> Verdict:
+    if src < 0 and tgt < 0:
+        return None
+    if tgt < 0:
+        return Reason.TTL, f"source expires in {src} ms, target has no TTL"
+    if src < 0:
+        return Reason.TTL, f"target expires in {tgt} ms, source has no TTL"
+    if abs(src - tgt) > tolerance_ms:
+        return Reason.TTL, f"source expires in {src} ms, target in {tgt} ms (tolerance {tolerance_ms} ms)"
+    return None
+
+
+def compare_values(kind: bytes, src: Any, tgt: Any, tolerance_ms: int) -> Verdict:
+    if src is None or tgt is None or src == tgt:
+        return None
+    if isinstance(src, bytes) or isinstance(tgt, bytes):
+        return Reason.VALUE, f"content differs ({_size(src)} vs {_size(tgt)} bytes)"
+    if src.get(UNSTABLE) or tgt.get(UNSTABLE):
+        return Reason.VALUE, "the key changed type or vanished while it was read"
+    if "module" in src:
+        return Reason.MODULE_VALUE, (f"module type {_name(kind)}: serialized values differ; module values are "
+                                     "not readable type-natively, so they are not compared")
+    if src.get("size") != tgt.get("size"):
+        noun = NOUNS.get(kind, "elements")
+        return Reason.VALUE, f"source has {src.get('size')} {noun}, target {tgt.get('size')}"
+    if kind == b"stream":
+        return _stream_verdict(src, tgt)
+    if src.get("value") != tgt.get("value"):
+        return Reason.VALUE, VALUE_DETAIL.get(kind, "content differs")
+    return _field_ttl_verdict(src.get("field_ttls"), tgt.get("field_ttls"), tolerance_ms)
+
+
+def _size(fp: Any) -> Any:
+    return len(fp) if isinstance(fp, bytes) else fp.get("size", "?")
+
+
+def _stream_verdict(src: dict[str, Any], tgt: dict[str, Any]) -> Verdict:
+    for component, detail in STREAM_DETAIL.items():
+        if component in src and component in tgt and src[component] != tgt[component]:
+            if component.endswith("_id") or component == "entries_added":
+                detail = f"{detail} (source {_text(src[component])}, target {_text(tgt[component])})"
+            return Reason.VALUE, detail
+    return None
+
+
+def _text(value: Any) -> str:
+    return as_bytes(value).decode("utf-8", "replace") if value is not None else "none"
+
+
+def _field_ttl_verdict(src: Any, tgt: Any, tolerance_ms: int) -> Verdict:
+    if src is None and tgt:
+        return Reason.FIELD_TTL, f"target has {_ttl_count(tgt)} field TTLs the source cannot hold"
+    if tgt is None and src:
+        return Reason.FIELD_TTL_UNSUPPORTED, (f"{_ttl_count(src)} hash field TTLs in the source; the target "
+                                              "cannot store field TTLs (values compared, TTLs not)")
+    if src is None or tgt is None or src == tgt:
+        return None
+    if isinstance(src, tuple) and isinstance(tgt, tuple) and src and tgt and not isinstance(src[0], str):
+        return _field_ttl_items(dict(src), dict(tgt), tolerance_ms)
+    return Reason.FIELD_TTL, f"field TTLs differ ({_ttl_count(src)} vs {_ttl_count(tgt)} fields with a TTL)"
+
+
+def _ttl_count(value: Any) -> int:
+    return int(value[1]) if value and value[0] == "digest" else len(value or ())
+
+
+def _field_ttl_items(src: dict[bytes, int], tgt: dict[bytes, int], tolerance_ms: int) -> Verdict:
+    if src.keys() != tgt.keys():
+        return Reason.FIELD_TTL, (f"fields with a TTL differ: {len(src.keys() - tgt.keys())} only in the source, "
+                                  f"{len(tgt.keys() - src.keys())} only in the target")
+    worst = max(abs(src[f] - tgt[f]) for f in src)
+    if worst > tolerance_ms:
+        return Reason.FIELD_TTL, f"field TTLs differ by up to {worst} ms (tolerance {tolerance_ms} ms)"
+    return None
+
+
+# ---- passes ------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PairPlan:
+    """One database pair and how each side reads it."""
+
+    source_db: int
+    target_db: int
+    source_plan: ReadPlan
+    target_plan: ReadPlan
+
+
+Record = Callable[[int, int, bytes, Reason, str], None]
+
+
+def compare_keys(source: Side, target: Side, pair: PairPlan, keys: list[bytes], full: bool, tolerance_ms: int,
+                 selection: KeySelection, settings: Any) -> Iterator[tuple[bytes, Verdict | None, bool]]:
+    """Read both sides for `keys` and yield (key, verdict, in scope by --type)."""
+    def wants_type(kind: bytes) -> bool:
+        return selection.wants_type(logical_type(kind))
+
+    wants = wants_type if selection.types else None
+
+    def job() -> list[Any]:
+        return drive([(source, pair.source_db, read_states(keys, full, pair.source_plan, wants)),
+                      (target, pair.target_db, read_states(keys, full, pair.target_plan, wants))])
+
+    src_states, tgt_states = guarded(job, (source, target), settings, "compare keys")
+    for key, src, tgt in zip(keys, src_states, tgt_states, strict=True):
+        kind = src[0] or tgt[0]
+        if wants is not None and kind is not None and not wants(kind):
+            yield key, None, False
+            continue
+        yield key, classify(src, tgt, tolerance_ms), True
+
+
+def scan_keys(side: Side, db: int, selection: KeySelection, sampler: Sampler, count: int,
+              settings: Any) -> Iterator[tuple[int, list[bytes]]]:
+    """SCAN one database; yield (keys the filters kept before sampling, the sampled keys) per batch."""
+    cursor = b"0"
+    while True:
+        args: tuple[Any, ...] = (b"SCAN", cursor) + ((b"MATCH", selection.match) if selection.match else ())
+        cmd = (*args, b"COUNT", count)
+        reply = guarded(lambda c=cmd: _call(side, db, c), (side,), settings, "scan")  # type: ignore[misc]
+        cursor, found = as_bytes(reply[0]), list(dict.fromkeys(reply[1]))
+        kept = [k for k in found if selection.wants_key(k)]
+        yield len(kept), [k for k in kept if sampler.wants(k)]
+        if cursor == b"0":
+            return
+
+
+def _call(side: Side, db: int, cmd: tuple[Any, ...]) -> Any:
+    return check(drive([(side, db, _one(cmd))])[0])
+
+
+def _one(cmd: tuple[Any, ...]) -> Any:
+    replies = yield [cmd]
+    return replies[0]
+
+
+def absent_in_sources(source: Side, source_dbs: tuple[int, ...], keys: list[bytes], settings: Any) -> list[bytes]:
+    """Keys present in none of the source databases; one multi-key EXISTS per db when all are there."""
+    if len(source_dbs) == 1 and count_existing(source, source_dbs[0], keys, settings) == len(keys):
+        return []
+    absent = list(keys)
+    for db in source_dbs:
+        absent = [k for k, found in zip(absent, exists_each(source, db, absent, settings), strict=True) if not found]
+    return absent
+
+
+def count_existing(side: Side, db: int, keys: list[bytes], settings: Any) -> int:
+    """EXISTS k1 k2 ...: how many of these (distinct) keys exist, in one command."""
+    if not keys:
+        return 0
+    return int(guarded(lambda: _call(side, db, (b"EXISTS", *keys)), (side,), settings, "exists"))
+
+
+def exists_each(side: Side, db: int, keys: list[bytes], settings: Any) -> list[bool]:
+    if not keys:
+        return []
+
+    def job() -> list[Any]:
+        replies: list[Any] = drive([(side, db, _many([(b"EXISTS", k) for k in keys]))])[0]
+        return replies
+
+    return [bool(int(check(n))) for n in guarded(job, (side,), settings, "exists")]
+
+
+def _many(cmds: list[tuple[Any, ...]]) -> Any:
+    replies = yield cmds
+    return replies

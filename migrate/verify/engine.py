@@ -1,0 +1,224 @@
+"""`verify(config) -> VerifyResult`: prove the target holds what the source holds, and say exactly what differs.
+
+Order of work: identify both servers, plan the database pairs, then per level:
+- count: INFO keyspace key counts per database pair (rechecked while they differ);
+- keys / full: a forward pass over the source keys (existence, type, TTL and, at full, a canonical value digest), a
+  reverse pass over the target keys to find extra ones, recheck rounds for the mismatches, and a search of the other
+  target databases for missing keys.
+Non-key state (functions, ACL users, config) is diffed at every level unless switched off.
+"""
+
+from __future__ import annotations
+
+import time
+from functools import partial
+
+import redis
+from redis import exceptions as rex
+
+from migrate.config import ConnectionSettings, Endpoint
+from migrate.connection import open_client, translate, with_retries
+from migrate.identity import ServerIdentity, identify
+from migrate.logs import get_logger
+from migrate.verify.compare import PairPlan, absent_in_sources, compare_keys, scan_keys
+from migrate.verify.model import DbSummary, Listing, NonKeyDiff, SampleInfo, VerifyResult
+from migrate.verify.nonkey import diff_nonkey
+from migrate.verify.options import Level, VerifyConfig, VerifyOptions
+from migrate.verify.plan import DbPlan, Keyspace, key_count, keyspace_of, plan_databases
+from migrate.verify.rounds import RecheckContext, Tracker, locate_missing, recheck
+from migrate.verify.sample import BottomK, Sampler
+from migrate.verify.sides import Side
+from migrate.verify.wire import Wire
+
+log = get_logger(__name__)
+
+
+class Server:
+    """One side's control connection, identity and keyspace, plus its per-database channels."""
+
+    def __init__(self, role: str, endpoint: Endpoint, settings: ConnectionSettings) -> None:
+        self.side = Side(role, endpoint, settings)
+        self.client: redis.Redis = open_client(endpoint, settings, role)
+        self.identity: ServerIdentity = with_retries(partial(identify, self.client), settings, "identify",
+                                                     endpoint, role)
+        self.settings = settings
+
+    def keyspace(self) -> Keyspace:
+        info = with_retries(partial(self.client.info, "keyspace"), self.settings, "INFO keyspace",
+                            self.side.endpoint, self.side.role)
+        return keyspace_of(info)
+
+    def close(self) -> None:
+        self.side.close()
+        self.client.close()
+
+
+def verify(config: VerifyConfig) -> VerifyResult:
+    options = config.options.validate()
+    started = time.monotonic()
+    servers: list[Server] = []
+    try:
+        servers.append(Server("source", config.source, config.connection))
+        servers.append(Server("target", config.target, config.connection))
+        return Run(config, options, servers[0], servers[1], started).execute()
+    finally:
+        for server in servers:
+            server.close()
+
+
+class Run:
+    def __init__(self, config: VerifyConfig, options: VerifyOptions, source: Server, target: Server,
+                 started: float) -> None:
+        self.config = config
+        self.options = options
+        self.source = source
+        self.target = target
+        self.started = started
+        self.src_ks = source.keyspace()
+        self.tgt_ks = target.keyspace()
+        self.plan: DbPlan = plan_databases(options, source.identity, target.identity, self.src_ks, self.tgt_ks)
+        self.tracker = Tracker(options.max_report_keys, options.recheck_limit)
+
+    def execute(self) -> VerifyResult:
+        log.info("verify", level=str(self.options.level), source=str(self.config.source),
+                 target=str(self.config.target), databases=[(p.source_db, p.target_db) for p in self.plan.pairs])
+        if self.options.level is Level.COUNT:
+            summaries, rounds_run = self.count_level()
+            sample = SampleInfo("all", None, self.options.seed, sum(s.source_keys for s in summaries),
+                                sum(s.source_keys for s in summaries))
+            divergent = Listing()
+        else:
+            sample = self.key_level()
+            rounds_run = self.recheck()
+            locate_missing(self.tracker, self.target.side, sorted(self.tgt_ks), self.config.connection,
+                           self.options.batch_size)
+            divergent = self.tracker.finish()
+            summaries = self.summaries()
+        nonkey, notes = self.nonkey()
+        assert self.tracker.changed is not None and self.tracker.notes is not None
+        return VerifyResult(
+            level=self.options.level, source=str(self.config.source), target=str(self.config.target),
+            source_server=self.source.identity.describe(), target_server=self.target.identity.describe(),
+            databases=tuple(summaries), divergent=divergent, changed=self.tracker.changed.listing(),
+            not_compared=self.tracker.notes.listing(), by_reason=dict(sorted(self.tracker.by_reason.items())),
+            nonkey=tuple(nonkey), nonkey_notes=tuple(notes), sample=sample, rounds_run=rounds_run,
+            unrechecked=self.tracker.unrechecked.total if self.tracker.unrechecked else 0,
+            duration_s=round(time.monotonic() - self.started, 3), options=self.options)
+
+    # ---- --level count -------------------------------------------------------------------------------------------
+
+    def count_level(self) -> tuple[list[DbSummary], int]:
+        rounds_run = 0
+        src_ks, tgt_ks = self.src_ks, self.tgt_ks
+        while True:
+            summaries = self._count_summaries(src_ks, tgt_ks)
+            if all(s.count_match for s in summaries) or rounds_run >= self.options.rounds:
+                return summaries, rounds_run
+            rounds_run += 1
+            log.info("recheck", round=rounds_run, what="key counts", wait_s=self.options.interval)
+            time.sleep(self.options.interval)
+            src_ks, tgt_ks = self.source.keyspace(), self.target.keyspace()
+
+    def _count_summaries(self, src_ks: Keyspace, tgt_ks: Keyspace) -> list[DbSummary]:
+        expected = {t: sum(key_count(src_ks, s) for s in sources) for t, sources in self.plan.reverse}
+        return [DbSummary(p.source_db, p.target_db, key_count(src_ks, p.source_db), key_count(tgt_ks, p.target_db),
+                          count_match=expected[p.target_db] == key_count(tgt_ks, p.target_db))
+                for p in self.plan.pairs]
+
+    # ---- --level keys / full -------------------------------------------------------------------------------------
+
+    def key_level(self) -> SampleInfo:
+        sampler, sampled = self.sampler()
+        for pair in self.plan.pairs:
+            self.forward(pair, sampler, sampled)
+        for target_db, source_dbs in self.plan.reverse:
+            self.reverse(target_db, source_dbs, sampler)
+        counters = self.tracker.counters.values()
+        mode = "all" if not self.options.sampling else ("count" if self.options.sample else "percent")
+        requested = self.options.sample if self.options.sample is not None else self.options.sample_percent
+        return SampleInfo(mode, requested, self.options.seed, sum(c.in_scope for c in counters),
+                          sum(c.sampled for c in counters))
+
+    def sampler(self) -> tuple[Sampler, dict[int, list[bytes]] | None]:
+        opts = self.options
+        if opts.sample_percent is not None:
+            return Sampler("percent", opts.sample_percent / 100.0, opts.seed), None
+        if opts.sample is None:
+            return Sampler("all"), None
+        bottom = BottomK(opts.sample, opts.seed)
+        for pair in self.plan.pairs:
+            counter = self.tracker.counter(pair.source_db, pair.target_db)
+            for kept, keys in scan_keys(self.source.side, pair.source_db, opts.selection, Sampler("all"),
+                                        opts.batch_size, self.config.connection):
+                counter.in_scope += kept
+                for key in keys:
+                    bottom.offer(pair.source_db, key)
+        threshold = bottom.threshold if bottom.seen > opts.sample else 1.0
+        return Sampler("count", threshold, opts.seed), bottom.keys_by_db()
+
+    def forward(self, pair: PairPlan, sampler: Sampler, sampled: dict[int, list[bytes]] | None) -> None:
+        opts, counter = self.options, self.tracker.counter(pair.source_db, pair.target_db)
+        if sampled is None:
+            batches = scan_keys(self.source.side, pair.source_db, opts.selection, sampler, opts.batch_size,
+                                self.config.connection)
+        else:
+            keys = sampled.get(pair.source_db, [])
+            batches = ((0, keys[i:i + opts.batch_size]) for i in range(0, len(keys), opts.batch_size))
+        for kept, keys in batches:
+            counter.in_scope += kept
+            counter.sampled += len(keys)
+            self._compare(pair, keys, counted=True)
+        log.info("compared", source_db=pair.source_db, target_db=pair.target_db, keys=counter.compared,
+                 mismatches=len(self.tracker.pending))
+
+    def reverse(self, target_db: int, source_dbs: tuple[int, ...], sampler: Sampler) -> None:
+        opts = self.options
+        pair = next(p for p in self.plan.pairs if p.source_db == source_dbs[0] and p.target_db == target_db)
+        counter = self.tracker.counter(pair.source_db, target_db)
+        for _, keys in scan_keys(self.target.side, target_db, opts.selection, sampler, opts.batch_size,
+                                 self.config.connection):
+            counter.target_scanned += len(keys)
+            absent = absent_in_sources(self.source.side, source_dbs, keys, self.config.connection)
+            if absent:
+                self._compare(pair, absent, counted=False)
+
+    def _compare(self, pair: PairPlan, keys: list[bytes], counted: bool) -> None:
+        counter = self.tracker.counter(pair.source_db, pair.target_db)
+        full = self.options.level is Level.FULL
+        for key, verdict, wanted in compare_keys(self.source.side, self.target.side, pair, keys, full,
+                                                 self.options.ttl_tolerance_ms, self.options.selection,
+                                                 self.config.connection):
+            if wanted and counted:
+                counter.compared += 1
+            if wanted and verdict is not None:
+                self.tracker.record(pair.source_db, pair.target_db, key, *verdict)
+
+    def recheck(self) -> int:
+        pairs = {(p.source_db, p.target_db): p for p in self.plan.pairs}
+        ctx = RecheckContext(self.source.side, self.target.side, pairs, self.options.level is Level.FULL,
+                             self.options.ttl_tolerance_ms, self.options.selection,
+                             self.config.connection, self.options.batch_size)
+        return recheck(self.tracker, ctx, self.options.rounds, self.options.interval)
+
+    def summaries(self) -> list[DbSummary]:
+        out = []
+        for pair in self.plan.pairs:
+            c = self.tracker.counter(pair.source_db, pair.target_db)
+            out.append(DbSummary(pair.source_db, pair.target_db, key_count(self.src_ks, pair.source_db),
+                                 key_count(self.tgt_ks, pair.target_db), c.in_scope, c.compared, c.target_scanned,
+                                 c.divergent, c.changed, c.not_compared, sampled=c.sampled))
+        return out
+
+    # ---- non-key state -------------------------------------------------------------------------------------------
+
+    def nonkey(self) -> tuple[list[NonKeyDiff], list[str]]:
+        if not self.options.check_nonkey:
+            return [], ["non-key state (functions, ACL users, config): not compared (--no-nonkey)"]
+        src, tgt = Wire(self.source.client), Wire(self.target.client)
+        try:
+            return diff_nonkey(src, tgt, self.source.identity, self.target.identity)
+        except (rex.RedisError, OSError) as exc:
+            raise translate(exc, None, "source or target") from exc
+        finally:
+            src.release()
+            tgt.release()

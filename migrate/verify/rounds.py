@@ -1,0 +1,183 @@
+"""Mismatches found by the first pass are read again after `--interval`, up to `--rounds` times.
+
+Writes in flight (live traffic, replication lag, a migration still catching up) make keys differ for a moment; a key
+that matches in a later round is reported as "changed during verification", only keys still differing after the last
+round are divergent. Mismatches are remembered up to `recheck_limit` keys (memory bound); beyond it they are counted
+as divergent without a recheck, and the report says how many.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+from migrate.config import ConnectionSettings
+from migrate.logs import get_logger
+from migrate.selection import KeySelection
+from migrate.verify.compare import PairPlan, compare_keys, count_existing, exists_each
+from migrate.verify.model import NOT_COMPARED, KeyDiff, Listing, Reason
+from migrate.verify.sides import Side
+
+log = get_logger(__name__)
+PairKey = tuple[int, int]
+
+
+class ListingBuilder:
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.keys: list[KeyDiff] = []
+        self.total = 0
+
+    def add(self, diff: KeyDiff) -> None:
+        self.total += 1
+        if len(self.keys) < self.cap:
+            self.keys.append(diff)
+
+    def listing(self) -> Listing:
+        return Listing(tuple(sorted(self.keys, key=_order)), self.total)
+
+
+def _order(diff: KeyDiff) -> tuple[int, int, str, bytes]:
+    return diff.source_db, diff.target_db, diff.reason.value, diff.key
+
+
+@dataclass
+class Counters:
+    in_scope: int = 0
+    sampled: int = 0
+    compared: int = 0
+    target_scanned: int = 0
+    divergent: int = 0
+    changed: int = 0
+    not_compared: int = 0
+
+
+@dataclass
+class Tracker:
+    cap: int  # --max-report-keys
+    limit: int  # recheck_limit
+    pending: dict[tuple[int, int, bytes], KeyDiff] = field(default_factory=dict)
+    counters: dict[PairKey, Counters] = field(default_factory=dict)
+    unrechecked: ListingBuilder | None = None
+    notes: ListingBuilder | None = None
+    changed: ListingBuilder | None = None
+    by_reason: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.unrechecked = ListingBuilder(self.cap)
+        self.notes = ListingBuilder(self.cap)
+        self.changed = ListingBuilder(self.cap)
+
+    def counter(self, source_db: int, target_db: int) -> Counters:
+        return self.counters.setdefault((source_db, target_db), Counters())
+
+    def record(self, source_db: int, target_db: int, key: bytes, reason: Reason, detail: str) -> None:
+        diff = KeyDiff(source_db, target_db, key, reason, detail)
+        if reason in NOT_COMPARED:
+            assert self.notes is not None
+            self.notes.add(diff)
+            self.counter(source_db, target_db).not_compared += 1
+            self._count(reason)
+            return
+        slot = (source_db, target_db, key)
+        if slot in self.pending or len(self.pending) < self.limit:
+            self.pending[slot] = diff
+            return
+        assert self.unrechecked is not None
+        self.unrechecked.add(diff)
+        self.counter(source_db, target_db).divergent += 1
+        self._count(reason)
+
+    def converged(self, slot: tuple[int, int, bytes], round_no: int) -> None:
+        diff = self.pending.pop(slot)
+        assert self.changed is not None
+        self.changed.add(replace(diff, detail=f"first seen: {diff.detail}; equal in recheck round {round_no}"))
+        self.counter(slot[0], slot[1]).changed += 1
+
+    def _count(self, reason: Reason) -> None:
+        self.by_reason[reason.value] = self.by_reason.get(reason.value, 0) + 1
+
+    def finish(self) -> Listing:
+        """Whatever still differs is divergent: the remaining mismatches plus those never rechecked."""
+        assert self.unrechecked is not None
+        final = ListingBuilder(self.cap)
+        for diff in sorted(self.pending.values(), key=_order):
+            final.add(diff)
+            self.counter(diff.source_db, diff.target_db).divergent += 1
+            self._count(diff.reason)
+        keys = sorted((*final.keys, *self.unrechecked.keys), key=_order)[: self.cap]
+        return Listing(tuple(keys), final.total + self.unrechecked.total)
+
+
+@dataclass(frozen=True)
+class RecheckContext:
+    source: Side
+    target: Side
+    pairs: dict[PairKey, PairPlan]
+    full: bool
+    tolerance_ms: int
+    selection: KeySelection
+    settings: ConnectionSettings
+    batch_size: int
+
+
+def recheck(tracker: Tracker, ctx: RecheckContext, rounds: int, interval: float,
+            sleep: Callable[[float], None] = time.sleep) -> int:
+    """Re-read every pending mismatch up to `rounds` times; return how many rounds ran."""
+    for round_no in range(1, rounds + 1):
+        if not tracker.pending:
+            return round_no - 1
+        log.info("recheck", round=round_no, keys=len(tracker.pending), wait_s=interval)
+        sleep(interval)
+        for pair_key, keys in _pending_by_pair(tracker).items():
+            for start in range(0, len(keys), ctx.batch_size):
+                _recheck_batch(tracker, ctx, pair_key, keys[start:start + ctx.batch_size], round_no)
+    return rounds
+
+
+def _pending_by_pair(tracker: Tracker) -> dict[PairKey, list[bytes]]:
+    out: dict[PairKey, list[bytes]] = {}
+    for source_db, target_db, key in tracker.pending:
+        out.setdefault((source_db, target_db), []).append(key)
+    return out
+
+
+def _recheck_batch(tracker: Tracker, ctx: RecheckContext, pair_key: PairKey, keys: list[bytes], round_no: int) -> None:
+    pair = ctx.pairs[pair_key]
+    for key, verdict, wanted in compare_keys(ctx.source, ctx.target, pair, keys, ctx.full, ctx.tolerance_ms,
+                                             ctx.selection, ctx.settings):
+        slot = (pair_key[0], pair_key[1], key)
+        if verdict is None or not wanted or verdict[0] in NOT_COMPARED:
+            tracker.converged(slot, round_no)
+            if verdict is not None and wanted:
+                tracker.record(pair_key[0], pair_key[1], key, *verdict)
+        else:
+            tracker.pending[slot] = KeyDiff(pair_key[0], pair_key[1], key, *verdict)
+
+
+def locate_missing(tracker: Tracker, target: Side, target_dbs: list[int], settings: ConnectionSettings,
+                   batch_size: int) -> None:
+    """A key missing from its target db but present in another target db is reported as such (once, not twice)."""
+    by_db: dict[int, list[tuple[int, int, bytes]]] = {}
+    extras: dict[tuple[int, bytes], tuple[int, int, bytes]] = {}
+    for slot, diff in tracker.pending.items():
+        if diff.reason is Reason.MISSING:
+            by_db.setdefault(slot[1], []).append(slot)
+        elif diff.reason is Reason.EXTRA:
+            extras[(slot[1], slot[2])] = slot
+    for target_db, slots in by_db.items():
+        for other in (db for db in target_dbs if db != target_db):
+            for start in range(0, len(slots), batch_size):
+                batch = slots[start:start + batch_size]
+                keys = [slot[2] for slot in batch]
+                if count_existing(target, other, keys, settings) == 0:
+                    continue
+                for slot, found in zip(batch, exists_each(target, other, keys, settings), strict=True):
+                    if found and tracker.pending[slot].reason is Reason.MISSING:
+                        source_db, _, key = slot
+                        tracker.pending[slot] = KeyDiff(source_db, target_db, key, Reason.IN_OTHER_DB,
+                                                        f"expected in target db {target_db}, found in db {other}")
+                        extra = extras.pop((other, key), None)
+                        if extra is not None:
+                            del tracker.pending[extra]
