@@ -42,7 +42,7 @@ def payload_conversion(profile: Profile) -> Iterator[Finding]:
     if census is None or profile.target_identity is None:
         return
     conv, label = census.conversion, profile.target_identity.label
-    per_type = {a: {t: n[a] for t, n in conv.by_type.items() if n.get(a)} for a in
+    per_type = {a: {t: n[a] for t, n in sorted(conv.by_type.items()) if n.get(a)} for a in
                 ("restamp", "rewrite", "unsupported", "unclassified")}
     common = {"sampled": not census.complete, "payloads_classified": conv.dumped}
     if per_type["restamp"]:

@@ -23,7 +23,7 @@ import redis
 from fixtures.dataset import populate
 from migrate.rdb.constants import logical_type
 from migrate.rdb.decode import decode_object
-from migrate.rdb.reader import RdbReader, read_records
+from migrate.rdb.reader import RdbReader, read_records, skip_value
 from migrate.rdb.records import AuxField, End, FunctionRecord, KeyRecord, ResizeDb, SelectDb
 from migrate.rdb.summary import summarize
 from migrate.rdb.values import HashValue, ModuleValue, Value
@@ -255,3 +255,13 @@ def test_summary_of_a_stream_equals_the_summary_of_the_file():
     assert dataclasses.replace(piped, source=str(path)) == summarize(path)
     later = summarize(path, now_ms=4102444800001)
     assert later.expiry.expired_at_read == later.expiry.keys_with_expiry > 0
+
+
+@pytest.mark.parametrize("name", FIXTURE_NAMES)
+def test_skip_value_measures_each_payload(name):
+    """skip_value finds where a serialized value ends without decoding it (the DUMP side validates with it)."""
+    with RdbReader(FIXTURES / f"{name}.rdb") as reader:
+        keys = list(reader.keys())
+    assert keys
+    for rec in keys:
+        assert skip_value(rec.type_byte, rec.payload + b"trailing", reader.product) == len(rec.payload), rec.key

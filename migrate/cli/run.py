@@ -100,8 +100,11 @@ def run_cmd(ctx: click.Context, /, **flags: Any) -> None:
     options = options_from(values)
     if options.flush_target and not options.yes and not options.dry_run:
         options = _confirm_flush(options, str(common.target))
-    signal.signal(signal.SIGTERM, _terminated)  # a clean stop: the checkpoint is saved on the way out
-    result = run(RunConfig(common, options), on_plan=_show_plan if options.yes else None)
+    previous = signal.signal(signal.SIGTERM, _terminated)  # a clean stop: the checkpoint is saved on the way out
+    try:
+        result = run(RunConfig(common, options), on_plan=_show_plan if options.yes else None)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     emit(render(result, values["format"]), values["output"])
     _exit_status(result)
 

@@ -17,10 +17,10 @@ from migrate.rdb.encodings import (
     intset_items,
     listpack_items,
     read_ascii_double,
-    read_binary_double,
     read_length,
     read_ms_time,
     read_string,
+    read_strings,
     ziplist_items,
     zipmap_pairs,
 )
@@ -39,6 +39,7 @@ from migrate.rdb.values import (
 )
 
 _STREAM_ID = struct.Struct(">QQ").unpack_from
+_F64_LE = struct.Struct("<d").unpack_from
 NO_FIELD_TTL_VALKEY = -1  # Valkey HASH_2: EXPIRY_NONE
 NO_FIELD_TTL_REDIS = 0  # Redis HASH_METADATA / listpack-ex: 0 means no TTL
 ENTRIES_READ_UNKNOWN = (1 << 64) - 1  # SCG_INVALID_ENTRIES_READ, which XINFO reports as -1
@@ -66,20 +67,8 @@ class Cursor:
         value, self.pos = read_ms_time(self.data, self.pos)
         return value
 
-    def binary_double(self) -> float:
-        value, self.pos = read_binary_double(self.data, self.pos)
-        return value
-
     def ascii_double(self) -> float:
         value, self.pos = read_ascii_double(self.data, self.pos)
-        return value
-
-    def raw(self, n: int) -> bytes:
-        end = self.pos + n
-        if end > len(self.data):
-            raise IndexError(end)
-        value = self.data[self.pos:end]
-        self.pos = end
         return value
 
     def stream_id(self) -> StreamId:
@@ -130,7 +119,17 @@ def logical_type(type_byte: int, rdb_version: int | None = None) -> str:
     return C.logical_type(type_byte, rdb_version)
 
 
+_DECODER_CACHE: dict[tuple[int, int | None], Callable[[Cursor], Value]] = {}
+
+
 def _decoder_for(type_byte: int, rdb_version: int | None, base_offset: int) -> Callable[[Cursor], Value]:
+    decoder = _DECODER_CACHE.get((type_byte, rdb_version))
+    if decoder is None:
+        decoder = _DECODER_CACHE[(type_byte, rdb_version)] = _find_decoder(type_byte, rdb_version, base_offset)
+    return decoder
+
+
+def _find_decoder(type_byte: int, rdb_version: int | None, base_offset: int) -> Callable[[Cursor], Value]:
     if type_byte == 22 and rdb_version is None:
         return _hash_22_guess
     candidates = ([C.type_info(type_byte, rdb_version)] if rdb_version is not None
@@ -154,7 +153,9 @@ def _string(c: Cursor) -> Value:
 
 
 def _list_linked(c: Cursor) -> Value:
-    return [c.string() for _ in range(c.length())]
+    n = c.length()
+    items, c.pos = read_strings(c.data, c.pos, n)
+    return items
 
 
 def _list_ziplist(c: Cursor) -> Value:
@@ -176,7 +177,7 @@ def _list_quicklist_2(c: Cursor) -> Value:
         if container == C.QUICKLIST_PLAIN:
             out.append(c.string())
         elif container == C.QUICKLIST_PACKED:
-            out.extend(as_bytes(x) for x in c.blob(listpack_items))
+            out.extend([x if type(x) is bytes else str(x).encode() for x in c.blob(listpack_items)])
         else:
             raise FormatProblem(f"unknown quicklist container {container}", start)
     return out
@@ -186,7 +187,9 @@ def _list_quicklist_2(c: Cursor) -> Value:
 
 
 def _set_hashtable(c: Cursor) -> Value:
-    return {c.string() for _ in range(c.length())}
+    n = c.length()
+    items, c.pos = read_strings(c.data, c.pos, n)
+    return set(items)
 
 
 def _set_intset(c: Cursor) -> Value:
@@ -217,7 +220,13 @@ def _zset_ascii(c: Cursor) -> Value:
 
 
 def _zset_binary(c: Cursor) -> Value:
-    return _ranked([(c.string(), c.binary_double()) for _ in range(c.length())])
+    pairs = []
+    b = c.data
+    for _ in range(c.length()):
+        member, p = read_string(b, c.pos)
+        pairs.append((member, _F64_LE(b, p)[0]))
+        c.pos = p + 8
+    return _ranked(pairs)
 
 
 def _zset_packed(c: Cursor, parse: Callable[[bytes], list[bytes | int]]) -> Value:
@@ -241,11 +250,9 @@ def _score(item: bytes | int, pos: int) -> float:
 
 
 def _hash_hashtable(c: Cursor) -> Value:
-    fields = {}
-    for _ in range(c.length()):
-        field = c.string()
-        fields[field] = c.string()
-    return HashValue(fields)
+    n = c.length()
+    items, c.pos = read_strings(c.data, c.pos, 2 * n)
+    return HashValue(dict(zip(items[0::2], items[1::2], strict=True)))
 
 
 def _hash_pairs(c: Cursor, parse: Callable[[bytes], list[bytes | int]]) -> Value:

@@ -76,6 +76,28 @@ def read_string(b: Buffer, p: int) -> tuple[bytes, int]:
     return bytes(b[start:end]), end
 
 
+def read_strings(b: bytes, p: int, n: int) -> tuple[list[bytes], int]:
+    """n consecutive RDB strings (the elements of hashtable-encoded values). A truncation is reported where it is."""
+    out: list[bytes] = []
+    append = out.append
+    size = len(b)
+    try:
+        for _ in range(n):
+            c = b[p]
+            if c < 0x40:
+                q = p + 1 + c
+                if q > size:
+                    raise IndexError(q)
+                append(b[p + 1:q])
+                p = q
+            else:
+                value, p = read_string(b, p)
+                append(value)
+    except (IndexError, struct.error):
+        raise FormatProblem("value is truncated", min(p, size)) from None
+    return out, p
+
+
 def _read_encoded_string(b: Buffer, p: int, enc: int) -> tuple[bytes, int]:
     if enc == ENC_INT8:
         return str(_I8(b, p + 1)[0]).encode(), p + 2
@@ -108,36 +130,6 @@ def read_lzf(b: Buffer, p: int) -> tuple[bytes, int]:
     return data, end
 
 
-def skip_string(b: Buffer, p: int) -> int:
-    """Position after the RDB string at p, without materialising it. The caller checks the result against its end."""
-    c = b[p]
-    kind = c >> 6
-    if kind == 0:
-        return p + 1 + (c & 0x3F)
-    if kind == 1:
-        return p + 2 + (((c & 0x3F) << 8) | b[p + 1])
-    if kind == 2:
-        length, q = read_length(b, p)
-        return q + length
-    enc = c & 0x3F
-    if enc == ENC_INT8:
-        return p + 2
-    if enc == ENC_INT16:
-        return p + 3
-    if enc == ENC_INT32:
-        return p + 5
-    if enc == ENC_LZF:
-        clen, q = read_length(b, p + 1)
-        _, q = read_length(b, q)
-        return q + clen
-    raise FormatProblem(f"unknown string encoding {enc}", p)
-
-
-def string_length_at(b: Buffer, p: int) -> int:
-    """The stored size of the string at p (header included); used to size buffers before skipping big values."""
-    return skip_string(b, p) - p
-
-
 def read_ascii_double(b: Buffer, p: int) -> tuple[float, int]:
     """A double as an ASCII string with a one-byte length (253 NaN, 254 +inf, 255 -inf): ZSET (type 3) scores."""
     n = b[p]
@@ -156,17 +148,9 @@ def read_ascii_double(b: Buffer, p: int) -> tuple[float, int]:
         raise FormatProblem("invalid ASCII double", p) from None
 
 
-def read_binary_double(b: Buffer, p: int) -> tuple[float, int]:
-    return _F64_LE(b, p)[0], p + 8
-
-
 def read_ms_time(b: Buffer, p: int) -> tuple[int, int]:
     """A signed 64-bit little-endian time in milliseconds."""
     return _I64_LE(b, p)[0], p + 8
-
-
-def read_u8(b: Buffer, p: int) -> tuple[int, int]:
-    return b[p], p + 1
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -186,7 +170,7 @@ def _backlen_size(entry_len: int) -> int:
     return 5
 
 
-def listpack_items(blob: Buffer) -> list[bytes | int]:
+def listpack_items(blob: bytes) -> list[bytes | int]:
     """Every element of a listpack: bytes for strings, int for integer-encoded elements."""
     size = len(blob)
     if size < 7:
@@ -202,14 +186,22 @@ def listpack_items(blob: Buffer) -> list[bytes | int]:
     end = size - 1
     while p < end:
         c = blob[p]
-        if c < 0x80:  # 7-bit unsigned int
+        if c < 0x80:  # 7-bit unsigned int, one backlen byte
             append(c)
             p += 2
-            continue
-        value, q = _listpack_entry(blob, p, c)
-        append(value)
-        p = q + _backlen_size(q - p)
-    if p != end:
+        elif c < 0xC0:  # string of up to 63 bytes: the entry is < 128 bytes, one backlen byte
+            q = p + 1 + (c & 0x3F)
+            append(blob[p + 1:q])
+            p = q + 1
+        elif c < 0xE0:  # 13-bit signed int
+            v = ((c & 0x1F) << 8) | blob[p + 1]
+            append(v - 8192 if v >= 4096 else v)
+            p += 3
+        else:
+            value, q = _listpack_entry(blob, p, c)
+            append(value)
+            p = q + _backlen_size(q - p)
+    if p != end:  # an entry ran past the end (a short slice above is then never returned)
         raise FormatProblem("listpack entry overruns the blob", min(p, end))
     if count != 65535 and count != len(items):
         raise FormatProblem(f"listpack header says {count} elements, found {len(items)}", 4)

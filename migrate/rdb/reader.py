@@ -105,18 +105,27 @@ def _skip_string(b: bytes, p: int, lim: int) -> int:
     return _str(b, p)
 
 
+def _skip_n_strings(b: bytes, p: int, n: int) -> int:
+    # the hot loop of big values: short strings inline, the rest through _str
+    for _ in range(n):
+        c = b[p]
+        if c < 0x40:
+            p += 1 + c
+        else:
+            p = _str(b, p)
+    return p
+
+
 def _skip_strings(b: bytes, p: int, lim: int) -> int:
     n, p = _count(b, p, lim)
-    for _ in range(n):
-        p = _str(b, p)
-    return p
+    return _skip_n_strings(b, p, n)
 
 
 def _skip_pairs(b: bytes, p: int, lim: int) -> int:
     n, p = _count(b, p, lim)
-    for _ in range(n):
-        p = _str(b, _str(b, p))
-    return p
+    if n > (lim - p) // 2:
+        raise FormatProblem(f"element count {n} exceeds the bytes that can follow", p)
+    return _skip_n_strings(b, p, 2 * n)
 
 
 def _skip_zset_ascii(b: bytes, p: int, lim: int) -> int:
@@ -131,22 +140,23 @@ def _skip_zset_ascii(b: bytes, p: int, lim: int) -> int:
 def _skip_zset_binary(b: bytes, p: int, lim: int) -> int:
     n, p = _count(b, p, lim)
     for _ in range(n):
-        p = _str(b, p) + 8
+        c = b[p]
+        p = (p + 9 + c) if c < 0x40 else _str(b, p) + 8
     return p
 
 
 def _skip_quicklist_2(b: bytes, p: int, lim: int) -> int:
     n, p = _count(b, p, lim)
     for _ in range(n):
-        _, p = read_length(b, p)
-        p = _str(b, p)
+        c = b[p]  # the container: 1 (plain) or 2 (packed), a one-byte length in any valid file
+        p = _str(b, p + 1) if c < 0x40 else _str(b, read_length(b, p)[1])
     return p
 
 
 def _skip_hash_2_valkey(b: bytes, p: int, lim: int) -> int:
     n, p = _count(b, p, lim)
     for _ in range(n):
-        p = _str(b, _str(b, p)) + 8
+        p = _skip_n_strings(b, p, 2) + 8
     return p
 
 
@@ -154,7 +164,7 @@ def _skip_hash_metadata_pre_ga(b: bytes, p: int, lim: int) -> int:
     n, p = _count(b, p, lim)
     for _ in range(n):
         _, p = read_length(b, p)
-        p = _str(b, _str(b, p))
+        p = _skip_n_strings(b, p, 2)
     return p
 
 
@@ -283,7 +293,11 @@ class RdbReader:
         self.finished = False
         self.leftover = b""  # bytes read past the checksum (a replication stream continues there)
         self.aux: dict[str, bytes] = {}
-        self.magic, self.rdb_version = self._header()
+        try:
+            self.magic, self.rdb_version = self._header()
+        except RdbFormatError:
+            self.close()
+            raise
         self.product = "valkey" if self.magic == "VALKEY" else "redis"
         self._skippers = skipper_table(self.product)
 
@@ -411,7 +425,7 @@ class RdbReader:
     def scan(self) -> Iterator[KeyTuple | Record]:
         """The fast path: keys as plain KeyTuples (see KeyTuple), every other record as its dataclass."""
         buf, p = self._buf, self._pos
-        lim = self._limit(buf)
+        n, base, lim = len(buf), self._base, self._limit(buf)
         capture = self.capture_payload
         skippers = self._skippers
         db = 0
@@ -424,14 +438,21 @@ class RdbReader:
                 t = buf[p]
                 skip = skippers[t]
                 if skip is not None:
-                    key, q = read_string(buf, p + 1)
-                    vstart = q
-                    q = skip(buf, q, lim)
-                    if q > len(buf):
+                    c = buf[p + 1]
+                    if c < 0x40:  # most keys: a raw string shorter than 64 bytes
+                        vstart = p + 2 + c
+                        key = buf[p + 2:vstart]
+                    else:
+                        key, vstart = read_string(buf, p + 1)
+                    if t == 0:  # most values: strings
+                        c = buf[vstart]
+                        q = vstart + 1 + c if c < 0x40 else _str(buf, vstart)
+                    else:
+                        q = skip(buf, vstart, lim)
+                    if q > n:
                         raise NeedMore(q)
-                    mid = read_length(buf, vstart)[0] if t == 7 else None
-                    item = (KEY, db, key, t, expire, idle, freq, buf[vstart:q] if capture else b"",
-                            self._base + start, q - vstart, mid)
+                    item = (KEY, db, key, t, expire, idle, freq, buf[vstart:q] if capture else b"", base + start,
+                            q - vstart, read_length(buf, vstart)[0] if t == 7 else None)
                     p = self._pos = q
                     expire = idle = freq = None
                     yield item
@@ -441,7 +462,7 @@ class RdbReader:
                 elif t == C.OP_SELECTDB:
                     db, p = read_length(buf, p + 1)
                     self._pos = p
-                    yield SelectDb(db, self._base + start)
+                    yield SelectDb(db, base + start)
                 elif t == C.OP_FREQ:
                     freq = buf[p + 1]
                     p += 2
@@ -455,16 +476,18 @@ class RdbReader:
                     return
                 else:
                     record, p = self._special(buf, p, t)
+                    if p > n:
+                        raise NeedMore(p)
                     self._pos = p
                     if isinstance(record, AuxField):
                         self.aux[record.name] = record.value
                     yield record
             except (IndexError, struct.error):
                 buf, p = self._refill(buf, start, None), 0
-                self._buf, self._pos, lim = buf, 0, self._limit(buf)
+                self._buf, self._pos, n, base, lim = buf, 0, len(buf), self._base, self._limit(buf)
             except NeedMore as more:
                 buf, p = self._refill(buf, start, more.need), 0
-                self._buf, self._pos, lim = buf, 0, self._limit(buf)
+                self._buf, self._pos, n, base, lim = buf, 0, len(buf), self._base, self._limit(buf)
             except FormatProblem as exc:
                 raise RdbFormatError(exc.message, self._base + exc.pos) from None
 

@@ -21,7 +21,7 @@ from migrate.connection import with_retries
 from migrate.errors import BadInputError
 from migrate.identity import config_value
 from migrate.logs import get_logger
-from migrate.rdb.dump import build_dump, restamp
+from migrate.rdb.dump import build_dump
 from migrate.rdb.reader import RdbReader
 from migrate.rdb.records import End, FunctionRecord, ModuleAux
 from migrate.rdb.rewrite import DEFAULT_MAX_COMMAND_BYTES
@@ -111,7 +111,9 @@ def _snapshot_line(options: RunOptions, source: Side | None) -> str:
                     f"{reader.rdb_version})")
     assert source is not None
     diskless = config_value(source.client, "repl-diskless-sync")
-    where = ("streamed diskless by the source" if diskless == "yes" else
+    delay = config_value(source.client, "repl-diskless-sync-delay")
+    wait = f" after its repl-diskless-sync-delay of {delay} s" if delay and delay != "0" else ""
+    where = (f"streamed diskless by the source{wait}" if diskless == "yes" else
              "written to the source's own disk first (its repl-diskless-sync is no)" if diskless == "no" else
              "diskless or not as the source is configured (repl-diskless-sync not readable)")
     keys = sum(source.identity.keyspace.values())
@@ -191,7 +193,7 @@ def _sample_source(source: Side, settings: ConnectionSettings, converter: Conver
 def _converted(converter: Converter, payload: bytes) -> bytes:
     decided = converter.fast.get(signature(payload)) or converter.decide(b"", payload, None)
     if isinstance(decided, Fast) and decided.restamp_to is not None:
-        return restamp(payload, decided.restamp_to)
+        return decided.restamp(payload)
     return payload
 
 

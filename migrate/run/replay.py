@@ -212,26 +212,27 @@ class SourceReader:
     def _call(self, data: bytes, replies: int, what: str) -> list[Any]:
         return with_retries(lambda: self.link.call(data, replies), self.settings, what, self.link.endpoint, "source")
 
-    def scan(self, cursor: int) -> tuple[int, list[bytes]]:
+    def scan(self, cursor: int) -> tuple[int, list[bytes], bool]:
+        """One SCAN page, and whether the database holds any key with a TTL (INFO keyspace, same round trip)."""
         c = b"%d" % cursor
         data = b"*%d\r\n$4\r\nSCAN\r\n$%d\r\n%b\r\n%b" % (self.scan_argc, len(c), c, self.scan_tail)
-        reply = self._call(data, 1, "SCAN")[0]
+        reply, info = self._call(data + b"*2\r\n$4\r\nINFO\r\n$8\r\nkeyspace\r\n", 2, "SCAN")
         if is_error(reply):
             raise translate(_Reply(str(reply)), self.link.endpoint, "source")
         next_cursor, keys = reply
         exclude = self.options.selection.wants_key
         if self.options.selection.exclude:
             keys = [k for k in keys if exclude(k)]
-        return int(next_cursor), keys
+        return int(next_cursor), keys, _volatile(info, self.link.db)
 
     def batches(self, cursor: int) -> Iterator[Batch]:
         while True:
-            cursor, keys = self.scan(cursor)
+            cursor, keys, volatile = self.scan(cursor)
             self.limiter.acquire(len(keys))
             groups = self._split(keys)
             for i, (small, big) in enumerate(groups):
                 last = i == len(groups) - 1
-                yield Batch(cursor if last else None, self.fetch(small, big))
+                yield Batch(cursor if last else None, self.fetch(small, big, volatile))
             if cursor == 0:
                 return
 
@@ -267,8 +268,14 @@ class SourceReader:
             return None
         return [r or 0 for r in replies]
 
-    def fetch(self, small: list[bytes], big: dict[bytes, int]) -> list[Item]:
-        """DUMP + expiry for small keys, expiry only for big ones (their value is read in chunks later)."""
+    def fetch(self, small: list[bytes], big: dict[bytes, int], volatile: bool = True) -> list[Item]:
+        """DUMP + expiry for small keys, expiry only for big ones (their value is read in chunks later).
+
+        Without a key with a TTL in the database (INFO keyspace expires=0 when the page was read), no expiry is read:
+        a TTL set after that is a change made after the read, like any other write during the run.
+        """
+        if not volatile:
+            return self._fetch_persistent(small, big)
         ttl_head = self.ttl_head
         parts = [b"*2\r\n$4\r\nDUMP\r\n$%d\r\n%b\r\n%b$%d\r\n%b\r\n" % (len(k), k, ttl_head, len(k), k)
                  for k in small]
@@ -298,10 +305,39 @@ class SourceReader:
             append((key, None, expire_at, size if ttl != -2 else 0))
         return items
 
+    def _fetch_persistent(self, small: list[bytes], big: dict[bytes, int]) -> list[Item]:
+        if not small:
+            return [(key, None, None, size) for key, size in big.items()]
+        replies = self._call(b"".join([b"*2\r\n$4\r\nDUMP\r\n$%d\r\n%b\r\n" % (len(k), k) for k in small]),
+                             len(small), "DUMP")
+        items: list[Item] = []
+        append = items.append
+        for key, payload in zip(small, replies, strict=True):
+            if type(payload) is bytes:
+                append((key, payload, None, len(payload)))
+            elif payload is None:
+                append((key, None, None, 0))  # deleted (or expired) since SCAN
+            else:
+                self._fail(key, payload)
+        items += [(key, None, None, size) for key, size in big.items()]
+        return items
+
     def _fail(self, key: bytes, reply: Any) -> None:
         error = translate(_Reply(str(reply)), self.link.endpoint, "source")
         error.message = f"{error.message} (reading key {display_key(key)})"
         raise error
+
+
+def _volatile(info: Any, db: int) -> bool:
+    """Whether INFO keyspace shows keys with a TTL in `db` (unreadable: assume so)."""
+    if not isinstance(info, bytes):
+        return True
+    marker = b"db%d:" % db
+    for line in info.splitlines():
+        if line.startswith(marker):
+            fields = dict(part.split(b"=", 1) for part in line[len(marker):].split(b",") if b"=" in part)
+            return fields.get(b"expires", b"1") != b"0"
+    return False  # no line: the database is empty
 
 
 class _Reply(Exception):

@@ -24,6 +24,10 @@ from migrate.run.session import Side, open_side
 log = get_logger(__name__)
 
 POLL_SECONDS: Final = 0.1
+# Modules whose data lives only in keys of these types (no module aux data in the RDB): without such keys, an RDB
+# has nothing of theirs. Redis 8 bundles vectorset (redis/modules/vector-sets). Any other module is assumed to write
+# data (RediSearch, for one, saves index definitions as aux data).
+KEYS_ONLY_MODULES: Final[dict[str, tuple[str, ...]]] = {"vectorset": ("vectorset",)}
 PlanSink = Callable[[tuple[str, ...]], None]
 REPLAY_HINT: Final = "use --strategy replay, which converts every key for the target"
 
@@ -78,7 +82,7 @@ def doomed_reason(source: Side, target: Side) -> str | None:
     if src.rdb_version in VALKEY_FOREIGN_RANGE and dst.product == "valkey" and _has_field_ttls(source):
         return (f"{src.label} holds hashes with field TTLs (RDB types 24/25), which {dst.label} refuses even in "
                 f"relaxed mode: the sync would flush the target and then fail")
-    missing = sorted(_modules(source) - _modules(target))
+    missing = sorted(m for m in _modules(source) - _modules(target) if _has_module_data(source, m))
     if missing:
         return (f"the source loads module(s) {', '.join(missing)} that the target lacks: their data in the RDB would "
                 f"make the load fail after the flush")
@@ -91,6 +95,23 @@ def doomed_reason(source: Side, target: Side) -> str | None:
 def _has_field_ttls(source: Side) -> bool:
     info: dict[str, Any] = source.client.info("keyspace")
     return any(isinstance(v, dict) and int(v.get("subexpiry", 0)) > 0 for v in info.values())
+
+
+def _has_module_data(source: Side, module: str) -> bool:
+    """Whether the source's RDB would carry data of this module (unknown modules: assume it does)."""
+    types = KEYS_ONLY_MODULES.get(module)
+    if types is None:
+        return True
+    for db, count in source.identity.keyspace.items():
+        if not count:
+            continue
+        client = source.db_client(db, ConnectionSettings())
+        try:
+            if any(next(client.scan_iter(_type=kind, count=10_000), None) is not None for kind in types):
+                return True
+        finally:
+            client.close()
+    return False
 
 
 def _modules(side: Side) -> set[str]:

@@ -22,7 +22,6 @@ from redis import exceptions as rex
 from migrate.config import ConnectionSettings
 from migrate.connection import translate, with_retries
 from migrate.errors import MigrationError
-from migrate.rdb.dump import restamp
 from migrate.rdb.rewrite import Command, command_bytes
 from migrate.render import display_key
 from migrate.run.bigkeys import BigKeyCopier
@@ -59,6 +58,37 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+class _Restores:
+    """The RESTOREs of one batch: encoded once in the planning pass, re-encoded only for a resend with REPLACE."""
+
+    def __init__(self, replace: bool) -> None:
+        self.replace = replace
+        self.keys: list[bytes] = []
+        self.payloads: list[bytes] = []
+        self.expiries: list[int | None] = []
+        self.decisions: list[Fast] = []
+        self.parts: list[bytes] = []
+
+    def encoded(self, force_replace: bool) -> bytes:
+        if force_replace and not self.replace:
+            return b"".join([restore_command(k, p, e, True)
+                             for k, p, e in zip(self.keys, self.payloads, self.expiries, strict=True)])
+        return b"".join(self.parts)
+
+    def count_ok(self, tally: DbTally, indexes: Sequence[int]) -> None:
+        """Count restored keys per type and path (decisions are shared objects: counted by identity, then named)."""
+        if len(indexes) == len(self.keys):
+            per_decision = Counter(self.decisions)
+            tally.bytes += sum(map(len, self.payloads))
+        else:
+            per_decision = Counter(self.decisions[i] for i in indexes)
+            tally.bytes += sum(len(self.payloads[i]) for i in indexes)
+        tally.copied += len(indexes)
+        for decided, n in per_decision.items():
+            tally.by_type[decided.logical] += n
+            tally.by_path[decided.path.value] += n
+
+
 class TargetWriter:
     def __init__(self, link: Link, converter: Converter, policy: OnIncompatible, settings: ConnectionSettings, *,
                  source_db: int, restore_limit: int, copier: BigKeyCopier | None, types: frozenset[str],
@@ -75,11 +105,11 @@ class TargetWriter:
 
     def write(self, items: Sequence[Item], tally: DbTally, *, replace: bool, retry_replace: bool) -> None:
         """Write a batch; the tally records every key's outcome. Raises our errors (OOM, READONLY, policy fail)."""
-        restores: list[tuple[bytes, bytes, int | None, Fast]] = []
+        batch = _Restores(replace)
         others: list[tuple[Item, Rewrite | None]] = []
-        self._plan(items, tally, restores, others)
-        if restores:
-            self._restore(restores, tally, replace, retry_replace)
+        self._plan(items, tally, batch, others)
+        if batch.keys:
+            self._restore(batch, tally, retry_replace)
         for item, rewrite in others:
             if rewrite is None:
                 self._big(item, tally, replace)
@@ -88,12 +118,16 @@ class TargetWriter:
 
     # -- planning: conversion and policy, before anything of the batch is written -----------------------------------
 
-    def _plan(self, items: Sequence[Item], tally: DbTally, restores: list[tuple[bytes, bytes, int | None, Fast]],
+    def _plan(self, items: Sequence[Item], tally: DbTally, batch: _Restores,
               others: list[tuple[Item, Rewrite | None]]) -> None:
+        """One pass per key: expiry check, cached conversion, RESTORE encoded (the hot loop of the whole tool)."""
         now = now_ms()
         fast = self.converter.fast
         types = self.types
         limit = self.restore_limit
+        replace = batch.replace
+        keys, payloads, expiries, decisions, parts = batch.keys, batch.payloads, batch.expiries, batch.decisions, \
+            batch.parts
         for item in items:
             key, payload, expire_at, size = item
             if payload is None:
@@ -121,8 +155,12 @@ class TargetWriter:
             if types and decided.logical not in types:
                 continue
             if decided.restamp_to is not None:
-                payload = restamp(payload, decided.restamp_to)
-            restores.append((key, payload, expire_at, decided))
+                payload = decided.restamp(payload)
+            keys.append(key)
+            payloads.append(payload)
+            expiries.append(expire_at)
+            decisions.append(decided)
+            parts.append(restore_command(key, payload, expire_at, replace))
 
     def _slow(self, key: bytes, payload: bytes, expire_at: int | None,
               limit: int) -> Fast | Rewrite | Incompatibility | None:
@@ -146,21 +184,17 @@ class TargetWriter:
 
     # -- RESTORE, pipelined -------------------------------------------------------------------------------------------
 
-    def _restore(self, restores: list[tuple[bytes, bytes, int | None, Fast]], tally: DbTally, replace: bool,
-                 retry_replace: bool) -> None:
+    def _restore(self, batch: _Restores, tally: DbTally, retry_replace: bool) -> None:
         if self.dry_run:
-            self._count_ok(restores, tally)
+            batch.count_ok(tally, range(len(batch.keys)))
             return
-        encoded: dict[bool, bytes] = {}
         attempts = 0
 
         def send() -> list[Any] | None:
             nonlocal attempts
             attempts += 1
-            with_replace = replace or (attempts > 1 and retry_replace)
-            if with_replace not in encoded:
-                encoded[with_replace] = b"".join([restore_command(k, p, e, with_replace) for k, p, e, _ in restores])
-            replies = self.link.call_ok(encoded[with_replace], len(restores))
+            # A batch resent after a lost connection may be half applied: REPLACE when the target db is ours.
+            replies = self.link.call_ok(batch.encoded(attempts > 1 and retry_replace), len(batch.keys))
             if replies is not None and any(is_error(r) and str(r).startswith("LOADING") for r in replies):
                 raise rex.BusyLoadingError("target is loading its dataset")
             return replies
@@ -168,23 +202,13 @@ class TargetWriter:
         replies = with_retries(send, self.settings, f"RESTORE a batch into db {self.link.db}", self.link.endpoint,
                                "target")
         if replies is None:
-            self._count_ok(restores, tally)
+            batch.count_ok(tally, range(len(batch.keys)))
             return
-        for (key, payload, _, decided), reply in zip(restores, replies, strict=True):
+        done = [i for i, reply in enumerate(replies) if not is_error(reply)]
+        batch.count_ok(tally, done)
+        for key, reply in zip(batch.keys, replies, strict=True):
             if is_error(reply):
                 self._refused(key, str(reply), tally)
-            else:
-                tally.copied += 1
-                tally.bytes += len(payload)
-                tally.by_type[decided.logical] += 1
-                tally.by_path[decided.path.value] += 1
-
-    def _count_ok(self, restores: list[tuple[bytes, bytes, int | None, Fast]], tally: DbTally) -> None:
-        tally.copied += len(restores)
-        tally.bytes += sum(len(r[1]) for r in restores)
-        for decided, n in Counter(r[3] for r in restores).items():
-            tally.by_type[decided.logical] += n
-            tally.by_path[decided.path.value] += n
 
     def _refused(self, key: bytes, text: str, tally: DbTally) -> None:
         if text.startswith("BUSYKEY"):

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from migrate.selection import KeySelection
-from migrate.verify.digest import NATIVE_TYPES, UNSTABLE, KeyState, ReadPlan, read_states
+from migrate.verify.digest import NATIVE_TYPES, UNSTABLE, KeyState, ReadPlan, first_round, read_states
 from migrate.verify.model import Reason
 from migrate.verify.replies import as_bytes, check
 from migrate.verify.sample import Sampler
@@ -43,8 +43,11 @@ def logical_type(kind: bytes) -> str:
 def classify(src: KeyState, tgt: KeyState, tolerance_ms: int) -> Verdict:
     if src == tgt and (src[2] is None or type(src[2]) is bytes):  # the common case: same type, TTL and string
         return None
-    src_type, src_ttl, src_fp = src
-    tgt_type, tgt_ttl, tgt_fp = tgt
+    _, src_ttl, src_fp = src
+    _, tgt_ttl, tgt_fp = tgt
+    # Gone: TYPE none, or PTTL -2 when the key expired between the two reads.
+    src_type = None if src[0] == b"none" or src_ttl == -2 else src[0]
+    tgt_type = None if tgt[0] == b"none" or tgt_ttl == -2 else tgt[0]
     if src_type is None and tgt_type is None:
         return None
     if tgt_type is None:
@@ -156,25 +159,43 @@ class PairPlan:
 Record = Callable[[int, int, bytes, Reason, str], None]
 
 
+@dataclass(frozen=True)
+class Comparison:
+    compared: int  # keys in scope (by --type) among those read
+    mismatches: list[tuple[bytes, Reason, str]]
+    strings: int = 0  # source keys that are strings: picks the next batch's first round
+
+
 def compare_keys(source: Side, target: Side, pair: PairPlan, keys: list[bytes], full: bool, tolerance_ms: int,
-                 selection: KeySelection, settings: Any) -> Iterator[tuple[bytes, Verdict | None, bool]]:
-    """Read both sides for `keys` and yield (key, verdict, in scope by --type)."""
+                 selection: KeySelection, settings: Any, strings_first: bool = False) -> Comparison:
+    """Read both sides for `keys` (same round trips) and classify every key."""
     def wants_type(kind: bytes) -> bool:
-        return selection.wants_type(logical_type(kind))
+        return kind != b"none" and selection.wants_type(logical_type(kind))
 
     wants = wants_type if selection.types else None
+    strings_first = strings_first and full
+    packed = first_round(keys, strings_first, pair.source_plan.string_chunk)  # the same bytes go to both servers
 
     def job() -> list[Any]:
-        return drive([(source, pair.source_db, read_states(keys, full, pair.source_plan, wants)),
-                      (target, pair.target_db, read_states(keys, full, pair.target_plan, wants))])
+        return drive([(source, pair.source_db,
+                       read_states(keys, full, pair.source_plan, wants, packed, strings_first)),
+                      (target, pair.target_db,
+                       read_states(keys, full, pair.target_plan, wants, packed, strings_first))])
 
     src_states, tgt_states = guarded(job, (source, target), settings, "compare keys")
+    strings = sum(1 for state in src_states if state[0] == b"string")
+    if wants is None:
+        verdicts = [(key, classify(s, t, tolerance_ms)) for key, s, t in zip(keys, src_states, tgt_states, strict=True)]
+        return Comparison(len(keys), [(key, *v) for key, v in verdicts if v is not None], strings)
+    mismatches, out = [], 0
     for key, src, tgt in zip(keys, src_states, tgt_states, strict=True):
-        kind = src[0] or tgt[0]
-        if wants is not None and kind is not None and not wants(kind):
-            yield key, None, False
+        if not (wants(src[0]) or (src[0] == b"none" and wants(tgt[0]))):
+            out += 1
             continue
-        yield key, classify(src, tgt, tolerance_ms), True
+        verdict = classify(src, tgt, tolerance_ms)
+        if verdict is not None:
+            mismatches.append((key, *verdict))
+    return Comparison(len(keys) - out, mismatches, strings)
 
 
 def scan_keys(side: Side, db: int, selection: KeySelection, sampler: Sampler, count: int,
@@ -185,9 +206,9 @@ def scan_keys(side: Side, db: int, selection: KeySelection, sampler: Sampler, co
         args: tuple[Any, ...] = (b"SCAN", cursor) + ((b"MATCH", selection.match) if selection.match else ())
         cmd = (*args, b"COUNT", count)
         reply = guarded(lambda c=cmd: _call(side, db, c), (side,), settings, "scan")  # type: ignore[misc]
-        cursor, found = as_bytes(reply[0]), list(dict.fromkeys(reply[1]))
-        kept = [k for k in found if selection.wants_key(k)]
-        yield len(kept), [k for k in kept if sampler.wants(k)]
+        cursor, found = as_bytes(reply[0]), reply[1]
+        kept = [k for k in found if selection.wants_key(k)] if selection.exclude else found
+        yield len(kept), kept if sampler.mode == "all" else [k for k in kept if sampler.wants(k)]
         if cursor == b"0":
             return
 

@@ -24,6 +24,7 @@ from array import array
 from collections import deque
 from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any, TypeVar
 
 from migrate.verify.replies import as_bytes, as_int, as_map, check, is_error, next_id, score_columns
@@ -57,10 +58,9 @@ class ReadPlan:
     field_ttls: bool = False  # read hash field TTLs (server supports them and the db may hold some)
 
 
-# (TYPE or None when the key does not exist, PTTL (-1: none), fingerprint or None at --level keys / filtered out).
+# (TYPE reply (b"none": no such key), PTTL (-1: none, -2: gone), fingerprint or None at --level keys / filtered out).
 # A plain tuple: one is built per key and side, and a NamedTuple costs twice as much to create.
-KeyState = tuple[bytes | None, int, Fingerprint | None]
-MISSING: KeyState = (None, -2, None)
+KeyState = tuple[bytes, int, Fingerprint | None]
 
 
 def lp(data: bytes) -> bytes:
@@ -119,45 +119,80 @@ def multiplex(readers: Iterable[Reader[T]], limit: int) -> Reader[list[T]]:
 
 
 TYPE_PTTL = b"*2\r\n$4\r\nTYPE\r\n$%d\r\n%s\r\n*2\r\n$4\r\nPTTL\r\n$%d\r\n%s\r\n"
+PTTL_GETRANGE = b"*2\r\n$4\r\nPTTL\r\n$%d\r\n%s\r\n*4\r\n$8\r\nGETRANGE\r\n$%d\r\n%s\r\n$1\r\n0\r\n"
 
 
-def first_round(keys: list[bytes], full: bool, string_chunk: int) -> Packed:
-    """TYPE, PTTL and (full) GETRANGE 0..chunk-1 per key, packed from one template: per-key packing is the hot path."""
-    if not full:
+def first_round(keys: list[bytes], strings_first: bool, string_chunk: int) -> Packed:
+    """The first round for a batch, packed from one template per key (per-key packing is the hot path):
+    TYPE + PTTL, or, when most keys are strings and values are wanted, PTTL + GETRANGE 0..chunk-1 (a string needs no
+    TYPE then; the others answer WRONGTYPE and are asked TYPE in the next round)."""
+    if not strings_first:
         return Packed(b"".join([TYPE_PTTL % (len(k), k, len(k), k) for k in keys]), 2 * len(keys))
     end = b"%d" % (string_chunk - 1)
-    template = TYPE_PTTL + b"*4\r\n$8\r\nGETRANGE\r\n$%d\r\n%s\r\n$1\r\n0\r\n" + b"$%d\r\n%s\r\n" % (len(end), end)
-    return Packed(b"".join([template % (len(k), k, len(k), k, len(k), k) for k in keys]), 3 * len(keys))
+    template = PTTL_GETRANGE + b"$%d\r\n%s\r\n" % (len(end), end)
+    return Packed(b"".join([template % (len(k), k, len(k), k) for k in keys]), 2 * len(keys))
 
 
-def read_states(keys: list[bytes], full: bool, plan: ReadPlan,
-                wants_type: Callable[[bytes], bool] | None) -> BatchReader[list[KeyState]]:
-    """TYPE, PTTL (and the first GETRANGE chunk at --level full) of every key in one round trip, then values."""
-    step = 3 if full else 2
-    replies = yield first_round(keys, full, plan.string_chunk)
-    firsts = replies[2::step] if full else []
-    states: list[KeyState] = []
-    pending: list[tuple[int, Reader[Fingerprint]]] = []
-    for i, (key, kind, pttl) in enumerate(zip(keys, replies[0::step], replies[1::step], strict=True)):
-        if type(kind) is not bytes or type(pttl) is not int:
-            check(kind), check(pttl)
-        if kind == b"none" or pttl == -2:
-            states.append(MISSING)
-            continue
-        if not full or (wants_type is not None and not wants_type(kind)):
-            states.append((kind, pttl, None))
-            continue
-        first = firsts[i]
-        if kind == b"string" and type(first) is bytes and len(first) < plan.string_chunk:
-            states.append((kind, pttl, first))
-            continue
-        states.append((kind, pttl, None))
-        pending.append((i, value_reader(key, kind, first, plan)))
+def read_states(keys: list[bytes], full: bool, plan: ReadPlan, wants_type: Callable[[bytes], bool] | None,
+                packed: Packed, strings_first: bool) -> BatchReader[list[KeyState]]:
+    """The state of every key of a batch: one packed round trip (see first_round), then values where needed.
+
+    States are built with C-level zips; a key that is gone reads TYPE `none` (or PTTL -2 if it expired in between),
+    which `classify` treats as missing.
+    """
+    replies = yield packed
+    if strings_first:
+        states, pending = yield from _strings_first(keys, replies, plan, wants_type)
+    else:
+        kinds, pttls = replies[0::2], replies[1::2]
+        if set(map(type, kinds)) - {bytes} or set(map(type, pttls)) - {int}:
+            for reply in replies:
+                check(reply)
+        states = list(zip(kinds, pttls, repeat(None)))
+        if not full:
+            return states
+        pending = [(i, value_reader(keys[i], kind, None, plan)) for i, (kind, pttl, _) in enumerate(states)
+                   if kind != b"none" and pttl != -2 and (wants_type is None or wants_type(kind))]
     if pending:
         fingerprints = yield from multiplex((r for _, r in pending), plan.inflight)
         for (i, _), fp in zip(pending, fingerprints, strict=True):
             states[i] = (states[i][0], states[i][1], fp)
     return states
+
+
+def _strings_first(keys: list[bytes], replies: list[Any], plan: ReadPlan, wants_type: Callable[[bytes], bool] | None
+                   ) -> Generator[list[Cmd], list[Any], tuple[list[KeyState], list[tuple[int, Reader[Fingerprint]]]]]:
+    """PTTL + GETRANGE replies: strings are done (small) or get a reader (big); the rest need their TYPE first."""
+    pttls, firsts = replies[0::2], replies[1::2]
+    if set(map(type, pttls)) - {int}:
+        for reply in pttls:
+            check(reply)
+    limit = plan.string_chunk
+    states: list[KeyState] = []
+    pending: list[tuple[int, Reader[Fingerprint]]] = []
+    others: list[int] = []
+    for i, (pttl, first) in enumerate(zip(pttls, firsts, strict=True)):
+        if type(first) is bytes:
+            if pttl == -2:
+                states.append((b"none", -2, None))
+            elif len(first) < limit:
+                states.append((b"string", pttl, first))  # a small string is its own fingerprint
+            else:
+                states.append((b"string", pttl, None))
+                pending.append((i, read_string(keys[i], first, limit)))
+            continue
+        if not str(first).startswith("WRONGTYPE"):
+            check(first)
+        states.append((b"none", pttl, None))
+        others.append(i)
+    if others:
+        kinds = yield [(b"TYPE", keys[i]) for i in others]
+        for i, kind in zip(others, kinds, strict=True):
+            kind = check(kind)
+            states[i] = (kind, states[i][1], None)
+            if kind != b"none" and states[i][1] != -2 and (wants_type is None or wants_type(kind)):
+                pending.append((i, value_reader(keys[i], kind, None, plan)))
+    return states, pending
 
 
 def value_reader(key: bytes, kind: bytes, first: Any, plan: ReadPlan) -> Reader[Fingerprint]:
@@ -176,10 +211,15 @@ def value_reader(key: bytes, kind: bytes, first: Any, plan: ReadPlan) -> Reader[
     return read_module(key)
 
 
-def read_string(key: bytes, first: Any, chunk: int) -> Reader[Fingerprint]:
-    if not isinstance(first, bytes):  # the key changed type between TYPE and GETRANGE
+def read_string(key: bytes, first: bytes | None, chunk: int) -> Reader[Fingerprint]:
+    """GETRANGE in chunks. The fingerprint does not depend on how the value was reached: the value itself when it is
+    shorter than one chunk, else a digest of all chunks."""
+    piece = first if first is not None else (yield [(b"GETRANGE", key, 0, chunk - 1)])[0]
+    if not isinstance(piece, bytes):  # the key changed type since TYPE was read
         return {UNSTABLE: True}
-    digest, size, piece = hashlib.blake2b(digest_size=16), 0, first
+    if len(piece) < chunk:
+        return piece
+    digest, size = hashlib.blake2b(digest_size=16), 0
     while True:
         digest.update(piece)
         size += len(piece)

@@ -20,7 +20,7 @@ from migrate.config import ConnectionSettings, Endpoint
 from migrate.connection import open_client, translate, with_retries
 from migrate.identity import ServerIdentity, identify
 from migrate.logs import get_logger
-from migrate.verify.compare import PairPlan, absent_in_sources, compare_keys, scan_keys
+from migrate.verify.compare import Comparison, PairPlan, absent_in_sources, compare_keys, scan_keys
 from migrate.verify.model import DbSummary, Listing, NonKeyDiff, SampleInfo, VerifyResult
 from migrate.verify.nonkey import diff_nonkey
 from migrate.verify.options import Level, VerifyConfig, VerifyOptions
@@ -29,6 +29,7 @@ from migrate.verify.rounds import RecheckContext, Tracker, locate_missing, reche
 from migrate.verify.sample import BottomK, Sampler
 from migrate.verify.sides import Side
 from migrate.verify.wire import Wire
+from migrate.verify.workers import Workers
 
 log = get_logger(__name__)
 
@@ -78,6 +79,8 @@ class Run:
         self.tgt_ks = target.keyspace()
         self.plan: DbPlan = plan_databases(options, source.identity, target.identity, self.src_ks, self.tgt_ks)
         self.tracker = Tracker(options.max_report_keys, options.recheck_limit)
+        # Mostly strings in the last batch: start the next one with PTTL + GETRANGE instead of TYPE + PTTL.
+        self.strings_first = False
 
     def execute(self) -> VerifyResult:
         log.info("verify", level=str(self.options.level), source=str(self.config.source),
@@ -129,10 +132,15 @@ class Run:
 
     def key_level(self) -> SampleInfo:
         sampler, sampled = self.sampler()
-        for pair in self.plan.pairs:
-            self.forward(pair, sampler, sampled)
-        for target_db, source_dbs in self.plan.reverse:
-            self.reverse(target_db, source_dbs, sampler)
+        self.workers = Workers(self.options.workers, self.config.source, self.config.target, self.config.connection)
+        try:
+            for pair in self.plan.pairs:
+                self.forward(pair, sampler, sampled)
+            for target_db, source_dbs in self.plan.reverse:
+                self.reverse(target_db, source_dbs, sampler)
+            self.workers.drain()
+        finally:
+            self.workers.close()
         counters = self.tracker.counters.values()
         mode = "all" if not self.options.sampling else ("count" if self.options.sample else "percent")
         requested = self.options.sample if self.options.sample is not None else self.options.sample_percent
@@ -167,8 +175,10 @@ class Run:
         for kept, keys in batches:
             counter.in_scope += kept
             counter.sampled += len(keys)
-            self._compare(pair, keys, counted=True)
-        log.info("compared", source_db=pair.source_db, target_db=pair.target_db, keys=counter.compared,
+            if keys:
+                job = partial(self._compare_job, pair, keys, self.strings_first)
+                self.workers.submit(job, partial(self._record, pair, True))
+        log.info("scanned", source_db=pair.source_db, target_db=pair.target_db, keys=counter.sampled,
                  mismatches=len(self.tracker.pending))
 
     def reverse(self, target_db: int, source_dbs: tuple[int, ...], sampler: Sampler) -> None:
@@ -178,20 +188,30 @@ class Run:
         for _, keys in scan_keys(self.target.side, target_db, opts.selection, sampler, opts.batch_size,
                                  self.config.connection):
             counter.target_scanned += len(keys)
-            absent = absent_in_sources(self.source.side, source_dbs, keys, self.config.connection)
-            if absent:
-                self._compare(pair, absent, counted=False)
+            if keys:
+                job = partial(self._extra_job, pair, source_dbs, keys)
+                self.workers.submit(job, partial(self._record, pair, False))
 
-    def _compare(self, pair: PairPlan, keys: list[bytes], counted: bool) -> None:
-        counter = self.tracker.counter(pair.source_db, pair.target_db)
-        full = self.options.level is Level.FULL
-        for key, verdict, wanted in compare_keys(self.source.side, self.target.side, pair, keys, full,
-                                                 self.options.ttl_tolerance_ms, self.options.selection,
-                                                 self.config.connection):
-            if wanted and counted:
-                counter.compared += 1
-            if wanted and verdict is not None:
-                self.tracker.record(pair.source_db, pair.target_db, key, *verdict)
+    # Jobs run on a worker thread with that thread's connections; _record runs on the main thread.
+
+    def _compare_job(self, pair: PairPlan, keys: list[bytes], strings_first: bool, source: Side,
+                     target: Side) -> Comparison:
+        return compare_keys(source, target, pair, keys, self.options.level is Level.FULL,
+                            self.options.ttl_tolerance_ms, self.options.selection, self.config.connection,
+                            strings_first)
+
+    def _extra_job(self, pair: PairPlan, source_dbs: tuple[int, ...], keys: list[bytes], source: Side,
+                   target: Side) -> Comparison:
+        absent = absent_in_sources(source, source_dbs, keys, self.config.connection)
+        return self._compare_job(pair, absent, False, source, target) if absent else Comparison(0, [])
+
+    def _record(self, pair: PairPlan, counted: bool, result: Comparison) -> None:
+        if counted:
+            self.tracker.counter(pair.source_db, pair.target_db).compared += result.compared
+            if result.compared:
+                self.strings_first = 2 * result.strings >= result.compared
+        for key, reason, detail in result.mismatches:
+            self.tracker.record(pair.source_db, pair.target_db, key, reason, detail)
 
     def recheck(self) -> int:
         pairs = {(p.source_db, p.target_db): p for p in self.plan.pairs}

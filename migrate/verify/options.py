@@ -31,6 +31,7 @@ class VerifyOptions:
     chunk_size: int = 1000  # elements per read of a big list/set/zset/hash/stream
     string_chunk_bytes: int = 64 * 1024  # bytes per GETRANGE of a big string
     max_inflight_values: int = 64  # collections read concurrently per batch (bounds memory)
+    workers: int = 2  # threads comparing batches while the main thread scans (each with its own connections); 0: inline
     recheck_limit: int = 100_000  # mismatching keys remembered for rechecks; beyond, counted as unrechecked
     check_nonkey: bool = True  # functions, ACL users, config parameters
 
@@ -43,7 +44,7 @@ class VerifyOptions:
             raise ConfigError("--sample-percent must be in (0, 100]")
         if self.level is Level.COUNT:
             self._validate_count_level()
-        for name in ("rounds", "max_report_keys"):
+        for name in ("rounds", "max_report_keys", "workers"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 0")
         for name in ("batch_size", "chunk_size", "string_chunk_bytes", "max_inflight_values", "recheck_limit"):

@@ -144,16 +144,19 @@ def _pending_by_pair(tracker: Tracker) -> dict[PairKey, list[bytes]]:
 
 
 def _recheck_batch(tracker: Tracker, ctx: RecheckContext, pair_key: PairKey, keys: list[bytes], round_no: int) -> None:
-    pair = ctx.pairs[pair_key]
-    for key, verdict, wanted in compare_keys(ctx.source, ctx.target, pair, keys, ctx.full, ctx.tolerance_ms,
-                                             ctx.selection, ctx.settings):
-        slot = (pair_key[0], pair_key[1], key)
-        if verdict is None or not wanted or verdict[0] in NOT_COMPARED:
+    source_db, target_db = pair_key
+    result = compare_keys(ctx.source, ctx.target, ctx.pairs[pair_key], keys, ctx.full, ctx.tolerance_ms,
+                          ctx.selection, ctx.settings)
+    still = {key: (reason, detail) for key, reason, detail in result.mismatches}
+    for key in keys:
+        slot = (source_db, target_db, key)
+        verdict = still.get(key)
+        if verdict is None or verdict[0] in NOT_COMPARED:
             tracker.converged(slot, round_no)
-            if verdict is not None and wanted:
-                tracker.record(pair_key[0], pair_key[1], key, *verdict)
+            if verdict is not None:
+                tracker.record(source_db, target_db, key, *verdict)
         else:
-            tracker.pending[slot] = KeyDiff(pair_key[0], pair_key[1], key, *verdict)
+            tracker.pending[slot] = KeyDiff(source_db, target_db, key, *verdict)
 
 
 def locate_missing(tracker: Tracker, target: Side, target_dbs: list[int], settings: ConnectionSettings,
