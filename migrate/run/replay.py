@@ -52,6 +52,13 @@ CHUNK_BYTES: Final = 4 * MiB  # big keys: bytes per chunk read and written
 
 
 @dataclass
+class Page:
+    cursor: int  # SCAN cursor after this page (0: the last page)
+    keys: list[bytes]
+    volatile: bool  # the database holds keys with a TTL: read each key's expiry
+
+
+@dataclass
 class Batch:
     cursor: int | None  # SCAN cursor once this batch is written; None: more batches of the same page follow
     items: list[Item]
@@ -212,29 +219,38 @@ class SourceReader:
     def _call(self, data: bytes, replies: int, what: str) -> list[Any]:
         return with_retries(lambda: self.link.call(data, replies), self.settings, what, self.link.endpoint, "source")
 
-    def scan(self, cursor: int) -> tuple[int, list[bytes], bool]:
-        """One SCAN page, and whether the database holds any key with a TTL (INFO keyspace, same round trip)."""
+    def _scan_request(self, cursor: int) -> bytes:
+        """SCAN one page, and INFO keyspace: whether the database holds any key with a TTL."""
         c = b"%d" % cursor
-        data = b"*%d\r\n$4\r\nSCAN\r\n$%d\r\n%b\r\n%b" % (self.scan_argc, len(c), c, self.scan_tail)
-        reply, info = self._call(data + b"*2\r\n$4\r\nINFO\r\n$8\r\nkeyspace\r\n", 2, "SCAN")
+        return b"*%d\r\n$4\r\nSCAN\r\n$%d\r\n%b\r\n%b%b" % (self.scan_argc, len(c), c, self.scan_tail, _INFO_KEYSPACE)
+
+    def _scan_parse(self, reply: Any, info: Any) -> Page:
         if is_error(reply):
             raise translate(_Reply(str(reply)), self.link.endpoint, "source")
         next_cursor, keys = reply
-        exclude = self.options.selection.wants_key
         if self.options.selection.exclude:
-            keys = [k for k in keys if exclude(k)]
-        return int(next_cursor), keys, _volatile(info, self.link.db)
+            wanted = self.options.selection.wants_key
+            keys = [k for k in keys if wanted(k)]
+        return Page(int(next_cursor), keys, _volatile(info, self.link.db))
+
+    def scan(self, cursor: int) -> Page:
+        return self._scan_parse(*self._call(self._scan_request(cursor), 2, "SCAN"))
 
     def batches(self, cursor: int) -> Iterator[Batch]:
+        """Batches from `cursor` on. The next page's SCAN rides with the current page's last DUMP round trip."""
+        page = self.scan(cursor)
         while True:
-            cursor, keys, volatile = self.scan(cursor)
-            self.limiter.acquire(len(keys))
-            groups = self._split(keys)
-            for i, (small, big) in enumerate(groups):
-                last = i == len(groups) - 1
-                yield Batch(cursor if last else None, self.fetch(small, big, volatile))
-            if cursor == 0:
+            self.limiter.acquire(len(page.keys))
+            groups = self._split(page.keys)
+            for small, big in groups[:-1]:
+                yield Batch(None, self.fetch(small, big, page.volatile))
+            small, big = groups[-1]
+            if page.cursor == 0:
+                yield Batch(0, self.fetch(small, big, page.volatile))
                 return
+            items, following = self.fetch_then_scan(small, big, page.volatile, page.cursor)
+            yield Batch(page.cursor, items)
+            page = following
 
     def _split(self, keys: list[bytes]) -> list[tuple[list[bytes], dict[bytes, int]]]:
         """Cut a page into DUMP rounds of about BATCH_BYTES; keys over the threshold go to the chunked copier."""
@@ -257,10 +273,8 @@ class SourceReader:
         return groups
 
     def probe_sizes(self, keys: list[bytes]) -> list[int] | None:
-        head = b"*3\r\n$6\r\nMEMORY\r\n$5\r\nUSAGE\r\n"
-        replies = self._call(b"".join([b"%b$%d\r\n%b\r\n" % (head, len(k), k) for k in keys]), len(keys),
-                             "MEMORY USAGE")
-        error = next((r for r in replies if is_error(r)), None)
+        replies = self._call(_commands(_MEMORY_USAGE, keys), len(keys), "MEMORY USAGE")
+        error = next((r for r in replies if type(r) is not int and r is not None), None)
         if error is not None:
             self.probe = False
             self.probe_disabled = " ".join(str(error).split())[:120]
@@ -274,15 +288,26 @@ class SourceReader:
         Without a key with a TTL in the database (INFO keyspace expires=0 when the page was read), no expiry is read:
         a TTL set after that is a change made after the read, like any other write during the run.
         """
+        data, count = self._fetch_request(small, big, volatile)
+        return self._fetch_parse(small, big, volatile, self._call(data, count, "DUMP")) if count else []
+
+    def fetch_then_scan(self, small: list[bytes], big: dict[bytes, int], volatile: bool,
+                        cursor: int) -> tuple[list[Item], Page]:
+        data, count = self._fetch_request(small, big, volatile)
+        replies = self._call(data + self._scan_request(cursor), count + 2, "DUMP")
+        return self._fetch_parse(small, big, volatile, replies[:count]), self._scan_parse(*replies[count:])
+
+    def _fetch_request(self, small: list[bytes], big: dict[bytes, int], volatile: bool) -> tuple[bytes, int]:
         if not volatile:
-            return self._fetch_persistent(small, big)
-        ttl_head = self.ttl_head
-        parts = [b"*2\r\n$4\r\nDUMP\r\n$%d\r\n%b\r\n%b$%d\r\n%b\r\n" % (len(k), k, ttl_head, len(k), k)
-                 for k in small]
-        parts += [b"%b$%d\r\n%b\r\n" % (ttl_head, len(k), k) for k in big]
-        if not parts:
-            return []
-        replies = self._call(b"".join(parts), 2 * len(small) + len(big), "DUMP")
+            return _commands(_DUMP, small), len(small)
+        pair = _DUMP + b"%b" + self.ttl_head + b"%b"
+        data = b"".join([pair % (b, b) for b in map(_bulk, small)]) + _commands(self.ttl_head, list(big))
+        return data, 2 * len(small) + len(big)
+
+    def _fetch_parse(self, small: list[bytes], big: dict[bytes, int], volatile: bool,
+                     replies: list[Any]) -> list[Item]:
+        if not volatile:
+            return self._parse_persistent(small, big, replies)
         now = int(time.time() * 1000)
         absolute = self.absolute_ttl
         items: list[Item] = []
@@ -305,11 +330,7 @@ class SourceReader:
             append((key, None, expire_at, size if ttl != -2 else 0))
         return items
 
-    def _fetch_persistent(self, small: list[bytes], big: dict[bytes, int]) -> list[Item]:
-        if not small:
-            return [(key, None, None, size) for key, size in big.items()]
-        replies = self._call(b"".join([b"*2\r\n$4\r\nDUMP\r\n$%d\r\n%b\r\n" % (len(k), k) for k in small]),
-                             len(small), "DUMP")
+    def _parse_persistent(self, small: list[bytes], big: dict[bytes, int], replies: list[Any]) -> list[Item]:
         items: list[Item] = []
         append = items.append
         for key, payload in zip(small, replies, strict=True):
@@ -326,6 +347,22 @@ class SourceReader:
         error = translate(_Reply(str(reply)), self.link.endpoint, "source")
         error.message = f"{error.message} (reading key {display_key(key)})"
         raise error
+
+
+_DUMP: Final = b"*2\r\n$4\r\nDUMP\r\n"
+_INFO_KEYSPACE: Final = b"*2\r\n$4\r\nINFO\r\n$8\r\nkeyspace\r\n"
+_MEMORY_USAGE: Final = b"*3\r\n$6\r\nMEMORY\r\n$5\r\nUSAGE\r\n"
+
+
+def _bulk(key: bytes) -> bytes:
+    return b"$%d\r\n%b\r\n" % (len(key), key)
+
+
+def _commands(head: bytes, keys: list[bytes]) -> bytes:
+    """The same one-key command for every key, encoded with one C-level join (head + key, head + key, ...)."""
+    if not keys:
+        return b""
+    return head + head.join(map(_bulk, keys))
 
 
 def _volatile(info: Any, db: int) -> bool:
