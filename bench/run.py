@@ -38,9 +38,10 @@ import json, resource, sys, time
 from pathlib import Path
 from migrate.config import CommonConfig, parse_endpoint
 from migrate.run import RunConfig, RunOptions, run
-source, target, checkpoint = sys.argv[1:4]
-config = RunConfig(CommonConfig(parse_endpoint(source), parse_endpoint(target)),
-                   RunOptions(checkpoint=Path(checkpoint)))
+source, target, checkpoint, threshold = sys.argv[1:5]
+options = RunOptions(checkpoint=Path(checkpoint)) if threshold == "default" else \
+    RunOptions(checkpoint=Path(checkpoint), big_key_threshold=int(threshold))
+config = RunConfig(CommonConfig(parse_endpoint(source), parse_endpoint(target)), options)
 began = time.perf_counter()
 result = run(config)
 seconds = time.perf_counter() - began
@@ -56,9 +57,10 @@ def populate(server: LocalServer, keys: int) -> None:
     assert client.dbsize() == keys
 
 
-def ours(source: LocalServer, target: LocalServer, tmp: Path) -> dict[str, float]:
+def ours(source: LocalServer, target: LocalServer, tmp: Path, threshold: str = "default") -> dict[str, float]:
     target.client().flushall()
-    out = subprocess.run([sys.executable, "-c", CHILD, source.url, target.url, str(tmp / "bench-checkpoint.json")],
+    out = subprocess.run([sys.executable, "-c", CHILD, source.url, target.url, str(tmp / "bench-checkpoint.json"),
+                          threshold],
                          capture_output=True, text=True, cwd=ROOT, check=True,
                          env={**os.environ, "MIGRATE_LOG_LEVEL": "warning"})
     result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
@@ -126,6 +128,8 @@ def bench_pair(source_name: str, target_name: str, keys: int, tmp: Path) -> dict
         populate(source, keys)  # DEBUG POPULATE keeps existing keys: key:0 .. key:KEYS-1
         big = ours(source, target, tmp)
         check(source, target, keys)
+        no_probe = ours(source, target, tmp, "0")
+        check(source, target, keys)
         migrate_note = ""
         try:
             migrate_s = migrate_baseline(source, target)
@@ -141,9 +145,10 @@ def bench_pair(source_name: str, target_name: str, keys: int, tmp: Path) -> dict
                 twin.cleanup()
         loop_s = plain_loop(source, target)
         check(source, target, keys)
-        return {"pair": f"{source_name} -> {target_name}", "versions": f"{source.binary.version} -> "
-                f"{target.binary.version}", "keys": keys, "ours": big, "ours_quarter": small, "quarter": quarter,
-                "migrate_s": migrate_s, "migrate_note": migrate_note, "loop_s": loop_s}
+        return {"pair": f"{source_name} -> {target_name}",
+                "versions": f"{source.binary.version} -> {target.binary.version}", "keys": keys, "ours": big,
+                "ours_no_probe": no_probe, "ours_quarter": small, "quarter": quarter, "migrate_s": migrate_s,
+                "migrate_note": migrate_note, "loop_s": loop_s}
     finally:
         source.cleanup()
         target.cleanup()
@@ -153,11 +158,14 @@ def lines(result: dict[str, object]) -> list[str]:
     keys = int(result["keys"])  # type: ignore[call-overload]
     ours_r: dict[str, float] = result["ours"]  # type: ignore[assignment]
     small: dict[str, float] = result["ours_quarter"]  # type: ignore[assignment]
+    no_probe: dict[str, float] = result["ours_no_probe"]  # type: ignore[assignment]
     migrate_s, loop_s = float(result["migrate_s"]), float(result["loop_s"])  # type: ignore[arg-type]
     rate = keys / ours_r["seconds"]
     return [
         f"- {result['pair']} ({result['versions']}), {keys:,} keys of 100 bytes; conversion paths: {ours_r['paths']}",
-        f"  - ours (replay, default options): {ours_r['seconds']:.2f} s, {rate:,.0f} keys/s",
+        f"  - ours (replay, default options: size probe on): {ours_r['seconds']:.2f} s, {rate:,.0f} keys/s",
+        f"  - ours with --big-key-threshold 0 (no size probe): {no_probe['seconds']:.2f} s, "
+        f"{keys / no_probe['seconds']:,.0f} keys/s (ours/MIGRATE = {migrate_s / no_probe['seconds']:.2f}x)",
         f"  - baseline MIGRATE COPY REPLACE KEYS x1000: {migrate_s:.2f} s, {keys / migrate_s:,.0f} keys/s "
         f"(ours/MIGRATE = {migrate_s / ours_r['seconds']:.2f}x){_note(result)}",
         f"  - baseline plain redis-py SCAN/DUMP/RESTORE loop (restamping when needed): {loop_s:.2f} s, "

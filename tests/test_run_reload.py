@@ -12,8 +12,10 @@ from migrate.cli import run_cli
 from migrate.identity import identify
 from migrate.render import display_key
 from migrate.run import OnIncompatible, Strategy, run
+from migrate.selection import KeySelection
 from tests.run_compare import databases, differences, function_names
 from tests.test_run_matrix import config
+from tests.test_run_resume import ROOT
 
 PAIRS = [("redis-6.0", "valkey-8.0"), ("redis-7.0", "valkey-9.1"), ("redis-8.0.2", "valkey-8.1"),
          ("redis-8.0.6", "valkey-8.1"), ("redis-8.0.6", "valkey-9.1")]
@@ -96,5 +98,8 @@ def test_reload_of_a_file_with_module_data_skips_and_names_the_module_keys(serve
     for db in databases(oracle.client()):
         assert differences(oracle.client(db), target.client(db), ignore=module_keys) == [], f"db {db}"
 
-
-from tests.test_run_resume import ROOT  # noqa: E402
+    # Not selected, module keys are not judged: the default policy (fail) does not stop a strings-only reload.
+    only_strings = run(config(oracle, target, tmp_path, strategy=Strategy.RELOAD, yes=True,
+                              from_rdb=ROOT / "fixtures" / "rdb" / "redis-7.0.rdb",
+                              selection=KeySelection(types=("string",))))
+    assert not only_strings.skipped and set(only_strings.dbs[0].by_type) == {"string"}

@@ -78,7 +78,7 @@ def test_relaxed_valkey_9_takes_a_redis_8_sync_unless_field_ttls_are_in_it(serve
     source.client().delete("hfe")
     fill(source.client(), 100)
     with no_sync_delay(source):
-        code, out, err = cli(capsys, "--source", source.url, "--target", target.url, "--yes", "--promote")
+        code, _out, err = cli(capsys, "--source", source.url, "--target", target.url, "--yes", "--promote")
     assert code == 0, err
     assert differences(source.client(), target.client()) == []
 

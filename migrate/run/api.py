@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
+from migrate.errors import ConfigError
 from migrate.run.options import RunConfig, Strategy
 from migrate.run.report import RunResult
 
@@ -15,6 +16,8 @@ def run(config: RunConfig, on_plan: Callable[[tuple[str, ...]], None] | None = N
     reload and replicaof produce a plan first and hand it to `on_plan` before executing (only with options.yes).
     """
     options = config.options.validate()
+    if options.verify and config.common.source is None:
+        raise ConfigError("--verify compares the target with a live source: give --source too")
     if options.strategy is Strategy.RELOAD:
         from migrate.run.reload import reload
 

@@ -122,6 +122,11 @@ class Converter:
         return Rewrite(commands, _logical(dump.type_byte, dump.rdb_version), losses, chunked)
 
 
+def logical_of(payload: bytes) -> str:
+    """The logical type of a DUMP payload, from its type byte and version ("unknown" for a byte nobody defines)."""
+    return _logical(*signature(payload))
+
+
 def _logical(type_byte: int, rdb_version: int) -> str:
     try:
         return logical_type(type_byte, rdb_version)

@@ -13,11 +13,12 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any, Final, Generic, TypeVar
 
 from migrate.config import ConnectionSettings
 from migrate.connection import translate, with_retries
-from migrate.errors import MigrateError
+from migrate.errors import ConfigError
 from migrate.logs import get_logger
 from migrate.rdb.compat import has_command
 from migrate.rdb.rewrite import DEFAULT_MAX_COMMAND_BYTES
@@ -56,6 +57,16 @@ class Page:
     cursor: int  # SCAN cursor after this page (0: the last page)
     keys: list[bytes]
     volatile: bool  # the database holds keys with a TTL: read each key's expiry
+
+
+@dataclass
+class Group:
+    """Keys of one page to DUMP together (a page is cut in groups of about BATCH_BYTES) and the big ones."""
+
+    cursor: int | None  # the page's cursor on its last group; None on the others
+    small: list[bytes]
+    big: dict[bytes, int]
+    volatile: bool
 
 
 @dataclass
@@ -109,7 +120,8 @@ def _checkpoint(config: RunConfig, source: Side, target: Side, dbs: list[int]) -
         checkpoint = Checkpoint.load(options.checkpoint, print_)
         for db in dbs:
             if db not in checkpoint.dbs:
-                raise MigrateError(f"checkpoint {options.checkpoint} does not cover source db {db}")
+                raise ConfigError(f"checkpoint {options.checkpoint} does not cover source db {db}, which has keys "
+                                  f"now", "start over without --resume, or select the databases with --db")
         return checkpoint
     target_dbs = [options.selection.target_db(db) for db in dbs]
     empty = prepare_target_dbs(target, config.common.connection, target_dbs, config)
@@ -163,16 +175,21 @@ class _Replay:
                               types=frozenset(self.options.selection.types), dry_run=self.options.dry_run)
         replace = self.options.replace or (self.options.resume and state.may_replace)
         pump = Pump(reader.batches(state.cursor))
+        page = state.tally.fresh()
         try:
             for batch in pump:
                 tally = state.tally.fresh()
                 writer.write(batch.items, tally, replace=replace, retry_replace=state.may_replace)
-                # Only a fully written batch counts: a failure above leaves state and checkpoint before it.
-                state.tally.add(tally)
-                if batch.cursor is not None:
-                    state.cursor = batch.cursor
-                    state.done = batch.cursor == 0
+                page.add(tally)
                 progress.advance(len(batch.items), tally.bytes)
+                if batch.cursor is None:
+                    continue  # more of this SCAN page follows: the cursor cannot move yet
+                # Only a fully written page counts, with its cursor: a failure leaves the checkpoint before it, and
+                # a resume redoes the page without counting it twice.
+                state.tally.add(page)
+                page = state.tally.fresh()
+                state.cursor = batch.cursor
+                state.done = batch.cursor == 0
                 if not self.options.dry_run:
                     self.checkpoint.save_every(self.options.checkpoint_interval)
         finally:
@@ -195,7 +212,8 @@ class SourceReader:
 
     def __init__(self, link: Link, source: Side, options: RunOptions, limiter: RateLimiter,
                  settings: ConnectionSettings) -> None:
-        self.link = link
+        self.link = link  # DUMP and expiries
+        self.scan_link = Link(link.endpoint, settings, "source", link.db)  # SCAN, INFO and the size probe
         self.source = source
         self.options = options
         self.limiter = limiter
@@ -216,8 +234,9 @@ class SourceReader:
             self.scan_tail += encode(["TYPE", sel.types[0]])[4:]
             self.scan_argc += 2
 
-    def _call(self, data: bytes, replies: int, what: str) -> list[Any]:
-        return with_retries(lambda: self.link.call(data, replies), self.settings, what, self.link.endpoint, "source")
+    def _call(self, data: bytes, replies: int, what: str, link: Link | None = None) -> list[Any]:
+        use = link or self.link
+        return with_retries(lambda: use.call(data, replies), self.settings, what, use.endpoint, "source")
 
     def _scan_request(self, cursor: int) -> bytes:
         """SCAN one page, and INFO keyspace: whether the database holds any key with a TTL."""
@@ -234,31 +253,41 @@ class SourceReader:
         return Page(int(next_cursor), keys, _volatile(info, self.link.db))
 
     def scan(self, cursor: int) -> Page:
-        return self._scan_parse(*self._call(self._scan_request(cursor), 2, "SCAN"))
+        return self._scan_parse(*self._call(self._scan_request(cursor), 2, "SCAN", self.scan_link))
 
-    def batches(self, cursor: int) -> Iterator[Batch]:
-        """Batches from `cursor` on. The next page's SCAN rides with the current page's last DUMP round trip."""
-        page = self.scan(cursor)
+    def groups(self, cursor: int) -> Iterator[Group]:
+        """Stage 1 (its own connection): SCAN pages from `cursor`, the rate limit, the size probe, the split."""
         while True:
+            page = self.scan(cursor)
             self.limiter.acquire(len(page.keys))
             groups = self._split(page.keys)
-            for small, big in groups[:-1]:
-                yield Batch(None, self.fetch(small, big, page.volatile))
-            small, big = groups[-1]
+            for i, (small, big) in enumerate(groups):
+                yield Group(page.cursor if i == len(groups) - 1 else None, small, big, page.volatile)
             if page.cursor == 0:
-                yield Batch(0, self.fetch(small, big, page.volatile))
                 return
-            items, following = self.fetch_then_scan(small, big, page.volatile, page.cursor)
-            yield Batch(page.cursor, items)
-            page = following
+            cursor = page.cursor
+
+    def batches(self, cursor: int) -> Iterator[Batch]:
+        """Stage 2: DUMP + expiry per group, while stage 1 already scans and probes ahead in its own thread.
+
+        Two connections keep the single-threaded source busy: it runs one stage's commands while we parse the other
+        stage's replies.
+        """
+        pump: Pump[Group] = Pump(self.groups(cursor))
+        try:
+            for group in pump:
+                yield Batch(group.cursor, self.fetch(group.small, group.big, group.volatile))
+        finally:
+            pump.stop()
+            self.scan_link.close()
 
     def _split(self, keys: list[bytes]) -> list[tuple[list[bytes], dict[bytes, int]]]:
         """Cut a page into DUMP rounds of about BATCH_BYTES; keys over the threshold go to the chunked copier."""
         if not keys or not self.probe:
             return [(keys, {})]
         sizes = self.probe_sizes(keys)
-        if sizes is None:
-            return [(keys, {})]
+        if sizes is None or (max(sizes) <= self.threshold and sum(sizes) <= BATCH_BYTES):
+            return [(keys, {})]  # the common case, decided without a Python loop over the keys
         groups: list[tuple[list[bytes], dict[bytes, int]]] = [([], {})]
         used = 0
         for key, size in zip(keys, sizes, strict=True):
@@ -273,8 +302,8 @@ class SourceReader:
         return groups
 
     def probe_sizes(self, keys: list[bytes]) -> list[int] | None:
-        replies = self._call(_commands(_MEMORY_USAGE, keys), len(keys), "MEMORY USAGE")
-        error = next((r for r in replies if type(r) is not int and r is not None), None)
+        replies = self._call(_commands(_MEMORY_USAGE, keys), len(keys), "MEMORY USAGE", self.scan_link)
+        error = None if set(map(type, replies)) <= _INT_OR_NONE else next(r for r in replies if is_error(r))
         if error is not None:
             self.probe = False
             self.probe_disabled = " ".join(str(error).split())[:120]
@@ -291,17 +320,11 @@ class SourceReader:
         data, count = self._fetch_request(small, big, volatile)
         return self._fetch_parse(small, big, volatile, self._call(data, count, "DUMP")) if count else []
 
-    def fetch_then_scan(self, small: list[bytes], big: dict[bytes, int], volatile: bool,
-                        cursor: int) -> tuple[list[Item], Page]:
-        data, count = self._fetch_request(small, big, volatile)
-        replies = self._call(data + self._scan_request(cursor), count + 2, "DUMP")
-        return self._fetch_parse(small, big, volatile, replies[:count]), self._scan_parse(*replies[count:])
-
     def _fetch_request(self, small: list[bytes], big: dict[bytes, int], volatile: bool) -> tuple[bytes, int]:
         if not volatile:
             return _commands(_DUMP, small), len(small)
         pair = _DUMP + b"%b" + self.ttl_head + b"%b"
-        data = b"".join([pair % (b, b) for b in map(_bulk, small)]) + _commands(self.ttl_head, list(big))
+        data = b"".join([pair % (b, b) for b in _bulks(small)]) + _commands(self.ttl_head, list(big))
         return data, 2 * len(small) + len(big)
 
     def _fetch_parse(self, small: list[bytes], big: dict[bytes, int], volatile: bool,
@@ -331,15 +354,11 @@ class SourceReader:
         return items
 
     def _parse_persistent(self, small: list[bytes], big: dict[bytes, int], replies: list[Any]) -> list[Item]:
-        items: list[Item] = []
-        append = items.append
-        for key, payload in zip(small, replies, strict=True):
-            if type(payload) is bytes:
-                append((key, payload, None, len(payload)))
-            elif payload is None:
-                append((key, None, None, 0))  # deleted (or expired) since SCAN
-            else:
-                self._fail(key, payload)
+        """Items built by zip in C: (key, payload or None when deleted since SCAN, no expiry, 0)."""
+        if not set(map(type, replies)) <= _BYTES_OR_NONE:
+            key, reply = next((k, r) for k, r in zip(small, replies, strict=True) if is_error(r))
+            self._fail(key, reply)
+        items: list[Item] = list(zip(small, replies, repeat(None), repeat(0)))
         items += [(key, None, None, size) for key, size in big.items()]
         return items
 
@@ -349,20 +368,23 @@ class SourceReader:
         raise error
 
 
+_INT_OR_NONE: Final = frozenset({int, type(None)})
+_BYTES_OR_NONE: Final = frozenset({bytes, type(None)})
 _DUMP: Final = b"*2\r\n$4\r\nDUMP\r\n"
 _INFO_KEYSPACE: Final = b"*2\r\n$4\r\nINFO\r\n$8\r\nkeyspace\r\n"
 _MEMORY_USAGE: Final = b"*3\r\n$6\r\nMEMORY\r\n$5\r\nUSAGE\r\n"
 
 
-def _bulk(key: bytes) -> bytes:
-    return b"$%d\r\n%b\r\n" % (len(key), key)
+def _bulks(keys: list[bytes]) -> list[bytes]:
+    """Each key as a RESP bulk string."""
+    return [b"$%d\r\n%b\r\n" % (len(key), key) for key in keys]
 
 
 def _commands(head: bytes, keys: list[bytes]) -> bytes:
     """The same one-key command for every key, encoded with one C-level join (head + key, head + key, ...)."""
     if not keys:
         return b""
-    return head + head.join(map(_bulk, keys))
+    return head + head.join(_bulks(keys))
 
 
 def _volatile(info: Any, db: int) -> bool:
@@ -401,6 +423,10 @@ class Pump(Generic[T]):
             self._put(_END)
         except BaseException as exc:  # handed to the writer thread, which raises it
             self._put(exc)
+        finally:
+            close = getattr(batches, "close", None)
+            if close is not None:
+                close()  # a generator's own cleanup (its connections, an inner Pump) runs now, in this thread
 
     def _put(self, item: Any) -> bool:
         while not self.stopping.is_set():

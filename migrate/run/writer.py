@@ -12,6 +12,7 @@ it is resent with REPLACE when that is safe, i.e. the target database was empty 
 
 from __future__ import annotations
 
+import operator
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -25,13 +26,14 @@ from migrate.errors import MigrationError
 from migrate.rdb.rewrite import Command, command_bytes
 from migrate.render import display_key
 from migrate.run.bigkeys import BigKeyCopier
-from migrate.run.convert import Converter, Fast, Path, Rewrite
+from migrate.run.convert import Converter, Fast, Path, Rewrite, logical_of
 from migrate.run.options import OnIncompatible
 from migrate.run.policy import Incompatibility, Verdict, judge
 from migrate.run.tally import DbTally, KeyIssue
 from migrate.run.wire import Link, encode, encode_all, is_error
 
 Item = tuple[bytes, bytes | None, int | None, int]
+_DECISION: Final = operator.itemgetter(3)
 
 _ABSTTL: Final = b"$6\r\nABSTTL\r\n"
 _REPLACE: Final = b"$7\r\nREPLACE\r\n"
@@ -63,26 +65,27 @@ class _Restores:
 
     def __init__(self, replace: bool) -> None:
         self.replace = replace
-        self.keys: list[bytes] = []
-        self.payloads: list[bytes] = []
-        self.expiries: list[int | None] = []
-        self.decisions: list[Fast] = []
-        self.parts: list[bytes] = []
+        self.rows: list[tuple[bytes, bytes, int | None, Fast]] = []  # key, payload as sent, expiry, decision
+        self.parts: list[bytes] = []  # the RESTORE commands, encoded
+        self.nbytes = 0
+
+    @property
+    def keys(self) -> list[bytes]:
+        return [row[0] for row in self.rows]
 
     def encoded(self, force_replace: bool) -> bytes:
         if force_replace and not self.replace:
-            return b"".join([restore_command(k, p, e, True)
-                             for k, p, e in zip(self.keys, self.payloads, self.expiries, strict=True)])
+            return b"".join([restore_command(k, p, e, True) for k, p, e, _ in self.rows])
         return b"".join(self.parts)
 
     def count_ok(self, tally: DbTally, indexes: Sequence[int]) -> None:
         """Count restored keys per type and path (decisions are shared objects: counted by identity, then named)."""
-        if len(indexes) == len(self.keys):
-            per_decision = Counter(self.decisions)
-            tally.bytes += sum(map(len, self.payloads))
+        if len(indexes) == len(self.rows):
+            per_decision = Counter(map(_DECISION, self.rows))
+            tally.bytes += self.nbytes
         else:
-            per_decision = Counter(self.decisions[i] for i in indexes)
-            tally.bytes += sum(len(self.payloads[i]) for i in indexes)
+            per_decision = Counter(self.rows[i][3] for i in indexes)
+            tally.bytes += sum(len(self.rows[i][1]) for i in indexes)
         tally.copied += len(indexes)
         for decided, n in per_decision.items():
             tally.by_type[decided.logical] += n
@@ -108,7 +111,7 @@ class TargetWriter:
         batch = _Restores(replace)
         others: list[tuple[Item, Rewrite | None]] = []
         self._plan(items, tally, batch, others)
-        if batch.keys:
+        if batch.rows:
             self._restore(batch, tally, retry_replace)
         for item, rewrite in others:
             if rewrite is None:
@@ -126,8 +129,8 @@ class TargetWriter:
         types = self.types
         limit = self.restore_limit
         replace = batch.replace
-        keys, payloads, expiries, decisions, parts = batch.keys, batch.payloads, batch.expiries, batch.decisions, \
-            batch.parts
+        rows, parts = batch.rows, batch.parts
+        nbytes = 0
         for item in items:
             key, payload, expire_at, size = item
             if payload is None:
@@ -141,6 +144,8 @@ class TargetWriter:
                 continue
             decided = fast.get((payload[0], payload[-10] | (payload[-9] << 8)))
             if decided is None or len(payload) > limit:
+                if types and logical_of(payload) not in types:
+                    continue  # not selected: no conversion, no policy
                 outcome = self._slow(key, payload, expire_at, limit)
                 if outcome is None:
                     others.append(((key, None, expire_at, len(payload)), None))  # chunked from the source
@@ -156,11 +161,10 @@ class TargetWriter:
                 continue
             if decided.restamp_to is not None:
                 payload = decided.restamp(payload)
-            keys.append(key)
-            payloads.append(payload)
-            expiries.append(expire_at)
-            decisions.append(decided)
+            rows.append((key, payload, expire_at, decided))
             parts.append(restore_command(key, payload, expire_at, replace))
+            nbytes += len(payload)
+        batch.nbytes = nbytes
 
     def _slow(self, key: bytes, payload: bytes, expire_at: int | None,
               limit: int) -> Fast | Rewrite | Incompatibility | None:
@@ -185,8 +189,9 @@ class TargetWriter:
     # -- RESTORE, pipelined -------------------------------------------------------------------------------------------
 
     def _restore(self, batch: _Restores, tally: DbTally, retry_replace: bool) -> None:
+        count = len(batch.rows)
         if self.dry_run:
-            batch.count_ok(tally, range(len(batch.keys)))
+            batch.count_ok(tally, range(count))
             return
         attempts = 0
 
@@ -194,7 +199,7 @@ class TargetWriter:
             nonlocal attempts
             attempts += 1
             # A batch resent after a lost connection may be half applied: REPLACE when the target db is ours.
-            replies = self.link.call_ok(batch.encoded(attempts > 1 and retry_replace), len(batch.keys))
+            replies = self.link.call_ok(batch.encoded(attempts > 1 and retry_replace), count)
             if replies is not None and any(is_error(r) and str(r).startswith("LOADING") for r in replies):
                 raise rex.BusyLoadingError("target is loading its dataset")
             return replies
@@ -202,7 +207,7 @@ class TargetWriter:
         replies = with_retries(send, self.settings, f"RESTORE a batch into db {self.link.db}", self.link.endpoint,
                                "target")
         if replies is None:
-            batch.count_ok(tally, range(len(batch.keys)))
+            batch.count_ok(tally, range(count))
             return
         done = [i for i, reply in enumerate(replies) if not is_error(reply)]
         batch.count_ok(tally, done)
