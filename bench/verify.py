@@ -1,13 +1,13 @@
-"""Full and keys-level verification of a large dataset, next to the copy that produced it (same run, same servers).
+"""Full and keys-level verification of a large dataset, next to the migration that produced it (same run, same servers).
 
 Data: KEYS keys in Redis 7.0 (default 1,000,000): 94% 100-byte strings, the rest hashes, lists, sets, zsets (20
-elements each), streams with a consumer group, 10% of all keys with a TTL, and three big keys (100,000 elements) that
-verification must read in chunks.
-Baselines, same process:
-- a plain pipelined copy into Valkey 8.1: SCAN 1000, pipelined DUMP + PTTL, pipelined RESTORE (redis-py pipelines);
-- `migrate run` (replay strategy) of the same data into an emptied target, when the library is importable and works.
-Ours: `verify --level keys` and `--level full` (both directions, every key); peak RSS growth of this process during
-each phase, sampled every 20 ms, at two sizes (KEYS/10 and KEYS) to show memory does not grow with the data.
+elements each) and streams, 10% of all keys with a TTL, and three big keys (100,000 elements) that verification must
+read in chunks. Target: Valkey 8.1.
+Baselines, same run: `migrate run` (replay) of the same data into the emptied target, and a plain pipelined copy
+(SCAN 1000, pipelined DUMP + PTTL, pipelined RESTORE with redis-py), the reference loop of shared/reference.
+Ours: `migrate verify --level keys` and `--level full` (both directions, every key). Every migrate command runs as the
+CLI in its own process, so its time and its own peak RSS (wait4) are measured alike; commands are interleaved and
+repeated because the machine is shared. Two sizes (KEYS/10 and KEYS) show that memory does not grow with the data.
 
 Run: .venv/bin/python bench/verify.py [KEYS] [--no-record]   (needs the servers in .servers); appends to RESULTS.md.
 """
@@ -15,11 +15,13 @@ Run: .venv/bin/python bench/verify.py [KEYS] [--no-record]   (needs the servers 
 from __future__ import annotations
 
 import datetime
+import os
 import platform
+import subprocess
 import sys
-import threading
+import tempfile
 import time
-from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,16 +29,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import redis
 
-from migrate.config import CommonConfig, parse_endpoint
-from migrate.logs import configure
 from migrate.sandbox import LocalServer, load_manifest
-from migrate.verify import Level, VerifyConfig, VerifyOptions, verify
 from migrate.verify.wire import Packed, Wire
 
 SOURCE, TARGET = "redis-7.0", "valkey-8.1"
 BATCH = 1000
 BIG = 100_000
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "bench" / "RESULTS.md"
 
 
 # ---- data --------------------------------------------------------------------------------------------------------
@@ -79,12 +79,58 @@ def _mixed(i: int) -> tuple[Any, ...]:
     return ("XADD", f"x:{i}", "*", "a", str(i), "b", "payload")
 
 
-# ---- baselines ---------------------------------------------------------------------------------------------------
+# ---- commands, each in its own process (time, peak RSS of that process) -----------------------------------------
 
 
-def plain_copy(source: redis.Redis, target: redis.Redis) -> None:
+@dataclass
+class Sample:
+    seconds: float
+    peak_rss_mb: float
+
+
+# The child writes its own VmHWM (peak RSS since exec) when it exits: wait4's ru_maxrss would also count the pages
+# of this (big) process that the child inherited before exec.
+CHILD = """import atexit, sys
+from pathlib import Path
+def hwm():
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            Path(sys.argv[1]).write_text(line.split()[1])
+atexit.register(hwm)
+from migrate.cli import main
+main(sys.argv[2:])
+"""
+
+
+def migrate_cli(args: list[str], workdir: Path) -> Sample:
+    """`migrate ARGS` (the CLI) in a child process: wall time and the child's own peak RSS."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    peak = workdir / "peak_rss_kb"
+    with tempfile.TemporaryFile() as errors:
+        started = time.perf_counter()
+        code = subprocess.run([sys.executable, "-c", CHILD, str(peak), "--log-level", "warning", *args],
+                              cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=errors, check=False).returncode
+        elapsed = time.perf_counter() - started
+        if code != 0:
+            errors.seek(0)
+            raise SystemExit(f"migrate {args[0]} exited {code}: {errors.read().decode(errors='replace')[-2000:]}")
+    return Sample(elapsed, int(peak.read_text()) / 1024)
+
+
+def verify_cli(source: LocalServer, target: LocalServer, level: str, workdir: Path) -> Sample:
+    return migrate_cli(["verify", "--source", source.url, "--target", target.url, "--level", level, "--rounds", "1",
+                        "--interval", "0.1", "--format", "json", "--output", str(workdir / "verify.json")], workdir)
+
+
+def run_cli(source: LocalServer, target: LocalServer, workdir: Path) -> Sample:
+    return migrate_cli(["run", "--source", source.url, "--target", target.url, "--checkpoint",
+                        str(workdir / "run.checkpoint.json"), "--format", "json", "--output",
+                        str(workdir / "run.json")], workdir)
+
+
+def plain_copy(source: redis.Redis, target: redis.Redis) -> float:
     """The measured reference loop (shared/reference/compatibility.md): SCAN, pipelined DUMP+PTTL, pipelined RESTORE."""
-    cursor = 0
+    started, cursor = time.perf_counter(), 0
     while True:
         cursor, keys = source.scan(cursor, count=BATCH)
         pipe = source.pipeline(transaction=False)
@@ -97,128 +143,80 @@ def plain_copy(source: redis.Redis, target: redis.Redis) -> None:
             out.restore(key, max(0, replies[2 * i + 1]), replies[2 * i], replace=True)
         out.execute()
         if cursor == 0:
-            return
+            return time.perf_counter() - started
 
 
-def migrate_run(source_url: str, target_url: str) -> str:
-    """`migrate run` (replay) through its library call; returns '' on success or why it could not run."""
-    try:
-        from migrate.run import RunConfig, RunOptions, run
-    except ImportError as exc:
-        return f"not importable: {exc}"
-    common = CommonConfig(parse_endpoint(source_url), parse_endpoint(target_url))
-    try:
-        run(RunConfig(common, RunOptions()))
-    except Exception as exc:
-        return f"{type(exc).__name__}: {exc}"
-    return ""
-
-
-# ---- measurement -------------------------------------------------------------------------------------------------
-
-
-def rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def measure(fn: Callable[[], Any]) -> tuple[float, float, Any]:
-    """(seconds, peak RSS growth in MB, result)."""
-    start_rss, peak = rss_mb(), [0.0]
-    done = threading.Event()
-
-    def sample() -> None:
-        while not done.is_set():
-            peak[0] = max(peak[0], rss_mb() - start_rss)
-            time.sleep(0.02)
-
-    thread = threading.Thread(target=sample, daemon=True)
-    thread.start()
-    started = time.perf_counter()
-    result = fn()
-    elapsed = time.perf_counter() - started
-    done.set()
-    thread.join()
-    return elapsed, max(peak[0], rss_mb() - start_rss), result
-
-
-def verify_level(source: LocalServer, target: LocalServer, level: Level) -> Any:
-    config = VerifyConfig(parse_endpoint(source.url), parse_endpoint(target.url),
-                          VerifyOptions(level=level, rounds=1, interval=0.1))
-    result = verify(config)
-    if not result.ok:
-        raise SystemExit(f"verification of a clean copy failed: {result.divergent}")
-    return result
-
-
-def one_size(keys: int) -> dict[str, Any]:
+def one_size(keys: int, repeats: int) -> dict[str, Any]:
+    """Load, copy once with the plain loop, then `repeats` times: verify keys, verify full, empty the target and
+    `migrate run` into it (so later verifications check run's own copy). Interleaving spreads the machine's load."""
     binaries = load_manifest()
     source = LocalServer(binaries[SOURCE]).start()
     target = LocalServer(binaries[TARGET]).start()
     try:
         src, dst = source.client(), target.client()
         load(src, keys)
-        total = src.dbsize()
-        out: dict[str, Any] = {"keys": total, "versions": (source.binary.version, target.binary.version)}
-        out["copy"] = measure(lambda: plain_copy(src, dst))[:2]
-        out["keys_level"] = measure(lambda: verify_level(source, target, Level.KEYS))[:2]
-        out["full"] = measure(lambda: verify_level(source, target, Level.FULL))[:2]
-        dst.flushall()
-        elapsed, _, error = measure(lambda: migrate_run(source.url, target.url))
-        out["run"] = (elapsed, error)
-        if not error:
-            out["run_verified"] = verify_level(source, target, Level.KEYS).ok
+        out: dict[str, Any] = {"keys": src.dbsize(), "versions": (source.binary.version, target.binary.version),
+                               "copy": plain_copy(src, dst), "keys_level": [], "full": [], "run": []}
+        with tempfile.TemporaryDirectory() as folder:
+            workdir = Path(folder)
+            for _ in range(repeats):
+                out["keys_level"].append(verify_cli(source, target, "keys", workdir))
+                out["full"].append(verify_cli(source, target, "full", workdir))
+                dst.flushall()
+                out["run"].append(run_cli(source, target, workdir))
+            out["after_run"] = verify_cli(source, target, "full", workdir)  # run's copy verifies clean
         return out
     finally:
         source.cleanup()
         target.cleanup()
 
 
+def best(samples: list[Sample]) -> float:
+    return min(s.seconds for s in samples)
+
+
 def report(small: dict[str, Any], large: dict[str, Any], argv: list[str]) -> str:
     n = large["keys"]
-    copy_s, full_s, keys_s = large["copy"][0], large["full"][0], large["keys_level"][0]
-    run_s, run_error = large["run"]
-    lines = [
+    run_s, full_s, keys_s, copy_s = best(large["run"]), best(large["full"]), best(large["keys_level"]), large["copy"]
+
+    def all_of(samples: list[Sample]) -> str:
+        return ", ".join(f"{s.seconds:.2f}" for s in samples)
+
+    def rss(size: dict[str, Any], name: str) -> str:
+        return f"{max(s.peak_rss_mb for s in size[name]):.0f} MB"
+
+    return "\n".join([
         "",
-        "## verify: full and keys-level verification vs the copy (bench/verify.py)",
+        "## verify: full and keys-level verification vs `migrate run` (bench/verify.py)",
         "",
         f"- Date: {datetime.date.today().isoformat()}. Command: `.venv/bin/python bench/verify.py {' '.join(argv)}`."
         f" Python {platform.python_version()}, source Redis {large['versions'][0]}, target Valkey "
-        f"{large['versions'][1]}, both local on this 2-core machine (shared with other work).",
+        f"{large['versions'][1]}, both local on this 2-core machine (shared with other work: timings vary; each "
+        f"command ran {len(large['run'])} times interleaved, best time shown, all times in brackets).",
         f"- Data: {n:,} keys (94% 100-byte strings; hashes, lists, sets, zsets of 20 elements, streams; 3 keys of "
-        f"{BIG:,} elements; 10% with TTLs).",
-        f"- Baseline, same run: plain pipelined SCAN/DUMP+PTTL/RESTORE copy: {copy_s:.2f} s "
-        f"({n / copy_s:,.0f} keys/s).",
-    ]
-    if run_error:
-        lines.append(f"- `migrate run` (replay) could not be measured in this run: {run_error[:200]}")
-    else:
-        lines.append(f"- `migrate run` (replay) of the same data into an emptied target: {run_s:.2f} s "
-                     f"({n / run_s:,.0f} keys/s); its result verified clean: {large.get('run_verified')}.")
-    migration = run_s if not run_error else copy_s
-    lines += [
-        f"- Ours: `verify --level full`: {full_s:.2f} s ({n / full_s:,.0f} keys/s), {migration / full_s:.2f}x faster "
-        f"than the {'`migrate run`' if not run_error else 'baseline copy'} (goal: >= 1x); vs the plain copy: "
-        f"{copy_s / full_s:.2f}x.",
-        f"- Ours: `verify --level keys`: {keys_s:.2f} s ({n / keys_s:,.0f} keys/s), {migration / keys_s:.2f}x faster "
-        f"(goal: >= 3x); vs the plain copy: {copy_s / keys_s:.2f}x.",
-        f"- Memory (peak RSS growth of the process): full {small['full'][1]:.1f} MB at {small['keys']:,} keys, "
-        f"{large['full'][1]:.1f} MB at {n:,} keys; keys-level {small['keys_level'][1]:.1f} MB / "
-        f"{large['keys_level'][1]:.1f} MB. (Baseline copy: {small['copy'][1]:.1f} MB / {large['copy'][1]:.1f} MB.)",
-        f"- At {small['keys']:,} keys: copy {small['copy'][0]:.2f} s, full {small['full'][0]:.2f} s, keys "
-        f"{small['keys_level'][0]:.2f} s.",
-    ]
-    return "\n".join(lines) + "\n"
+        f"{BIG:,} elements; 10% with TTLs). Every command is the CLI in its own process (start-up included).",
+        f"- Baseline, same run: `migrate run` (replay) into an emptied target: {run_s:.2f} s ({n / run_s:,.0f} keys/s) "
+        f"[{all_of(large['run'])}]; plain pipelined SCAN/DUMP+PTTL/RESTORE copy (redis-py, in process): "
+        f"{copy_s:.2f} s ({n / copy_s:,.0f} keys/s).",
+        f"- Ours: `verify --level full`: {full_s:.2f} s ({n / full_s:,.0f} keys/s) [{all_of(large['full'])}]: "
+        f"{run_s / full_s:.2f}x the speed of `migrate run` (goal >= 1), {copy_s / full_s:.2f}x the plain copy.",
+        f"- Ours: `verify --level keys`: {keys_s:.2f} s ({n / keys_s:,.0f} keys/s) [{all_of(large['keys_level'])}]: "
+        f"{run_s / keys_s:.2f}x the speed of `migrate run` (goal >= 3), {copy_s / keys_s:.2f}x the plain copy; "
+        f"{full_s / keys_s:.2f}x faster than full.",
+        f"- Memory (peak RSS of the process): verify full {rss(small, 'full')} at {small['keys']:,} keys, "
+        f"{rss(large, 'full')} at {n:,} keys; keys-level {rss(small, 'keys_level')} / {rss(large, 'keys_level')}; "
+        f"`migrate run` {rss(small, 'run')} / {rss(large, 'run')}.",
+        f"- At {small['keys']:,} keys: run {best(small['run']):.2f} s, full {best(small['full']):.2f} s, keys "
+        f"{best(small['keys_level']):.2f} s, plain copy {small['copy']:.2f} s. After each `migrate run`, "
+        f"`verify --level full` of its copy exited 0.",
+    ]) + "\n"
 
 
 def main(argv: list[str]) -> None:
-    configure("plain", "warning")
     numbers = [a for a in argv if a.isdigit()]
     keys = int(numbers[0]) if numbers else 1_000_000
-    small = one_size(keys // 10)
-    large = one_size(keys)
+    small = one_size(keys // 10, 1)
+    large = one_size(keys, 2)
     text = report(small, large, argv)
     print(text)
     if "--no-record" in argv:

@@ -9,6 +9,7 @@ import pytest
 
 from fixtures.dataset import populate
 from migrate.cli import run_cli
+from migrate.errors import ExitCode
 from migrate.identity import identify
 from migrate.render import display_key
 from migrate.run import OnIncompatible, Strategy, run
@@ -103,3 +104,20 @@ def test_reload_of_a_file_with_module_data_skips_and_names_the_module_keys(serve
                               from_rdb=ROOT / "fixtures" / "rdb" / "redis-7.0.rdb",
                               selection=KeySelection(types=("string",))))
     assert not only_strings.skipped and set(only_strings.dbs[0].by_type) == {"string"}
+
+
+def test_a_refused_snapshot_leaves_the_target_untouched(servers, capsys):
+    source, target = servers.get("redis-7.0"), servers.get("valkey-8.1")
+    source.client().execute_command("ACL", "SETUSER", "reader", "on", ">reader-pw", "~*", "+@all", "-sync", "-psync")
+    source.client().set("k", "v")
+    target.client().set("mine", "kept")
+    try:
+        code = run_cli(["run", "--strategy", "reload", "--yes", "--no-progress", "--target", target.url,
+                        "--source", source.url_for(0, "reader", "reader-pw")])
+        _, err = capsys.readouterr()
+    finally:
+        source.client().execute_command("ACL", "DELUSER", "reader")
+    assert code == ExitCode.MIGRATION
+    line = next(line for line in err.splitlines() if line.startswith("error:"))
+    assert "permission denied on source" in line and "reader-pw" not in err
+    assert target.client().keys() == [b"mine"]

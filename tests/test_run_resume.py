@@ -121,6 +121,7 @@ def test_target_restart_mid_run(servers, tmp_path):
     thread.join(timeout=30)
     assert restarted.is_set()
     assert result.copied == 4000 and not result.busy
+    assert any("the target restarted during the run" in note for note in result.notes)
     assert differences(source.client(), target.client()) == []
 
 

@@ -9,7 +9,10 @@ import pytest
 
 from migrate.cli.run import parse_size
 from migrate.errors import BadInputError, ConfigError
+from migrate.rdb.dump import build_dump, parse_dump, restamp
+from migrate.rdb.errors import RdbFormatError
 from migrate.run.checkpoint import Checkpoint, DbState
+from migrate.run.convert import Fast, Path
 from migrate.run.options import RunOptions, Strategy
 from migrate.run.ratelimit import RateLimiter
 from migrate.run.reload import redis_glob
@@ -98,3 +101,16 @@ def test_options_are_checked(tmp_path):
         RunOptions(rate_limit=0).validate()
     with pytest.raises(ConfigError, match="--promote"):
         RunOptions(promote=True).validate()
+
+
+@pytest.mark.parametrize(("old", "new"), [(12, 11), (10, 11), (12, 80), (80, 11), (9, 10)])
+def test_restamp_without_a_crc_pass_equals_the_recomputed_one(old, new):
+    """The CRC64 is linear: changing the version field changes the CRC by a constant (convert.crc_delta)."""
+    decision = Fast(Path.RESTAMPED, "hash", new, old)
+    for body in (b"", b"\x00", b"\x02abc" * 1000, bytes(range(256)) * 40):
+        payload = build_dump(4, body, old)
+        assert decision.restamp(payload) == restamp(payload, new)
+    corrupt = bytearray(build_dump(0, b"\x03abc", old))
+    corrupt[2] ^= 1  # a payload damaged on the way stays detectably damaged after the restamp
+    with pytest.raises(RdbFormatError, match="checksum"):
+        parse_dump(decision.restamp(bytes(corrupt)))

@@ -9,9 +9,13 @@ from collections import deque
 import pytest
 
 from fixtures.dataset import populate
-from migrate.config import parse_endpoint
-from migrate.verify import Level, Reason, VerifyConfig, VerifyOptions, VerifyResult, verify
+from migrate.config import ConnectionSettings, parse_endpoint
 from migrate.selection import KeySelection
+from migrate.verify import Level, Reason, VerifyConfig, VerifyOptions, VerifyResult, verify
+from migrate.verify.compare import PairPlan, compare_keys
+from migrate.verify.digest import ReadPlan
+from migrate.verify.sides import Side
+from migrate.verify.wire import Wire
 from tests.matrix import pairs
 from tests.verify_support import copy_server
 
@@ -198,6 +202,49 @@ def test_count_level(migrated):
     assert [(db.source_db, db.source_keys - db.target_keys) for db in result.count_mismatches] == [(2, 1)]
 
 
+@pytest.mark.parametrize("strings_first", [False, True], ids=["type-first", "strings-first"])
+def test_both_first_rounds_give_the_same_verdicts(migrated, strings_first):
+    """A batch starts with TYPE + PTTL, or with PTTL + GETRANGE when the previous one was mostly strings."""
+    source, target = migrated
+    client = target.client()
+    client.delete("str:ascii")
+    client.set("str:raw", "y" * 100)
+    client.set("str:compressible", b"abc" * 19999 + b"abX")
+    client.hset("hash:small", "f1", "changed")
+    client.persist("ttl:string")
+    client.delete("set:small")
+    client.set("set:small", "now a string")
+    client.set("extra", "x")
+    keys = [*sorted(source.client().keys("*")), b"extra"]
+    plan = ReadPlan(chunk=5, string_chunk=1024)
+    source_plan = ReadPlan(chunk=5, string_chunk=1024, field_ttls=True)  # Redis 8 holds field TTLs, Valkey 8.1 not
+    sides = (Side("source", parse_endpoint(source.url), ConnectionSettings()),
+             Side("target", parse_endpoint(target.url), ConnectionSettings()))
+    try:
+        result = compare_keys(*sides, PairPlan(0, 0, source_plan, plan), keys, True, 2000, KeySelection(),
+                              ConnectionSettings(), strings_first)
+    finally:
+        for side in sides:
+            side.close()
+    assert result.compared == len(keys)
+    assert {(key, reason) for key, reason, _ in result.mismatches} == {
+        (b"str:ascii", Reason.MISSING), (b"str:raw", Reason.VALUE), (b"str:compressible", Reason.VALUE),
+        (b"hash:small", Reason.VALUE), (b"ttl:string", Reason.TTL), (b"set:small", Reason.TYPE),
+        (b"extra", Reason.EXTRA), (b"hfe:small", Reason.FIELD_TTL_UNSUPPORTED),
+        (b"hfe:big", Reason.FIELD_TTL_UNSUPPORTED)}
+
+
+def test_values_longer_than_a_chunk(migrated):
+    """Chunks of 4 elements: every collection, stream entries and pending lists are read in several round trips."""
+    source, target = migrated
+    assert run(source, target, chunk_size=4, string_chunk_bytes=16).ok
+    client = target.client()
+    client.xclaim("stream:groups", "g1", "bob", 0, ["1700000000002-0"])  # same ids pending, another owner
+    diff = only_divergence(run(source, target, chunk_size=4))
+    assert (diff.key, diff.reason) == (b"stream:groups", Reason.VALUE)
+    assert "consumer groups" in diff.detail
+
+
 # ---- options -----------------------------------------------------------------------------------------------------
 
 
@@ -275,6 +322,20 @@ def test_nonkey_state(migrated):
                      ("config", "maxmemory-policy", "differs", "warning")}
     assert not result.ok and result.divergent.total == 0
     assert "s3cret" not in repr(result)
+
+
+def test_wire_reads_the_same_replies_with_and_without_hiredis_fast_path(migrated):
+    source, _ = migrated
+    wire = Wire(source.client())
+    commands = [(b"TYPE", b"hash:small"), (b"PTTL", b"str:ascii"), (b"GET", b"list:small"),
+                (b"ZRANGE", b"zset:small", 0, -1, b"WITHSCORES"), (b"XINFO", b"STREAM", b"stream:plain")]
+    fast = wire.run(commands)
+    wire.send(commands)
+    slow = wire._recv_slow(len(commands))  # the path taken when redis-py has no hiredis reader
+    wire.release()
+    assert [type(r) for r in fast] == [type(r) for r in slow]
+    assert fast[:2] == slow[:2] and fast[3:] == slow[3:] and str(fast[2]) == str(slow[2])
+    assert fast[:2] == [b"hash", -1] and str(fast[2]).startswith("WRONGTYPE")
 
 
 # ---- live traffic ------------------------------------------------------------------------------------------------

@@ -95,3 +95,19 @@ def test_unreachable_target_exits_3(migrated, capsys):
                     "--connect-timeout", "1"])
     assert code == 3
     assert "target" in capsys.readouterr().err
+
+
+def test_passwords_never_reach_reports_or_errors(servers, capsys):
+    source = servers.get("redis-8.0.2", password="s3cret-source")
+    target = servers.get("valkey-8.1", password="s3cret-target")
+    populate(source.client())
+    copy_server(source, target)
+    target.client().delete("str:ascii")
+    assert run_cli(["verify", "--source", source.url, "--target", target.url, *FAST, "--format", "json"]) == 5
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    assert report["source"]["endpoint"].startswith("redis://:***@127.0.0.1:")
+    assert "s3cret" not in captured.out + captured.err
+    wrong = source.url.replace("s3cret-source", "wrong-pass")
+    assert run_cli(["verify", "--source", wrong, "--target", target.url, "--retries", "1"]) == 3
+    assert "wrong-pass" not in capsys.readouterr().err

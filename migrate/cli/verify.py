@@ -29,6 +29,7 @@ SETTINGS = (
     Setting("interval", float, 1.0),
     Setting("max_report_keys", int, 100),
     Setting("batch_size", int, 1000),
+    Setting("workers", int, 2),
     Setting("nonkey", to_bool, True),
 )
 
@@ -53,6 +54,8 @@ SETTINGS = (
 @click.option("--max-report-keys", type=int, metavar="N", help="Keys listed per category; more are counted "
               "[default: 100].")
 @click.option("--batch-size", type=int, metavar="N", help="Keys per SCAN and per pipelined read [default: 1000].")
+@click.option("--workers", type=int, metavar="N", help="Threads comparing batches while SCAN goes on; 0: none "
+              "[default: 2].")
 @click.option("--nonkey/--no-nonkey", default=None,
               help="Compare functions, ACL users and config parameters [default: on].")
 @format_options
@@ -83,5 +86,5 @@ def options_from(values: dict[str, Any]) -> VerifyOptions:
         ttl_tolerance_ms=round(values["ttl_tolerance"] * 1000), sample=values["sample"],
         sample_percent=values["sample_percent"], seed=values["seed"], rounds=values["rounds"],
         interval=values["interval"], max_report_keys=values["max_report_keys"], batch_size=values["batch_size"],
-        check_nonkey=values["nonkey"],
+        workers=values["workers"], check_nonkey=values["nonkey"],
     ).validate()

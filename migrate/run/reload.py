@@ -213,7 +213,6 @@ def _echo_time(target: Side, settings: ConnectionSettings, payloads: list[bytes]
 
 def _execute(config: RunConfig, source: Side | None, target: Side) -> tuple[dict[int, DbTally], Extras]:
     options, settings = config.options, config.common.connection
-    _flush(target, settings, _target_dbs(options.selection, source))
     bulk = proto_max_bulk_len(target)
     threshold = options.big_key_threshold
     max_command_bytes = min(DEFAULT_MAX_COMMAND_BYTES, bulk // 2)
@@ -231,6 +230,9 @@ def _execute(config: RunConfig, source: Side | None, target: Side) -> tuple[dict
             stream = cast(IO[bytes], snapshot)
             log.info("snapshot started", diskless=snapshot.diskless, size=snapshot.size)
         reader = stack.enter_context(RdbReader(stream))
+        # Only now, with the snapshot flowing (or the file's header read), is the target flushed: a refused SYNC or
+        # a bad file leaves it untouched.
+        _flush(target, settings, _target_dbs(options.selection, source))
         stack.callback(loader.close)
         progress = stack.enter_context(RunProgress(options.progress, total, "reloading"))
         pump: Pump[Loaded] = Pump(_batches(reader, options, converter, extras))

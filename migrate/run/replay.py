@@ -92,7 +92,11 @@ def replay(config: RunConfig) -> RunResult:
                                        dry_run=options.dry_run)
             checkpoint.functions_done = not options.dry_run
         job = _Replay(config, source, target, checkpoint)
+        run_id = _run_id(target, settings)
         job.run(dbs)
+        if run_id != _run_id(target, settings):
+            job.notes.append("the target restarted during the run: keys written before its restart are there only "
+                             "if it persisted them (AOF/RDB); run `migrate verify` to check")
         if not options.dry_run:
             checkpoint.remove()  # finished: nothing to resume
         return RunResult(
@@ -103,6 +107,11 @@ def replay(config: RunConfig) -> RunResult:
     finally:
         source.close()
         target.close()
+
+
+def _run_id(side: Side, settings: ConnectionSettings) -> str:
+    info = with_retries(lambda: side.client.info("server"), settings, "INFO server", side.endpoint, side.role)
+    return str(info.get("run_id", ""))
 
 
 def fingerprint(config: RunConfig, source: Side, target: Side) -> dict[str, Any]:

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from migrate.selection import KeySelection
-from migrate.verify.digest import NATIVE_TYPES, UNSTABLE, KeyState, ReadPlan, first_round, read_states
+from migrate.verify.batch import KeyState, first_round, read_states
+from migrate.verify.digest import NATIVE_TYPES, UNSTABLE, ReadPlan
 from migrate.verify.model import Reason
 from migrate.verify.replies import as_bytes, check
 from migrate.verify.sample import Sampler

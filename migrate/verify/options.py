@@ -30,7 +30,7 @@ class VerifyOptions:
     batch_size: int = 1000  # keys per SCAN call and per pipelined round trip
     chunk_size: int = 1000  # elements per read of a big list/set/zset/hash/stream
     string_chunk_bytes: int = 64 * 1024  # bytes per GETRANGE of a big string
-    max_inflight_values: int = 64  # collections read concurrently per batch (bounds memory)
+    max_inflight_values: int = 256  # values read in the same round trip (memory: this x chunk size)
     workers: int = 2  # threads comparing batches while the main thread scans (each with its own connections); 0: inline
     recheck_limit: int = 100_000  # mismatching keys remembered for rechecks; beyond, counted as unrechecked
     check_nonkey: bool = True  # functions, ACL users, config parameters

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from migrate.identity import ServerIdentity
@@ -61,7 +61,7 @@ def _pair(options: VerifyOptions, src: ServerIdentity, tgt: ServerIdentity, src_
 
 
 def _with_ttls(plan: ReadPlan, field_ttls: bool) -> ReadPlan:
-    return ReadPlan(plan.chunk, plan.string_chunk, plan.inflight, field_ttls)
+    return replace(plan, field_ttls=field_ttls)
 
 
 def may_hold_field_ttls(ident: ServerIdentity, keyspace: Keyspace, db: int) -> bool:
