@@ -142,6 +142,15 @@ def test_ttl_removed(migrated):
     assert "target has no TTL" in diff.detail
 
 
+def test_ttl_added_in_a_database_without_ttls(migrated):
+    """db 1 holds no TTL on the source: a TTL on the target must still be seen (expiries are then read)."""
+    source, target = migrated
+    assert run(source, target, level=Level.KEYS).ok
+    target.client(1).expire("db1:hash", 600)
+    diff = only_divergence(run(source, target, level=Level.KEYS))
+    assert (diff.source_db, diff.key, diff.reason) == (1, b"db1:hash", Reason.TTL)
+
+
 def test_stream_entry_missing(migrated):
     source, target = migrated
     client = target.client()
@@ -378,3 +387,37 @@ def test_live_traffic_converges_and_is_not_divergent(migrated):
     assert result.changed.total >= 1
     assert all(d.key.startswith(b"live:") for d in result.changed.keys)
     assert result.rounds_run >= 1
+
+
+def test_equal_first_rounds_settle_a_batch_without_parsing(migrated):
+    """Both servers answer a batch of strings with the same bytes: the batch is equal without reading any reply."""
+    source, target = migrated
+    keys = [b"str:ascii", b"str:int", b"str:empty", b"ttl:string", b"gone-on-both-sides"]
+    plan = ReadPlan(chunk=5, string_chunk=1024)
+    pair = PairPlan(0, 0, plan, plan, b"PEXPIRETIME")
+    sides = (Side("source", parse_endpoint(source.url), ConnectionSettings()),
+             Side("target", parse_endpoint(target.url), ConnectionSettings()))
+    try:
+        def compare(strings_first: bool):
+            return compare_keys(*sides, pair, keys, True, 0, KeySelection(), ConnectionSettings(), strings_first)
+
+        settled = compare(True)
+        # Only the settled path counts the vanished key among the strings (it never looks at a reply).
+        assert (settled.compared, settled.mismatches, settled.strings) == (5, [], 5)
+        assert compare(False).mismatches == [] and compare(False).strings == 4
+        mixed = [*keys, b"hash:small", b"list:big", b"zset:big", b"stream:groups", b"str:compressible"]
+        both = compare_keys(*sides, pair, mixed, True, 0, KeySelection(), ConnectionSettings(), True)
+        assert (both.compared, both.mismatches, both.strings) == (10, [], 6)
+        target.client().hset("hash:small", "f2", "changed")  # the first round still answers the same bytes
+        target.client().lset("list:big", 650, "changed")
+        assert [(k, r) for k, r, _ in compare_keys(*sides, pair, mixed, True, 0, KeySelection(), ConnectionSettings(),
+                                                   True).mismatches] == [(b"hash:small", Reason.VALUE),
+                                                                         (b"list:big", Reason.VALUE)]
+        target.client().set("str:int", 12346)
+        assert [(k, r) for k, r, _ in compare(True).mismatches] == [(b"str:int", Reason.VALUE)]
+        target.client().pexpire("ttl:string", 10_000)
+        assert [(k, r) for k, r, _ in compare(True).mismatches] == [(b"str:int", Reason.VALUE),
+                                                                   (b"ttl:string", Reason.TTL)]
+    finally:
+        for side in sides:
+            side.close()

@@ -111,3 +111,21 @@ def test_passwords_never_reach_reports_or_errors(servers, capsys):
     wrong = source.url.replace("s3cret-source", "wrong-pass")
     assert run_cli(["verify", "--source", wrong, "--target", target.url, "--retries", "1"]) == 3
     assert "wrong-pass" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("level", "denied"), [("keys", ("-pexpiretime", "-pttl")), ("full", ("-hscan",))])
+def test_a_refused_command_is_an_error_not_parity(servers, capsys, level, denied):
+    """Both servers refusing the same command answer the same bytes (same product, same error text): that must not
+    pass for equal keys."""
+    source, target = servers.get("valkey-8.0"), servers.get("valkey-8.1")
+    populate(source.client())
+    copy_server(source, target)
+    for server in (source, target):
+        server.client().execute_command("ACL", "SETUSER", "limited", "on", ">pw", "~*", "&*", "+@all", *denied)
+    try:
+        urls = [server.url_for(0, "limited", "pw") for server in (source, target)]
+        assert run_cli(["verify", "--source", urls[0], "--target", urls[1], *FAST, "--level", level]) == 4
+        assert "permission denied" in capsys.readouterr().err
+    finally:
+        for server in (source, target):
+            server.client().execute_command("ACL", "DELUSER", "limited")

@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from migrate.verify.batch import Templates
-from migrate.verify.compare import classify
+from migrate.verify.compare import classify, settled
 from migrate.verify.digest import MultisetDigest, OrderedDigest, ReadPlan, first_commands
 from migrate.verify.model import Reason
 from migrate.verify.replies import next_id, score_columns
@@ -91,6 +91,8 @@ def test_classify_reasons():
                {"size": 2, "entries": 1, "last_id": b"5-0", "entries_added": 4})
     verdict = classify((b"stream", -1, streams[0]), (b"stream", -1, streams[1]), tol)
     assert verdict == (Reason.VALUE, "entries-added differs (source 3, target 4)")
+    unstable = {"unstable": True}
+    assert classify((b"list", -1, unstable), (b"list", -1, dict(unstable)), tol)[0] is Reason.VALUE
     older = {"size": 2, "entries": 1, "last_id": b"5-0"}  # a server that does not expose entries-added
     assert classify((b"stream", -1, older), (b"stream", -1, streams[1]), tol) is None
 
@@ -108,3 +110,13 @@ def test_sampling_is_seeded_and_exact():
     assert sorted(k for k in keys if Sampler("count", threshold, 1).wants(k)) == sorted(picks[0])
     share = sum(Sampler("percent", 0.1, 7).wants(k) for k in keys) / len(keys)
     assert 0.07 < share < 0.13
+
+
+def test_equal_bytes_settle_keys_level_and_small_strings_only():
+    assert settled(b"+hash\r\n:-1\r\n", full=False, strings_first=False, string_chunk=8)
+    assert not settled(b":-1\r\n$2\r\nab\r\n", full=True, strings_first=False, string_chunk=8)
+    assert settled(b":-1\r\n$2\r\nab\r\n:-2\r\n$0\r\n\r\n", full=True, strings_first=True, string_chunk=8)
+    assert not settled(b":-1\r\n-WRONGTYPE Operation\r\n", full=True, strings_first=True, string_chunk=8)
+    assert not settled(b"-NOPERM no\r\n:-1\r\n", full=False, strings_first=False, string_chunk=8)
+    assert not settled(b"+string\r\n-NOPERM no\r\n", full=False, strings_first=False, string_chunk=8)
+    assert not settled(b":-1\r\n$8\r\nabcdefgh\r\n", full=True, strings_first=True, string_chunk=8)

@@ -33,6 +33,10 @@ def copy_server(source: LocalServer, target: LocalServer, native: bool = False,
 def copy_key(src: redis.Redis, dst: redis.Redis, key: bytes, target_identity: Any, native: bool) -> None:
     kind = src.type(key).decode()
     pttl = src.pttl(key)
+    try:  # the absolute expiry, like `migrate run` keeps it (Redis 7.0+); else the TTL, relative
+        expire_at = src.execute_command("PEXPIRETIME", key)
+    except redis.ResponseError:
+        expire_at = None
     if native and kind != "stream":
         native_copy(src, dst, key, kind, target_identity.hash_field_ttl)
     else:
@@ -43,7 +47,9 @@ def copy_key(src: redis.Redis, dst: redis.Redis, key: bytes, target_identity: An
             native_copy(src, dst, key, kind, target_identity.hash_field_ttl)
         else:
             raise AssertionError(f"cannot copy {key!r}: {conversion.reason}")
-    if pttl > 0:
+    if expire_at is not None and expire_at > 0:
+        dst.pexpireat(key, expire_at)
+    elif pttl > 0:
         dst.pexpire(key, pttl)
 
 

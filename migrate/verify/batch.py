@@ -24,17 +24,25 @@ BatchReader = Generator[list[Cmd] | Packed, list[Any], T]
 # A plain tuple: one is built per key and side, and a NamedTuple costs twice as much to create.
 KeyState = tuple[bytes, int, Fingerprint | None]
 
-TYPE_PTTL = b"*2\r\n$4\r\nTYPE\r\n$%d\r\n%s\r\n*2\r\n$4\r\nPTTL\r\n$%d\r\n%s\r\n"
-PTTL_GETRANGE = b"*2\r\n$4\r\nPTTL\r\n$%d\r\n%s\r\n*4\r\n$8\r\nGETRANGE\r\n$%d\r\n%s\r\n$1\r\n0\r\n"
+TYPE = b"*2\r\n$4\r\nTYPE\r\n$%d\r\n%s\r\n"
+GETRANGE = b"*4\r\n$8\r\nGETRANGE\r\n$%d\r\n%s\r\n$1\r\n0\r\n"
 _MARK = b"\x00key-slot\x00"
 _SLOT = b"$%d\r\n%s\r\n" % (len(_MARK), _MARK)
 
 
-def first_round(keys: list[bytes], strings_first: bool, string_chunk: int) -> Packed:
+def first_round(keys: list[bytes], strings_first: bool, string_chunk: int, expiry: bytes = b"PTTL") -> Packed:
+    """TYPE + expiry per key, or expiry + GETRANGE 0..chunk-1; `expiry` is PTTL, or PEXPIRETIME where both servers
+    have it (absolute: equal on both sides after a migration that kept absolute expiries), or empty when no key of
+    either database has a TTL (INFO keyspace): TYPE alone then."""
+    if not expiry and not strings_first:
+        return Packed(b"".join([TYPE % (len(k), k) for k in keys]), len(keys))
+    expiry = expiry or b"PTTL"
+    head = b"*2\r\n$%d\r\n%s\r\n$%%d\r\n%%s\r\n" % (len(expiry), expiry)
     if not strings_first:
-        return Packed(b"".join([TYPE_PTTL % (len(k), k, len(k), k) for k in keys]), 2 * len(keys))
+        template = TYPE + head
+        return Packed(b"".join([template % (len(k), k, len(k), k) for k in keys]), 2 * len(keys))
     end = b"%d" % (string_chunk - 1)
-    template = PTTL_GETRANGE + b"$%d\r\n%s\r\n" % (len(end), end)
+    template = head + GETRANGE + b"$%d\r\n%s\r\n" % (len(end), end)
     return Packed(b"".join([template % (len(k), k, len(k), k) for k in keys]), 2 * len(keys))
 
 
@@ -56,14 +64,15 @@ class Templates:
 
 
 def read_states(keys: list[bytes], full: bool, plan: ReadPlan, wants_type: Callable[[bytes], bool] | None,
-                packed: Packed, strings_first: bool) -> BatchReader[list[KeyState]]:
+                packed: Packed, strings_first: bool, first: list[Any] | None = None) -> BatchReader[list[KeyState]]:
     """The state of every key of a batch. A key that is gone reads TYPE `none` (or PTTL -2 if it expired between
-    the two reads), which `classify` treats as missing."""
-    replies = yield packed
+    the two reads), which `classify` treats as missing. `first`: the replies to `packed` when already read."""
+    replies = first if first is not None else (yield packed)
     if strings_first:
         states, needed, started = yield from _strings_first(keys, replies, plan)
     else:
-        kinds, pttls = replies[0::2], replies[1::2]
+        step = len(replies) // max(1, len(keys))  # 2: TYPE + expiry; 1: TYPE alone (no TTL in either database)
+        kinds, pttls = replies[0::step], (replies[1::2] if step == 2 else [-1] * len(keys))
         if set(map(type, kinds)) - {bytes} or set(map(type, pttls)) - {int}:
             for reply in replies:
                 check(reply)

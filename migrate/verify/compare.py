@@ -12,7 +12,8 @@ from migrate.verify.digest import NATIVE_TYPES, UNSTABLE, ReadPlan
 from migrate.verify.model import Reason
 from migrate.verify.replies import as_bytes, check
 from migrate.verify.sample import Sampler
-from migrate.verify.sides import Side, drive, guarded
+from migrate.verify.sides import Side, drive, exchange, guarded
+from migrate.verify.wire import parse
 
 Verdict = tuple[Reason, str] | None
 
@@ -41,7 +42,7 @@ def logical_type(kind: bytes) -> str:
     return kind.decode("utf-8", "replace") if kind in NATIVE_TYPES else "module"
 
 
-def classify(src: KeyState, tgt: KeyState, tolerance_ms: int) -> Verdict:
+def classify(src: KeyState, tgt: KeyState, tolerance_ms: int, absolute: bool = False) -> Verdict:
     if src == tgt and (src[2] is None or type(src[2]) is bytes):  # the common case: same type, TTL and string
         return None
     _, src_ttl, src_fp = src
@@ -58,7 +59,7 @@ def classify(src: KeyState, tgt: KeyState, tolerance_ms: int) -> Verdict:
     if src_type != tgt_type:
         return Reason.TYPE, f"source {_name(src_type)}, target {_name(tgt_type)}"
     value = compare_values(src_type, src_fp, tgt_fp, tolerance_ms)
-    ttl = compare_ttl(src_ttl, tgt_ttl, tolerance_ms)
+    ttl = compare_ttl(src_ttl, tgt_ttl, tolerance_ms, absolute)
     if value is not None and value[0] not in (Reason.MODULE_VALUE, Reason.FIELD_TTL_UNSUPPORTED):
         return (value[0], f"{value[1]}; the TTL differs too ({ttl[1]})") if ttl else value
     return ttl or value
@@ -68,25 +69,32 @@ def _name(kind: bytes | None) -> str:
     return (kind or b"none").decode("utf-8", "replace")
 
 
-def compare_ttl(src: int, tgt: int, tolerance_ms: int) -> Verdict:
+def compare_ttl(src: int, tgt: int, tolerance_ms: int, absolute: bool = False) -> Verdict:
+    """PTTL values (ms left), or PEXPIRETIME values (absolute unix ms) when `absolute`; -1: no TTL."""
+    def when(value: int) -> str:
+        return f"at {value} (unix ms)" if absolute else f"in {value} ms"
+
     if src < 0 and tgt < 0:
         return None
     if tgt < 0:
-        return Reason.TTL, f"source expires in {src} ms, target has no TTL"
+        return Reason.TTL, f"source expires {when(src)}, target has no TTL"
     if src < 0:
-        return Reason.TTL, f"target expires in {tgt} ms, source has no TTL"
+        return Reason.TTL, f"target expires {when(tgt)}, source has no TTL"
     if abs(src - tgt) > tolerance_ms:
-        return Reason.TTL, f"source expires in {src} ms, target in {tgt} ms (tolerance {tolerance_ms} ms)"
+        return Reason.TTL, (f"source expires {when(src)}, target {when(tgt)}: {abs(src - tgt)} ms apart "
+                            f"(tolerance {tolerance_ms} ms)")
     return None
 
 
 def compare_values(kind: bytes, src: Any, tgt: Any, tolerance_ms: int) -> Verdict:
-    if src is None or tgt is None or src == tgt:
+    if src is None or tgt is None:
+        return None
+    if (isinstance(src, dict) and UNSTABLE in src) or (isinstance(tgt, dict) and UNSTABLE in tgt):
+        return Reason.VALUE, "the key changed type while it was read"  # never equal: rechecked
+    if src == tgt:
         return None
     if isinstance(src, bytes) or isinstance(tgt, bytes):
         return Reason.VALUE, f"content differs ({_size(src)} vs {_size(tgt)} bytes)"
-    if src.get(UNSTABLE) or tgt.get(UNSTABLE):
-        return Reason.VALUE, "the key changed type or vanished while it was read"
     if "module" in src:
         return Reason.MODULE_VALUE, (f"module type {_name(kind)}: serialized values differ; module values are "
                                      "not readable type-natively, so they are not compared")
@@ -155,6 +163,11 @@ class PairPlan:
     target_db: int
     source_plan: ReadPlan
     target_plan: ReadPlan
+    expiry: bytes = b"PTTL"  # or PEXPIRETIME when both servers have it; b"": no TTL in either database
+
+    @property
+    def absolute(self) -> bool:
+        return self.expiry == b"PEXPIRETIME"
 
 
 Record = Callable[[int, int, bytes, Reason, str], None]
@@ -167,33 +180,81 @@ class Comparison:
     strings: int = 0  # source keys that are strings: picks the next batch's first round
 
 
+def settled(raw: bytes, full: bool, strings_first: bool, string_chunk: int) -> bool:
+    """Whether equal first-round bytes settle a batch: never when there is an error reply (equal refusals prove
+    nothing); at --level keys always; at full only when every key is a string shorter than one chunk (no full-chunk
+    GETRANGE reply) or gone. A value that merely contains such bytes only costs a parse."""
+    if raw.startswith(b"-") or b"\r\n-" in raw:
+        return False
+    return not full or (strings_first and b"$%d\r\n" % string_chunk not in raw)
+
+
 def compare_keys(source: Side, target: Side, pair: PairPlan, keys: list[bytes], full: bool, tolerance_ms: int,
                  selection: KeySelection, settings: Any, strings_first: bool = False) -> Comparison:
     """Read both sides for `keys` (same round trips) and classify every key."""
     def wants_type(kind: bytes) -> bool:
         return kind != b"none" and selection.wants_type(logical_type(kind))
 
+    if not keys:
+        return Comparison(0, [])
     wants = wants_type if selection.types else None
     strings_first = strings_first and full
-    packed = first_round(keys, strings_first, pair.source_plan.string_chunk)  # the same bytes go to both servers
+    chunk = pair.source_plan.string_chunk
+    packed = first_round(keys, strings_first, chunk, pair.expiry)  # the same bytes go to both servers
 
-    def job() -> list[Any]:
+    def job() -> Any:
+        first: tuple[Any, Any] = (None, None)
+        if wants is None:
+            # The first round as raw bytes: equal bytes from both servers mean every reply is equal.
+            src_raw, tgt_raw = exchange([(source, pair.source_db, packed.data), (target, pair.target_db, packed.data)])
+            if src_raw == tgt_raw:
+                if settled(src_raw, full, strings_first, chunk):
+                    return Comparison(len(keys), [], len(keys) if strings_first else 0)
+                if strings_first:
+                    return _unsettled(parse(src_raw, packed.count), chunk)
+            src_first = parse(src_raw, packed.count)
+            first = (src_first, src_first if src_raw == tgt_raw else parse(tgt_raw, packed.count))
         return drive([(source, pair.source_db,
-                       read_states(keys, full, pair.source_plan, wants, packed, strings_first)),
+                       read_states(keys, full, pair.source_plan, wants, packed, strings_first, first[0])),
                       (target, pair.target_db,
-                       read_states(keys, full, pair.target_plan, wants, packed, strings_first))])
+                       read_states(keys, full, pair.target_plan, wants, packed, strings_first, first[1]))])
 
-    src_states, tgt_states = guarded(job, (source, target), settings, "compare keys")
+    outcome = guarded(job, (source, target), settings, "compare keys")
+    if isinstance(outcome, Comparison):
+        return outcome
+    if isinstance(outcome, tuple):  # equal strings; the other keys of the batch still need their values compared
+        rest = compare_keys(source, target, pair, [keys[i] for i in outcome], full, tolerance_ms, selection, settings)
+        equal = len(keys) - len(outcome)
+        return Comparison(equal + rest.compared, rest.mismatches, equal + rest.strings)
+    return _verdicts(keys, outcome, wants, tolerance_ms, pair.absolute)
+
+
+def _unsettled(replies: list[Any], chunk: int) -> tuple[int, ...]:
+    """Positions, in equal PEXPIRETIME/PTTL + GETRANGE replies, of the keys that are not short strings (WRONGTYPE
+    for other types; any other error is raised)."""
+    for reply in replies[0::2]:
+        check(reply)
+    rest = tuple(i for i, first in enumerate(replies[1::2]) if type(first) is not bytes or len(first) >= chunk)
+    for i in rest:
+        if not (type(replies[2 * i + 1]) is bytes or str(replies[2 * i + 1]).startswith("WRONGTYPE")):
+            check(replies[2 * i + 1])
+    return rest
+
+
+def _verdicts(keys: list[bytes], states: list[list[KeyState]], wants: Callable[[bytes], bool] | None,
+              tolerance_ms: int, absolute: bool) -> Comparison:
+    src_states, tgt_states = states
     strings = sum(1 for state in src_states if state[0] == b"string")
     if wants is None:
-        verdicts = [(key, classify(s, t, tolerance_ms)) for key, s, t in zip(keys, src_states, tgt_states, strict=True)]
+        verdicts = [(key, classify(s, t, tolerance_ms, absolute))
+                    for key, s, t in zip(keys, src_states, tgt_states, strict=True)]
         return Comparison(len(keys), [(key, *v) for key, v in verdicts if v is not None], strings)
     mismatches, out = [], 0
     for key, src, tgt in zip(keys, src_states, tgt_states, strict=True):
         if not (wants(src[0]) or (src[0] == b"none" and wants(tgt[0]))):
             out += 1
             continue
-        verdict = classify(src, tgt, tolerance_ms)
+        verdict = classify(src, tgt, tolerance_ms, absolute)
         if verdict is not None:
             mismatches.append((key, *verdict))
     return Comparison(len(keys) - out, mismatches, strings)

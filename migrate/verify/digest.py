@@ -114,8 +114,19 @@ class OrderedDigest:
         return self.data.digest(), self.lengths.digest(), self.numbers.digest()
 
 
+def failed(reply: Any) -> bool:
+    """Whether a reply is an error. WRONGTYPE means the key changed type while it was read (the fingerprint is then
+    UNSTABLE: never equal, rechecked); any other error (NOPERM, ...) is raised: two servers refusing alike prove
+    nothing."""
+    if not is_error(reply):
+        return False
+    if str(reply).startswith("WRONGTYPE"):
+        return True
+    raise reply
+
+
 def read_string(key: bytes, first: Any, chunk: int) -> Reader[Fingerprint]:
-    if not isinstance(first, bytes):  # the key changed type since TYPE was read
+    if failed(first) or not isinstance(first, bytes):
         return {UNSTABLE: True}
     if len(first) < chunk:
         return first
@@ -126,7 +137,7 @@ def read_string(key: bytes, first: Any, chunk: int) -> Reader[Fingerprint]:
         if len(piece) < chunk:
             return {"value": digest.digest(), "size": size}
         reply = (yield [(b"GETRANGE", key, size, size + chunk - 1)])[0]
-        if not isinstance(reply, bytes):
+        if failed(reply) or not isinstance(reply, bytes):
             return {UNSTABLE: True}
         piece = reply
 
@@ -140,7 +151,7 @@ def _ranked_items(kind: bytes, reply: Any) -> tuple[list[bytes], list[float] | N
 def read_ranked(key: bytes, kind: bytes, first: Any, chunk: int) -> Reader[Fingerprint]:
     """LRANGE / ZRANGE WITHSCORES by rank, in order: the fingerprint covers order (and exact scores). Ranks are
     addressable, so after the first chunk READ_AHEAD chunks are asked per round trip."""
-    if is_error(first):
+    if failed(first):
         return {UNSTABLE: True}
     items, scores = _ranked_items(kind, first)
     if len(items) < chunk:
@@ -149,7 +160,7 @@ def read_ranked(key: bytes, kind: bytes, first: Any, chunk: int) -> Reader[Finge
     replies: list[Any] = [first]
     while True:
         for reply in replies:
-            if is_error(reply):
+            if failed(reply):
                 return {UNSTABLE: True}
             items, scores = _ranked_items(kind, reply)
             digest.add(items)
@@ -196,7 +207,7 @@ def read_unordered(key: bytes, kind: bytes, first: Any, plan: ReadPlan) -> Reade
     while True:
         digest, chunks, ttls = MultisetDigest(dedup), 0, FieldTtls() if is_hash and plan.field_ttls else None
         while True:
-            if is_error(reply):
+            if failed(reply):
                 return {UNSTABLE: True}
             cursor, items = as_bytes(reply[0]), reply[1]
             fields = items[0::2] if is_hash else items
@@ -252,7 +263,7 @@ class FieldTtls:
 def read_stream(key: bytes, replies: list[Any], chunk: int) -> Reader[Fingerprint]:
     """Entries in order, stream metadata and consumer groups (PEL ids and owners, consumers, last-delivered-id)."""
     info_reply, entries, groups_reply = replies
-    if is_error(info_reply) or is_error(entries) or is_error(groups_reply):
+    if failed(info_reply) or failed(entries) or failed(groups_reply):
         return {UNSTABLE: True}
     info = as_map(info_reply)
     fp: dict[str, Any] = {"size": as_int(info.get(b"length")), "last_id": info.get(b"last-generated-id")}
@@ -310,6 +321,6 @@ def lp(data: bytes) -> bytes:
 def read_module(payload: Any) -> Reader[Fingerprint]:
     """Module types have no type-native reads here: compare the serialized body (DUMP without its version footer)."""
     yield from ()  # a reader like the others, done without another round trip
-    if not isinstance(payload, bytes):
+    if failed(payload) or not isinstance(payload, bytes):
         return {UNSTABLE: True}
     return {"module": hashlib.blake2b(payload[:-10], digest_size=16).digest()}

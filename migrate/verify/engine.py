@@ -98,14 +98,13 @@ class Run:
             divergent = self.tracker.finish()
             summaries = self.summaries()
         nonkey, notes = self.nonkey()
-        assert self.tracker.changed is not None and self.tracker.notes is not None
         return VerifyResult(
             level=self.options.level, source=str(self.config.source), target=str(self.config.target),
             source_server=self.source.identity.describe(), target_server=self.target.identity.describe(),
             databases=tuple(summaries), divergent=divergent, changed=self.tracker.changed.listing(),
             not_compared=self.tracker.notes.listing(), by_reason=dict(sorted(self.tracker.by_reason.items())),
             nonkey=tuple(nonkey), nonkey_notes=tuple(notes), sample=sample, rounds_run=rounds_run,
-            unrechecked=self.tracker.unrechecked.total if self.tracker.unrechecked else 0,
+            unrechecked=self.tracker.unrechecked.total,
             duration_s=round(time.monotonic() - self.started, 3), options=self.options)
 
     # ---- --level count -------------------------------------------------------------------------------------------
@@ -132,15 +131,15 @@ class Run:
 
     def key_level(self) -> SampleInfo:
         sampler, sampled = self.sampler()
-        self.workers = Workers(self.options.workers, self.config.source, self.config.target, self.config.connection)
+        workers = Workers(self.options.workers, self.config.source, self.config.target, self.config.connection)
         try:
             for pair in self.plan.pairs:
-                self.forward(pair, sampler, sampled)
+                self.forward(pair, sampler, sampled, workers)
             for target_db, source_dbs in self.plan.reverse:
-                self.reverse(target_db, source_dbs, sampler)
-            self.workers.drain()
+                self.reverse(target_db, source_dbs, sampler, workers)
+            workers.drain()
         finally:
-            self.workers.close()
+            workers.close()
         counters = self.tracker.counters.values()
         mode = "all" if not self.options.sampling else ("count" if self.options.sample else "percent")
         requested = self.options.sample if self.options.sample is not None else self.options.sample_percent
@@ -164,7 +163,8 @@ class Run:
         threshold = bottom.threshold if bottom.seen > opts.sample else 1.0
         return Sampler("count", threshold, opts.seed), bottom.keys_by_db()
 
-    def forward(self, pair: PairPlan, sampler: Sampler, sampled: dict[int, list[bytes]] | None) -> None:
+    def forward(self, pair: PairPlan, sampler: Sampler, sampled: dict[int, list[bytes]] | None,
+                workers: Workers) -> None:
         opts, counter = self.options, self.tracker.counter(pair.source_db, pair.target_db)
         if sampled is None:
             batches = scan_keys(self.source.side, pair.source_db, opts.selection, sampler, opts.batch_size,
@@ -177,11 +177,11 @@ class Run:
             counter.sampled += len(keys)
             if keys:
                 job = partial(self._compare_job, pair, keys, self.strings_first)
-                self.workers.submit(job, partial(self._record, pair, True))
+                workers.submit(job, partial(self._record, pair, True))
         log.info("scanned", source_db=pair.source_db, target_db=pair.target_db, keys=counter.sampled,
                  mismatches=len(self.tracker.pending))
 
-    def reverse(self, target_db: int, source_dbs: tuple[int, ...], sampler: Sampler) -> None:
+    def reverse(self, target_db: int, source_dbs: tuple[int, ...], sampler: Sampler, workers: Workers) -> None:
         opts = self.options
         pair = next(p for p in self.plan.pairs if p.source_db == source_dbs[0] and p.target_db == target_db)
         counter = self.tracker.counter(pair.source_db, target_db)
@@ -190,7 +190,7 @@ class Run:
             counter.target_scanned += len(keys)
             if keys:
                 job = partial(self._extra_job, pair, source_dbs, keys)
-                self.workers.submit(job, partial(self._record, pair, False))
+                workers.submit(job, partial(self._record, pair, False))
 
     # Jobs run on a worker thread with that thread's connections; _record runs on the main thread.
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+from migrate.facts import Version
 from migrate.identity import ServerIdentity
 from migrate.selection import KeySelection
 from migrate.verify.compare import PairPlan
@@ -13,6 +14,10 @@ from migrate.verify.options import VerifyOptions
 
 # INFO keyspace fields counting keys that hold hash field TTLs (Redis 7.4+, Valkey 9.0+).
 FIELD_TTL_KEYSPACE_FIELDS = ("subexpiry", "keys_with_volatile_items")
+
+# First release with PEXPIRETIME (absolute expiry: equal on both sides after a migration that kept it, where PTTLs
+# read a moment apart differ).
+EXPIRETIME_FROM: dict[str, Version] = {"redis": (7, 0), "valkey": (7, 2)}
 
 Keyspace = dict[int, dict[str, Any]]  # db -> INFO keyspace fields (keys, expires, subexpiry...)
 
@@ -57,7 +62,21 @@ def _pair(options: VerifyOptions, src: ServerIdentity, tgt: ServerIdentity, src_
         # Both can hold them: read both sides whenever either may have some, so each difference shows.
         src_may = tgt_may = src_may or tgt_may
     base = ReadPlan(options.chunk_size, options.string_chunk_bytes, options.max_inflight_values)
-    return PairPlan(source_db, target_db, _with_ttls(base, src_may), _with_ttls(base, tgt_may))
+    expiry = b"PEXPIRETIME" if has_expiretime(src) and has_expiretime(tgt) else b"PTTL"
+    if not (volatile(src_ks, source_db) or volatile(tgt_ks, target_db)):
+        expiry = b""  # no key with a TTL on either side: TYPE alone tells existence and type
+    return PairPlan(source_db, target_db, _with_ttls(base, src_may), _with_ttls(base, tgt_may), expiry)
+
+
+def volatile(keyspace: Keyspace, db: int) -> bool:
+    """Whether INFO keyspace shows keys with a TTL in `db` (read once, at the start: a TTL set on a database that had
+    none while verification runs is a change made after the read)."""
+    return int(keyspace.get(db, {}).get("expires", 0)) > 0
+
+
+def has_expiretime(ident: ServerIdentity) -> bool:
+    first = EXPIRETIME_FROM.get(ident.product)
+    return first is not None and ident.version >= first
 
 
 def _with_ttls(plan: ReadPlan, field_ttls: bool) -> ReadPlan:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 from migrate.config import ConnectionSettings
 from migrate.logs import get_logger
@@ -53,21 +53,18 @@ class Counters:
     not_compared: int = 0
 
 
-@dataclass
 class Tracker:
-    cap: int  # --max-report-keys
-    limit: int  # recheck_limit
-    pending: dict[tuple[int, int, bytes], KeyDiff] = field(default_factory=dict)
-    counters: dict[PairKey, Counters] = field(default_factory=dict)
-    unrechecked: ListingBuilder | None = None
-    notes: ListingBuilder | None = None
-    changed: ListingBuilder | None = None
-    by_reason: dict[str, int] = field(default_factory=dict)
+    """Mismatches waiting for a recheck, the capped listings and the per-database counters of one run."""
 
-    def __post_init__(self) -> None:
-        self.unrechecked = ListingBuilder(self.cap)
-        self.notes = ListingBuilder(self.cap)
-        self.changed = ListingBuilder(self.cap)
+    def __init__(self, cap: int, limit: int) -> None:
+        self.cap = cap  # --max-report-keys
+        self.limit = limit  # recheck_limit
+        self.pending: dict[tuple[int, int, bytes], KeyDiff] = {}
+        self.counters: dict[PairKey, Counters] = {}
+        self.unrechecked = ListingBuilder(cap)
+        self.notes = ListingBuilder(cap)
+        self.changed = ListingBuilder(cap)
+        self.by_reason: dict[str, int] = {}
 
     def counter(self, source_db: int, target_db: int) -> Counters:
         return self.counters.setdefault((source_db, target_db), Counters())
@@ -75,7 +72,6 @@ class Tracker:
     def record(self, source_db: int, target_db: int, key: bytes, reason: Reason, detail: str) -> None:
         diff = KeyDiff(source_db, target_db, key, reason, detail)
         if reason in NOT_COMPARED:
-            assert self.notes is not None
             self.notes.add(diff)
             self.counter(source_db, target_db).not_compared += 1
             self._count(reason)
@@ -84,14 +80,12 @@ class Tracker:
         if slot in self.pending or len(self.pending) < self.limit:
             self.pending[slot] = diff
             return
-        assert self.unrechecked is not None
         self.unrechecked.add(diff)
         self.counter(source_db, target_db).divergent += 1
         self._count(reason)
 
     def converged(self, slot: tuple[int, int, bytes], round_no: int) -> None:
         diff = self.pending.pop(slot)
-        assert self.changed is not None
         self.changed.add(replace(diff, detail=f"first seen: {diff.detail}; equal in recheck round {round_no}"))
         self.counter(slot[0], slot[1]).changed += 1
 
@@ -100,7 +94,6 @@ class Tracker:
 
     def finish(self) -> Listing:
         """Whatever still differs is divergent: the remaining mismatches plus those never rechecked."""
-        assert self.unrechecked is not None
         final = ListingBuilder(self.cap)
         for diff in sorted(self.pending.values(), key=_order):
             final.add(diff)

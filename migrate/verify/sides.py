@@ -6,6 +6,7 @@ side's replies. Reads are idempotent, so a transient failure re-runs the whole b
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
@@ -105,6 +106,23 @@ def _recv(side: Side, db: int, count: int) -> list[Any]:
         return side.wire(db).recv(count)
     except (rex.RedisError, OSError) as exc:
         raise SideError(side, exc) from exc
+
+
+def exchange(jobs: list[tuple[Side, int, bytes]]) -> list[bytes]:
+    """One raw round per (side, db, packed commands), all sent before any is read: the bytes of each side's replies."""
+    token = os.urandom(8).hex().encode()
+    for side, db, data in jobs:
+        try:
+            side.wire(db).send_marked(data, token)
+        except (rex.RedisError, OSError) as exc:
+            raise SideError(side, exc) from exc
+    out = []
+    for side, db, _ in jobs:
+        try:
+            out.append(side.wire(db).recv_marked(token))
+        except (rex.RedisError, OSError) as exc:
+            raise SideError(side, exc) from exc
+    return out
 
 
 def guarded(fn: Callable[[], T], sides: tuple[Side, ...], settings: ConnectionSettings, what: str) -> T:

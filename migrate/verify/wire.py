@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import hiredis
 import redis
 from redis import exceptions as rex
 
@@ -53,6 +54,19 @@ def pack(args: Sequence[Arg]) -> bytes:
 
 def count_of(commands: Commands) -> int:
     return commands.count if isinstance(commands, Packed) else len(commands)
+
+
+RECV_BYTES = 1 << 20
+
+
+def parse(data: bytes, count: int) -> list[Reply]:
+    """Replies of a raw round, as the channel would have returned them (errors as ResponseError objects)."""
+    reader = hiredis.Reader(replyError=rex.ResponseError, protocolError=rex.InvalidResponse)
+    reader.feed(data)
+    replies = [reader.gets(False) for _ in range(count)]
+    if any(reply is False for reply in replies):
+        raise rex.InvalidResponse(f"a raw round ended after fewer than {count} replies")
+    return replies
 
 
 class Wire:
@@ -107,6 +121,31 @@ class Wire:
                 self.reset()
                 raise
         return replies
+
+    # Raw rounds: the replies of a round as the bytes the server sent, ended by the reply to PING <token>. Two servers
+    # holding the same data send the same bytes, so a whole batch can be compared without parsing a single reply.
+
+    def send_marked(self, data: bytes, token: bytes) -> None:
+        self.conn.send_packed_command([data + pack((b"PING", token))], check_health=False)
+
+    def recv_marked(self, token: bytes) -> bytes:
+        marker = b"$%d\r\n%s\r\n" % (len(token), token)
+        sock = self.conn._sock
+        if sock is None:
+            raise rex.ConnectionError("connection closed")
+        received = bytearray()
+        try:
+            while not received.endswith(marker):
+                chunk = sock.recv(RECV_BYTES)
+                if not chunk:
+                    raise rex.ConnectionError("connection closed by the server")
+                received += chunk
+        except BaseException as exc:
+            self.reset()
+            if isinstance(exc, OSError):
+                raise rex.ConnectionError(f"lost the connection: {exc}") from exc
+            raise
+        return bytes(received[:-len(marker)])
 
     def run(self, commands: Commands) -> list[Reply]:
         self.send(commands)
