@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import redis
 
 from migrate.sandbox import LocalServer, load_manifest
-from migrate.verify.wire import Packed, Wire
+from migrate.wire import Packed, Wire
 
 SOURCE, TARGET = "redis-7.0", "valkey-8.1"
 BATCH = 1000

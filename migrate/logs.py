@@ -48,4 +48,7 @@ def _current_stderr(*_: Any) -> structlog.PrintLogger:
 
 
 def get_logger(name: str) -> Any:
+    # A program using the library without the CLI still gets its logs on stderr, never on stdout (structlog's default).
+    if not structlog.is_configured():
+        configure()
     return structlog.get_logger(name)

@@ -20,3 +20,18 @@ def test_every_command_is_documented_with_an_example():
     for name, command in cli.commands.items():
         assert command.help, f"`migrate {name}` has no help text"
         assert re.search(rf"^migrate {name} ", README, flags=re.M), f"README has no example of `migrate {name}`"
+
+
+def test_readme_library_example_runs(servers, capsys):
+    """The README's Python example, run as written against a real Redis 8.0 source and Valkey 8.1 target."""
+    from fixtures.dataset import populate
+
+    source, target = servers.get("redis-8.0.2"), servers.get("valkey-8.1")
+    populate(source.client())
+    code = re.search(r"```python\n(.*?)```", README, flags=re.S)
+    assert code, "README has no python example"
+    text = code.group(1).replace("redis://127.0.0.1:6379/0", source.url).replace("redis://127.0.0.1:6380/0", target.url)
+    exec(compile(text, "README.md", "exec"), {})
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("False ['COMMANDS_UNSUPPORTED', 'HFE_UNSUPPORTED'] replay")
+    assert out[-1] == "True"

@@ -15,7 +15,7 @@ from migrate.verify import Level, Reason, VerifyConfig, VerifyOptions, VerifyRes
 from migrate.verify.compare import PairPlan, compare_keys
 from migrate.verify.digest import ReadPlan
 from migrate.verify.sides import Side
-from migrate.verify.wire import Wire
+from migrate.wire import Wire
 from tests.matrix import pairs
 from tests.verify_support import copy_server
 

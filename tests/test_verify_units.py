@@ -11,7 +11,7 @@ from migrate.verify.digest import MultisetDigest, OrderedDigest, ReadPlan, first
 from migrate.verify.model import Reason
 from migrate.verify.replies import next_id, score_columns
 from migrate.verify.sample import BottomK, Sampler, key_hash
-from migrate.verify.wire import pack
+from migrate.wire import pack
 
 elements = st.lists(st.binary(max_size=20), max_size=40)
 

@@ -27,8 +27,8 @@ from migrate.logs import get_logger
 from migrate.preflight.classify import ACTION_ORDER, Verdict, classify_payload, is_field_ttl_type
 from migrate.preflight.options import PreflightOptions
 from migrate.preflight.probe import refusal
-from migrate.preflight.wire import Wire
 from migrate.render import display_key
+from migrate.wire import Wire, per_key
 
 log = get_logger(__name__)
 
@@ -149,7 +149,7 @@ def inspect(wire: Wire, db: int, keys: list[bytes], probe_field_ttl: bool, targe
 def first_round(wire: Wire, keys: list[bytes], tally: Tally) -> list[KeyFacts]:
     asked = [cmd for cmd in INSPECT if " ".join(cmd) not in tally.refused]
     names = [" ".join(cmd) for cmd in asked]
-    replies = wire.run_per_key(asked, keys)
+    replies = wire.run(per_key(asked, keys))
     for i, value in enumerate(replies):
         if isinstance(value, rex.ResponseError):
             tally.refused.setdefault(names[i % len(names)], refusal(value))

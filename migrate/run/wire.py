@@ -18,20 +18,14 @@ from redis import exceptions as rex
 
 from migrate.config import ConnectionSettings, Endpoint
 from migrate.connection import client_kwargs
+from migrate.wire import Arg, pack
 
 RECV_BYTES: Final = 1 << 20
 OK: Final = b"+OK\r\n"
 Reply = Any  # bytes | int | list | None | hiredis.ReplyError
-Arg = bytes | str | int | float
 
 
-def encode(args: Sequence[Arg]) -> bytes:
-    """One command in RESP (arguments as bytes; numbers as their decimal text)."""
-    parts = [b"*%d\r\n" % len(args)]
-    for arg in args:
-        data = arg if isinstance(arg, bytes) else (repr(arg) if isinstance(arg, float) else str(arg)).encode()
-        parts.append(b"$%d\r\n%b\r\n" % (len(data), data))
-    return b"".join(parts)
+encode = pack  # one RESP encoder for every verb (migrate.wire.pack)
 
 
 def encode_all(commands: Iterable[Sequence[Arg]]) -> bytes:

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from migrate.verify.digest import Cmd, Fingerprint, Reader, ReadPlan, first_commands, read_string, reader
 from migrate.verify.replies import check
-from migrate.verify.wire import Packed, pack
+from migrate.wire import Packed, pack
 
 T = TypeVar("T")
 BatchReader = Generator[list[Cmd] | Packed, list[Any], T]

@@ -13,7 +13,7 @@ from migrate.verify.model import Reason
 from migrate.verify.replies import as_bytes, check
 from migrate.verify.sample import Sampler
 from migrate.verify.sides import Side, drive, exchange, guarded
-from migrate.verify.wire import parse
+from migrate.wire import parse
 
 Verdict = tuple[Reason, str] | None
 

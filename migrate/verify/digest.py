@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from migrate.verify.replies import as_bytes, as_int, as_map, check, is_error, next_id, score_columns
-from migrate.verify.wire import Arg
+from migrate.wire import Arg
 
 T = TypeVar("T")
 Cmd = tuple[Arg, ...]

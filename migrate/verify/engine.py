@@ -28,8 +28,8 @@ from migrate.verify.plan import DbPlan, Keyspace, key_count, keyspace_of, plan_d
 from migrate.verify.rounds import RecheckContext, Tracker, locate_missing, recheck
 from migrate.verify.sample import BottomK, Sampler
 from migrate.verify.sides import Side
-from migrate.verify.wire import Wire
 from migrate.verify.workers import Workers
+from migrate.wire import Wire
 
 log = get_logger(__name__)
 

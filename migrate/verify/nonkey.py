@@ -13,7 +13,7 @@ from migrate.facts import Version
 from migrate.identity import ServerIdentity
 from migrate.verify.model import NonKeyDiff
 from migrate.verify.replies import as_bytes, as_map, is_error
-from migrate.verify.wire import Wire
+from migrate.wire import Wire
 
 FUNCTIONS_FROM: dict[str, Version] = {"redis": (7, 0), "valkey": (7, 2)}
 ACL_FROM: dict[str, Version] = {"redis": (6, 0), "valkey": (7, 2)}

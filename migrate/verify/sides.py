@@ -18,7 +18,7 @@ from migrate.config import ConnectionSettings, Endpoint
 from migrate.connection import TRANSIENT, open_client, translate
 from migrate.errors import MigrateError
 from migrate.logs import get_logger
-from migrate.verify.wire import Commands, Wire, count_of
+from migrate.wire import Commands, Wire, count_of
 
 log = get_logger(__name__)
 T = TypeVar("T")

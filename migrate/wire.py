@@ -1,4 +1,4 @@
-"""A lean pipelined request/response channel over one redis-py connection.
+"""A lean pipelined request/response channel over one redis-py connection (verify, preflight; run's Link shares `pack`).
 
 redis-py's Pipeline costs ~13 µs per command in Python (command stack, callbacks); verification sends several commands
 per key on both servers, so that overhead would dominate. Here commands are packed once into one buffer and raw replies
@@ -50,6 +50,19 @@ def pack(args: Sequence[Arg]) -> bytes:
         data = value if type(value) is bytes else _arg(value)
         parts += (b"$%d\r\n" % len(data), data, b"\r\n")
     return b"".join(parts)
+
+
+def per_key(commands: Sequence[Sequence[str]], keys: Sequence[bytes]) -> Packed:
+    """Each command applied to each key (key-major order): the command parts are packed once, not per key."""
+    prefixes = [_with_one_more_arg(cmd) for cmd in commands]
+    data = b"".join(p + b"$%d\r\n%b\r\n" % (len(k), k) for k in keys for p in prefixes)
+    return Packed(data, len(prefixes) * len(keys))
+
+
+def _with_one_more_arg(cmd: Sequence[str]) -> bytes:
+    """The packed command with its array header counting one more argument (the key appended by per_key)."""
+    packed = pack(cmd)
+    return b"*%d\r\n" % (len(cmd) + 1) + packed[len(b"*%d\r\n" % len(cmd)):]
 
 
 def count_of(commands: Commands) -> int:
