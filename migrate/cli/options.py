@@ -8,7 +8,10 @@ from typing import Any, TypeVar
 
 import click
 
-from migrate.config import COMMON_SETTINGS, CommonConfig, Setting, common_config, load_file, resolve
+from migrate.config import COMMON_SETTINGS, CommonConfig, Setting, common_config, load_file, resolve, to_list
+from migrate.errors import ConfigError
+from migrate.rdb.values import LOGICAL_TYPES
+from migrate.selection import KeySelection, parse_db_map
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -36,6 +39,47 @@ def connection_options(fn: F) -> F:
     for decorator in reversed(decorators):
         fn = decorator(fn)
     return fn
+
+
+SELECTION_SETTINGS = (
+    Setting("match"),
+    Setting("type", to_list, ()),
+    Setting("exclude", to_list, ()),
+    Setting("db_map", to_list, ()),
+    Setting("db", to_list, ()),
+)
+
+
+def selection_options(db_map_help: str) -> Callable[[F], F]:
+    """--match/--type/--exclude/--db-map/--db: the same key selection for `run` and `verify`."""
+    def decorate(fn: F) -> F:
+        decorators = [
+            click.option("--match", metavar="PATTERN", help="Only keys matching this SCAN pattern."),
+            click.option("--type", "type", multiple=True, metavar="TYPE",
+                         help=f"Only keys of this type (repeatable): {', '.join(LOGICAL_TYPES)}."),
+            click.option("--exclude", multiple=True, metavar="GLOB",
+                         help="Leave out keys matching this glob (repeatable)."),
+            click.option("--db-map", multiple=True, metavar="SRC:DST", help=db_map_help),
+            click.option("--db", multiple=True, type=int,
+                         help="Only this source database (repeatable) [default: all used]."),
+        ]
+        for decorator in reversed(decorators):
+            fn = decorator(fn)
+        return fn
+    return decorate
+
+
+def selection_from(values: dict[str, Any]) -> KeySelection:
+    types = tuple(values["type"])
+    unknown = [t for t in types if t not in LOGICAL_TYPES]
+    if unknown:
+        raise ConfigError(f"unknown --type {', '.join(unknown)}", f"use one of {', '.join(LOGICAL_TYPES)}")
+    try:
+        dbs = tuple(int(db) for db in values["db"])
+    except ValueError:
+        raise ConfigError("--db takes database numbers") from None
+    db_map = tuple(part for item in values["db_map"] for part in str(item).split(",") if part.strip())
+    return KeySelection(values["match"], types, tuple(values["exclude"]), parse_db_map(db_map), dbs)
 
 
 def format_options(fn: F) -> F:

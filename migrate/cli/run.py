@@ -12,14 +12,20 @@ from typing import Any
 
 import click
 
-from migrate.cli.options import connection_options, emit, format_options, resolve_settings
-from migrate.config import Setting, to_bool, to_list
+from migrate.cli.options import (
+    SELECTION_SETTINGS,
+    connection_options,
+    emit,
+    format_options,
+    resolve_settings,
+    selection_from,
+    selection_options,
+)
+from migrate.config import Setting, to_bool
 from migrate.errors import ConfigError, Interrupted, ProblemsFound
-from migrate.rdb.values import LOGICAL_TYPES
 from migrate.run import OnIncompatible, RunConfig, RunOptions, RunResult, Strategy, run
 from migrate.run.options import DEFAULT_BIG_KEY_THRESHOLD, DEFAULT_CHECKPOINT
 from migrate.run.report import render
-from migrate.selection import KeySelection, parse_db_map
 
 UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 1024**2, "mb": 1024**2, "mib": 1024**2,
          "g": 1024**3, "gb": 1024**3, "gib": 1024**3}
@@ -34,12 +40,8 @@ def parse_size(value: Any) -> int:
 
 
 SETTINGS = (
+    *SELECTION_SETTINGS,
     Setting("strategy", Strategy, Strategy.REPLAY),
-    Setting("match"),
-    Setting("type", to_list, ()),
-    Setting("exclude", to_list, ()),
-    Setting("db_map", to_list, ()),
-    Setting("db", to_list, ()),
     Setting("batch_size", int, 1000),
     Setting("rate_limit", float),
     Setting("replace", to_bool, False),
@@ -63,12 +65,7 @@ SETTINGS = (
 @click.option("--strategy", type=click.Choice([s.value for s in Strategy]),
               help="replay: SCAN/DUMP/RESTORE with per-key conversion; reload: snapshot, flush the target, load; "
                    "replicaof: native replication when compatible [default: replay].")
-@click.option("--match", metavar="PATTERN", help="Only keys matching this SCAN pattern.")
-@click.option("--type", "type", multiple=True, metavar="TYPE",
-              help=f"Only keys of this type (repeatable): {', '.join(LOGICAL_TYPES)}.")
-@click.option("--exclude", multiple=True, metavar="GLOB", help="Leave out keys matching this glob (repeatable).")
-@click.option("--db-map", multiple=True, metavar="SRC:DST", help="Copy source db SRC into target db DST.")
-@click.option("--db", multiple=True, type=int, help="Only this source database (repeatable) [default: all used].")
+@selection_options("Copy source db SRC into target db DST.")
 @click.option("--batch-size", type=int, metavar="N", help="Keys per SCAN and per pipelined round trip [default: 1000].")
 @click.option("--rate-limit", type=float, metavar="KEYS/S", help="Read at most this many keys per second.")
 @click.option("--replace", is_flag=True, default=None, help="Overwrite keys that exist on the target.")
@@ -110,16 +107,7 @@ def run_cmd(ctx: click.Context, /, **flags: Any) -> None:
 
 
 def options_from(values: dict[str, Any]) -> RunOptions:
-    types = tuple(values["type"])
-    unknown = [t for t in types if t not in LOGICAL_TYPES]
-    if unknown:
-        raise ConfigError(f"unknown --type {', '.join(unknown)}", f"use one of {', '.join(LOGICAL_TYPES)}")
-    try:
-        dbs = tuple(int(db) for db in values["db"])
-    except ValueError:
-        raise ConfigError("--db takes database numbers") from None
-    db_map = tuple(part for item in values["db_map"] for part in str(item).split(",") if part.strip())
-    selection = KeySelection(values["match"], types, tuple(values["exclude"]), parse_db_map(db_map), dbs)
+    selection = selection_from(values)
     progress = values["progress"] if values["progress"] is not None else sys.stderr.isatty()
     return RunOptions(
         strategy=Strategy(values["strategy"]), selection=selection, batch_size=values["batch_size"],

@@ -6,21 +6,23 @@ from typing import Any
 
 import click
 
-from migrate.cli.options import connection_options, emit, format_options, resolve_settings
-from migrate.config import Setting, to_bool, to_list
-from migrate.errors import ConfigError, ProblemsFound
-from migrate.rdb.values import LOGICAL_TYPES
-from migrate.selection import KeySelection, parse_db_map
+from migrate.cli.options import (
+    SELECTION_SETTINGS,
+    connection_options,
+    emit,
+    format_options,
+    resolve_settings,
+    selection_from,
+    selection_options,
+)
+from migrate.config import Setting, to_bool
+from migrate.errors import ProblemsFound
 from migrate.verify import Level, VerifyConfig, VerifyOptions, verify
 from migrate.verify.report import render, verdict_line
 
 SETTINGS = (
+    *SELECTION_SETTINGS,
     Setting("level", Level, Level.FULL),
-    Setting("match"),
-    Setting("type", to_list, ()),
-    Setting("exclude", to_list, ()),
-    Setting("db_map", to_list, ()),
-    Setting("db", to_list, ()),
     Setting("ttl_tolerance", float, 2.0),
     Setting("sample", int),
     Setting("sample_percent", float),
@@ -38,12 +40,7 @@ SETTINGS = (
 @connection_options
 @click.option("--level", type=click.Choice([level.value for level in Level]),
               help="count: key counts per db; keys: existence, type, TTL; full: values too [default: full].")
-@click.option("--match", metavar="PATTERN", help="Only keys matching this SCAN pattern.")
-@click.option("--type", "type", multiple=True, metavar="TYPE",
-              help=f"Only keys of this type (repeatable): {', '.join(LOGICAL_TYPES)}.")
-@click.option("--exclude", multiple=True, metavar="GLOB", help="Leave out keys matching this glob (repeatable).")
-@click.option("--db-map", multiple=True, metavar="SRC:DST", help="Compare source db SRC with target db DST.")
-@click.option("--db", multiple=True, type=int, help="Only this source database (repeatable) [default: all used].")
+@selection_options("Compare source db SRC with target db DST.")
 @click.option("--ttl-tolerance", type=float, metavar="SECONDS",
               help="Allowed TTL difference between the sides [default: 2].")
 @click.option("--sample", type=int, metavar="N", help="Verify N keys chosen by a seeded hash of their names.")
@@ -71,16 +68,7 @@ def verify_cmd(ctx: click.Context, /, **flags: Any) -> None:
 
 
 def options_from(values: dict[str, Any]) -> VerifyOptions:
-    types = tuple(values["type"])
-    unknown = [t for t in types if t not in LOGICAL_TYPES]
-    if unknown:
-        raise ConfigError(f"unknown --type {', '.join(unknown)}", f"use one of {', '.join(LOGICAL_TYPES)}")
-    try:
-        dbs = tuple(int(db) for db in values["db"])
-    except ValueError:
-        raise ConfigError("--db takes database numbers") from None
-    db_map = tuple(part for item in values["db_map"] for part in str(item).split(",") if part.strip())
-    selection = KeySelection(values["match"], types, tuple(values["exclude"]), parse_db_map(db_map), dbs)
+    selection = selection_from(values)
     return VerifyOptions(
         level=Level(values["level"]), selection=selection,
         ttl_tolerance_ms=round(values["ttl_tolerance"] * 1000), sample=values["sample"],
