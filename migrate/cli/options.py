@@ -27,7 +27,7 @@ def connection_options(fn: F) -> F:
     """--source/--target and how to reach them; every verb takes these."""
     decorators = [
         click.option("--source", metavar="URL", help="Source URL (redis://, rediss://, unix://). Env: MIGRATE_SOURCE."),
-        click.option("--target", metavar="URL", help="Target server URL. Env: MIGRATE_TARGET."),
+        click.option("--target", metavar="URL", help="Target URL (redis://, rediss://, unix://). Env: MIGRATE_TARGET."),
         click.option("--tls-ca-file", type=click.Path(), help="CA bundle to verify rediss:// servers."),
         click.option("--tls-cert-file", type=click.Path(), help="Client certificate for rediss:// (mutual TLS)."),
         click.option("--tls-key-file", type=click.Path(), help="Client private key for rediss://."),
