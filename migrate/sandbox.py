@@ -162,8 +162,13 @@ class LocalServer:
         if self._own_dir:
             shutil.rmtree(self.dir, ignore_errors=True)
 
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
     def __enter__(self) -> LocalServer:
-        return self.start()
+        # start_server() hands out a running server: entering it must not start (and leak) a second process.
+        return self if self.running else self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.cleanup()
