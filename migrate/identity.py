@@ -9,6 +9,8 @@ from typing import Any
 import redis
 from redis import exceptions as rex
 
+from migrate.config import ConnectionSettings, Endpoint
+from migrate.connection import open_client, with_retries
 from migrate.facts import Version, parse_version, rdb_version_written, supports_hash_field_ttl
 
 
@@ -95,3 +97,10 @@ def identify(client: redis.Redis) -> ServerIdentity:
         rdb_version_check=check,
         os=str(info.get("os", "")),
     )
+
+
+def connect(endpoint: Endpoint, settings: ConnectionSettings, role: str) -> tuple[redis.Redis, ServerIdentity]:
+    """Open a client to db 0 of a server and identify it, both with the bounded retries of migrate.connection."""
+    client = open_client(endpoint, settings, role, db=0)
+    identity = with_retries(lambda: identify(client), settings, f"identify the {role}", endpoint, role)
+    return client, identity

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-from functools import partial
 from typing import Any
 
 import click
 
 from migrate.cli.options import connection_options, emit, format_options, resolve_settings
-from migrate.connection import open_client, with_retries
-from migrate.identity import ServerIdentity, identify
+from migrate.identity import ServerIdentity, connect
 
 
 @click.command("identify")
@@ -23,8 +21,7 @@ def identify_cmd(ctx: click.Context, /, **flags: Any) -> None:
     found: dict[str, ServerIdentity] = {}
     for role, endpoint in (("source", config.source), ("target", config.target)):
         if endpoint is not None:
-            client = open_client(endpoint, config.connection, role)
-            found[role] = with_retries(partial(identify, client), config.connection, "identify", endpoint, role)
+            found[role] = connect(endpoint, config.connection, role)[1]
     if not found:
         raise click.UsageError("give --source and/or --target")
     emit(render(found, values["format"]), values["output"])

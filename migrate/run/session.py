@@ -4,7 +4,6 @@ databases exist, that the target databases are empty (or --replace / --flush-tar
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
 from typing import Final
 
 import redis
@@ -12,7 +11,7 @@ import redis
 from migrate.config import ConnectionSettings, Endpoint
 from migrate.connection import open_client, with_retries
 from migrate.errors import ConfigError, MigrationError, TargetNotEmptyError
-from migrate.identity import ServerIdentity, config_value, identify
+from migrate.identity import ServerIdentity, config_value, connect
 from migrate.logs import get_logger
 from migrate.run.options import RunConfig
 from migrate.selection import KeySelection
@@ -38,8 +37,7 @@ class Side:
 
 
 def open_side(endpoint: Endpoint, settings: ConnectionSettings, role: str) -> Side:
-    client = open_client(endpoint, settings, role, db=0)
-    identity = with_retries(partial(identify, client), settings, f"identify the {role}", endpoint, role)
+    client, identity = connect(endpoint, settings, role)
     log.info("connected", role=role, server=identity.describe(), endpoint=str(endpoint))
     return Side(endpoint, identity, client, role)
 

@@ -13,12 +13,11 @@ from __future__ import annotations
 import time
 from functools import partial
 
-import redis
 from redis import exceptions as rex
 
 from migrate.config import ConnectionSettings, Endpoint
-from migrate.connection import open_client, translate, with_retries
-from migrate.identity import ServerIdentity, identify
+from migrate.connection import translate, with_retries
+from migrate.identity import connect
 from migrate.logs import get_logger
 from migrate.verify.compare import Comparison, PairPlan, absent_in_sources, compare_keys, scan_keys
 from migrate.verify.model import DbSummary, Listing, NonKeyDiff, SampleInfo, VerifyResult
@@ -39,9 +38,7 @@ class Server:
 
     def __init__(self, role: str, endpoint: Endpoint, settings: ConnectionSettings) -> None:
         self.side = Side(role, endpoint, settings)
-        self.client: redis.Redis = open_client(endpoint, settings, role)
-        self.identity: ServerIdentity = with_retries(partial(identify, self.client), settings, "identify",
-                                                     endpoint, role)
+        self.client, self.identity = connect(endpoint, settings, role)
         self.settings = settings
 
     def keyspace(self) -> Keyspace:
