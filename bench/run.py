@@ -27,10 +27,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import redis  # noqa: E402
+from baselines import plain_copy  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 from migrate.facts import accepts_rdb_version  # noqa: E402
 from migrate.identity import identify  # noqa: E402
-from migrate.rdb.dump import restamp  # noqa: E402
 from migrate.sandbox import LocalServer, start_server  # noqa: E402
 
 CHILD = r"""
@@ -90,24 +90,7 @@ def plain_loop(source: LocalServer, target: LocalServer) -> float:
     version = int.from_bytes(src.dump("bench:probe")[-10:-8], "little")
     src.delete("bench:probe")
     stamp = None if accepts_rdb_version(ident.product, ident.version, version, ident.relaxed) else ident.rdb_version
-    began = time.perf_counter()
-    cursor = 0
-    while True:
-        cursor, keys = src.scan(cursor, count=1000)
-        if keys:
-            read = src.pipeline(transaction=False)
-            for key in keys:
-                read.dump(key)
-                read.pttl(key)
-            replies = read.execute()
-            write = dst.pipeline(transaction=False)
-            for i, key in enumerate(keys):
-                payload, ttl = replies[2 * i], replies[2 * i + 1]
-                if payload is not None:
-                    write.restore(key, max(ttl, 0), restamp(payload, stamp) if stamp else payload, replace=True)
-            write.execute()
-        if cursor == 0:
-            return time.perf_counter() - began
+    return plain_copy(src, dst, stamp=stamp)
 
 
 def check(source: LocalServer, target: LocalServer, keys: int) -> None:

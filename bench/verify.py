@@ -28,6 +28,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import redis
+from baselines import plain_copy  # bench/ is on sys.path when run as a script
 
 from migrate.sandbox import LocalServer, load_manifest
 from migrate.wire import Packed, Wire
@@ -128,24 +129,6 @@ def run_cli(source: LocalServer, target: LocalServer, workdir: Path) -> Sample:
                         str(workdir / "run.json")], workdir)
 
 
-def plain_copy(source: redis.Redis, target: redis.Redis) -> float:
-    """The measured reference loop (shared/reference/compatibility.md): SCAN, pipelined DUMP+PTTL, pipelined RESTORE."""
-    started, cursor = time.perf_counter(), 0
-    while True:
-        cursor, keys = source.scan(cursor, count=BATCH)
-        pipe = source.pipeline(transaction=False)
-        for key in keys:
-            pipe.dump(key)
-            pipe.pttl(key)
-        replies = pipe.execute()
-        out = target.pipeline(transaction=False)
-        for i, key in enumerate(keys):
-            out.restore(key, max(0, replies[2 * i + 1]), replies[2 * i], replace=True)
-        out.execute()
-        if cursor == 0:
-            return time.perf_counter() - started
-
-
 def one_size(keys: int, repeats: int) -> dict[str, Any]:
     """Load, copy once with the plain loop, then `repeats` times: verify keys, verify full, empty the target and
     `migrate run` into it (so later verifications check run's own copy). Interleaving spreads the machine's load."""
@@ -156,7 +139,7 @@ def one_size(keys: int, repeats: int) -> dict[str, Any]:
         src, dst = source.client(), target.client()
         load(src, keys)
         out: dict[str, Any] = {"keys": src.dbsize(), "versions": (source.binary.version, target.binary.version),
-                               "copy": plain_copy(src, dst), "keys_level": [], "full": [], "run": []}
+                               "copy": plain_copy(src, dst, BATCH), "keys_level": [], "full": [], "run": []}
         with tempfile.TemporaryDirectory() as folder:
             workdir = Path(folder)
             for _ in range(repeats):
