@@ -106,6 +106,39 @@ def test_extra_key(migrated):
     assert (diff.target_db, diff.key, diff.reason) == (1, b"extra:key", Reason.EXTRA)
 
 
+def test_extra_keys_ruled_out_by_counting_when_nothing_changed(migrated):
+    """A still copy: the counts prove there is no extra key, so the target is not scanned; the verdict is the same
+    as with the reverse scan, and a forced scan agrees."""
+    source, target = migrated
+    counted = run(source, target, level=Level.KEYS)
+    assert counted.ok, counted.divergent
+    assert {d.extra_check for d in counted.databases} == {"count"}
+    assert sum(d.target_scanned for d in counted.databases) == 0
+    scanned = run(source, target, level=Level.KEYS, reverse_scan="always")
+    assert scanned.ok and {d.extra_check for d in scanned.databases} == {"scan"}
+    assert [d.compared for d in scanned.databases] == [d.compared for d in counted.databases]
+    assert [d.target_scanned for d in scanned.databases] == [d.target_keys for d in scanned.databases]
+
+
+def test_a_missing_and_an_extra_key_with_equal_counts_are_both_found(migrated):
+    """Equal key counts prove nothing when a key is missing: the reverse scan runs and finds the extra one."""
+    source, target = migrated
+    target.client().delete("str:ascii")
+    target.client().set("extra:key", "x")
+    result = run(source, target, level=Level.KEYS)
+    assert {(d.key, d.reason) for d in result.divergent.keys} == {(b"str:ascii", Reason.MISSING),
+                                                                  (b"extra:key", Reason.EXTRA)}
+    assert next(d for d in result.databases if d.target_db == 0).extra_check == "scan"
+
+
+def test_filters_and_merged_databases_always_scan_the_target(migrated):
+    source, target = migrated
+    filtered = run(source, target, level=Level.KEYS, selection=KeySelection(match="str:*"))
+    assert filtered.ok and {d.extra_check for d in filtered.databases} == {"scan"}
+    sampled = run(source, target, level=Level.KEYS, sample_percent=50.0)
+    assert sampled.ok and {d.extra_check for d in sampled.databases} == {"scan"}
+
+
 def test_changed_hash_field(migrated):
     source, target = migrated
     target.client().hset("hash:big", "field-650", "changed")

@@ -8,16 +8,27 @@ import traceback
 import click
 
 from migrate import __version__
-from migrate.cli.identify import identify_cmd
-from migrate.cli.options import CliState
-from migrate.cli.preflight import preflight_cmd
-from migrate.cli.run import run_cmd
-from migrate.cli.verify import verify_cmd
+from migrate.cli.lazy import LazyGroup, LazyVerb
 from migrate.errors import ExitCode, MigrateError
-from migrate.logs import configure
+
+# One line per verb: its command ("module:attribute", imported only when the verb is used) and the first paragraph of
+# its help, shown by `migrate --help` without importing it (tests/test_cli_lazy.py keeps the two equal).
+VERBS = {
+    "identify": LazyVerb("migrate.cli.identify:identify_cmd",
+                         "Detect product, version and RDB version of the source and/or target."),
+    "preflight": LazyVerb("migrate.cli.preflight:preflight_cmd",
+                          "Check source and target (read-only) and say what will break, and which strategy fits. "
+                          "Exit 5 on blockers."),
+    "verify": LazyVerb("migrate.cli.verify:verify_cmd",
+                       "Prove parity between source and target, both directions, key by key (exit 5 on divergence)."),
+    "run": LazyVerb("migrate.cli.run:run_cmd",
+                    "Copy the data from the source into the target (exit 5 if keys were left busy or --verify found "
+                    "divergence)."),
+}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.group(cls=LazyGroup, verbs=VERBS,
+             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.version_option(__version__, prog_name="migrate")
 @click.option("--log-format", type=click.Choice(["auto", "human", "plain", "json"]), default="auto",
               envvar="MIGRATE_LOG_FORMAT", help="Log format on stderr [default: auto].")
@@ -29,14 +40,12 @@ from migrate.logs import configure
 @click.pass_context
 def cli(ctx: click.Context, log_format: str, log_level: str, config_file: str | None, traceback: bool) -> None:
     """Migrate from Redis to Valkey: check before (preflight), move the data (run), prove parity (verify)."""
+    # Imported here, not at the top: `migrate --help` and `--version` never get this far and need neither.
+    from migrate.cli.options import CliState
+    from migrate.logs import configure
+
     configure(log_format, log_level)
     ctx.obj = CliState(log_format, config_file, traceback)
-
-
-cli.add_command(identify_cmd)
-cli.add_command(preflight_cmd)
-cli.add_command(verify_cmd)
-cli.add_command(run_cmd)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -33,6 +33,8 @@ SETTINGS = (
     Setting("batch_size", int, 1000),
     Setting("workers", int, 2),
     Setting("nonkey", to_bool, True),
+    Setting("reverse_scan", str, "auto"),
+    Setting("dump_bodies", to_bool, True),
 )
 
 
@@ -55,6 +57,12 @@ SETTINGS = (
               "[default: 2].")
 @click.option("--nonkey/--no-nonkey", default=None,
               help="Compare functions, ACL users and config parameters [default: on].")
+@click.option("--reverse-scan", type=click.Choice(["auto", "always"]),
+              help="Scan the target for extra keys: always, or auto: not where neither server changed during the "
+              "pass and the key counts prove there is none [default: auto].")
+@click.option("--dump-bodies/--no-dump-bodies", default=None,
+              help="At --level full, settle small collections whose DUMP bodies are equal on both sides before "
+              "reading them type-natively [default: on].")
 @format_options
 @click.pass_context
 def verify_cmd(ctx: click.Context, /, **flags: Any) -> None:
@@ -74,5 +82,6 @@ def options_from(values: dict[str, Any]) -> VerifyOptions:
         ttl_tolerance_ms=round(values["ttl_tolerance"] * 1000), sample=values["sample"],
         sample_percent=values["sample_percent"], seed=values["seed"], rounds=values["rounds"],
         interval=values["interval"], max_report_keys=values["max_report_keys"], batch_size=values["batch_size"],
-        workers=values["workers"], check_nonkey=values["nonkey"],
+        workers=values["workers"], check_nonkey=values["nonkey"], reverse_scan=values["reverse_scan"],
+        dump_bodies=values["dump_bodies"],
     ).validate()

@@ -25,15 +25,23 @@ BatchReader = Generator[list[Cmd] | Packed, list[Any], T]
 KeyState = tuple[bytes, int, Fingerprint | None]
 
 TYPE = b"*2\r\n$4\r\nTYPE\r\n$%d\r\n%s\r\n"
+# OBJECT ENCODING + MEMORY USAGE: the probe of dumpeq.py (full level), after TYPE and the expiry.
+PROBE = b"*3\r\n$6\r\nOBJECT\r\n$8\r\nENCODING\r\n$%d\r\n%s\r\n*3\r\n$6\r\nMEMORY\r\n$5\r\nUSAGE\r\n$%d\r\n%s\r\n"
 GETRANGE = b"*4\r\n$8\r\nGETRANGE\r\n$%d\r\n%s\r\n$1\r\n0\r\n"
 _MARK = b"\x00key-slot\x00"
 _SLOT = b"$%d\r\n%s\r\n" % (len(_MARK), _MARK)
 
 
-def first_round(keys: list[bytes], strings_first: bool, string_chunk: int, expiry: bytes = b"PTTL") -> Packed:
+def first_round(keys: list[bytes], strings_first: bool, string_chunk: int, expiry: bytes = b"PTTL",
+                probe: bool = False) -> Packed:
     """TYPE + expiry per key, or expiry + GETRANGE 0..chunk-1; `expiry` is PTTL, or PEXPIRETIME where both servers
     have it (absolute: equal on both sides after a migration that kept absolute expiries), or empty when no key of
-    either database has a TTL (INFO keyspace): TYPE alone then."""
+    either database has a TTL (INFO keyspace): TYPE alone then. `probe` (not with strings_first): TYPE + expiry +
+    OBJECT ENCODING + MEMORY USAGE, for the DUMP fast path of dumpeq.py."""
+    if probe:
+        head = b"*2\r\n$%d\r\n%s\r\n$%%d\r\n%%s\r\n" % (len(expiry or b"PTTL"), expiry or b"PTTL")
+        template = TYPE + head + PROBE
+        return Packed(b"".join([template % (len(k), k, len(k), k, len(k), k, len(k), k) for k in keys]), 4 * len(keys))
     if not expiry and not strings_first:
         return Packed(b"".join([TYPE % (len(k), k) for k in keys]), len(keys))
     expiry = expiry or b"PTTL"
@@ -64,23 +72,29 @@ class Templates:
 
 
 def read_states(keys: list[bytes], full: bool, plan: ReadPlan, wants_type: Callable[[bytes], bool] | None,
-                packed: Packed, strings_first: bool, first: list[Any] | None = None) -> BatchReader[list[KeyState]]:
+                packed: Packed, strings_first: bool, first: list[Any] | None = None,
+                known: dict[int, Fingerprint] | None = None) -> BatchReader[list[KeyState]]:
     """The state of every key of a batch. A key that is gone reads TYPE `none` (or PTTL -2 if it expired between
-    the two reads), which `classify` treats as missing. `first`: the replies to `packed` when already read."""
+    the two reads), which `classify` treats as missing. `first`: the replies to `packed` when already read;
+    `known`: fingerprints already settled (dumpeq.py), whose values are not read."""
     replies = first if first is not None else (yield packed)
     if strings_first:
         states, needed, started = yield from _strings_first(keys, replies, plan)
     else:
-        step = len(replies) // max(1, len(keys))  # 2: TYPE + expiry; 1: TYPE alone (no TTL in either database)
-        kinds, pttls = replies[0::step], (replies[1::2] if step == 2 else [-1] * len(keys))
+        # 4: TYPE + expiry + probe; 2: TYPE + expiry; 1: TYPE alone (no TTL in either database)
+        step = len(replies) // max(1, len(keys))
+        kinds, pttls = replies[0::step], (replies[1::step] if step >= 2 else [-1] * len(keys))
         if set(map(type, kinds)) - {bytes} or set(map(type, pttls)) - {int}:
-            for reply in replies:
+            for reply in (*kinds, *pttls):
                 check(reply)
         states = list(zip(kinds, pttls, repeat(None)))
         if not full:
             return states
         needed, started = [i for i, (_, pttl, _) in enumerate(states) if pttl != -2], []
-    needed = [i for i in needed if states[i][0] != b"none" and (wants_type is None or wants_type(states[i][0]))]
+    for i, fingerprint in (known or {}).items():
+        states[i] = (states[i][0], states[i][1], fingerprint)
+    needed = [i for i in needed if states[i][0] != b"none" and (wants_type is None or wants_type(states[i][0]))
+              and not (known and i in known)]
     started += yield from _first_values(keys, states, needed, plan)
     if started:
         fingerprints = yield from multiplex([r for _, r in started], plan.big_inflight)

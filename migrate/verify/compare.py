@@ -8,7 +8,8 @@ from typing import Any
 
 from migrate.selection import KeySelection
 from migrate.verify.batch import KeyState, first_round, read_states
-from migrate.verify.digest import NATIVE_TYPES, UNSTABLE, ReadPlan
+from migrate.verify.digest import NATIVE_TYPES, UNSTABLE, Fingerprint, ReadPlan
+from migrate.verify.dumpeq import DUMP_GROUP, EQUAL_BODIES, candidates, same_body
 from migrate.verify.model import Reason
 from migrate.verify.replies import as_bytes, check
 from migrate.verify.sample import Sampler
@@ -178,6 +179,17 @@ class Comparison:
     compared: int  # keys in scope (by --type) among those read
     mismatches: list[tuple[bytes, Reason, str]]
     strings: int = 0  # source keys that are strings: picks the next batch's first round
+    unseen: int = 0  # keys the target did not show (missing there, or gone from both sides): for stillness.py
+
+
+# In equal raw replies, what a key gone from both sides answers: TYPE `none`, PTTL/PEXPIRETIME -2. The same bytes
+# inside a value only make the count conservative (the reverse pass then runs).
+GONE_MARKS = (b"+none\r\n", b":-2\r\n")
+
+
+def unseen_in(raw: bytes, keys: int) -> int:
+    """Keys of an equal raw round that may be absent from both sides: none, or (conservatively) all of them."""
+    return keys if any(mark in raw for mark in GONE_MARKS) else 0
 
 
 def settled(raw: bytes, full: bool, strings_first: bool, string_chunk: int) -> bool:
@@ -199,56 +211,76 @@ def compare_keys(source: Side, target: Side, pair: PairPlan, keys: list[bytes], 
         return Comparison(0, [])
     wants = wants_type if selection.types else None
     strings_first = strings_first and full
+    probe = full and not strings_first and pair.source_plan.dump_bodies  # the first round also asks for dumpeq.py
     chunk = pair.source_plan.string_chunk
-    packed = first_round(keys, strings_first, chunk, pair.expiry)  # the same bytes go to both servers
+    packed = first_round(keys, strings_first, chunk, pair.expiry, probe)  # the same bytes go to both servers
 
     def job() -> Any:
         first: tuple[Any, Any] = (None, None)
-        if wants is None:
+        if wants is None or probe:
             # The first round as raw bytes: equal bytes from both servers mean every reply is equal.
             src_raw, tgt_raw = exchange([(source, pair.source_db, packed.data), (target, pair.target_db, packed.data)])
-            if src_raw == tgt_raw:
+            if src_raw == tgt_raw and wants is None:
                 if settled(src_raw, full, strings_first, chunk):
-                    return Comparison(len(keys), [], len(keys) if strings_first else 0)
+                    return Comparison(len(keys), [], len(keys) if strings_first else 0, unseen_in(src_raw, len(keys)))
                 if strings_first:
                     return _unsettled(parse(src_raw, packed.count), chunk)
             src_first = parse(src_raw, packed.count)
             first = (src_first, src_first if src_raw == tgt_raw else parse(tgt_raw, packed.count))
+        known = settle_by_dump(source, target, pair, keys, first[0], first[1]) if probe else {}
         return drive([(source, pair.source_db,
-                       read_states(keys, full, pair.source_plan, wants, packed, strings_first, first[0])),
+                       read_states(keys, full, pair.source_plan, wants, packed, strings_first, first[0], known)),
                       (target, pair.target_db,
-                       read_states(keys, full, pair.target_plan, wants, packed, strings_first, first[1]))])
+                       read_states(keys, full, pair.target_plan, wants, packed, strings_first, first[1], known))])
 
     outcome = guarded(job, (source, target), settings, "compare keys")
     if isinstance(outcome, Comparison):
         return outcome
     if isinstance(outcome, tuple):  # equal strings; the other keys of the batch still need their values compared
-        rest = compare_keys(source, target, pair, [keys[i] for i in outcome], full, tolerance_ms, selection, settings)
-        equal = len(keys) - len(outcome)
-        return Comparison(equal + rest.compared, rest.mismatches, equal + rest.strings)
+        positions, gone = outcome
+        rest = compare_keys(source, target, pair, [keys[i] for i in positions], full, tolerance_ms, selection,
+                            settings)
+        equal = len(keys) - len(positions)
+        return Comparison(equal + rest.compared, rest.mismatches, equal + rest.strings, gone + rest.unseen)
     return _verdicts(keys, outcome, wants, tolerance_ms, pair.absolute)
 
 
-def _unsettled(replies: list[Any], chunk: int) -> tuple[int, ...]:
+def settle_by_dump(source: Side, target: Side, pair: PairPlan, keys: list[bytes], src_first: list[Any],
+                   tgt_first: list[Any]) -> dict[int, Fingerprint]:
+    """Keys whose small collections have equal DUMP bodies on both sides (dumpeq.py): settled, not read."""
+    settled_keys: dict[int, Fingerprint] = {}
+    positions = candidates(src_first, tgt_first, len(keys))
+    for at in range(0, len(positions), DUMP_GROUP):
+        group = positions[at:at + DUMP_GROUP]
+        cmds = [(b"DUMP", keys[i]) for i in group]
+        src, tgt = drive([(source, pair.source_db, _many(cmds)), (target, pair.target_db, _many(cmds))])
+        settled_keys.update((i, EQUAL_BODIES) for i, a, b in zip(group, src, tgt, strict=True) if same_body(a, b))
+    return settled_keys
+
+
+def _unsettled(replies: list[Any], chunk: int) -> tuple[tuple[int, ...], int]:
     """Positions, in equal PEXPIRETIME/PTTL + GETRANGE replies, of the keys that are not short strings (WRONGTYPE
-    for other types; any other error is raised)."""
-    for reply in replies[0::2]:
+    for other types; any other error is raised), and how many of the others are gone from both sides."""
+    expiries = replies[0::2]
+    for reply in expiries:
         check(reply)
     rest = tuple(i for i, first in enumerate(replies[1::2]) if type(first) is not bytes or len(first) >= chunk)
     for i in rest:
         if not (type(replies[2 * i + 1]) is bytes or str(replies[2 * i + 1]).startswith("WRONGTYPE")):
             check(replies[2 * i + 1])
-    return rest
+    gone = expiries.count(-2) - sum(1 for i in rest if expiries[i] == -2)
+    return rest, gone
 
 
 def _verdicts(keys: list[bytes], states: list[list[KeyState]], wants: Callable[[bytes], bool] | None,
               tolerance_ms: int, absolute: bool) -> Comparison:
     src_states, tgt_states = states
     strings = sum(1 for state in src_states if state[0] == b"string")
+    unseen = sum(1 for state in tgt_states if state[0] == b"none" or state[1] == -2)
     if wants is None:
         verdicts = [(key, classify(s, t, tolerance_ms, absolute))
                     for key, s, t in zip(keys, src_states, tgt_states, strict=True)]
-        return Comparison(len(keys), [(key, *v) for key, v in verdicts if v is not None], strings)
+        return Comparison(len(keys), [(key, *v) for key, v in verdicts if v is not None], strings, unseen)
     mismatches, out = [], 0
     for key, src, tgt in zip(keys, src_states, tgt_states, strict=True):
         if not (wants(src[0]) or (src[0] == b"none" and wants(tgt[0]))):
@@ -257,7 +289,7 @@ def _verdicts(keys: list[bytes], states: list[list[KeyState]], wants: Callable[[
         verdict = classify(src, tgt, tolerance_ms, absolute)
         if verdict is not None:
             mismatches.append((key, *verdict))
-    return Comparison(len(keys) - out, mismatches, strings)
+    return Comparison(len(keys) - out, mismatches, strings, unseen)
 
 
 def scan_keys(side: Side, db: int, selection: KeySelection, sampler: Sampler, count: int,

@@ -59,6 +59,7 @@ class ReadPlan:
     inflight: int = 256  # keys whose first chunks are read in the same round trip
     big_inflight: int = 16  # values longer than one chunk read side by side (memory: this x READ_AHEAD x chunk)
     field_ttls: bool = False  # read hash field TTLs (server supports them and the db may hold some)
+    dump_bodies: bool = True  # settle small collections by equal DUMP bodies first (dumpeq.py)
 
 
 def first_commands(kind: bytes, key: bytes, plan: ReadPlan) -> list[Cmd]:

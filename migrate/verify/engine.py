@@ -3,8 +3,9 @@
 Order of work: identify both servers, plan the database pairs, then per level:
 - count: INFO keyspace key counts per database pair (rechecked while they differ);
 - keys / full: a forward pass over the source keys (existence, type, TTL and, at full, a canonical value digest), a
-  reverse pass over the target keys to find extra ones, recheck rounds for the mismatches, and a search of the other
-  target databases for missing keys.
+  reverse pass over the target keys to find extra ones (skipped per database where counting proves it would find
+  none: stillness.py), recheck rounds for the mismatches, and a search of the other target databases for missing
+  keys.
 Non-key state (functions, ACL users, config) is diffed at every level unless switched off.
 """
 
@@ -27,6 +28,7 @@ from migrate.verify.plan import DbPlan, Keyspace, key_count, keyspace_of, plan_d
 from migrate.verify.rounds import RecheckContext, Tracker, locate_missing, recheck
 from migrate.verify.sample import BottomK, Sampler
 from migrate.verify.sides import Side
+from migrate.verify.stillness import Marks, Stillness, read_marks
 from migrate.verify.workers import Workers
 from migrate.wire import Wire
 
@@ -40,6 +42,9 @@ class Server:
         self.side = Side(role, endpoint, settings)
         self.client, self.identity = connect(endpoint, settings, role)
         self.settings = settings
+
+    def marks(self) -> Marks:
+        return read_marks(self.client, self.settings, self.side.endpoint, self.side.role)
 
     def keyspace(self) -> Keyspace:
         info = with_retries(partial(self.client.info, "keyspace"), self.settings, "INFO keyspace",
@@ -78,6 +83,7 @@ class Run:
         self.tracker = Tracker(options.max_report_keys, options.recheck_limit)
         # Mostly strings in the last batch: start the next one with PTTL + GETRANGE instead of TYPE + PTTL.
         self.strings_first = False
+        self.counted: set[int] = set()  # target dbs whose extra keys were ruled out by counting (no reverse SCAN)
 
     def execute(self) -> VerifyResult:
         log.info("verify", level=str(self.options.level), source=str(self.config.source),
@@ -130,9 +136,14 @@ class Run:
         sampler, sampled = self.sampler()
         workers = Workers(self.options.workers, self.config.source, self.config.target, self.config.connection)
         try:
+            before = (self.source.marks(), self.target.marks()) if self.may_count() else None
             for pair in self.plan.pairs:
                 self.forward(pair, sampler, sampled, workers)
+            workers.drain()
+            proof = Stillness(*before, self.source.marks(), self.target.marks()) if before else None
             for target_db, source_dbs in self.plan.reverse:
+                if proof is not None and self.proven(proof, target_db, source_dbs):
+                    continue
                 self.reverse(target_db, source_dbs, sampler, workers)
             workers.drain()
         finally:
@@ -142,6 +153,24 @@ class Run:
         requested = self.options.sample if self.options.sample is not None else self.options.sample_percent
         return SampleInfo(mode, requested, self.options.seed, sum(c.in_scope for c in counters),
                           sum(c.sampled for c in counters))
+
+    def may_count(self) -> bool:
+        """Counting can replace the reverse SCAN only when the forward SCAN enumerated every key."""
+        sel = self.options.selection
+        return (self.options.reverse_scan == "auto" and not self.options.sampling
+                and not (sel.match or sel.exclude or sel.types))
+
+    def proven(self, proof: Stillness, target_db: int, source_dbs: tuple[int, ...]) -> bool:
+        if len(source_dbs) != 1:  # merged source dbs may share key names: the counts would not add up
+            return False
+        counter = self.tracker.counter(source_dbs[0], target_db)
+        if not proof.proves_no_extra(source_dbs[0], target_db, counter.in_scope, counter.compared - counter.unseen):
+            log.info("reverse scan needed", target_db=target_db, unchanged=proof.unchanged,
+                     scanned=counter.in_scope, seen_on_target=counter.compared - counter.unseen)
+            return False
+        self.counted.add(target_db)
+        log.info("no extra keys (counted)", target_db=target_db, keys=counter.in_scope)
+        return True
 
     def sampler(self) -> tuple[Sampler, dict[int, list[bytes]] | None]:
         opts = self.options
@@ -204,7 +233,9 @@ class Run:
 
     def _record(self, pair: PairPlan, counted: bool, result: Comparison) -> None:
         if counted:
-            self.tracker.counter(pair.source_db, pair.target_db).compared += result.compared
+            counter = self.tracker.counter(pair.source_db, pair.target_db)
+            counter.compared += result.compared
+            counter.unseen += result.unseen
             if result.compared:
                 self.strings_first = 2 * result.strings >= result.compared
         for key, reason, detail in result.mismatches:
@@ -223,7 +254,8 @@ class Run:
             c = self.tracker.counter(pair.source_db, pair.target_db)
             out.append(DbSummary(pair.source_db, pair.target_db, key_count(self.src_ks, pair.source_db),
                                  key_count(self.tgt_ks, pair.target_db), c.in_scope, c.compared, c.target_scanned,
-                                 c.divergent, c.changed, c.not_compared, sampled=c.sampled))
+                                 c.divergent, c.changed, c.not_compared, sampled=c.sampled,
+                                 extra_check="count" if pair.target_db in self.counted else "scan"))
         return out
 
     # ---- non-key state -------------------------------------------------------------------------------------------

@@ -49,6 +49,9 @@ class DbSummary:
     not_compared: int = 0
     count_match: bool = True  # --level count: DBSIZE equal
     sampled: int = 0  # source keys picked by the sample (all in scope when not sampling)
+    # How extra target keys were ruled out: scan (the reverse pass read every target key) or count (neither server
+    # changed during the forward pass and the counts prove there is none: verify/stillness.py).
+    extra_check: str = "scan"
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,8 @@ from migrate.config import ConnectionSettings, Endpoint
 from migrate.errors import ConfigError
 from migrate.selection import KeySelection
 
+REVERSE_SCAN = ("auto", "always")
+
 
 class Level(StrEnum):
     COUNT = "count"  # DBSIZE / INFO keyspace per database
@@ -34,6 +36,10 @@ class VerifyOptions:
     workers: int = 2  # threads comparing batches while the main thread scans (each with its own connections); 0: inline
     recheck_limit: int = 100_000  # mismatching keys remembered for rechecks; beyond, counted as unrechecked
     check_nonkey: bool = True  # functions, ACL users, config parameters
+    # auto: skip the reverse SCAN of the target where counting proves it would find nothing (verify/stillness.py);
+    # always: scan every target key anyway.
+    reverse_scan: str = "auto"
+    dump_bodies: bool = True  # --level full: equal DUMP bodies settle small collections (dumpeq.py)
 
     def validate(self) -> VerifyOptions:
         if self.sample is not None and self.sample_percent is not None:
@@ -50,6 +56,8 @@ class VerifyOptions:
         for name in ("batch_size", "chunk_size", "string_chunk_bytes", "max_inflight_values", "recheck_limit"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name.replace('_', ' ')} must be >= 1")
+        if self.reverse_scan not in REVERSE_SCAN:
+            raise ConfigError(f"--reverse-scan must be one of {', '.join(REVERSE_SCAN)}")
         if self.interval < 0 or self.ttl_tolerance_ms < 0:
             raise ConfigError("--interval and --ttl-tolerance must be >= 0")
         return self

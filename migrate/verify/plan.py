@@ -61,7 +61,8 @@ def _pair(options: VerifyOptions, src: ServerIdentity, tgt: ServerIdentity, src_
     if src.hash_field_ttl and tgt.hash_field_ttl:
         # Both can hold them: read both sides whenever either may have some, so each difference shows.
         src_may = tgt_may = src_may or tgt_may
-    base = ReadPlan(options.chunk_size, options.string_chunk_bytes, options.max_inflight_values)
+    base = ReadPlan(options.chunk_size, options.string_chunk_bytes, options.max_inflight_values,
+                    dump_bodies=options.dump_bodies)
     expiry = b"PEXPIRETIME" if has_expiretime(src) and has_expiretime(tgt) else b"PTTL"
     if not (volatile(src_ks, source_db) or volatile(tgt_ks, target_db)):
         expiry = b""  # no key with a TTL on either side: TYPE alone tells existence and type

@@ -16,7 +16,7 @@ JSON schema `migrate.verify/1` (documented in docs/verify.md; fields are only ev
       "by_reason": {reason: int},         # divergent and not-compared keys per reason
       "databases": [{"source_db", "target_db", "source_keys", "target_keys", "keys_in_scope", "keys_sampled",
                      "compared", "target_scanned", "divergent", "changed_during_verification", "not_compared": int,
-                     "count_match": bool}],
+                     "count_match": bool, "extra_keys_check": "scan" | "count"}],
       "divergent_keys": [KEY], "divergent_keys_omitted": int,
       "changed_keys": [KEY], "changed_keys_omitted": int,
       "not_compared_keys": [KEY], "not_compared_keys_omitted": int,
@@ -93,7 +93,7 @@ def _db_json(db: DbSummary) -> dict[str, Any]:
             "target_keys": db.target_keys, "keys_in_scope": db.in_scope, "keys_sampled": db.sampled,
             "compared": db.compared, "target_scanned": db.target_scanned, "divergent": db.divergent,
             "changed_during_verification": db.changed, "not_compared": db.not_compared,
-            "count_match": db.count_match}
+            "count_match": db.count_match, "extra_keys_check": db.extra_check}
 
 
 def _listing_json(name: str, listing: Listing) -> dict[str, Any]:
@@ -139,6 +139,12 @@ def notes(result: VerifyResult) -> tuple[str, ...]:
     if result.unrechecked:
         out.append(f"{result.unrechecked} mismatching keys beyond the recheck limit "
                    f"({result.options.recheck_limit}) were counted as divergent without a recheck")
+    counted = [d for d in result.databases if d.extra_check == "count"]
+    if counted:
+        dbs = ", ".join(f"db {d.target_db}" for d in counted)
+        out.append(f"extra keys on the target ({dbs}): ruled out by counting, not scanned: neither server changed "
+                   "during the pass, the source SCAN returned as many keys as the source holds, all were found on "
+                   "the target and the target holds no more (--reverse-scan always scans anyway)")
     if result.level is not Level.FULL and result.level is not Level.COUNT:
         out.append("values were not compared (--level keys): existence, type and TTL only")
     return tuple(out)
@@ -152,7 +158,8 @@ def _db_rows(result: VerifyResult) -> tuple[tuple[str, ...], list[tuple[Any, ...
     return (("db", "target db", "source keys", "target keys", "compared", "target scanned", "divergent", "changed",
              "not compared"),
             [(d.source_db, d.target_db, f"{d.source_keys:,}", f"{d.target_keys:,}", f"{d.compared:,}",
-              f"{d.target_scanned:,}", d.divergent, d.changed, d.not_compared) for d in result.databases])
+              f"{d.target_scanned:,}" if d.extra_check == "scan" else "counted", d.divergent, d.changed,
+              d.not_compared) for d in result.databases])
 
 
 def _key_rows(listing: Listing) -> list[tuple[Any, ...]]:

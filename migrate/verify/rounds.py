@@ -48,6 +48,7 @@ class Counters:
     sampled: int = 0
     compared: int = 0
     target_scanned: int = 0
+    unseen: int = 0  # forward-pass keys the target did not show (stillness.py)
     divergent: int = 0
     changed: int = 0
     not_compared: int = 0

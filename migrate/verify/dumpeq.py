@@ -1,0 +1,53 @@
+"""A fast path for small collections at --level full: equal DUMP bodies prove equal values.
+
+A DUMP payload is the value serialized in its current encoding (a type byte and the body), then a 2-byte RDB version
+and an 8-byte CRC. Two servers holding a small hash, zset, set or list in the same compact encoding serialize it to the
+same body (after `migrate run`, a listpack travels byte for byte), and equal bodies under a type byte that both products
+define alike mean equal values. The converse does not hold (the same value in another encoding, such as a Redis 7.0
+hashtable set that Valkey restored as a listpack, has another body), so equal bodies settle a key and anything else
+takes the canonical type-native read, which alone decides every mismatch: verdicts never depend on encodings.
+
+Why: a canonical read of such a value costs the server several times a DUMP (ZRANGE formats every score, HSCAN builds
+a reply per field) and Python a parse and a digest of every element, where the migration moved one opaque payload.
+
+Eligible: the same collection type on both sides, a compact encoding on both (its MEMORY USAGE is exact, not sampled),
+and MEMORY USAGE within DUMP_LIMIT on both. Memory: at most DUMP_GROUP payloads of DUMP_LIMIT per side at once. An
+error reply (a user without MEMORY, OBJECT or DUMP, a renamed command) only means the canonical read.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from migrate.rdb.constants import COMMON_TYPES
+
+# What the probe commands of the first round answer for one key, after TYPE and the expiry.
+PROBE: Final = (b"OBJECT", b"ENCODING"), (b"MEMORY", b"USAGE")
+COMPACT_ENCODINGS: Final = frozenset({b"listpack", b"ziplist", b"intset"})
+COLLECTIONS: Final = frozenset({b"hash", b"zset", b"set", b"list"})
+SHARED_TYPE_BYTES: Final = frozenset(t.byte for t in COMMON_TYPES if t.logical in ("hash", "zset", "set", "list"))
+DUMP_LIMIT: Final = 16 * 1024  # bytes of MEMORY USAGE (a listpack's size plus a few dozen bytes of overhead)
+DUMP_GROUP: Final = 128  # keys DUMPed per round trip: at most DUMP_GROUP x DUMP_LIMIT bytes per side in memory
+FOOTER: Final = 10  # RDB version (2 bytes) and CRC64 (8 bytes): differ between versions, not part of the value
+EQUAL_BODIES: Final = {"dump_body": "equal"}  # the fingerprint of a settled key on both sides
+
+
+def eligible(kind: Any, encoding: Any, usage: Any) -> bool:
+    return (kind in COLLECTIONS and encoding in COMPACT_ENCODINGS and type(usage) is int
+            and 0 < usage <= DUMP_LIMIT)
+
+
+def candidates(src_first: list[Any], tgt_first: list[Any], keys: int) -> list[int]:
+    """Positions of the keys whose first-round replies (TYPE, expiry, OBJECT ENCODING, MEMORY USAGE per key) make
+    them eligible on both sides."""
+    out = []
+    for i in range(keys):
+        s, t = src_first[4 * i:4 * i + 4], tgt_first[4 * i:4 * i + 4]
+        if s[0] == t[0] and eligible(s[0], s[2], s[3]) and eligible(t[0], t[2], t[3]):
+            out.append(i)
+    return out
+
+
+def same_body(src: Any, tgt: Any) -> bool:
+    return (type(src) is bytes and type(tgt) is bytes and len(src) > FOOTER and len(tgt) == len(src)
+            and src[0] == tgt[0] and src[0] in SHARED_TYPE_BYTES and src[:-FOOTER] == tgt[:-FOOTER])
