@@ -130,8 +130,9 @@ def run_cli(source: LocalServer, target: LocalServer, workdir: Path) -> Sample:
 
 
 def one_size(keys: int, repeats: int) -> dict[str, Any]:
-    """Load, copy once with the plain loop, then `repeats` times: verify keys, verify full, empty the target and
-    `migrate run` into it (so later verifications check run's own copy). Interleaving spreads the machine's load."""
+    """Load, copy once with the plain loop and verify that copy once (its relative TTLs give absolute expiries a few
+    ms apart), then `repeats` times: empty the target, `migrate run` into it, verify keys, verify full (each
+    verification checks run's own copy, the situation the goal is about). Interleaving spreads the machine's load."""
     binaries = load_manifest()
     source = LocalServer(binaries[SOURCE]).start()
     target = LocalServer(binaries[TARGET]).start()
@@ -142,12 +143,12 @@ def one_size(keys: int, repeats: int) -> dict[str, Any]:
                                "copy": plain_copy(src, dst, BATCH), "keys_level": [], "full": [], "run": []}
         with tempfile.TemporaryDirectory() as folder:
             workdir = Path(folder)
+            out["full_plain_copy"] = verify_cli(source, target, "full", workdir)
             for _ in range(repeats):
-                out["keys_level"].append(verify_cli(source, target, "keys", workdir))
-                out["full"].append(verify_cli(source, target, "full", workdir))
                 dst.flushall()
                 out["run"].append(run_cli(source, target, workdir))
-            out["after_run"] = verify_cli(source, target, "full", workdir)  # run's copy verifies clean
+                out["keys_level"].append(verify_cli(source, target, "keys", workdir))  # exit 0 or SystemExit
+                out["full"].append(verify_cli(source, target, "full", workdir))
         return out
     finally:
         source.cleanup()
@@ -190,8 +191,10 @@ def report(small: dict[str, Any], large: dict[str, Any], argv: list[str]) -> str
         f"{rss(large, 'full')} at {n:,} keys; keys-level {rss(small, 'keys_level')} / {rss(large, 'keys_level')}; "
         f"`migrate run` {rss(small, 'run')} / {rss(large, 'run')}.",
         f"- At {small['keys']:,} keys: run {best(small['run']):.2f} s, full {best(small['full']):.2f} s, keys "
-        f"{best(small['keys_level']):.2f} s, plain copy {small['copy']:.2f} s. After each `migrate run`, "
-        f"`verify --level full` of its copy exited 0.",
+        f"{best(small['keys_level']):.2f} s, plain copy {small['copy']:.2f} s. Every verification exited 0 (parity).",
+        f"- Verifying the plain copy instead (relative TTLs re-applied by the copy: absolute expiries a few ms apart, "
+        f"so raw replies differ and are parsed): `verify --level full` {large['full_plain_copy'].seconds:.2f} s "
+        f"({run_s / large['full_plain_copy'].seconds:.2f}x the speed of `migrate run`).",
     ]) + "\n"
 
 

@@ -73,13 +73,18 @@ RECV_BYTES = 1 << 20
 
 
 def parse(data: bytes, count: int) -> list[Reply]:
-    """Replies of a raw round, as the channel would have returned them (errors as ResponseError objects)."""
+    """Replies of a raw round, as the channel would have returned them (errors as ResponseError objects).
+    The replies are read as the elements of one array (an array header put in front): hiredis then builds the whole
+    list in C, about 4x faster than one gets() per reply."""
     reader = hiredis.Reader(replyError=rex.ResponseError, protocolError=rex.InvalidResponse)
+    reader.feed(b"*%d\r\n" % count)
     reader.feed(data)
-    replies = [reader.gets(False) for _ in range(count)]
-    if any(reply is False for reply in replies):
+    replies = reader.gets(False)
+    if replies is False:
         raise rex.InvalidResponse(f"a raw round ended after fewer than {count} replies")
-    return replies
+    if reader.gets(False) is not False:
+        raise rex.InvalidResponse(f"a raw round held more than {count} replies")
+    return list(replies)
 
 
 class Wire:
@@ -107,6 +112,9 @@ class Wire:
 
     def _recv_fast(self, parser: Any, reader: Any, count: int) -> list[Reply]:
         """hiredis parser: take replies straight from its reader, feeding it from the socket when it runs dry."""
+        has_data = getattr(reader, "has_data", None)  # hiredis-py 2.1+
+        if count > 1 and has_data is not None and not has_data():
+            return self._recv_array(parser, reader, count)
         replies: list[Reply] = []
         append, gets, refill = replies.append, reader.gets, parser.read_from_socket
         try:
@@ -122,6 +130,24 @@ class Wire:
             self.reset()
             raise
         return replies
+
+    def _recv_array(self, parser: Any, reader: Any, count: int) -> list[Reply]:
+        """The next `count` replies as the elements of one array (see parse): the reader holds no unread byte, so
+        an array header fed now comes right before them."""
+        reader.feed(b"*%d\r\n" % count)
+        try:
+            replies = reader.gets(False)
+            while replies is _NO_DATA:
+                parser.read_from_socket()
+                replies = reader.gets(False)
+        except BaseException:
+            self.reset()
+            raise
+        for reply in replies:
+            if isinstance(reply, rex.ConnectionError):  # e.g. LOADING while the server restarts
+                self.reset()
+                raise reply
+        return list(replies)
 
     def _recv_slow(self, count: int) -> list[Reply]:
         replies: list[Reply] = []

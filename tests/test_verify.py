@@ -7,6 +7,7 @@ import time
 from collections import deque
 
 import pytest
+import redis
 
 from fixtures.dataset import populate
 from migrate.config import ConnectionSettings, parse_endpoint
@@ -15,7 +16,7 @@ from migrate.verify import Level, Reason, VerifyConfig, VerifyOptions, VerifyRes
 from migrate.verify.compare import PairPlan, compare_keys
 from migrate.verify.digest import ReadPlan
 from migrate.verify.sides import Side
-from migrate.wire import Wire
+from migrate.wire import Wire, pack, parse
 from tests.matrix import pairs
 from tests.verify_support import copy_server
 
@@ -371,13 +372,25 @@ def test_wire_reads_the_same_replies_with_and_without_hiredis_fast_path(migrated
     wire = Wire(source.client())
     commands = [(b"TYPE", b"hash:small"), (b"PTTL", b"str:ascii"), (b"GET", b"list:small"),
                 (b"ZRANGE", b"zset:small", 0, -1, b"WITHSCORES"), (b"XINFO", b"STREAM", b"stream:plain")]
-    fast = wire.run(commands)
+    fast = wire.run(commands)  # read as one array (nothing else buffered)
     wire.send(commands)
     slow = wire._recv_slow(len(commands))  # the path taken when redis-py has no hiredis reader
+    wire.send(commands)
+    wire.send(commands)  # two rounds in flight: the second is read one reply at a time if already buffered
+    two = wire.recv(len(commands)) + wire.recv(len(commands))
+    wire.send_marked(pack_all(commands), b"token")
+    raw = parse(wire.recv_marked(b"token"), len(commands))
     wire.release()
-    assert [type(r) for r in fast] == [type(r) for r in slow]
-    assert fast[:2] == slow[:2] and fast[3:] == slow[3:] and str(fast[2]) == str(slow[2])
+    for other in (slow, two[:5], two[5:], raw):
+        assert [type(r) for r in fast] == [type(r) for r in other]
+        assert fast[:2] == other[:2] and fast[3:] == other[3:] and str(fast[2]) == str(other[2])
     assert fast[:2] == [b"hash", -1] and str(fast[2]).startswith("WRONGTYPE")
+    with pytest.raises(redis.exceptions.InvalidResponse):
+        parse(pack_all(commands)[:-3], len(commands))
+
+
+def pack_all(commands) -> bytes:
+    return b"".join(pack(c) for c in commands)
 
 
 # ---- live traffic ------------------------------------------------------------------------------------------------

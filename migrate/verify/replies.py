@@ -25,6 +25,9 @@ def as_map(reply: Any) -> dict[bytes, Any]:
     if isinstance(reply, dict):
         return {as_bytes(k): v for k, v in reply.items()}
     items = list(reply or [])
+    names = items[0::2][:len(items) // 2]
+    if all(type(name) is bytes for name in names):  # RESP2 field names: bytes already (the common case, per key)
+        return dict(zip(names, items[1::2], strict=True))
     return {as_bytes(items[i]): items[i + 1] for i in range(0, len(items) - 1, 2)}
 
 
