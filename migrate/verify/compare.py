@@ -9,12 +9,12 @@ from typing import Any
 from migrate.selection import KeySelection
 from migrate.verify.batch import KeyState, first_round, read_states
 from migrate.verify.digest import NATIVE_TYPES, UNSTABLE, Fingerprint, ReadPlan
-from migrate.verify.dumpeq import DUMP_GROUP, EQUAL_BODIES, candidates, same_body
+from migrate.verify.dumpeq import DUMP, EQUAL_BODIES, candidates, same_body
 from migrate.verify.model import Reason
 from migrate.verify.replies import as_bytes, check
 from migrate.verify.sample import Sampler
 from migrate.verify.sides import Side, drive, exchange, guarded
-from migrate.wire import parse
+from migrate.wire import Packed, parse
 
 Verdict = tuple[Reason, str] | None
 
@@ -249,10 +249,8 @@ def settle_by_dump(source: Side, target: Side, pair: PairPlan, keys: list[bytes]
                    tgt_first: list[Any]) -> dict[int, Fingerprint]:
     """Keys whose small collections have equal DUMP bodies on both sides (dumpeq.py): settled, not read."""
     settled_keys: dict[int, Fingerprint] = {}
-    positions = candidates(src_first, tgt_first, len(keys))
-    for at in range(0, len(positions), DUMP_GROUP):
-        group = positions[at:at + DUMP_GROUP]
-        cmds = [(b"DUMP", keys[i]) for i in group]
+    for group in candidates(src_first, tgt_first, len(keys)):
+        cmds = Packed(b"".join([DUMP % (len(keys[i]), keys[i]) for i in group]), len(group))
         src, tgt = drive([(source, pair.source_db, _many(cmds)), (target, pair.target_db, _many(cmds))])
         settled_keys.update((i, EQUAL_BODIES) for i, a, b in zip(group, src, tgt, strict=True) if same_body(a, b))
     return settled_keys
@@ -344,6 +342,6 @@ def exists_each(side: Side, db: int, keys: list[bytes], settings: Any) -> list[b
     return [bool(int(check(n))) for n in guarded(job, (side,), settings, "exists")]
 
 
-def _many(cmds: list[tuple[Any, ...]]) -> Any:
+def _many(cmds: list[tuple[Any, ...]] | Packed) -> Any:
     replies = yield cmds
     return replies

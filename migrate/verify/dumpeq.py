@@ -11,7 +11,8 @@ Why: a canonical read of such a value costs the server several times a DUMP (ZRA
 a reply per field) and Python a parse and a digest of every element, where the migration moved one opaque payload.
 
 Eligible: the same collection type on both sides, a compact encoding on both (its MEMORY USAGE is exact, not sampled),
-and MEMORY USAGE within DUMP_LIMIT on both. Memory: at most DUMP_GROUP payloads of DUMP_LIMIT per side at once. An
+and MEMORY USAGE within DUMP_LIMIT on both. Memory: the keys DUMPed in one round trip hold at most DUMP_BUDGET bytes
+of MEMORY USAGE per side (a whole batch of small values is one round trip). An
 error reply (a user without MEMORY, OBJECT or DUMP, a renamed command) only means the canonical read.
 """
 
@@ -27,7 +28,7 @@ COMPACT_ENCODINGS: Final = frozenset({b"listpack", b"ziplist", b"intset"})
 COLLECTIONS: Final = frozenset({b"hash", b"zset", b"set", b"list"})
 SHARED_TYPE_BYTES: Final = frozenset(t.byte for t in COMMON_TYPES if t.logical in ("hash", "zset", "set", "list"))
 DUMP_LIMIT: Final = 16 * 1024  # bytes of MEMORY USAGE (a listpack's size plus a few dozen bytes of overhead)
-DUMP_GROUP: Final = 128  # keys DUMPed per round trip: at most DUMP_GROUP x DUMP_LIMIT bytes per side in memory
+DUMP_BUDGET: Final = 4 * 1024 * 1024  # MEMORY USAGE bytes DUMPed per round trip and side (memory bound)
 FOOTER: Final = 10  # RDB version (2 bytes) and CRC64 (8 bytes): differ between versions, not part of the value
 EQUAL_BODIES: Final = {"dump_body": "equal"}  # the fingerprint of a settled key on both sides
 
@@ -37,15 +38,25 @@ def eligible(kind: Any, encoding: Any, usage: Any) -> bool:
             and 0 < usage <= DUMP_LIMIT)
 
 
-def candidates(src_first: list[Any], tgt_first: list[Any], keys: int) -> list[int]:
+def candidates(src_first: list[Any], tgt_first: list[Any], keys: int) -> list[list[int]]:
     """Positions of the keys whose first-round replies (TYPE, expiry, OBJECT ENCODING, MEMORY USAGE per key) make
-    them eligible on both sides."""
-    out = []
-    for i in range(keys):
-        s, t = src_first[4 * i:4 * i + 4], tgt_first[4 * i:4 * i + 4]
-        if s[0] == t[0] and eligible(s[0], s[2], s[3]) and eligible(t[0], t[2], t[3]):
-            out.append(i)
-    return out
+    them eligible on both sides, in groups of at most DUMP_BUDGET bytes (one round trip each)."""
+    groups: list[list[int]] = [[]]
+    budget = DUMP_BUDGET
+    src = zip(src_first[0::4], src_first[2::4], src_first[3::4], strict=True)
+    tgt = zip(tgt_first[0::4], tgt_first[2::4], tgt_first[3::4], strict=True)
+    for i, (s, t) in enumerate(zip(src, tgt, strict=True)):
+        if s[0] == t[0] and eligible(*s) and eligible(*t):
+            size = max(s[2], t[2])
+            if size > budget:
+                groups.append([])
+                budget = DUMP_BUDGET
+            groups[-1].append(i)
+            budget -= size
+    return [g for g in groups if g]
+
+
+DUMP = b"*2\r\n$4\r\nDUMP\r\n$%d\r\n%s\r\n"
 
 
 def same_body(src: Any, tgt: Any) -> bool:
