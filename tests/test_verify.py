@@ -12,21 +12,20 @@ import redis
 from fixtures.dataset import populate
 from migrate.config import ConnectionSettings, parse_endpoint
 from migrate.selection import KeySelection
-from migrate.verify import Level, Reason, VerifyConfig, VerifyOptions, VerifyResult, verify
+from migrate.verify import Level, Reason, VerifyResult
 from migrate.verify.compare import PairPlan, compare_keys
 from migrate.verify.digest import ReadPlan
 from migrate.verify.sides import Side
 from migrate.wire import Wire, pack, parse
 from tests.matrix import pairs
-from tests.verify_support import copy_server
+from tests.verify_support import copy_server, verify_pair
 
 SOURCE, TARGET = "redis-8.0.2", "valkey-8.1"  # the cross-version pair every corruption test runs on
 
 
 def run(source, target, **options) -> VerifyResult:
     # Small chunks so the 700-element collections of the dataset are read in many chunks.
-    options = {"rounds": 1, "interval": 0.05, "chunk_size": 50, **options}
-    return verify(VerifyConfig(parse_endpoint(source.url), parse_endpoint(target.url), VerifyOptions(**options)))
+    return verify_pair(source, target, **{"chunk_size": 50, **options})
 
 
 @pytest.fixture

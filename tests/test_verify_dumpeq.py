@@ -6,14 +6,13 @@ import pytest
 
 from migrate.config import parse_endpoint
 from migrate.verify import Level, Reason, VerifyConfig, VerifyOptions, VerifyResult, verify
-from tests.verify_support import copy_server
+from tests.verify_support import copy_server, verify_pair
 
 PAIRS = [("redis-7.0", "valkey-8.1"), ("redis-8.0.2", "valkey-8.1"), ("valkey-8.1", "valkey-9.1")]
 
 
 def run(source, target, **options) -> VerifyResult:
-    options = {"rounds": 1, "interval": 0.05, "level": Level.FULL, **options}
-    return verify(VerifyConfig(parse_endpoint(source.url), parse_endpoint(target.url), VerifyOptions(**options)))
+    return verify_pair(source, target, **{"level": Level.FULL, **options})
 
 
 def small_collections(client, count: int = 50) -> None:

@@ -38,20 +38,19 @@ def first_round(keys: list[bytes], strings_first: bool, string_chunk: int, expir
     have it (absolute: equal on both sides after a migration that kept absolute expiries), or empty when no key of
     either database has a TTL (INFO keyspace): TYPE alone then. `probe` (not with strings_first): TYPE + expiry +
     OBJECT ENCODING + MEMORY USAGE, for the DUMP fast path of dumpeq.py."""
-    if probe:
-        head = b"*2\r\n$%d\r\n%s\r\n$%%d\r\n%%s\r\n" % (len(expiry or b"PTTL"), expiry or b"PTTL")
-        template = TYPE + head + PROBE
-        return Packed(b"".join([template % (len(k), k, len(k), k, len(k), k, len(k), k) for k in keys]), 4 * len(keys))
-    if not expiry and not strings_first:
-        return Packed(b"".join([TYPE % (len(k), k) for k in keys]), len(keys))
-    expiry = expiry or b"PTTL"
-    head = b"*2\r\n$%d\r\n%s\r\n$%%d\r\n%%s\r\n" % (len(expiry), expiry)
-    if not strings_first:
-        template = TYPE + head
-        return Packed(b"".join([template % (len(k), k, len(k), k) for k in keys]), 2 * len(keys))
-    end = b"%d" % (string_chunk - 1)
-    template = head + GETRANGE + b"$%d\r\n%s\r\n" % (len(end), end)
-    return Packed(b"".join([template % (len(k), k, len(k), k) for k in keys]), 2 * len(keys))
+    if not (expiry or strings_first or probe):
+        template, per_key = TYPE, 1
+    else:
+        expiry = expiry or b"PTTL"
+        head = b"*2\r\n$%d\r\n%s\r\n$%%d\r\n%%s\r\n" % (len(expiry), expiry)
+        if probe:
+            template, per_key = TYPE + head + PROBE, 4
+        elif not strings_first:
+            template, per_key = TYPE + head, 2
+        else:
+            end = b"%d" % (string_chunk - 1)
+            template, per_key = head + GETRANGE + b"$%d\r\n%s\r\n" % (len(end), end), 2
+    return Packed(b"".join([template % ((len(k), k) * per_key) for k in keys]), per_key * len(keys))
 
 
 class Templates:

@@ -12,8 +12,8 @@ a reply per field) and Python a parse and a digest of every element, where the m
 
 Eligible: the same collection type on both sides, a compact encoding on both (its MEMORY USAGE is exact, not sampled),
 and MEMORY USAGE within DUMP_LIMIT on both. Memory: the keys DUMPed in one round trip hold at most DUMP_BUDGET bytes
-of MEMORY USAGE per side (a whole batch of small values is one round trip). An
-error reply (a user without MEMORY, OBJECT or DUMP, a renamed command) only means the canonical read.
+of MEMORY USAGE per side (a whole batch of small values is one round trip). An error reply (a user without MEMORY,
+OBJECT or DUMP, a renamed command) only means the canonical read.
 """
 
 from __future__ import annotations
@@ -22,15 +22,14 @@ from typing import Any, Final
 
 from migrate.rdb.constants import COMMON_TYPES
 
-# What the probe commands of the first round answer for one key, after TYPE and the expiry.
-PROBE: Final = (b"OBJECT", b"ENCODING"), (b"MEMORY", b"USAGE")
 COMPACT_ENCODINGS: Final = frozenset({b"listpack", b"ziplist", b"intset"})
 COLLECTIONS: Final = frozenset({b"hash", b"zset", b"set", b"list"})
-SHARED_TYPE_BYTES: Final = frozenset(t.byte for t in COMMON_TYPES if t.logical in ("hash", "zset", "set", "list"))
+SHARED_TYPE_BYTES: Final = frozenset(t.byte for t in COMMON_TYPES if t.logical.encode() in COLLECTIONS)
 DUMP_LIMIT: Final = 16 * 1024  # bytes of MEMORY USAGE (a listpack's size plus a few dozen bytes of overhead)
 DUMP_BUDGET: Final = 4 * 1024 * 1024  # MEMORY USAGE bytes DUMPed per round trip and side (memory bound)
 FOOTER: Final = 10  # RDB version (2 bytes) and CRC64 (8 bytes): differ between versions, not part of the value
 EQUAL_BODIES: Final = {"dump_body": "equal"}  # the fingerprint of a settled key on both sides
+DUMP: Final = b"*2\r\n$4\r\nDUMP\r\n$%d\r\n%s\r\n"  # packed per key, like batch.py's templates
 
 
 def eligible(kind: Any, encoding: Any, usage: Any) -> bool:
@@ -54,9 +53,6 @@ def candidates(src_first: list[Any], tgt_first: list[Any], keys: int) -> list[li
             groups[-1].append(i)
             budget -= size
     return [g for g in groups if g]
-
-
-DUMP = b"*2\r\n$4\r\nDUMP\r\n$%d\r\n%s\r\n"
 
 
 def same_body(src: Any, tgt: Any) -> bool:

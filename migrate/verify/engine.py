@@ -164,9 +164,10 @@ class Run:
         if len(source_dbs) != 1:  # merged source dbs may share key names: the counts would not add up
             return False
         counter = self.tracker.counter(source_dbs[0], target_db)
-        if not proof.proves_no_extra(source_dbs[0], target_db, counter.in_scope, counter.compared - counter.unseen):
+        seen = counter.compared - counter.unseen
+        if not proof.proves_no_extra(source_dbs[0], target_db, counter.in_scope, seen):
             log.info("reverse scan needed", target_db=target_db, unchanged=proof.unchanged,
-                     scanned=counter.in_scope, seen_on_target=counter.compared - counter.unseen)
+                     scanned=counter.in_scope, seen_on_target=seen)
             return False
         self.counted.add(target_db)
         log.info("no extra keys (counted)", target_db=target_db, keys=counter.in_scope)
