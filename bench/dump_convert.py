@@ -20,9 +20,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from migrate.identity import identify
 from migrate.rdb.dump import Action, Planner
-from migrate.rdb.rewrite import apply_commands, rewrite_commands
+from migrate.rdb.rewrite import rewrite_commands
 from migrate.rdb.values import HashValue
+from migrate.run.transactions import apply_commands
 from migrate.sandbox import LocalServer, load_manifest
+from migrate.wire import Channel
 
 BATCH = 1000
 
@@ -93,12 +95,14 @@ def main() -> None:
 
 def rewrite_vs_restore(source, target, count: int) -> tuple[float, float, int]:
     """REWRITE path for `count` hashes of 5 fields vs RESTORE of the same hashes (DUMPed from a plain copy)."""
-    ident = identify(target)
+    ident = identify(target).capabilities
     values = {f"hr:{i}".encode(): HashValue({b"f%d" % j: b"v" * 20 for j in range(5)}) for i in range(count)}
     target.flushall()
     start = time.perf_counter()
-    apply_commands(target, (c for k, v in values.items() for c in rewrite_commands(
+    channel = Channel.over(target, "target")
+    apply_commands(channel, (c for k, v in values.items() for c in rewrite_commands(
         k, v, target=ident, expire_at_ms=None, keep_field_ttls=False)))
+    channel.close()
     rewrite_s = time.perf_counter() - start
     pipe = source.pipeline(transaction=False)
     for key, value in values.items():

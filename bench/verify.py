@@ -31,7 +31,7 @@ import redis
 from baselines import plain_copy  # bench/ is on sys.path when run as a script
 
 from migrate.sandbox import LocalServer, load_manifest
-from migrate.wire import Packed, Wire
+from migrate.wire import Channel, Packed
 
 SOURCE, TARGET = "redis-7.0", "valkey-8.1"
 BATCH = 1000
@@ -45,7 +45,7 @@ RESULTS = REPO / "bench" / "RESULTS.md"
 
 def load(client: redis.Redis, keys: int) -> None:
     """Write the dataset with packed pipelines (fast enough that loading 1M keys takes seconds)."""
-    wire = Wire(client)
+    wire = Channel.over(client)
     others = keys * 6 // 100
     strings = keys - others - 3
     for start in range(0, strings, 10_000):
@@ -64,7 +64,7 @@ def load(client: redis.Redis, keys: int) -> None:
                  ("ZADD", "big:zset", *[x for j in range(BIG) for x in (j / 7, f"m{j}")])]
     wire.run(commands)
     wire.run([("PEXPIRE", f"s:{i:010d}", 86_400_000 + i) for i in range(0, strings, 10)])
-    wire.release()
+    wire.close()
 
 
 def _mixed(i: int) -> tuple[Any, ...]:

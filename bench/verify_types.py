@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from verify import RESULTS, SOURCE, TARGET, _mixed, run_cli, verify_cli  # bench/ is on sys.path as a script
 
 from migrate.sandbox import LocalServer, load_manifest
-from migrate.wire import Wire
+from migrate.wire import Channel
 
 KINDS = {"hash": (0,), "list": (1,), "set": (2,), "zset": (3,), "stream": (4,), "mixed": (0, 1, 2, 3, 4)}
 REPEATS = 2
@@ -31,7 +31,7 @@ REPEATS = 2
 
 def load(server: LocalServer, keys: int, kinds: tuple[int, ...]) -> None:
     """`keys` keys of the chosen kinds (bench/verify.py's _mixed: i % 5 picks the kind)."""
-    wire = Wire(server.client())
+    wire = Channel.over(server.client())
     commands: list[tuple[Any, ...]] = []
     i = 0
     while len(commands) < keys:
@@ -40,7 +40,7 @@ def load(server: LocalServer, keys: int, kinds: tuple[int, ...]) -> None:
         i += 1
     for at in range(0, len(commands), 2000):
         wire.run(commands[at:at + 2000])
-    wire.release()
+    wire.close()
 
 
 def one_kind(name: str, keys: int) -> dict[str, Any]:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from checks.facts import MODULES, ModuleFact, module_for_name, module_for_type
 from checks.finding import Finding, blocker, info, warning
 from checks.profile import Census, Profile
 from checks.registry import check
-from migrate.facts import VALKEY_FOREIGN_RANGE, VALKEY_RELAXED_FROM, accepts_rdb_version
+from migrate.facts.modules import MODULES, ModuleFact, module_for_name, module_for_type
+from migrate.facts.releases import VALKEY_FOREIGN_RANGE, VALKEY_RELAXED_FROM, accepts_rdb_version
+from migrate.facts.types import CORE_TYPES
 
 
 @check("RDB_VERSION_REFUSED", "RELAXED_MODE_AVAILABLE", "RELAXED_MODE_ON")
@@ -58,7 +59,7 @@ def payload_conversion(profile: Profile) -> Iterator[Finding]:
                    "nothing to do: `migrate run` rebuilds them with plain commands (slower than RESTORE)",
                    keys_by_type=per_type["rewrite"], examples=conv.examples.get("rewrite", ()),
                    reasons=conv.reasons.get("rewrite", ()), **common)
-    core_unsupported = {t: n for t, n in per_type["unsupported"].items() if t in _CORE}
+    core_unsupported = {t: n for t, n in per_type["unsupported"].items() if t in CORE_TYPES}
     if core_unsupported:
         yield blocker("UNSUPPORTED_PAYLOADS",
                       f"{sum(core_unsupported.values())} keys cannot be moved to {label} "
@@ -73,7 +74,6 @@ def payload_conversion(profile: Profile) -> Iterator[Finding]:
                       keys_by_type=per_type["unclassified"], examples=conv.examples.get("unclassified", ()))
 
 
-_CORE = ("string", "list", "set", "zset", "hash", "stream")
 
 
 def _per_type(counts: dict[str, int]) -> str:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from checks.facts import ACL_CATEGORIES_VALKEY_LACKS, COMMANDS_VALKEY_LACKS, module_for_command
 from checks.finding import Finding, blocker, info, warning
 from checks.profile import Profile
 from checks.registry import check
+from migrate.facts.commands import valkey_lacks
+from migrate.facts.modules import ACL_CATEGORIES_VALKEY_LACKS, module_for_command
 
 # Commands preflight itself (or a client library's handshake) sends: they say nothing about the application.
 OWN_COMMANDS = frozenset({"hello", "client|setinfo", "client|setname"})
@@ -22,10 +23,10 @@ def lacks(profile: Profile, command: str) -> bool:
     if name in target.command_support:
         return not target.command_support[name]
     base = name.split("|")[0]
-    fact = COMMANDS_VALKEY_LACKS.get(base)
+    fact = valkey_lacks(base)
     ident = target.identity
     if fact is not None:
-        since = fact.valkey_since if ident.product == "valkey" else fact.redis_since
+        since = fact.valkey if ident.product == "valkey" else fact.redis
         return since is None or ident.version < since
     module = module_for_command(base)
     if module is not None and ident.product == "valkey":
@@ -35,9 +36,9 @@ def lacks(profile: Profile, command: str) -> bool:
 
 
 def _since(command: str) -> str:
-    fact = COMMANDS_VALKEY_LACKS.get(command.split("|")[0])
+    fact = valkey_lacks(command.split("|")[0])
     if fact is not None:
-        return f"Valkey {'.'.join(map(str, fact.valkey_since))}+" if fact.valkey_since else "no Valkey release"
+        return f"Valkey {'.'.join(map(str, fact.valkey))}+" if fact.valkey else "no Valkey release"
     module = module_for_command(command)
     if module is not None:
         return f"module {module.title}" + (f" (Valkey: {module.counterpart})" if module.counterpart else "")

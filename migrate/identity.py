@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import redis
@@ -11,7 +12,8 @@ from redis import exceptions as rex
 
 from migrate.config import ConnectionSettings, Endpoint
 from migrate.connection import open_client, with_retries
-from migrate.facts import Version, parse_version, rdb_version_written, supports_hash_field_ttl
+from migrate.facts.capabilities import Capabilities
+from migrate.facts.releases import Version, parse_version, rdb_version_written
 
 
 @dataclass(frozen=True)
@@ -35,9 +37,14 @@ class ServerIdentity:
     def relaxed(self) -> bool:
         return self.rdb_version_check == "relaxed"
 
+    @cached_property
+    def capabilities(self) -> Capabilities:
+        """What this server's release can take (the facts the RDB engine and converters are given)."""
+        return Capabilities(self.product, self.version, self.relaxed, self.label)
+
     @property
     def hash_field_ttl(self) -> bool:
-        return supports_hash_field_ttl(self.product, self.version)
+        return self.capabilities.hash_field_ttl
 
     def describe(self) -> str:
         rdb = self.rdb_version if self.rdb_version is not None else "?"

@@ -1,28 +1,52 @@
-"""A lean pipelined request/response channel over one redis-py connection (verify, preflight; run's Link shares `pack`).
+"""RESP on the hot paths: commands packed into one buffer, replies parsed by hiredis straight from the socket.
 
-redis-py's Pipeline costs ~13 µs per command in Python (command stack, callbacks); verification sends several commands
-per key on both servers, so that overhead would dominate. Here commands are packed once into one buffer and raw replies
-(bytes, ints, lists, error objects) are read back without response callbacks: ~1.5 µs per command when the connection
-uses hiredis. Connecting, AUTH, SELECT and TLS stay with redis-py.
+redis-py's pipeline spends ~10-13 µs of Python per command (command stack, response callbacks); run and verify send
+several commands per key, so that overhead would dominate (the plain redis-py loop measured 51k keys/s). Here a batch
+is one `sendall` and its replies one hiredis parse: ~1.5 µs per command. The handshake (AUTH, TLS, SELECT, client
+name) stays with redis-py: its connection is opened, then its socket is used directly.
+
+Error replies are returned, never raised, as `ReplyError` (a redis-py ResponseError, so migrate.connection.translate
+maps them like any other server error); `LOADING` comes back as redis-py's BusyLoadingError and is raised, since it is
+transient (the server restarts) and the whole round must be retried.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import socket
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import hiredis
 import redis
 from redis import exceptions as rex
 
-try:  # the sentinel redis-py's hiredis parser configures its reader with (private: fall back if it moves)
-    from redis._parsers.hiredis import NOT_ENOUGH_DATA as _NO_DATA
-except ImportError:  # pragma: no cover - depends on the redis-py release
-    _NO_DATA = None
+from migrate.config import ConnectionSettings, Endpoint
+from migrate.connection import client_kwargs
 
 Arg = bytes | str | int | float
-Reply = Any  # bytes | int | list[Reply] | None | redis.ResponseError
+Reply = Any  # bytes | int | list[Reply] | None | ReplyError
+RECV_BYTES: Final = 1 << 20
+OK: Final = b"+OK\r\n"
+
+
+class ReplyError(rex.ResponseError):
+    """An error reply of the server, returned in place of the reply (one type for every channel)."""
+
+
+def reply_error(message: str) -> Exception:
+    """hiredis' factory for error replies: LOADING as redis-py's transient BusyLoadingError, the rest ReplyError."""
+    if message.startswith("LOADING"):
+        return rex.BusyLoadingError(message)
+    return ReplyError(message)
+
+
+def is_error(reply: Reply) -> bool:
+    return isinstance(reply, rex.ResponseError)
+
+
+# -- encoding ----------------------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,11 +69,16 @@ def _arg(value: Arg) -> bytes:
 
 
 def pack(args: Sequence[Arg]) -> bytes:
+    """One command as a RESP array of bulk strings."""
     parts = [b"*%d\r\n" % len(args)]
     for value in args:
         data = value if type(value) is bytes else _arg(value)
         parts += (b"$%d\r\n" % len(data), data, b"\r\n")
     return b"".join(parts)
+
+
+def pack_all(commands: Iterable[Sequence[Arg]]) -> bytes:
+    return b"".join([pack(c) for c in commands])
 
 
 def per_key(commands: Sequence[Sequence[str]], keys: Sequence[bytes]) -> Packed:
@@ -69,15 +98,18 @@ def count_of(commands: Commands) -> int:
     return commands.count if isinstance(commands, Packed) else len(commands)
 
 
-RECV_BYTES = 1 << 20
+def _data(commands: Commands) -> bytes:
+    return commands.data if isinstance(commands, Packed) else pack_all(commands)
+
+
+def new_reader() -> Any:
+    return hiredis.Reader(replyError=reply_error, protocolError=rex.InvalidResponse)
 
 
 def parse(data: bytes, count: int) -> list[Reply]:
-    """Replies of a raw round, as the channel would have returned them (errors as ResponseError objects).
-    The replies are read as the elements of one array (an array header put in front): hiredis then builds the whole
-    list in C, about 4x faster than one gets() per reply."""
-    reader = hiredis.Reader(replyError=rex.ResponseError, protocolError=rex.InvalidResponse)
-    reader.feed(b"*%d\r\n" % count)
+    """The replies of a raw round (the bytes a server sent for `count` commands), errors as ReplyError objects."""
+    reader = new_reader()
+    reader.feed(b"*%d\r\n" % count)  # one array: hiredis builds the whole list in C (see Channel._recv_array)
     reader.feed(data)
     replies = reader.gets(False)
     if replies is False:
@@ -87,121 +119,195 @@ def parse(data: bytes, count: int) -> list[Reply]:
     return list(replies)
 
 
-class Wire:
-    """Send many commands, then read their replies in order. Error replies are returned, not raised."""
+# -- the connection ----------------------------------------------------------------------------------------------------
 
-    def __init__(self, client: redis.Redis) -> None:
-        self.client = client
-        self.conn: Any = client.connection_pool.get_connection()
+
+class Channel:
+    """One connection to one database of one server: send many commands, then read their replies in order.
+
+    It connects on first use; any socket failure closes it and raises redis-py's ConnectionError (transient: the
+    caller's retry reconnects). Built from an endpoint, or over a connection of an open redis-py client (`over`).
+    """
+
+    def __init__(self, endpoint: Endpoint, settings: ConnectionSettings, role: str = "server",
+                 db: int | None = None) -> None:
+        self.endpoint = endpoint if db is None else endpoint.with_db(db)
+        self.settings = settings
+        self.role = role
+        self.db = self.endpoint.db
+        self.client: redis.Redis | None = None  # set by `over`
         self.pending = 0
+        self._conn: Any = None
+        self._sock: socket.socket | None = None
+        self._reader: Any = None
+
+    @classmethod
+    def over(cls, client: redis.Redis, role: str = "server") -> Channel:
+        """A channel over one connection of `client`'s pool (given back on close); `client` stays usable."""
+        kwargs = client.connection_pool.connection_kwargs
+        # Only for messages: the connection itself comes from the client's pool, with its credentials.
+        endpoint = Endpoint("unix", path=kwargs["path"]) if "path" in kwargs else Endpoint(
+            "redis", str(kwargs.get("host", "127.0.0.1")), int(kwargs.get("port", 6379)))
+        channel = cls(endpoint.with_db(int(kwargs.get("db") or 0)), ConnectionSettings(), role)
+        channel.client = client
+        return channel
+
+    def connect(self) -> Channel:
+        if self._sock is None:
+            conn: Any = self._new_connection()
+            conn.connect()
+            sock = conn._sock  # redis-py has no public accessor; the handshake above is all we need from it
+            if sock is None:
+                raise rex.ConnectionError(f"no socket after connecting to {self.role} {self.endpoint}")
+            if sock.family in (socket.AF_INET, socket.AF_INET6):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self._conn, self._sock, self._reader = conn, sock, new_reader()
+        return self
+
+    def _new_connection(self) -> Any:
+        if self.client is not None:
+            return self.client.connection_pool.get_connection()
+        # RESP2 on purpose: scores and doubles stay the server's exact text, maps stay flat arrays.
+        return redis.ConnectionPool(**{**client_kwargs(self.endpoint, self.settings), "protocol": 2}).make_connection()
+
+    # -- sending and receiving ---------------------------------------------------------------------------------------
 
     def send(self, commands: Commands) -> None:
         count = count_of(commands)
         if count:
-            data = commands.data if isinstance(commands, Packed) else b"".join([pack(c) for c in commands])
-            self.conn.send_packed_command([data], check_health=False)
-            self.pending += count
+            self.send_packed(_data(commands), count)
+
+    def send_packed(self, data: bytes, count: int) -> None:
+        try:
+            self._socket().sendall(data)
+        except OSError as exc:
+            raise self._lost(exc) from exc
+        self.pending += count
 
     def recv(self, count: int) -> list[Reply]:
-        parser = getattr(self.conn, "_parser", None)
-        reader = getattr(parser, "_reader", None)
-        fast = reader is not None and _NO_DATA is not None
-        replies = self._recv_fast(parser, reader, count) if fast else self._recv_slow(count)
+        """The next `count` replies. A LOADING reply raises (the server restarts: the round must be redone)."""
+        try:
+            sock, reader = self._socket(), self._reader
+            replies = self._recv_array(sock, reader, count) if count > 1 and not reader.has_data() else \
+                self._recv_each(sock, reader, count)
+        except (OSError, hiredis.ProtocolError, rex.InvalidResponse) as exc:
+            raise self._lost(exc) from exc
         self.pending -= count
-        return replies
-
-    def _recv_fast(self, parser: Any, reader: Any, count: int) -> list[Reply]:
-        """hiredis parser: take replies straight from its reader, feeding it from the socket when it runs dry."""
-        has_data = getattr(reader, "has_data", None)  # hiredis-py 2.1+
-        if count > 1 and has_data is not None and not has_data():
-            return self._recv_array(parser, reader, count)
-        replies: list[Reply] = []
-        append, gets, refill = replies.append, reader.gets, parser.read_from_socket
-        try:
-            for _ in range(count):
-                reply = gets(False)
-                while reply is _NO_DATA:
-                    refill()
-                    reply = gets(False)
-                if isinstance(reply, rex.ConnectionError):  # e.g. LOADING while the server restarts
-                    raise reply
-                append(reply)
-        except BaseException:
-            self.reset()
-            raise
-        return replies
-
-    def _recv_array(self, parser: Any, reader: Any, count: int) -> list[Reply]:
-        """The next `count` replies as the elements of one array (see parse): the reader holds no unread byte, so
-        an array header fed now comes right before them."""
-        reader.feed(b"*%d\r\n" % count)
-        try:
-            replies = reader.gets(False)
-            while replies is _NO_DATA:
-                parser.read_from_socket()
-                replies = reader.gets(False)
-        except BaseException:
-            self.reset()
-            raise
         for reply in replies:
-            if isinstance(reply, rex.ConnectionError):  # e.g. LOADING while the server restarts
+            if isinstance(reply, rex.ConnectionError):
                 self.reset()
                 raise reply
-        return list(replies)
-
-    def _recv_slow(self, count: int) -> list[Reply]:
-        replies: list[Reply] = []
-        for _ in range(count):
-            try:
-                replies.append(self.conn.read_response(disable_decoding=True))
-            except rex.ResponseError as exc:
-                replies.append(exc)
-            except BaseException:
-                self.reset()
-                raise
         return replies
 
-    # Raw rounds: the replies of a round as the bytes the server sent, ended by the reply to PING <token>. Two servers
-    # holding the same data send the same bytes, so a whole batch can be compared without parsing a single reply.
+    @staticmethod
+    def _recv_each(sock: socket.socket, reader: Any, count: int) -> list[Reply]:
+        out: list[Reply] = []
+        append, gets = out.append, reader.gets
+        while len(out) < count:
+            reply = gets(False)
+            if reply is False:
+                _feed(sock, reader)
+                continue
+            append(reply)
+        return out
 
-    def send_marked(self, data: bytes, token: bytes) -> None:
-        self.conn.send_packed_command([data + pack((b"PING", token))], check_health=False)
+    @staticmethod
+    def _recv_array(sock: socket.socket, reader: Any, count: int) -> list[Reply]:
+        """The next `count` replies read as the elements of one array: with no unread byte in the reader, an array
+        header fed now comes right before them, and hiredis builds the whole list in C (about 4x faster than one
+        gets() per reply)."""
+        reader.feed(b"*%d\r\n" % count)
+        replies = reader.gets(False)
+        while replies is False:
+            _feed(sock, reader)
+            replies = reader.gets(False)
+        return list(replies)
 
-    def recv_marked(self, token: bytes) -> bytes:
-        marker = b"$%d\r\n%s\r\n" % (len(token), token)
-        sock = self.conn._sock
-        if sock is None:
-            raise rex.ConnectionError("connection closed")
-        received = bytearray()
+    def call(self, data: bytes, count: int) -> list[Reply]:
+        """Send pre-encoded commands and read their `count` replies."""
+        self.send_packed(data, count)
+        return self.recv(count)
+
+    def call_ok(self, data: bytes, count: int) -> list[Reply] | None:
+        """Like call, for commands that answer +OK: None when every reply is +OK (compared as bytes, not parsed)."""
+        self.send_packed(data, count)
+        if self._reader.has_data():
+            return self.recv(count)
+        expected = OK * count
+        got = b""
         try:
-            while not received.endswith(marker):
+            sock = self._socket()
+            while len(got) < len(expected) and expected.startswith(got):
                 chunk = sock.recv(RECV_BYTES)
                 if not chunk:
-                    raise rex.ConnectionError("connection closed by the server")
-                received += chunk
-        except BaseException as exc:
-            self.reset()
-            if isinstance(exc, OSError):
-                raise rex.ConnectionError(f"lost the connection: {exc}") from exc
-            raise
-        return bytes(received[:-len(marker)])
+                    raise ConnectionResetError("connection closed by the server")
+                got += chunk
+        except OSError as exc:
+            raise self._lost(exc) from exc
+        if got == expected:
+            self.pending -= count
+            return None
+        self._reader.feed(got)
+        return self.recv(count)
 
     def run(self, commands: Commands) -> list[Reply]:
         self.send(commands)
         return self.recv(count_of(commands))
 
-    def call(self, *args: Arg) -> Reply:
-        return self.run([args])[0]
+    def command(self, *args: Arg) -> Reply:
+        return self.call(pack(args), 1)[0]
+
+    # Raw rounds: the replies of a round as the bytes the server sent, ended by the reply to PING <token>. Two servers
+    # holding the same data send the same bytes, so a whole batch can be compared without parsing a single reply.
+
+    def send_marked(self, data: bytes, token: bytes) -> None:
+        self.send_packed(data + pack((b"PING", token)), 0)
+
+    def recv_marked(self, token: bytes) -> bytes:
+        marker = b"$%d\r\n%s\r\n" % (len(token), token)
+        received = bytearray()
+        try:
+            sock = self._socket()
+            while not received.endswith(marker):
+                chunk = sock.recv(RECV_BYTES)
+                if not chunk:
+                    raise ConnectionResetError("connection closed by the server")
+                received += chunk
+        except OSError as exc:
+            raise self._lost(exc) from exc
+        return bytes(received[:-len(marker)])
+
+    # -- lifecycle ---------------------------------------------------------------------------------------------------
+
+    def _socket(self) -> socket.socket:
+        if self._sock is None:
+            self.connect()
+        assert self._sock is not None
+        return self._sock
+
+    def _lost(self, exc: BaseException) -> rex.ConnectionError:
+        self.reset()
+        return rex.ConnectionError(f"lost the connection to {self.role} {self.endpoint}: {exc}")
 
     def reset(self) -> None:
-        """Drop the connection (replies may be half read); the next send reconnects."""
+        """Drop the connection (replies may be half read); the next use reconnects."""
+        conn, self._conn, self._sock, self._reader = self._conn, None, None, None
         self.pending = 0
-        self.conn.disconnect()
-
-    def release(self) -> None:
-        """Give the connection back to the client's pool (the client stays open)."""
-        self.client.connection_pool.release(self.conn)
+        if conn is not None:
+            with contextlib.suppress(OSError):
+                conn.disconnect()
 
     def close(self) -> None:
-        self.release()
-        self.client.close()
+        conn = self._conn
+        if conn is not None and self.client is not None and not self.pending:
+            self._conn = self._sock = self._reader = None
+            self.client.connection_pool.release(conn)  # fully read: the pool may reuse it
+            return
+        self.reset()
+
+
+def _feed(sock: socket.socket, reader: Any) -> None:
+    chunk = sock.recv(RECV_BYTES)
+    if not chunk:
+        raise ConnectionResetError("connection closed by the server")
+    reader.feed(chunk)

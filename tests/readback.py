@@ -25,8 +25,6 @@ from migrate.rdb.values import (
     Value,
 )
 
-CORE_TYPES = ("string", "list", "set", "zset", "hash", "stream")
-
 
 def raw(client: redis.Redis, *args: Any) -> Any:
     """One command with redis-py's reply parsing off (its parsers differ by version and choke on some replies)."""
@@ -177,3 +175,15 @@ def _comparable_streams(a: StreamValue, b: StreamValue) -> tuple[StreamValue, St
         return dataclasses.replace(s, groups=groups, **{n: getattr(s, n) if k else None for n, k in keep.items()})
 
     return clean(a), clean(b)
+
+
+def apply_to(client: redis.Redis, commands: Any, **kwargs: Any) -> int:
+    """migrate.run.transactions.apply_commands over one connection of a test's client."""
+    from migrate.run.transactions import apply_commands
+    from migrate.wire import Channel
+
+    channel = Channel.over(client, "target")
+    try:
+        return apply_commands(channel, commands, **kwargs)
+    finally:
+        channel.close()

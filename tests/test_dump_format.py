@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from migrate.identity import ServerIdentity
+from migrate.facts.capabilities import Capabilities
 from migrate.rdb.constants import module_id
 from migrate.rdb.crc import CHECK_VALUE, Crc64, crc64
 from migrate.rdb.dump import Action, build_dump, parse_dump, plan_conversion, restamp
@@ -19,9 +19,10 @@ REDIS8_STRING = bytes.fromhex("000176") + (12).to_bytes(2, "little")
 REDIS8_STRING += crc64(REDIS8_STRING).to_bytes(8, "little")
 
 
-def identity(product: str, version: tuple[int, ...], rdb: int | None, check: str | None = None) -> ServerIdentity:
-    return ServerIdentity(product=product, version=version, version_text=".".join(map(str, version)),
-                          rdb_version=rdb, mode="standalone", role="master", databases=16, rdb_version_check=check)
+def identity(product: str, version: tuple[int, ...], rdb: int | None, check: str | None = None) -> Capabilities:
+    capabilities = Capabilities(product, version, check == "relaxed")
+    assert capabilities.rdb_version == rdb
+    return capabilities
 
 
 VALKEY_81 = identity("valkey", (8, 1, 1), 11, "strict")
@@ -123,7 +124,7 @@ def test_module_value_with_a_broken_id_is_still_unsupported():
 
 
 def test_unknown_target_release_rewrites_instead_of_guessing():
-    mystery = identity("dragonfly", (1, 0), None)
+    mystery = identity("mystery", (1, 0), None)
     conversion = plan_conversion(REDIS8_STRING, mystery)
     assert conversion.action is Action.REWRITE and conversion.losses == ()
 

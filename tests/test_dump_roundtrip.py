@@ -17,10 +17,10 @@ from fixtures.dataset import populate
 from migrate.identity import ServerIdentity, identify
 from migrate.rdb.decode import decode_object
 from migrate.rdb.dump import Action, Conversion, parse_dump, plan_conversion, restamp
-from migrate.rdb.rewrite import apply_commands, rewrite_commands, rewrite_losses
+from migrate.rdb.rewrite import rewrite_commands, rewrite_losses
 from migrate.rdb.values import Value
 from tests.matrix import SOURCES
-from tests.readback import comparable, raw, read_expire_at_ms, read_value
+from tests.readback import apply_to, comparable, raw, read_expire_at_ms, read_value
 
 RELAXED = ("--rdb-version-check", "relaxed")
 TARGETS = (("valkey-8.0", ()), ("valkey-8.1", ()), ("valkey-9.1", ()), ("valkey-9.1", RELAXED))
@@ -67,7 +67,7 @@ def pair_params():
 def test_every_key_reaches_the_target(servers, snapshots, source, target_name, args):
     snapshot = snapshots(source)
     server = servers.get(target_name, *args)
-    target = identify(server.client())
+    target = identify(server.client()).capabilities
     actions: Counter[Action] = Counter()
     for (db, key), item in snapshot.items():
         client = server.client(db)
@@ -100,7 +100,7 @@ def apply(client: redis.Redis, key: bytes, item: Captured, conversion: Conversio
     value = decode_object(dump.type_byte, dump.body, rdb_version=dump.rdb_version)
     keep = target.hash_field_ttl
     assert set(conversion.losses) <= set(rewrite_losses(value, target, keep_field_ttls=keep))
-    apply_commands(client, rewrite_commands(key, value, target=target, expire_at_ms=item.expire_at_ms,
+    apply_to(client, rewrite_commands(key, value, target=target, expire_at_ms=item.expire_at_ms,
                                             keep_field_ttls=keep))
     return keep
 
@@ -127,7 +127,7 @@ def test_field_ttl_hashes_into_valkey_8_lose_only_their_ttls(servers, snapshots)
     """Redis 8 type 25 into Valkey 8.1: rewritten, fields kept, TTLs named as lost and absent on the target."""
     snapshot = snapshots("redis-8.0.6")
     client = servers.get("valkey-8.1").client()
-    target = identify(client)
+    target = identify(client).capabilities
     hfe = {k: v for (db, k), v in snapshot.items() if k.startswith(b"hfe:")}
     assert len(hfe) == 2
     for key, item in hfe.items():
@@ -140,7 +140,7 @@ def test_field_ttl_hashes_into_valkey_8_lose_only_their_ttls(servers, snapshots)
 def test_field_ttl_hashes_into_valkey_9_keep_them(servers, snapshots):
     snapshot = snapshots("redis-8.0.2")
     client = servers.get("valkey-9.1").client()
-    target = identify(client)
+    target = identify(client).capabilities
     for key in (b"hfe:small", b"hfe:big"):
         item = snapshot[(0, key)]
         conversion = plan_conversion(item.payload, target)
@@ -164,7 +164,7 @@ def module_keys(servers):
 @pytest.mark.parametrize("target_name", ["valkey-8.1", "valkey-9.1"])
 def test_module_values_are_unsupported_by_name(servers, module_keys, target_name):
     client = servers.get(target_name).client()
-    target = identify(client)
+    target = identify(client).capabilities
     kinds = set()
     for key, (kind, payload) in module_keys.items():
         conversion = plan_conversion(payload, target)

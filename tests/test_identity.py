@@ -9,7 +9,7 @@ import pytest
 
 from migrate.config import parse_endpoint
 from migrate.connection import open_client
-from migrate.facts import parse_version, rdb_version_written
+from migrate.facts.releases import parse_version, rdb_version_written
 from migrate.identity import identify
 from tests.matrix import ALL, params
 

@@ -21,14 +21,14 @@ import pytest
 import redis
 
 from fixtures.dataset import populate
-from migrate.rdb.constants import logical_type
+from migrate.facts.types import CORE_TYPES, logical_type
 from migrate.rdb.decode import decode_object
 from migrate.rdb.reader import RdbReader, read_records, skip_value
 from migrate.rdb.records import AuxField, End, FunctionRecord, KeyRecord, ResizeDb, SelectDb
 from migrate.rdb.summary import summarize
 from migrate.rdb.values import HashValue, ModuleValue, Value
 from tests.matrix import ALL, params
-from tests.readback import CORE_TYPES, as_dict, raw, read_expire_at_ms, read_value
+from tests.readback import as_dict, raw, read_expire_at_ms, read_value
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "rdb"
 FIXTURE_NAMES = sorted(p.stem for p in FIXTURES.glob("*.rdb"))

@@ -9,13 +9,12 @@ import redis
 
 from fixtures.dataset import populate
 from migrate.errors import TargetOutOfMemoryError
-from migrate.identity import ServerIdentity, identify
-from migrate.rdb.compat import has_command
+from migrate.facts.capabilities import Capabilities
+from migrate.identity import identify
 from migrate.rdb.rewrite import (
     TEMP_KEY_MARK,
     TEMP_KEY_TTL_MS,
     UnsupportedValueError,
-    apply_commands,
     command_bytes,
     key_slot,
     rewrite_commands,
@@ -25,10 +24,10 @@ from migrate.rdb.rewrite import (
 )
 from migrate.rdb.values import HashValue, ModuleValue, StreamValue
 from tests.matrix import params
-from tests.readback import comparable, raw, read_expire_at_ms, read_value
+from tests.readback import apply_to, comparable, raw, read_expire_at_ms, read_value
 
-VALKEY_81 = ServerIdentity("valkey", (8, 1, 1), "8.1.1", 11, "standalone", "master", 16)
-VALKEY_91 = ServerIdentity("valkey", (9, 1, 2), "9.1.2", 80, "standalone", "master", 16)
+VALKEY_81 = Capabilities("valkey", (8, 1, 1))
+VALKEY_91 = Capabilities("valkey", (9, 1, 2))
 NOW = 1_800_000_000_000
 
 
@@ -155,25 +154,25 @@ def source_values(servers):
 def test_every_dataset_key_rebuilds_in_small_chunks(servers, source_values, name):
     """Small commands and batches force the multi-command path; pre-existing keys of another type are replaced."""
     server = servers.get(name)
-    target = identify(server.client())
+    target = identify(server.client()).capabilities
     keep = target.hash_field_ttl
     for (db, key), (value, expire_at) in source_values.items():
         client = server.client(db)
         client.set(key, b"old value of another type")
         sequence = rewrite_commands(key, value, target=target, expire_at_ms=expire_at, max_command_bytes=600,
                                     keep_field_ttls=keep)
-        apply_commands(client, sequence, batch_bytes=2000, batch_commands=7)
+        apply_to(client, sequence, batch_bytes=2000, batch_commands=7)
         got = read_value(client, key)
         assert_rebuilt(value, got, target, keep, key)
         assert_expiry(expire_at, read_expire_at_ms(client, key), key)
     assert not [k for db in range(3) for k in server.client(db).keys(b"*" + TEMP_KEY_MARK + b"*")]
 
 
-def assert_rebuilt(value, got, target: ServerIdentity, keep: bool, key) -> None:
+def assert_rebuilt(value, got, target: Capabilities, keep: bool, key) -> None:
     expected, actual = comparable(value, got, field_ttls=keep)
     if isinstance(value, StreamValue):
         losses = rewrite_losses(value, target, keep_field_ttls=keep)
-        if not has_command(target.product, target.version, "XSETID ENTRIESADDED"):
+        if not target.has("XSETID ENTRIESADDED"):
             assert "stream entries-added and max-deleted-id" in losses or value.entries_added is None
         if any(g.consumers for g in value.groups):
             assert "consumer seen-time and active-time" in losses
@@ -199,11 +198,11 @@ def test_stream_metadata_commands_cannot_keep_is_reported(servers):
     value = read_value(src, b"s")
     for name, lost_idle in (("redis-6.0", True), ("valkey-8.1", False)):
         client = servers.get(name).client()
-        target = identify(client)
+        target = identify(client).capabilities
         losses = rewrite_losses(value, target, keep_field_ttls=False)
         assert "1 pending entries of deleted stream entries" in losses
         assert ("1 consumers without pending entries" in losses) is lost_idle
-        apply_commands(client, rewrite_commands(b"s", value, target=target, expire_at_ms=None, keep_field_ttls=False))
+        apply_to(client, rewrite_commands(b"s", value, target=target, expire_at_ms=None, keep_field_ttls=False))
         got = read_value(client, b"s")
         assert isinstance(got, StreamValue)
         assert got.entries == value.entries and got.last_id == value.last_id
@@ -214,33 +213,33 @@ def test_stream_metadata_commands_cannot_keep_is_reported(servers):
 
 def test_a_half_written_key_is_never_visible(servers):
     client = servers.get("valkey-8.1").client()
-    target = identify(client)
+    target = identify(client).capabilities
     client.rpush("big", "old")
     value = [f"element-{i}".encode() for i in range(2000)]
     sequence = list(rewrite_commands(b"big", value, target=target, expire_at_ms=None, max_command_bytes=1024,
                                      keep_field_ttls=False))
     rename = next(i for i, c in enumerate(sequence) if c[0] == "RENAME")
-    apply_commands(client, sequence[:rename])  # a run that dies just before the RENAME
+    apply_to(client, sequence[:rename])  # a run that dies just before the RENAME
     assert client.lrange("big", 0, -1) == [b"old"]
     tmp = sequence[0][1]
     assert client.llen(tmp) == 2000 and 0 < client.pttl(tmp) <= TEMP_KEY_TTL_MS
-    apply_commands(client, sequence[rename:])
+    apply_to(client, sequence[rename:])
     assert client.lrange("big", 0, -1) == value and client.ttl("big") == -1 and not client.exists(tmp)
 
 
 def test_a_refused_batch_stops_before_the_rename(servers):
     client = servers.get("valkey-8.1", "--maxmemory", "1mb").client()
-    target = identify(client)
+    target = identify(client).capabilities
     sequence = rewrite_commands(b"h", HashValue({b"f": b"v" * 100}), target=target, expire_at_ms=None,
                                 keep_field_ttls=False)
     with pytest.raises(TargetOutOfMemoryError):
-        apply_commands(client, sequence, batch_commands=1)
+        apply_to(client, sequence, batch_commands=1)
     assert client.dbsize() == 0
 
 
 def test_expiry_in_the_near_future_is_absolute(servers):
     client = servers.get("valkey-9.1").client()
-    target = identify(client)
+    target = identify(client).capabilities
     at = int(time.time() * 1000) + 600_000
-    apply_commands(client, rewrite_commands(b"k", {b"a"}, target=target, expire_at_ms=at, keep_field_ttls=False))
+    apply_to(client, rewrite_commands(b"k", {b"a"}, target=target, expire_at_ms=at, keep_field_ttls=False))
     assert int(client.execute_command("PEXPIRETIME", "k")) == at

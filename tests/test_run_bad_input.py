@@ -124,6 +124,6 @@ def test_dry_run_writes_nothing_and_reports_the_conversions(servers, capsys, tmp
     assert code == 0
     report = json.loads(out)
     assert report["dry_run"] is True and report["totals"]["copied"] == data.total
-    paths = {p for db in report["dbs"] for p in db["by_path"]}
-    assert paths == {"restamped", "rewritten"}
+    paths = {p for db in report["dbs"] for p in db["by_route"]}
+    assert paths == {"restamp", "rewrite"}
     assert target.client().dbsize() == 0 and not (tmp_path / "cp.json").exists()

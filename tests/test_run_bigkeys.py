@@ -27,7 +27,7 @@ def test_keys_over_the_threshold_are_copied_in_chunks(servers, tmp_path, source_
     client = source.client()
     big = [k for k in client.scan_iter() if client.memory_usage(k) > 2000]
     assert len(big) >= 10
-    assert result.dbs[0].by_path.get("chunked") == len(big), result.dbs[0].by_path
+    assert result.dbs[0].by_route.get("chunked") == len(big), result.dbs[0].by_route
     lossy = set() if identify(target.client()).hash_field_ttl else set(data.field_ttl_keys)
     changed = {i.key: i.reason for i in result.changed}
     assert {k for k, why in changed.items() if "field TTLs" in why} == {display_key(k) for k in lossy}
@@ -46,5 +46,5 @@ def test_payloads_over_proto_max_bulk_len_are_never_sent_whole(servers, tmp_path
     client.pexpire("big:hash", 600_000)
     client.set("small", "v")
     result = run(config(source, target, tmp_path, big_key_threshold=0))
-    assert result.dbs[0].by_path == {"as-is": 2, "chunked": 2}
+    assert result.dbs[0].by_route == {"as-is": 2, "chunked": 2}
     assert differences(source.client(), target.client()) == []

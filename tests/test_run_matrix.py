@@ -38,9 +38,9 @@ def test_replay_makes_the_target_equal_to_the_source(servers, tmp_path, source_n
     for db in data.keys:
         assert differences(source.client(db), target.client(db), without_field_ttls=lossy) == [], f"db {db}"
     assert function_names(target.client()) == function_names(source.client())
-    paths = {path for d in result.dbs for path in d.by_path}
+    paths = {path for d in result.dbs for path in d.by_route}
     foreign = identify(source.client()).rdb_version == 12  # Redis 7.4+: every Valkey refuses the version as is
-    assert paths == ({"restamped"} if foreign else {"as-is"}) | ({"rewritten"} if data.field_ttl_keys else set())
+    assert paths == ({"restamp"} if foreign else {"as-is"}) | ({"rewrite"} if data.field_ttl_keys else set())
     assert not (tmp_path / "checkpoint.json").exists()  # finished: nothing to resume
 
 

@@ -22,8 +22,8 @@ from migrate.run.ratelimit import RateLimiter
 from migrate.run.replay import SourceReader
 from migrate.run.session import open_side
 from migrate.run.tally import DbTally
-from migrate.run.wire import Link
 from migrate.run.writer import TargetWriter
+from migrate.wire import Channel
 from tests.run_compare import differences
 from tests.test_run_matrix import config
 
@@ -164,12 +164,13 @@ def test_keys_gone_between_read_and_write_are_counted_not_resurrected(servers):
     client.set("expires", "v", px=400)
     settings = ConnectionSettings()
     src = open_side(parse_endpoint(source.url), settings, "source")
-    reader = SourceReader(Link(src.endpoint, settings, "source", 0), src, RunOptions(), RateLimiter(None), settings)
+    reader = SourceReader(Channel(src.endpoint, settings, "source", 0), src, RunOptions(), RateLimiter(None), settings)
     items = reader.fetch([b"stays", b"expires", b"deleted-meanwhile"], {})
     assert items[2] == (b"deleted-meanwhile", None, None, 0)  # DUMP nil: vanished since SCAN
     time.sleep(0.5)  # "expires" is now past its absolute expiry: writing it would resurrect it
-    writer = TargetWriter(Link(parse_endpoint(target.url), settings, "target", 0),
-                          Converter(identify(target.client()), 1 << 20), RunOptions().on_incompatible, settings,
+    writer = TargetWriter(Channel(parse_endpoint(target.url), settings, "target", 0),
+                          Converter(identify(target.client()).capabilities, 1 << 20), RunOptions().on_incompatible,
+                          settings,
                           source_db=0, restore_limit=1 << 20, copier=None, types=frozenset(), dry_run=False)
     tally = DbTally(0, 0)
     writer.write(items, tally, replace=False, retry_replace=True)

@@ -12,13 +12,13 @@ from migrate.errors import BadInputError, ConfigError
 from migrate.rdb.dump import build_dump, parse_dump, restamp
 from migrate.rdb.errors import RdbFormatError
 from migrate.run.checkpoint import Checkpoint, DbState
-from migrate.run.convert import Fast, Path
+from migrate.run.convert import CachedPlan, Route
 from migrate.run.options import RunOptions, Strategy
 from migrate.run.ratelimit import RateLimiter
 from migrate.run.reload import redis_glob
 from migrate.run.tally import DbTally, KeyIssue
-from migrate.run.wire import encode
 from migrate.run.writer import restore_command
+from migrate.wire import pack
 
 
 @pytest.mark.parametrize("expire_at", [None, 1_900_000_000_000])
@@ -27,7 +27,7 @@ def test_restore_command_is_the_generic_encoding(expire_at, replace):
     key, payload = b"k\r\n\x00", b"\x00\x03abc\x0b\x00" + bytes(8)
     args = ["RESTORE", key, 0 if expire_at is None else expire_at, payload]
     args += ([] if expire_at is None else ["ABSTTL"]) + (["REPLACE"] if replace else [])
-    assert restore_command(key, payload, expire_at, replace) == encode(args)
+    assert restore_command(key, payload, expire_at, replace) == pack(args)
     reader = hiredis.Reader()
     reader.feed(restore_command(key, payload, expire_at, replace))
     assert reader.gets()[1] == key
@@ -106,7 +106,7 @@ def test_options_are_checked(tmp_path):
 @pytest.mark.parametrize(("old", "new"), [(12, 11), (10, 11), (12, 80), (80, 11), (9, 10)])
 def test_restamp_without_a_crc_pass_equals_the_recomputed_one(old, new):
     """The CRC64 is linear: changing the version field changes the CRC by a constant (convert.crc_delta)."""
-    decision = Fast(Path.RESTAMPED, "hash", new, old)
+    decision = CachedPlan(Route.RESTAMP, "hash", new, old)
     for body in (b"", b"\x00", b"\x02abc" * 1000, bytes(range(256)) * 40):
         payload = build_dump(4, body, old)
         assert decision.restamp(payload) == restamp(payload, new)

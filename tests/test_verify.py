@@ -16,7 +16,7 @@ from migrate.verify import Level, Reason, VerifyResult
 from migrate.verify.compare import PairPlan, compare_keys
 from migrate.verify.digest import ReadPlan
 from migrate.verify.sides import Side
-from migrate.wire import Wire, pack, parse
+from migrate.wire import Channel, pack, parse
 from tests.matrix import pairs
 from tests.verify_support import copy_server, verify_pair
 
@@ -366,20 +366,20 @@ def test_nonkey_state(migrated):
     assert "s3cret" not in repr(result)
 
 
-def test_wire_reads_the_same_replies_with_and_without_hiredis_fast_path(migrated):
+def test_channel_reads_the_same_replies_on_every_read_path(migrated):
     source, _ = migrated
-    wire = Wire(source.client())
+    wire = Channel.over(source.client())
     commands = [(b"TYPE", b"hash:small"), (b"PTTL", b"str:ascii"), (b"GET", b"list:small"),
                 (b"ZRANGE", b"zset:small", 0, -1, b"WITHSCORES"), (b"XINFO", b"STREAM", b"stream:plain")]
     fast = wire.run(commands)  # read as one array (nothing else buffered)
     wire.send(commands)
-    slow = wire._recv_slow(len(commands))  # the path taken when redis-py has no hiredis reader
+    slow = wire.recv(1) + wire.recv(len(commands) - 1)  # one reply at a time, then the rest once buffered
     wire.send(commands)
     wire.send(commands)  # two rounds in flight: the second is read one reply at a time if already buffered
     two = wire.recv(len(commands)) + wire.recv(len(commands))
     wire.send_marked(pack_all(commands), b"token")
     raw = parse(wire.recv_marked(b"token"), len(commands))
-    wire.release()
+    wire.close()
     for other in (slow, two[:5], two[5:], raw):
         assert [type(r) for r in fast] == [type(r) for r in other]
         assert fast[:2] == other[:2] and fast[3:] == other[3:] and str(fast[2]) == str(other[2])

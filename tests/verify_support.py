@@ -48,7 +48,7 @@ def copy_key(src: redis.Redis, dst: redis.Redis, key: bytes, target_identity: An
     if native and kind != "stream":
         native_copy(src, dst, key, kind, target_identity.hash_field_ttl)
     else:
-        conversion = plan_conversion(src.dump(key), target_identity)
+        conversion = plan_conversion(src.dump(key), target_identity.capabilities)
         if conversion.action in (Action.AS_IS, Action.RESTAMP):
             dst.restore(key, 0, conversion.payload, replace=True)
         elif conversion.action is Action.REWRITE:

@@ -10,7 +10,7 @@ import click
 
 from migrate.config import COMMON_SETTINGS, CommonConfig, Setting, common_config, load_file, resolve, to_list
 from migrate.errors import ConfigError
-from migrate.rdb.values import LOGICAL_TYPES
+from migrate.facts.types import LOGICAL_TYPES
 from migrate.selection import KeySelection, parse_db_map
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -20,15 +20,15 @@ from typing import Any
 import redis
 from redis import exceptions as rex
 
-from checks.facts import CORE_TYPES
 from checks.profile import BigKey, Census, Conversion, DbCensus, Gap, KeyGroup, KeyspaceDb, TypeStats
+from migrate.facts.types import CORE_TYPES
 from migrate.identity import ServerIdentity
 from migrate.logs import get_logger
 from migrate.preflight.classify import ACTION_ORDER, Verdict, classify_payload, is_field_ttl_type
 from migrate.preflight.options import PreflightOptions
 from migrate.preflight.probe import refusal
 from migrate.render import display_key
-from migrate.wire import Wire, per_key
+from migrate.wire import Channel, is_error, per_key
 
 log = get_logger(__name__)
 
@@ -106,7 +106,7 @@ def take_census(client_for: Callable[[int], redis.Redis], keyspace: dict[int, Ke
     note = ""
     for db in sorted(d for d in keyspace if keyspace[d].keys and (not options.dbs or d in options.dbs)):
         tally.dbs[db] = DbTally(keyspace[db].keys)
-        wire = Wire(client_for(db))
+        wire = Channel.over(client_for(db))
         try:
             census_db(wire, db, keyspace[db], source, target, tally, limiter)
         except (rex.ConnectionError, rex.TimeoutError, OSError) as exc:
@@ -120,7 +120,7 @@ def take_census(client_for: Callable[[int], redis.Redis], keyspace: dict[int, Ke
     return census, gaps
 
 
-def census_db(wire: Wire, db: int, info: KeyspaceDb, source: ServerIdentity, target: ServerIdentity | None,
+def census_db(wire: Channel, db: int, info: KeyspaceDb, source: ServerIdentity, target: ServerIdentity | None,
               tally: Tally, limiter: RateLimiter) -> None:
     options, cursor = tally.options, b"0"
     limit = None if options.full else options.sample
@@ -138,7 +138,7 @@ def census_db(wire: Wire, db: int, info: KeyspaceDb, source: ServerIdentity, tar
             return
 
 
-def inspect(wire: Wire, db: int, keys: list[bytes], probe_field_ttl: bool, target: ServerIdentity | None,
+def inspect(wire: Channel, db: int, keys: list[bytes], probe_field_ttl: bool, target: ServerIdentity | None,
             tally: Tally) -> None:
     facts = first_round(wire, keys, tally)
     follow_up(wire, facts, probe_field_ttl, target, tally)
@@ -146,7 +146,7 @@ def inspect(wire: Wire, db: int, keys: list[bytes], probe_field_ttl: bool, targe
         count(db, fact, tally)
 
 
-def first_round(wire: Wire, keys: list[bytes], tally: Tally) -> list[KeyFacts]:
+def first_round(wire: Channel, keys: list[bytes], tally: Tally) -> list[KeyFacts]:
     asked = [cmd for cmd in INSPECT if " ".join(cmd) not in tally.refused]
     names = [" ".join(cmd) for cmd in asked]
     replies = wire.run(per_key(asked, keys))
@@ -187,7 +187,7 @@ def _at(row: list[Any], index: int | None) -> str | None:
     return _text(value)
 
 
-def follow_up(wire: Wire, facts: list[KeyFacts], probe_field_ttl: bool, target: ServerIdentity | None,
+def follow_up(wire: Channel, facts: list[KeyFacts], probe_field_ttl: bool, target: ServerIdentity | None,
               tally: Tally) -> None:
     """Second round: XINFO GROUPS for streams, DUMP for a few keys of each kind (and for hashes that may carry
     field TTLs when the encoding cannot tell)."""
@@ -209,7 +209,7 @@ def follow_up(wire: Wire, facts: list[KeyFacts], probe_field_ttl: bool, target: 
             record_dump(fact, reply, target, tally)
     for fact in facts:
         if probe_field_ttl and fact.type == "hash" and fact.encoding == "hashtable" and _too_big(fact, tally):
-            fact.field_ttl = fields_have_ttl(wire.client, fact.key, tally)
+            fact.field_ttl = fields_have_ttl(wire, fact.key, tally)
 
 
 def _wants_dump(fact: KeyFacts, probe_field_ttl: bool, target: ServerIdentity | None, tally: Tally) -> bool:
@@ -248,21 +248,20 @@ def record_groups(fact: KeyFacts, reply: Any, tally: Tally) -> None:
         tally.pending += _int(entry.get(b"pending", entry.get("pending")), 0)
 
 
-def fields_have_ttl(client: redis.Redis, key: bytes, tally: Tally) -> bool:
+def fields_have_ttl(wire: Channel, key: bytes, tally: Tally) -> bool:
     """For hashes too big to DUMP: HSCAN the fields and ask HPEXPIRETIME, stopping at the first field TTL."""
-    cursor = 0
+    cursor = b"0"
     while True:
-        try:
-            cursor, fields = client.hscan(key, cursor, count=1000, no_values=True)
-            if fields:
-                expiries = client.execute_command(  # type: ignore[no-untyped-call]
-                    "HPEXPIRETIME", key, "FIELDS", len(fields), *fields)
-                if any(int(e) >= 0 for e in expiries):
-                    return True
-        except rex.ResponseError as exc:
-            tally.refused.setdefault("HSCAN/HPEXPIRETIME", refusal(exc))
+        reply = wire.command("HSCAN", key, cursor, "COUNT", 1000, "NOVALUES")
+        if not is_error(reply):
+            cursor, fields = reply
+            reply = wire.command("HPEXPIRETIME", key, "FIELDS", len(fields), *fields) if fields else []
+        if is_error(reply):
+            tally.refused.setdefault("HSCAN/HPEXPIRETIME", refusal(reply))
             return False
-        if int(cursor) == 0:
+        if any(int(e) >= 0 for e in reply):
+            return True
+        if cursor == b"0":
             return False
 
 

@@ -9,9 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
+from migrate.facts.types import MODULE_TYPES, has_field_ttls
 from migrate.identity import ServerIdentity
-from migrate.rdb import compat
-from migrate.rdb.constants import product_of_version
 from migrate.rdb.dump import build_dump, parse_dump, plan_conversion
 from migrate.rdb.errors import RdbFormatError
 
@@ -29,7 +28,7 @@ class Verdict:
 
 def classify_payload(payload: bytes, target: ServerIdentity) -> Verdict:
     try:
-        plan = plan_conversion(payload, target)
+        plan = plan_conversion(payload, target.capabilities)
     except RdbFormatError as exc:
         return Verdict("unsupported", f"DUMP payload unreadable: {exc.message}", (), payload[0] if payload else -1)
     return Verdict(plan.action.value, plan.reason, plan.losses, plan.type_byte)
@@ -37,7 +36,7 @@ def classify_payload(payload: bytes, target: ServerIdentity) -> Verdict:
 
 def classify_type_byte(type_byte: int, rdb_version: int, target: ServerIdentity) -> Verdict:
     """The planner's choice for any value of this type byte (module values: unsupported, their module decides)."""
-    if type_byte in compat.MODULE_TYPES:
+    if type_byte in MODULE_TYPES:
         return Verdict("unsupported", "module value: the target needs the same module to restore it", (), type_byte)
     return classify_payload(build_dump(type_byte, b"", rdb_version), target)
 
@@ -48,4 +47,4 @@ def is_field_ttl_type(payload: bytes) -> bool:
         dump = parse_dump(payload)
     except RdbFormatError:
         return False
-    return (product_of_version(dump.rdb_version), dump.type_byte) in compat.FIELD_TTL_TYPES
+    return has_field_ttls(dump.type_byte, dump.rdb_version)

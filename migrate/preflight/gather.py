@@ -16,7 +16,7 @@ from checks.profile import Census, Gap, Profile, ServerProfile
 from migrate.config import Endpoint
 from migrate.connection import open_client, translate
 from migrate.errors import BadInputError, ConfigError, ConnectError, MigrateError
-from migrate.facts import parse_version, rdb_version_written
+from migrate.facts.releases import parse_version, rdb_version_written
 from migrate.identity import ServerIdentity
 from migrate.logs import get_logger
 from migrate.preflight.aof import read_aof_dir

@@ -9,7 +9,7 @@ from collections import Counter
 
 from checks.profile import BigKey, Census, Conversion, DbCensus, KeyGroup, RdbFileFacts, TypeStats
 from migrate.errors import BadInputError
-from migrate.facts import parse_version
+from migrate.facts.releases import parse_version
 from migrate.identity import ServerIdentity
 from migrate.preflight.classify import classify_type_byte
 from migrate.preflight.options import PreflightOptions

@@ -12,9 +12,9 @@ from typing import Any
 import redis
 from redis import exceptions as rex
 
-from checks.facts import STANDARD_COMMANDS
 from checks.profile import AclUser, KeyspaceDb, Memory, Module, Persistence, ServerProfile
-from migrate.facts import parse_version, rdb_version_written
+from migrate.facts.commands import STANDARD_COMMANDS
+from migrate.facts.releases import parse_version, rdb_version_written
 from migrate.identity import ServerIdentity, identify
 from migrate.preflight.probe import Prober, refusal
 

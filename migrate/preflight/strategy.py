@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from checks.facts import STRATEGY_COMMANDS
 from checks.profile import Census, Profile, ServerProfile
-from migrate.facts import accepts_rdb_version
+from migrate.facts.commands import STRATEGY_COMMANDS
+from migrate.facts.releases import accepts_rdb_version
 from migrate.identity import ServerIdentity
 
 TITLES = {

@@ -10,6 +10,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 
+from migrate.facts import types as T
 from migrate.rdb import constants as C
 from migrate.rdb.encodings import (
     FormatProblem,
@@ -100,23 +101,23 @@ def decode_object(type_byte: int, payload: bytes, *, rdb_version: int | None = N
     try:
         value = decoder(cursor)
     except FormatProblem as exc:
-        raise RdbFormatError(f"{C.type_name(type_byte, rdb_version)} value: {exc.message}",
+        raise RdbFormatError(f"{T.type_name(type_byte, rdb_version)} value: {exc.message}",
                              base_offset + exc.pos) from None
     except (IndexError, struct.error, NeedMore):
-        raise RdbFormatError(f"{C.type_name(type_byte, rdb_version)} value is truncated",
+        raise RdbFormatError(f"{T.type_name(type_byte, rdb_version)} value is truncated",
                              base_offset + min(cursor.pos, len(payload))) from None
     except (ValueError, OverflowError) as exc:
-        raise RdbFormatError(f"{C.type_name(type_byte, rdb_version)} value is malformed: {exc}",
+        raise RdbFormatError(f"{T.type_name(type_byte, rdb_version)} value is malformed: {exc}",
                              base_offset + cursor.pos) from None
     if cursor.pos != len(payload):
         raise RdbFormatError(f"{len(payload) - cursor.pos} unexpected bytes after a "
-                             f"{C.type_name(type_byte, rdb_version)} value", base_offset + cursor.pos)
+                             f"{T.type_name(type_byte, rdb_version)} value", base_offset + cursor.pos)
     return value
 
 
 def logical_type(type_byte: int, rdb_version: int | None = None) -> str:
     """"string", "list", "set", "zset", "hash", "stream" or "module" for an object type byte."""
-    return C.logical_type(type_byte, rdb_version)
+    return T.logical_type(type_byte, rdb_version)
 
 
 _DECODER_CACHE: dict[tuple[int, int | None], Callable[[Cursor], Value]] = {}
@@ -132,8 +133,8 @@ def _decoder_for(type_byte: int, rdb_version: int | None, base_offset: int) -> C
 def _find_decoder(type_byte: int, rdb_version: int | None, base_offset: int) -> Callable[[Cursor], Value]:
     if type_byte == 22 and rdb_version is None:
         return _hash_22_guess
-    candidates = ([C.type_info(type_byte, rdb_version)] if rdb_version is not None
-                  else [C.type_info(type_byte, 80), C.type_info(type_byte, 12)])  # Valkey's meaning first
+    candidates = ([T.type_info(type_byte, rdb_version)] if rdb_version is not None
+                  else [T.type_info(type_byte, 80), T.type_info(type_byte, 12)])  # Valkey's meaning first
     known = [info for info in candidates if info is not None]
     if not known:
         raise RdbFormatError(f"unknown object type byte {type_byte}", base_offset)

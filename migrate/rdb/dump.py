@@ -8,7 +8,8 @@ byte before it. `plan_conversion` picks the cheapest way to bring one payload in
 - REWRITE: it cannot read the type byte (or the byte means something else to it): decode the value and rebuild it
   with commands (migrate.rdb.rewrite), saying what the target cannot keep (field TTLs on Valkey < 9);
 - UNSUPPORTED: module values and type bytes nobody here knows.
-The facts behind the rules (which versions and type bytes each release takes, measured) are in migrate.rdb.compat.
+The facts behind the rules (which versions and type bytes each release takes, measured) are in migrate.facts; the
+target is described by a migrate.facts.capabilities.Capabilities value, never a live server.
 """
 
 from __future__ import annotations
@@ -18,10 +19,9 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Final
 
-from migrate.facts import Version, accepts_rdb_version
-from migrate.identity import ServerIdentity
-from migrate.rdb import compat
-from migrate.rdb.constants import module_encoding_version, module_type_name, product_of_version, type_info, type_name
+from migrate.facts.capabilities import Capabilities
+from migrate.facts.types import MODULE_TYPES, dialect_of_version, has_field_ttls, same_meaning, type_info, type_name
+from migrate.rdb.constants import module_encoding_version, module_type_name
 from migrate.rdb.crc import crc64
 from migrate.rdb.encodings import FormatProblem, read_length
 from migrate.rdb.errors import RdbFormatError
@@ -40,7 +40,7 @@ class DumpPayload:
     @property
     def dialect(self) -> str:
         """Who defines type bytes 22+ in this payload: "redis" (RDB < 80) or "valkey" (80+)."""
-        return product_of_version(self.rdb_version)
+        return dialect_of_version(self.rdb_version)
 
     @property
     def type_name(self) -> str:
@@ -104,84 +104,53 @@ class Conversion:
     source_version: int = 0
 
 
-def plan_conversion(payload: bytes, target: ServerIdentity) -> Conversion:
+def plan_conversion(payload: bytes, target: Capabilities) -> Conversion:
     """How this DUMP payload reaches `target`: restored as is, restamped, rewritten as commands, or not at all.
 
     Field TTLs are decided from the type byte (a hash form that can carry them), not from the value: a REWRITE into
     a target without HPEXPIREAT names "field TTLs" as lost; the rewriter says what a particular value loses.
-    In a loop over many keys, use Planner(target).plan(payload): the same answer without re-reading the target.
+    In a loop over many keys, use Planner(target).plan(payload): the same answer, decided once per signature.
     """
     return Planner(target).plan(payload)
 
 
 class Planner:
-    """plan_conversion for one target, whose facts are taken once (throughput: bench/dump_convert.py)."""
+    """plan_conversion for one target, deciding once per (type byte, version) (throughput: bench/dump_convert.py)."""
 
-    def __init__(self, target: ServerIdentity) -> None:
-        self.facts = _TargetFacts.of(target)
+    def __init__(self, target: Capabilities) -> None:
+        self.target = target
         self._decisions: dict[tuple[int, int], tuple[Action, str, tuple[str, ...]]] = {}
 
     def plan(self, payload: bytes) -> Conversion:
         version, _ = _checked(payload)
         type_byte = payload[0]
-        if type_byte in compat.MODULE_TYPES:
+        if type_byte in MODULE_TYPES:
             return Conversion(Action.UNSUPPORTED, None, _module_reason(payload), (), type_byte, version)
         decision = self._decisions.get((type_byte, version))
         if decision is None:
-            decision = self._decisions[(type_byte, version)] = _decide(self.facts, type_byte, version)
+            decision = self._decisions[(type_byte, version)] = decide(self.target, type_byte, version)
         action, reason, losses = decision
         out = payload if action is Action.AS_IS else None
-        if action is Action.RESTAMP and self.facts.rdb_version is not None:
-            out = _stamped(payload[:-FOOTER_LEN], self.facts.rdb_version)
+        if action is Action.RESTAMP and self.target.rdb_version is not None:
+            out = _stamped(payload[:-FOOTER_LEN], self.target.rdb_version)
         return Conversion(action, out, reason, losses, type_byte, version)
 
 
-@dataclass(frozen=True)
-class _TargetFacts:
-    """What the decision depends on: the target's facts, taken once per Planner."""
-
-    product: str
-    version: Version
-    rdb_version: int | None
-    relaxed: bool
-    hash_field_ttl: bool
-    label: str
-
-    @classmethod
-    def of(cls, target: ServerIdentity) -> _TargetFacts:
-        return cls(target.product, target.version, target.rdb_version, target.relaxed, target.hash_field_ttl,
-                   target.label)
-
-
-def _decide(target: _TargetFacts, type_byte: int, version: int) -> tuple[Action, str, tuple[str, ...]]:
-    dialect = product_of_version(version)
+def decide(target: Capabilities, type_byte: int, version: int) -> tuple[Action, str, tuple[str, ...]]:
+    """The action for every payload of this type byte and RDB version, why, and what a rewrite loses."""
+    dialect = dialect_of_version(version)
     what = f"type {type_byte} ({type_name(type_byte, version)})"
-    if _reads(target, type_byte, dialect):
-        if accepts_rdb_version(target.product, target.version, version, target.relaxed):
+    if target.reads_type(type_byte, dialect):
+        if target.accepts_rdb(version):
             return Action.AS_IS, f"{target.label} reads {what}", ()
-        if target.rdb_version is not None and _keeps_meaning(type_byte, dialect, target.rdb_version):
+        if target.rdb_version is not None and same_meaning(type_byte, dialect, dialect_of_version(target.rdb_version)):
             return Action.RESTAMP, f"{target.label} reads {what} but not RDB {version}: restamped", ()
     info = type_info(type_byte, version)
     if info is None or not info.readable:
         return Action.UNSUPPORTED, f"type byte {type_byte} of RDB {version} is not a type this tool can decode", ()
-    lost = (dialect, type_byte) in compat.FIELD_TTL_TYPES and not target.hash_field_ttl
+    lost = has_field_ttls(type_byte, version) and not target.hash_field_ttl
     return Action.REWRITE, f"{target.label} cannot restore {what}: rebuilt with commands", (
         ("field TTLs",) if lost else ())
-
-
-# Type bytes below 22 mean the same to Redis and Valkey; 22+ differ (Redis: RDB 12-79, Valkey: RDB 80+).
-_SHARED_TYPES_BELOW: Final = 22
-
-
-def _reads(target: _TargetFacts, type_byte: int, dialect: str) -> bool:
-    if type_byte not in compat.readable_types(target.product, target.version):
-        return False
-    return type_byte < _SHARED_TYPES_BELOW or dialect == target.product
-
-
-def _keeps_meaning(type_byte: int, dialect: str, rdb_version: int) -> bool:
-    """Whether the type byte means the same thing under `rdb_version` (always for bytes < 22)."""
-    return type_byte < _SHARED_TYPES_BELOW or product_of_version(rdb_version) == dialect
 
 
 def _module_reason(payload: bytes) -> str:

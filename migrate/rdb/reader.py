@@ -21,6 +21,7 @@ from typing import IO, Any, Final
 
 import anycrc
 
+from migrate.facts import types as T
 from migrate.rdb import constants as C
 from migrate.rdb.encodings import FormatProblem, read_length, read_string
 from migrate.rdb.errors import RdbFormatError
@@ -388,7 +389,7 @@ class RdbReader:
         head = buf[:9]
         if head.startswith(C.MAGIC_VALKEY) and head[6:].isdigit():
             magic, version = "VALKEY", int(head[6:])
-            ok = C.VALKEY_FIRST_OWN_VERSION <= version <= C.MAX_KNOWN_VERSION["valkey"]
+            ok = T.VALKEY_FIRST_OWN_VERSION <= version <= C.MAX_KNOWN_VERSION["valkey"]
         elif head.startswith(C.MAGIC_REDIS) and head[5:].isdigit():
             magic, version = "REDIS", int(head[5:])
             ok = 1 <= version <= C.MAX_KNOWN_VERSION["redis"]
@@ -541,7 +542,7 @@ class RdbReader:
         return SlotImport(name, tuple(ranges), offset), q
 
     def _unreadable(self, t: int, offset: int) -> RdbFormatError:
-        info = C.type_info(t, self.rdb_version)
+        info = T.type_info(t, self.rdb_version)
         if info is not None:
             return RdbFormatError(f"object type {info.name} ({t}) cannot be read by this reader", offset,
                                   hint="this format is not supported yet")

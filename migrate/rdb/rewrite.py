@@ -30,13 +30,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from functools import cache
 from typing import Final, cast
 
-import redis
-from redis import exceptions as rex
-
-from migrate.connection import translate
-from migrate.errors import MigrateError, MigrationError
-from migrate.identity import ServerIdentity
-from migrate.rdb.compat import has_command
+from migrate.errors import MigrateError
+from migrate.facts.capabilities import Capabilities
 from migrate.rdb.values import HashValue, ModuleValue, StreamGroup, StreamId, StreamValue, Value
 from migrate.render import display_key
 
@@ -56,7 +51,7 @@ class UnsupportedValueError(MigrateError):
     default_hint = "module values need the same module on the target; use --on-incompatible skip"
 
 
-def rewrite_commands(key: bytes, value: Value, *, target: ServerIdentity, expire_at_ms: int | None,
+def rewrite_commands(key: bytes, value: Value, *, target: Capabilities, expire_at_ms: int | None,
                      max_command_bytes: int = DEFAULT_MAX_COMMAND_BYTES, keep_field_ttls: bool,
                      now_ms: int | None = None) -> Iterator[Command]:
     """The commands that make `key` hold `value` (replacing whatever is there), expiring at `expire_at_ms`.
@@ -89,7 +84,7 @@ def _direct(key: bytes, write: Command, expire_at_ms: int | None) -> Iterator[Co
         yield ("PEXPIREAT", key, expire_at_ms)
 
 
-def _via_temp_key(key: bytes, value: Value, target: ServerIdentity, expire_at_ms: int | None, limit: int,
+def _via_temp_key(key: bytes, value: Value, target: Capabilities, expire_at_ms: int | None, limit: int,
                   keep_field_ttls: bool) -> Iterator[Command]:
     tmp = temp_key(key)
     writes = _writes(tmp, value, target, limit, keep_field_ttls)
@@ -100,7 +95,7 @@ def _via_temp_key(key: bytes, value: Value, target: ServerIdentity, expire_at_ms
     yield ("PEXPIREAT", key, expire_at_ms) if expire_at_ms is not None else ("PERSIST", key)
 
 
-def _writes(key: bytes, value: Value, target: ServerIdentity, limit: int, keep_field_ttls: bool) -> Iterator[Command]:
+def _writes(key: bytes, value: Value, target: Capabilities, limit: int, keep_field_ttls: bool) -> Iterator[Command]:
     if isinstance(value, bytes):
         return _string(key, value, limit)
     if isinstance(value, set):
@@ -137,7 +132,7 @@ def _hash(key: bytes, value: HashValue, limit: int, keep_field_ttls: bool) -> It
             yield ("HPEXPIREAT", key, at_ms, "FIELDS", len(chunk), *chunk)
 
 
-def _stream(key: bytes, value: StreamValue, target: ServerIdentity, limit: int) -> Iterator[Command]:
+def _stream(key: bytes, value: StreamValue, target: Capabilities, limit: int) -> Iterator[Command]:
     if not value.entries:
         # An empty stream exists only through XADD + trim (or MKSTREAM); XSETID below restores its last id.
         first = value.last_id if value.last_id > (0, 0) else (0, 1)
@@ -149,21 +144,21 @@ def _stream(key: bytes, value: StreamValue, target: ServerIdentity, limit: int) 
         yield from _group(key, group, target, limit)
 
 
-def _xsetid(key: bytes, value: StreamValue, target: ServerIdentity) -> Command:
+def _xsetid(key: bytes, value: StreamValue, target: Capabilities) -> Command:
     command: Command = ("XSETID", key, stream_id(value.last_id))
-    if not has_command(target.product, target.version, "XSETID ENTRIESADDED"):
+    if not target.has("XSETID ENTRIESADDED"):
         return command
     # Like the servers loading an older RDB: without recorded counters, entries-added is the length.
     added = value.entries_added if value.entries_added is not None else value.length
     return (*command, "ENTRIESADDED", added, "MAXDELETEDID", stream_id(value.max_deleted_id or (0, 0)))
 
 
-def _group(key: bytes, group: StreamGroup, target: ServerIdentity, limit: int) -> Iterator[Command]:
+def _group(key: bytes, group: StreamGroup, target: Capabilities, limit: int) -> Iterator[Command]:
     create: Command = ("XGROUP", "CREATE", key, group.name, stream_id(group.last_id))
-    if group.entries_read is not None and has_command(target.product, target.version, "XGROUP CREATE ENTRIESREAD"):
+    if group.entries_read is not None and target.has("XGROUP CREATE ENTRIESREAD"):
         create = (*create, "ENTRIESREAD", _signed(group.entries_read))
     yield create
-    if has_command(target.product, target.version, "XGROUP CREATECONSUMER"):
+    if target.has("XGROUP CREATECONSUMER"):
         for member in group.consumers:
             yield ("XGROUP", "CREATECONSUMER", key, group.name, member.name)
     claims: dict[tuple[bytes, int, int], list[StreamId]] = {}
@@ -181,7 +176,7 @@ def _signed(entries_read: int) -> int:
     return entries_read - (1 << 64) if entries_read >= 1 << 63 else entries_read
 
 
-def rewrite_losses(value: Value, target: ServerIdentity, *, keep_field_ttls: bool) -> tuple[str, ...]:
+def rewrite_losses(value: Value, target: Capabilities, *, keep_field_ttls: bool) -> tuple[str, ...]:
     """What rewrite_commands cannot rebuild of this value on this target, in words for the report."""
     if isinstance(value, HashValue) and value.field_expiry_ms and not (keep_field_ttls and target.hash_field_ttl):
         return ("field TTLs",)
@@ -190,10 +185,8 @@ def rewrite_losses(value: Value, target: ServerIdentity, *, keep_field_ttls: boo
     return ()
 
 
-def _stream_losses(value: StreamValue, target: ServerIdentity) -> tuple[str, ...]:
-    def has(command: str) -> bool:
-        return has_command(target.product, target.version, command)
-
+def _stream_losses(value: StreamValue, target: Capabilities) -> tuple[str, ...]:
+    has = target.has
     losses = []
     if any(g.consumers for g in value.groups):
         losses.append("consumer seen-time and active-time")
@@ -313,60 +306,3 @@ _TAG_ALPHABET: Final = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRS
 
 def temp_key(key: bytes) -> bytes:
     return b"{" + slot_tag(key_slot(key)) + b"}" + TEMP_KEY_MARK + os.urandom(8).hex().encode()
-
-
-# --- applying commands -----------------------------------------------------------------------------------------------
-
-def apply_commands(client: redis.Redis, commands: Iterable[Command], *, batch_bytes: int = DEFAULT_MAX_COMMAND_BYTES,
-                   batch_commands: int = 1000) -> int:
-    """Send commands in MULTI/EXEC batches of at most `batch_bytes` / `batch_commands`; return how many were sent.
-
-    A batch is one transaction, so a rejected command (OOM, NOPERM) aborts its whole batch, and no later batch is
-    sent: a RENAME after a failed write never runs. Errors become MigrationError naming the command and key.
-    """
-    sent = 0
-    batch: list[Command] = []
-    size = 0
-    for command in commands:
-        cost = command_bytes(command)
-        if batch and (size + cost > batch_bytes or len(batch) >= batch_commands):
-            sent += _execute(client, batch)
-            batch, size = [], 0
-        batch.append(command)
-        size += cost
-    if batch:
-        sent += _execute(client, batch)
-    return sent
-
-
-def _execute(client: redis.Redis, batch: list[Command]) -> int:
-    pipe = client.pipeline(transaction=True)
-    # Replies are only checked for errors; redis-py's reply parsers choke on some (XCLAIM ... JUSTID).
-    pipe.response_callbacks = type(pipe.response_callbacks)({})
-    for command in batch:
-        pipe.execute_command(*command)  # type: ignore[no-untyped-call]
-    try:
-        replies = pipe.execute(raise_on_error=False)
-    except rex.ResponseError as exc:  # EXECABORT: a command was refused when queued
-        raise _refused(batch, exc) from exc
-    except rex.RedisError as exc:
-        raise translate(exc, role="target") from exc
-    for command, reply in zip(batch, replies, strict=True):
-        if isinstance(reply, Exception):
-            raise _refused([command], reply)
-    return len(batch)
-
-
-def _refused(batch: list[Command], exc: BaseException) -> MigrateError:
-    if isinstance(exc, rex.ResponseError) and exc.args and "caused error: " in str(exc.args[0]):
-        # redis-py prefixes pipeline errors with the command and its (data) arguments: keep the server's words only
-        exc = type(exc)(str(exc.args[0]).split("caused error: ", 1)[1])
-    error = translate(exc, role="target")
-    if type(error) is not MigrationError:
-        return error  # OOM, NOPERM, READONLY: their own class and hint
-    first = batch[0]
-    at = 2 if first[0] == "XGROUP" else 1  # where the key is in our commands
-    key = first[at] if len(first) > at else b""
-    name = first[0].decode() if isinstance(first[0], bytes) else str(first[0])
-    shown = display_key(key) if isinstance(key, bytes | str) else str(key)
-    return MigrationError(f"target refused {name} (key {shown}): {error.message}")

@@ -12,11 +12,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from migrate.facts import types as T
 from migrate.rdb import constants as C
 from migrate.rdb.reader import RdbReader, Source
 from migrate.rdb.records import AuxField, End, FunctionRecord, ModuleAux, ResizeDb, SelectDb, SlotImport, SlotInfo
-
-FIELD_TTL_TYPES = {"redis": frozenset({22, 23, 24, 25}), "valkey": frozenset({22})}
 
 
 @dataclass(frozen=True)
@@ -201,12 +200,11 @@ def _freeze(reader: RdbReader, tally: _Tally, source: str) -> RdbSummary:
     for counts in tally.per_db.values():
         for t, n in enumerate(counts):
             by_byte[t] += n
-    encodings = tuple(EncodingCount(t, C.type_name(t, version), C.logical_type(t, version), n, tally.bytes_by_type[t])
+    encodings = tuple(EncodingCount(t, T.type_name(t, version), T.logical_type(t, version), n, tally.bytes_by_type[t])
                       for t, n in enumerate(by_byte) if n)
     by_type: dict[str, int] = {}
     for enc in encodings:
         by_type[enc.logical] = by_type.get(enc.logical, 0) + enc.keys
-    field_ttl_types = FIELD_TTL_TYPES["valkey" if version >= C.VALKEY_FIRST_OWN_VERSION else "redis"]
     end = tally.end
     return RdbSummary(
         source=source, magic=reader.magic, rdb_version=version, writer_product=product,
@@ -216,8 +214,8 @@ def _freeze(reader: RdbReader, tally: _Tally, source: str) -> RdbSummary:
                       for name, m in sorted(tally.modules.items())),
         functions=tuple(tally.functions),
         expiry=ExpirySummary(sum(tally.expires_by_db.values()), tally.expired, tally.earliest, tally.latest,
-                             sum(by_byte[t] for t in field_ttl_types)),
-        biggest=tuple(BigKey(db, key, C.logical_type(t, version), C.type_name(t, version), size)
+                             sum(n for t, n in enumerate(by_byte) if T.has_field_ttls(t, version))),
+        biggest=tuple(BigKey(db, key, T.logical_type(t, version), T.type_name(t, version), size)
                       for size, _, db, key, t in sorted(tally.heap, reverse=True)),
         slot_info_records=tally.slot_info, slot_imports=tally.slot_imports, bytes_read=reader.bytes_read,
         checksum=end.checksum if end else None, checksum_ok=end.checksum_ok if end else None,
@@ -234,7 +232,7 @@ def _dbs(tally: _Tally, version: int) -> tuple[DbSummary, ...]:
         by_type: dict[str, int] = {}
         for t, n in enumerate(counts):
             if n:
-                logical = C.logical_type(t, version)
+                logical = T.logical_type(t, version)
                 by_type[logical] = by_type.get(logical, 0) + n
         out.append(DbSummary(db, keys, tally.expires_by_db.get(db, 0), by_type, tally.resize.get(db)))
     return tuple(out)

@@ -72,6 +72,3 @@ class ModuleValue:
 
 # string: bytes | list: list[bytes] | set: set[bytes] | zset: list[(member, score)] in rank order
 Value = bytes | list[bytes] | set[bytes] | list[tuple[bytes, float]] | HashValue | StreamValue | ModuleValue
-
-# Logical type names as TYPE reports them.
-LOGICAL_TYPES = ("string", "list", "set", "zset", "hash", "stream", "module")

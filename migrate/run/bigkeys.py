@@ -22,13 +22,13 @@ from typing import Any, Final
 from migrate.config import ConnectionSettings
 from migrate.connection import translate, with_retries
 from migrate.errors import MigrationError
+from migrate.facts.commands import has_command
+from migrate.facts.types import CORE_TYPES
 from migrate.identity import ServerIdentity
-from migrate.rdb.compat import has_command
 from migrate.rdb.rewrite import TEMP_KEY_TTL_MS, Command, batched, command_bytes, temp_key
 from migrate.run.policy import Incompatibility, Verdict
-from migrate.run.wire import Link, encode_all, is_error
+from migrate.wire import Channel, is_error, pack_all
 
-CORE_TYPES: Final = ("string", "list", "set", "zset", "hash", "stream")
 MIN_COUNT: Final = 10
 MAX_COUNT: Final = 10_000
 
@@ -45,7 +45,7 @@ Judge = Callable[[Incompatibility], Verdict]
 
 
 class BigKeyCopier:
-    def __init__(self, source: Link, target: Link, source_id: ServerIdentity, target_id: ServerIdentity,
+    def __init__(self, source: Channel, target: Channel, source_id: ServerIdentity, target_id: ServerIdentity,
                  settings: ConnectionSettings, *, chunk_bytes: int, max_command_bytes: int) -> None:
         self.source = source
         self.target = target
@@ -104,22 +104,18 @@ class BigKeyCopier:
         reply = with_retries(lambda: self.source.command(*args), self.settings, f"read {args[0]}",
                              self.source.endpoint, "source")
         if is_error(reply):
-            raise translate(_ReplyError(str(reply)), self.source.endpoint, "source")
+            raise translate(reply, self.source.endpoint, "source")
         return reply
 
     def _write(self, commands: Sequence[Command]) -> list[Any]:
-        replies = self.target.call(encode_all(commands), len(commands))
+        replies = self.target.call(pack_all(commands), len(commands))
         for command, reply in zip(commands, replies, strict=True):
             if is_error(reply):
-                error = translate(_ReplyError(str(reply)), self.target.endpoint, "target")
+                error = translate(reply, self.target.endpoint, "target")
                 if type(error) is MigrationError:  # not OOM / READONLY / NOPERM: say which command
                     error = MigrationError(f"target refused {_text(command[0])} while copying a big key: {reply}")
                 raise error
         return replies
-
-
-class _ReplyError(Exception):
-    """A server error reply, for translate() (which maps OOM, READONLY, NOPERM... to our errors)."""
 
 
 class _Job:

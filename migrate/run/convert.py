@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
 
-from migrate.identity import ServerIdentity
-from migrate.rdb.constants import logical_type
+from migrate.facts.capabilities import Capabilities
+from migrate.facts.types import logical_type
 from migrate.rdb.crc import crc64
 from migrate.rdb.decode import decode_object
 from migrate.rdb.dump import Action, parse_dump, plan_conversion
@@ -22,12 +22,12 @@ from migrate.rdb.rewrite import Command, UnsupportedValueError, rewrite_commands
 from migrate.run.policy import Incompatibility
 
 
-class Path(StrEnum):
-    """How a key reached the target (the report counts keys per path)."""
+class Route(StrEnum):
+    """How a key reached the target (the report counts keys per route), in the planner's words (rdb.dump.Action)."""
 
-    AS_IS = "as-is"  # RESTORE of the source's own payload
-    RESTAMPED = "restamped"  # RESTORE of the payload with the target's RDB version and a new CRC
-    REWRITTEN = "rewritten"  # decoded and rebuilt with commands
+    AS_IS = Action.AS_IS.value  # RESTORE of the source's own payload
+    RESTAMP = Action.RESTAMP.value  # RESTORE of the payload with the target's RDB version and a new CRC
+    REWRITE = Action.REWRITE.value  # decoded and rebuilt with commands
     CHUNKED = "chunked"  # big key, copied in pieces with type-native reads and writes
 
     def __str__(self) -> str:
@@ -37,13 +37,13 @@ class Path(StrEnum):
 Signature = tuple[int, int]  # (type byte, RDB version of the payload)
 
 
-class Fast:
+class CachedPlan:
     """A cached decision for every payload of one signature (one instance each: hashed by identity)."""
 
-    __slots__ = ("_crc_xor", "_version", "logical", "path", "restamp_to", "source_version")
+    __slots__ = ("_crc_xor", "_version", "logical", "restamp_to", "route", "source_version")
 
-    def __init__(self, path: Path, logical: str, restamp_to: int | None, source_version: int = 0) -> None:
-        self.path = path
+    def __init__(self, route: Route, logical: str, restamp_to: int | None, source_version: int = 0) -> None:
+        self.route = route
         self.logical = logical
         self.restamp_to = restamp_to
         self.source_version = source_version
@@ -56,7 +56,7 @@ class Fast:
         return payload[:-10] + self._version + crc.to_bytes(8, "little")
 
     def __repr__(self) -> str:
-        return f"Fast({self.path}, {self.logical}, restamp_to={self.restamp_to})"
+        return f"CachedPlan({self.route}, {self.logical}, restamp_to={self.restamp_to})"
 
 
 @functools.cache
@@ -84,12 +84,12 @@ def signature(payload: bytes) -> Signature:
 
 
 class Converter:
-    def __init__(self, target: ServerIdentity, max_command_bytes: int) -> None:
+    def __init__(self, target: Capabilities, max_command_bytes: int) -> None:
         self.target = target
         self.max_command_bytes = max_command_bytes
-        self.fast: dict[Signature, Fast] = {}
+        self.cached: dict[Signature, CachedPlan] = {}
 
-    def decide(self, key: bytes, payload: bytes, expire_at_ms: int | None) -> Fast | Rewrite | Incompatibility:
+    def decide(self, key: bytes, payload: bytes, expire_at_ms: int | None) -> CachedPlan | Rewrite | Incompatibility:
         """The slow path: plan one payload; AS_IS / RESTAMP decisions are cached for the next ones."""
         try:
             conversion = plan_conversion(payload, self.target)
@@ -98,8 +98,8 @@ class Converter:
         sig = signature(payload)
         if conversion.action in (Action.AS_IS, Action.RESTAMP):
             restamp_to = self.target.rdb_version if conversion.action is Action.RESTAMP else None
-            path = Path.RESTAMPED if restamp_to is not None else Path.AS_IS
-            decided = self.fast[sig] = Fast(path, _logical(*sig), restamp_to, sig[1])
+            route = Route.RESTAMP if restamp_to is not None else Route.AS_IS
+            decided = self.cached[sig] = CachedPlan(route, _logical(*sig), restamp_to, sig[1])
             return decided
         if conversion.action is Action.UNSUPPORTED:
             return Incompatibility(key, conversion.reason)

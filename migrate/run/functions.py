@@ -5,12 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from redis import exceptions as rex
-
 from migrate.config import ConnectionSettings
-from migrate.connection import translate, with_retries
-from migrate.errors import PermissionDeniedError
-from migrate.facts import accepts_rdb_version
+from migrate.connection import with_retries
+from migrate.errors import MigrationError, PermissionDeniedError
+from migrate.facts.releases import accepts_rdb_version
 from migrate.rdb.dump import restamp
 from migrate.rdb.errors import RdbFormatError
 from migrate.run.report import FunctionsReport
@@ -41,9 +39,9 @@ def copy_functions(source: Side, target: Side, settings: ConnectionSettings, *, 
     payload = _for_target(payload, target)
     try:
         _call(target, settings, "FUNCTION", "RESTORE", payload, "REPLACE" if replace else "APPEND")
-    except (PermissionDeniedError, _Refused) as exc:
+    except MigrationError as exc:  # refused (permission, a library of the same name, memory): reported
         hint = "" if replace else "; use --replace to overwrite libraries of the same name"
-        return FunctionsReport(0, f"not copied: {exc}{hint}")
+        return FunctionsReport(0, f"not copied: {exc.message}{hint}")
     return FunctionsReport(len(libraries))
 
 
@@ -58,18 +56,8 @@ def _for_target(payload: bytes, target: Side) -> bytes:
         return payload  # the target will say what is wrong with it
 
 
-class _Refused(Exception):
-    pass
-
-
 def _call(side: Side, settings: ConnectionSettings, *args: Any) -> Any:
     def call() -> Any:
-        try:
-            return side.client.execute_command(*args)  # type: ignore[no-untyped-call]
-        except rex.ResponseError as exc:
-            error = translate(exc, side.endpoint, side.role)
-            if isinstance(error, PermissionDeniedError):
-                raise error from exc
-            raise _Refused(" ".join(str(exc).split())) from exc
+        return side.client.execute_command(*args)  # type: ignore[no-untyped-call]
 
     return with_retries(call, settings, " ".join(str(a) for a in args[:2]), side.endpoint, side.role)

@@ -25,7 +25,7 @@ from migrate.rdb.dump import build_dump
 from migrate.rdb.reader import RdbReader
 from migrate.rdb.records import End, FunctionRecord, ModuleAux
 from migrate.rdb.rewrite import DEFAULT_MAX_COMMAND_BYTES
-from migrate.run.convert import Converter, Fast, signature
+from migrate.run.convert import CachedPlan, Converter, signature
 from migrate.run.options import RunConfig, RunOptions
 from migrate.run.progress import RunProgress
 from migrate.run.ratelimit import RateLimiter
@@ -34,9 +34,9 @@ from migrate.run.report import DbReport, FunctionsReport, RunResult
 from migrate.run.session import Side, check_target_dbs, check_writable_target, open_side, proto_max_bulk_len
 from migrate.run.snapshot import ReplicationSnapshot
 from migrate.run.tally import DbTally
-from migrate.run.wire import Link, encode
 from migrate.run.writer import Item, TargetWriter
 from migrate.selection import KeySelection
+from migrate.wire import Channel, pack
 
 log = get_logger(__name__)
 
@@ -141,7 +141,7 @@ def _target_dbs(selection: KeySelection, source: Side | None) -> list[int] | Non
 def _estimate(config: RunConfig, source: Side | None, target: Side) -> str:
     """Time to read and convert a sample, plus the target's time to take the same bytes (sent as ECHO, a no-op)."""
     options = config.options
-    converter = Converter(target.identity, DEFAULT_MAX_COMMAND_BYTES)
+    converter = Converter(target.identity.capabilities, DEFAULT_MAX_COMMAND_BYTES)
     began = time.perf_counter()
     if options.from_rdb is not None:
         payloads, keys = _sample_file(options, converter)
@@ -179,10 +179,10 @@ def _sample_source(source: Side, settings: ConnectionSettings, converter: Conver
     for db, count in source.identity.keyspace.items():
         if not count:
             continue
-        link = Link(source.endpoint, settings, "source", db)
+        link = Channel(source.endpoint, settings, "source", db)
         try:
             _, names = link.command("SCAN", 0, "COUNT", SAMPLE_KEYS)
-            dumps = link.call(b"".join(encode(("DUMP", k)) for k in names), len(names)) if names else []
+            dumps = link.call(b"".join(pack(("DUMP", k)) for k in names), len(names)) if names else []
         finally:
             link.close()
         payloads += [_converted(converter, dump) for dump in dumps if isinstance(dump, bytes)]
@@ -191,16 +191,16 @@ def _sample_source(source: Side, settings: ConnectionSettings, converter: Conver
 
 
 def _converted(converter: Converter, payload: bytes) -> bytes:
-    decided = converter.fast.get(signature(payload)) or converter.decide(b"", payload, None)
-    if isinstance(decided, Fast) and decided.restamp_to is not None:
+    decided = converter.cached.get(signature(payload)) or converter.decide(b"", payload, None)
+    if isinstance(decided, CachedPlan) and decided.restamp_to is not None:
         return decided.restamp(payload)
     return payload
 
 
 def _echo_time(target: Side, settings: ConnectionSettings, payloads: list[bytes]) -> float:
-    link = Link(target.endpoint, settings, "target", 0)
+    link = Channel(target.endpoint, settings, "target", 0)
     try:
-        data = b"".join(encode(("ECHO", p)) for p in payloads)
+        data = b"".join(pack(("ECHO", p)) for p in payloads)
         began = time.perf_counter()
         link.call(data, len(payloads))
         return time.perf_counter() - began
@@ -216,7 +216,7 @@ def _execute(config: RunConfig, source: Side | None, target: Side) -> tuple[dict
     bulk = proto_max_bulk_len(target)
     threshold = options.big_key_threshold
     max_command_bytes = min(DEFAULT_MAX_COMMAND_BYTES, bulk // 2)
-    converter = Converter(target.identity, max_command_bytes)
+    converter = Converter(target.identity.capabilities, max_command_bytes)
     loader = _Loader(config, target, converter, min(bulk, threshold) if threshold else bulk)
     extras = Extras()
     total = sum(source.identity.keyspace.values()) if source is not None else None
@@ -266,7 +266,7 @@ def _flush(target: Side, settings: ConnectionSettings, dbs: list[int] | None) ->
 
 def _payload(converter: Converter, type_byte: int, body: bytes, rdb_version: int) -> bytes:
     """A RESTORE payload for an RDB record, stamped directly with the target's version when it would be restamped."""
-    decided = converter.fast.get((type_byte, rdb_version))
+    decided = converter.cached.get((type_byte, rdb_version))
     version = decided.restamp_to if decided is not None and decided.restamp_to is not None else rdb_version
     return build_dump(type_byte, body, version)
 
@@ -344,7 +344,7 @@ class _Loader:
         writer = self.writers.get(batch.db)
         if writer is None:
             check_target_dbs([target_db], self.target.identity)
-            link = Link(self.target.endpoint, self.config.common.connection, "target", target_db)
+            link = Channel(self.target.endpoint, self.config.common.connection, "target", target_db)
             writer = self.writers[batch.db] = TargetWriter(
                 link, self.converter, options.on_incompatible, self.config.common.connection, source_db=batch.db,
                 restore_limit=self.restore_limit, copier=None, types=frozenset(options.selection.types),

@@ -19,8 +19,8 @@ from typing import Any, Final, Generic, TypeVar
 from migrate.config import ConnectionSettings
 from migrate.connection import translate, with_retries
 from migrate.errors import ConfigError
+from migrate.facts.commands import has_command
 from migrate.logs import get_logger
-from migrate.rdb.compat import has_command
 from migrate.rdb.rewrite import DEFAULT_MAX_COMMAND_BYTES
 from migrate.render import display_key
 from migrate.run.bigkeys import BigKeyCopier
@@ -41,8 +41,8 @@ from migrate.run.session import (
     source_dbs,
 )
 from migrate.run.tally import DbTally
-from migrate.run.wire import Link, encode, is_error
 from migrate.run.writer import Item, TargetWriter
+from migrate.wire import Channel, is_error, pack
 
 log = get_logger(__name__)
 T = TypeVar("T")
@@ -156,7 +156,7 @@ class _Replay:
         threshold = self.options.big_key_threshold
         self.restore_limit = min(bulk, threshold) if threshold else bulk
         self.max_command_bytes = min(DEFAULT_MAX_COMMAND_BYTES, bulk // 2)
-        self.converter = Converter(target.identity, self.max_command_bytes)
+        self.converter = Converter(target.identity.capabilities, self.max_command_bytes)
         self.limiter = RateLimiter(self.options.rate_limit)
 
     def run(self, dbs: list[int]) -> None:
@@ -173,10 +173,10 @@ class _Replay:
 
     def _db(self, db: int, state: DbState, progress: RunProgress) -> None:
         target_db = self.options.selection.target_db(db)
-        reader = SourceReader(Link(self.source.endpoint, self.settings, "source", db), self.source, self.options,
+        reader = SourceReader(Channel(self.source.endpoint, self.settings, "source", db), self.source, self.options,
                               self.limiter, self.settings)
-        target_link = Link(self.target.endpoint, self.settings, "target", target_db)
-        copier = BigKeyCopier(Link(self.source.endpoint, self.settings, "source", db), target_link,
+        target_link = Channel(self.target.endpoint, self.settings, "target", target_db)
+        copier = BigKeyCopier(Channel(self.source.endpoint, self.settings, "source", db), target_link,
                               self.source.identity, self.target.identity, self.settings, chunk_bytes=CHUNK_BYTES,
                               max_command_bytes=self.max_command_bytes)
         writer = TargetWriter(target_link, self.converter, self.options.on_incompatible, self.settings,
@@ -219,10 +219,10 @@ def _processed(tally: DbTally) -> int:
 class SourceReader:
     """Reads one source database in batches: SCAN, MEMORY USAGE (big keys), DUMP + expiry, pipelined."""
 
-    def __init__(self, link: Link, source: Side, options: RunOptions, limiter: RateLimiter,
+    def __init__(self, link: Channel, source: Side, options: RunOptions, limiter: RateLimiter,
                  settings: ConnectionSettings) -> None:
         self.link = link  # DUMP and expiries
-        self.scan_link = Link(link.endpoint, settings, "source", link.db)  # SCAN, INFO and the size probe
+        self.scan_link = Channel(link.endpoint, settings, "source", link.db)  # SCAN, INFO and the size probe
         self.source = source
         self.options = options
         self.limiter = limiter
@@ -236,14 +236,14 @@ class SourceReader:
         sel = options.selection
         self.scan_tail = b""
         if sel.match:
-            self.scan_tail += encode(["MATCH", sel.match])[4:]
-        self.scan_tail += encode(["COUNT", limiter.batch_size(options.batch_size)])[4:]
+            self.scan_tail += pack(["MATCH", sel.match])[4:]
+        self.scan_tail += pack(["COUNT", limiter.batch_size(options.batch_size)])[4:]
         self.scan_argc = 2 + (2 if sel.match else 0) + 2
         if len(sel.types) == 1 and sel.types[0] != "module":  # server-side filter (SCAN TYPE, Redis 6.0+)
-            self.scan_tail += encode(["TYPE", sel.types[0]])[4:]
+            self.scan_tail += pack(["TYPE", sel.types[0]])[4:]
             self.scan_argc += 2
 
-    def _call(self, data: bytes, replies: int, what: str, link: Link | None = None) -> list[Any]:
+    def _call(self, data: bytes, replies: int, what: str, link: Channel | None = None) -> list[Any]:
         use = link or self.link
         return with_retries(lambda: use.call(data, replies), self.settings, what, use.endpoint, "source")
 
@@ -254,7 +254,7 @@ class SourceReader:
 
     def _scan_parse(self, reply: Any, info: Any) -> Page:
         if is_error(reply):
-            raise translate(_Reply(str(reply)), self.link.endpoint, "source")
+            raise translate(reply, self.link.endpoint, "source")
         next_cursor, keys = reply
         if self.options.selection.exclude:
             wanted = self.options.selection.wants_key
@@ -372,7 +372,7 @@ class SourceReader:
         return items
 
     def _fail(self, key: bytes, reply: Any) -> None:
-        error = translate(_Reply(str(reply)), self.link.endpoint, "source")
+        error = translate(reply, self.link.endpoint, "source")
         error.message = f"{error.message} (reading key {display_key(key)})"
         raise error
 
@@ -406,10 +406,6 @@ def _volatile(info: Any, db: int) -> bool:
             fields = dict(part.split(b"=", 1) for part in line[len(marker):].split(b",") if b"=" in part)
             return fields.get(b"expires", b"1") != b"0"
     return False  # no line: the database is empty
-
-
-class _Reply(Exception):
-    """A server error reply, for translate()."""
 
 
 _END: Final = object()

@@ -15,7 +15,7 @@ from typing import Any, Final
 from migrate.config import ConnectionSettings
 from migrate.connection import with_retries
 from migrate.errors import ConfigError, IncompatibleDataError, MigrationError
-from migrate.facts import VALKEY_FOREIGN_RANGE, accepts_rdb_version
+from migrate.facts.releases import VALKEY_FOREIGN_RANGE, accepts_rdb_version
 from migrate.logs import get_logger
 from migrate.run.options import RunConfig
 from migrate.run.report import ReplicationReport, RunResult

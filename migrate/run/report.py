@@ -21,7 +21,7 @@ class DbReport:
     bytes: int
     expired: int
     by_type: dict[str, int]
-    by_path: dict[str, int]
+    by_route: dict[str, int]
     skipped: tuple[KeyIssue, ...]
     changed: tuple[KeyIssue, ...]
     busy: tuple[KeyIssue, ...]
@@ -29,7 +29,7 @@ class DbReport:
     @classmethod
     def of(cls, tally: DbTally) -> DbReport:
         return cls(tally.source_db, tally.target_db, tally.copied, tally.bytes, tally.expired,
-                   dict(sorted(tally.by_type.items())), dict(sorted(tally.by_path.items())), tuple(tally.skipped),
+                   dict(sorted(tally.by_type.items())), dict(sorted(tally.by_route.items())), tuple(tally.skipped),
                    tuple(tally.changed), tuple(tally.busy))
 
 
@@ -143,7 +143,7 @@ ISSUE_COLUMNS = ("db", "key", "reason")
 
 def _db_rows(result: RunResult) -> list[list[Any]]:
     return [[d.source_db, d.target_db, d.copied, d.bytes, d.expired, len(d.skipped), len(d.changed), len(d.busy),
-             _counts(d.by_type), _counts(d.by_path)] for d in result.dbs]
+             _counts(d.by_type), _counts(d.by_route)] for d in result.dbs]
 
 
 def _counts(counts: dict[str, int]) -> str:

@@ -29,7 +29,7 @@ class DbTally:
     bytes: int = 0  # payload bytes read from the source (DUMP sizes; chunked keys: bytes sent)
     expired: int = 0  # vanished between SCAN and write (expired or deleted on the source)
     by_type: Counter[str] = field(default_factory=Counter)
-    by_path: Counter[str] = field(default_factory=Counter)
+    by_route: Counter[str] = field(default_factory=Counter)
     skipped: list[KeyIssue] = field(default_factory=list)
     changed: list[KeyIssue] = field(default_factory=list)
     busy: list[KeyIssue] = field(default_factory=list)
@@ -37,7 +37,7 @@ class DbTally:
     def to_dict(self) -> dict[str, Any]:
         return {
             "source_db": self.source_db, "target_db": self.target_db, "copied": self.copied, "bytes": self.bytes,
-            "expired": self.expired, "by_type": dict(self.by_type), "by_path": dict(self.by_path),
+            "expired": self.expired, "by_type": dict(self.by_type), "by_route": dict(self.by_route),
             "skipped": [_issue(i) for i in self.skipped], "changed": [_issue(i) for i in self.changed],
             "busy": [_issue(i) for i in self.busy],
         }
@@ -47,7 +47,7 @@ class DbTally:
         return cls(
             source_db=int(data["source_db"]), target_db=int(data["target_db"]), copied=int(data["copied"]),
             bytes=int(data["bytes"]), expired=int(data["expired"]), by_type=Counter(data["by_type"]),
-            by_path=Counter(data["by_path"]), skipped=[KeyIssue(**i) for i in data["skipped"]],
+            by_route=Counter(data["by_route"]), skipped=[KeyIssue(**i) for i in data["skipped"]],
             changed=[KeyIssue(**i) for i in data["changed"]], busy=[KeyIssue(**i) for i in data["busy"]],
         )
 
@@ -57,7 +57,7 @@ class DbTally:
         self.bytes += other.bytes
         self.expired += other.expired
         self.by_type.update(other.by_type)
-        self.by_path.update(other.by_path)
+        self.by_route.update(other.by_route)
         self.skipped += other.skipped
         self.changed += other.changed
         self.busy += other.busy

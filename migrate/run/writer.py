@@ -18,19 +18,17 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any, Final
 
-from redis import exceptions as rex
-
 from migrate.config import ConnectionSettings
 from migrate.connection import translate, with_retries
 from migrate.errors import MigrationError
-from migrate.rdb.rewrite import Command, command_bytes
 from migrate.render import display_key
 from migrate.run.bigkeys import BigKeyCopier
-from migrate.run.convert import Converter, Fast, Path, Rewrite, logical_of
+from migrate.run.convert import CachedPlan, Converter, Rewrite, Route, logical_of
 from migrate.run.options import OnIncompatible
 from migrate.run.policy import Incompatibility, Verdict, judge
 from migrate.run.tally import DbTally, KeyIssue
-from migrate.run.wire import Link, encode, encode_all, is_error
+from migrate.run.transactions import apply_commands
+from migrate.wire import Channel, ReplyError, is_error, pack
 
 Item = tuple[bytes, bytes | None, int | None, int]
 _DECISION: Final = operator.itemgetter(3)
@@ -40,8 +38,6 @@ _REPLACE: Final = b"$7\r\nREPLACE\r\n"
 _NO_TTL: Final = b"$1\r\n0\r\n"
 REFUSED_PAYLOAD: Final = ("Bad data format", "payload version or checksum are wrong", "Unsupported foreign data")
 BUSY_REASON: Final = "exists on the target: not overwritten (use --replace)"
-TRANSACTION_BYTES: Final = 8 * 1024 * 1024
-TRANSACTION_COMMANDS: Final = 1000
 
 
 def restore_command(key: bytes, payload: bytes, expire_at: int | None, replace: bool) -> bytes:
@@ -65,7 +61,7 @@ class _Restores:
 
     def __init__(self, replace: bool) -> None:
         self.replace = replace
-        self.rows: list[tuple[bytes, bytes, int | None, Fast]] = []  # key, payload as sent, expiry, decision
+        self.rows: list[tuple[bytes, bytes, int | None, CachedPlan]] = []  # key, payload as sent, expiry, decision
         self.parts: list[bytes] = []  # the RESTORE commands, encoded
         self.nbytes = 0
 
@@ -89,11 +85,11 @@ class _Restores:
         tally.copied += len(indexes)
         for decided, n in per_decision.items():
             tally.by_type[decided.logical] += n
-            tally.by_path[decided.path.value] += n
+            tally.by_route[decided.route.value] += n
 
 
 class TargetWriter:
-    def __init__(self, link: Link, converter: Converter, policy: OnIncompatible, settings: ConnectionSettings, *,
+    def __init__(self, link: Channel, converter: Converter, policy: OnIncompatible, settings: ConnectionSettings, *,
                  source_db: int, restore_limit: int, copier: BigKeyCopier | None, types: frozenset[str],
                  dry_run: bool) -> None:
         self.link = link
@@ -125,7 +121,7 @@ class TargetWriter:
               others: list[tuple[Item, Rewrite | None]]) -> None:
         """One pass per key: expiry check, cached conversion, RESTORE encoded (the hot loop of the whole tool)."""
         now = now_ms()
-        fast = self.converter.fast
+        cached = self.converter.cached
         types = self.types
         limit = self.restore_limit
         replace = batch.replace
@@ -142,7 +138,7 @@ class TargetWriter:
             if expire_at is not None and expire_at <= now:
                 tally.expired += 1  # expired since it was read: not resurrected
                 continue
-            decided = fast.get((payload[0], payload[-10] | (payload[-9] << 8)))
+            decided = cached.get((payload[0], payload[-10] | (payload[-9] << 8)))
             if decided is None or len(payload) > limit:
                 if types and logical_of(payload) not in types:
                     continue  # not selected: no conversion, no policy
@@ -167,7 +163,7 @@ class TargetWriter:
         batch.nbytes = nbytes
 
     def _slow(self, key: bytes, payload: bytes, expire_at: int | None,
-              limit: int) -> Fast | Rewrite | Incompatibility | None:
+              limit: int) -> CachedPlan | Rewrite | Incompatibility | None:
         """A payload the cache has no decision for, or one too big for one RESTORE (None: copy it in chunks)."""
         if len(payload) <= limit:
             return self.converter.decide(key, payload, expire_at)
@@ -199,10 +195,8 @@ class TargetWriter:
             nonlocal attempts
             attempts += 1
             # A batch resent after a lost connection may be half applied: REPLACE when the target db is ours.
-            replies = self.link.call_ok(batch.encoded(attempts > 1 and retry_replace), count)
-            if replies is not None and any(is_error(r) and str(r).startswith("LOADING") for r in replies):
-                raise rex.BusyLoadingError("target is loading its dataset")
-            return replies
+            # (A LOADING reply raises inside the channel: the target restarted, the batch is resent.)
+            return self.link.call_ok(batch.encoded(attempts > 1 and retry_replace), count)
 
         replies = with_retries(send, self.settings, f"RESTORE a batch into db {self.link.db}", self.link.endpoint,
                                "target")
@@ -213,16 +207,17 @@ class TargetWriter:
         batch.count_ok(tally, done)
         for key, reply in zip(batch.keys, replies, strict=True):
             if is_error(reply):
-                self._refused(key, str(reply), tally)
+                self._refused(key, reply, tally)
 
-    def _refused(self, key: bytes, text: str, tally: DbTally) -> None:
+    def _refused(self, key: bytes, reply: ReplyError, tally: DbTally) -> None:
+        text = str(reply)
         if text.startswith("BUSYKEY"):
             tally.busy.append(KeyIssue(self.db, display_key(key), BUSY_REASON))
             return
         if any(marker in text for marker in REFUSED_PAYLOAD):
             judge(self.policy, self.db, Incompatibility(key, f"the target refused the payload: {text}"), tally)
             return
-        error = translate(rex.ResponseError(text), self.link.endpoint, "target")
+        error = translate(reply, self.link.endpoint, "target")
         if type(error) is MigrationError:  # not OOM / READONLY / NOPERM: name the key
             error = MigrationError(f"target refused RESTORE of key {display_key(key)} (db {self.db}): {text}")
         raise error
@@ -234,38 +229,11 @@ class TargetWriter:
             if not replace and self.link.command("EXISTS", key):
                 tally.busy.append(KeyIssue(self.db, display_key(key), BUSY_REASON))
                 return
-            self._transaction(key, rewrite.commands)
+            apply_commands(self.link, rewrite.commands)
         tally.copied += 1
-        tally.bytes += sum(len(encode(c)) for c in rewrite.commands)
+        tally.bytes += sum(len(pack(c)) for c in rewrite.commands)
         tally.by_type[rewrite.logical] += 1
-        tally.by_path[(Path.CHUNKED if rewrite.chunked else Path.REWRITTEN).value] += 1
-
-    def _transaction(self, key: bytes, commands: Sequence[Command]) -> None:
-        """One key's commands in MULTI/EXEC batches: a refused write (OOM) aborts its batch and stops the key before
-        its RENAME, so the real key is never half-written (the temporary key expires by itself)."""
-        batch: list[Command] = []
-        size = 0
-        for command in commands:
-            cost = command_bytes(command)
-            if batch and (size + cost > TRANSACTION_BYTES or len(batch) >= TRANSACTION_COMMANDS):
-                self._exec(key, batch)
-                batch, size = [], 0
-            batch.append(command)
-            size += cost
-        if batch:
-            self._exec(key, batch)
-
-    def _exec(self, key: bytes, commands: list[Command]) -> None:
-        replies = self.link.call(b"*1\r\n$5\r\nMULTI\r\n" + encode_all(commands) + b"*1\r\n$4\r\nEXEC\r\n",
-                                 len(commands) + 2)
-        failed = next((r for r in replies[1:-1] if is_error(r)), None) or (
-            replies[-1] if is_error(replies[-1]) else next((r for r in replies[-1] or () if is_error(r)), None))
-        if failed is not None:
-            error = translate(rex.ResponseError(str(failed)), self.link.endpoint, "target")
-            if type(error) is MigrationError:
-                error = MigrationError(f"target refused the rewrite of key {display_key(key)} (db {self.db}): "
-                                       f"{failed}")
-            raise error
+        tally.by_route[(Route.CHUNKED if rewrite.chunked else Route.REWRITE).value] += 1
 
     def _big(self, item: Item, tally: DbTally, replace: bool) -> None:
         key, _, expire_at, size = item
@@ -273,7 +241,7 @@ class TargetWriter:
             raise MigrationError(f"key {display_key(key)} is too big to RESTORE and no chunked copier is available")
         if self.dry_run:
             tally.copied += 1
-            tally.by_path[Path.CHUNKED.value] += 1
+            tally.by_route[Route.CHUNKED.value] += 1
             return
         outcome = self.copier.copy(key, expire_at, size, replace=replace, types=self.types,
                                    judge=lambda issue: judge(self.policy, self.db, issue, tally))
@@ -281,7 +249,7 @@ class TargetWriter:
             tally.copied += 1
             tally.bytes += outcome.nbytes
             tally.by_type[outcome.logical] += 1
-            tally.by_path[Path.CHUNKED.value] += 1
+            tally.by_route[Route.CHUNKED.value] += 1
             if outcome.changed:
                 tally.changed.append(KeyIssue(self.db, display_key(key), "lost: " + ", ".join(outcome.changed)))
         elif outcome.status == "busy":

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from migrate.rdb.constants import COMMON_TYPES
+from migrate.facts.types import COMMON_TYPES
 
 COMPACT_ENCODINGS: Final = frozenset({b"listpack", b"ziplist", b"intset"})
 COLLECTIONS: Final = frozenset({b"hash", b"zset", b"set", b"list"})

@@ -30,7 +30,7 @@ from migrate.verify.sample import BottomK, Sampler
 from migrate.verify.sides import Side
 from migrate.verify.stillness import Marks, Stillness, read_marks
 from migrate.verify.workers import Workers
-from migrate.wire import Wire
+from migrate.wire import Channel
 
 log = get_logger(__name__)
 
@@ -264,11 +264,11 @@ class Run:
     def nonkey(self) -> tuple[list[NonKeyDiff], list[str]]:
         if not self.options.check_nonkey:
             return [], ["non-key state (functions, ACL users, config): not compared (--no-nonkey)"]
-        src, tgt = Wire(self.source.client), Wire(self.target.client)
+        src, tgt = Channel.over(self.source.client), Channel.over(self.target.client)
         try:
             return diff_nonkey(src, tgt, self.source.identity, self.target.identity)
         except (rex.RedisError, OSError) as exc:
             raise translate(exc, None, "source or target") from exc
         finally:
-            src.release()
-            tgt.release()
+            src.close()
+            tgt.close()

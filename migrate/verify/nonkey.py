@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from migrate.facts import Version
+from migrate.facts.releases import Version
 from migrate.identity import ServerIdentity
 from migrate.verify.model import NonKeyDiff
 from migrate.verify.replies import as_bytes, as_map, is_error
-from migrate.wire import Wire
+from migrate.wire import Channel
 
 FUNCTIONS_FROM: dict[str, Version] = {"redis": (7, 0), "valkey": (7, 2)}
 ACL_FROM: dict[str, Version] = {"redis": (6, 0), "valkey": (7, 2)}
@@ -34,7 +34,7 @@ CONFIG_PARAMETERS: tuple[tuple[str, str], ...] = (
 )
 
 
-def diff_nonkey(src: Wire, tgt: Wire, src_id: ServerIdentity, tgt_id: ServerIdentity
+def diff_nonkey(src: Channel, tgt: Channel, src_id: ServerIdentity, tgt_id: ServerIdentity
                 ) -> tuple[list[NonKeyDiff], list[str]]:
     diffs: list[NonKeyDiff] = []
     notes: list[str] = []
@@ -50,17 +50,17 @@ def _supports(ident: ServerIdentity, table: dict[str, Version]) -> bool:
     return first is not None and ident.version >= first
 
 
-Check = Callable[[Wire, Wire, ServerIdentity, ServerIdentity], tuple[list[NonKeyDiff], list[str]]]
+Check = Callable[[Channel, Channel, ServerIdentity, ServerIdentity], tuple[list[NonKeyDiff], list[str]]]
 
 
-def _functions(src: Wire, tgt: Wire, src_id: ServerIdentity, tgt_id: ServerIdentity
+def _functions(src: Channel, tgt: Channel, src_id: ServerIdentity, tgt_id: ServerIdentity
                ) -> tuple[list[NonKeyDiff], list[str]]:
     if not _supports(src_id, FUNCTIONS_FROM):
         return [], [f"functions: not compared, the source ({src_id.label}) has no function libraries (7.0+)"]
-    src_libs = _libraries(src.call(b"FUNCTION", b"LIST", b"WITHCODE"))
+    src_libs = _libraries(src.command(b"FUNCTION", b"LIST", b"WITHCODE"))
     if src_libs is None:
         return [], ["functions: not compared, FUNCTION LIST was refused on the source"]
-    tgt_libs = _libraries(tgt.call(b"FUNCTION", b"LIST", b"WITHCODE")) if _supports(tgt_id, FUNCTIONS_FROM) else {}
+    tgt_libs = _libraries(tgt.command(b"FUNCTION", b"LIST", b"WITHCODE")) if _supports(tgt_id, FUNCTIONS_FROM) else {}
     if tgt_libs is None:
         return [], ["functions: not compared, FUNCTION LIST was refused on the target"]
     return _diff_maps("function", src_libs, tgt_libs, "divergence", lambda a, b: "library code differs"), []
@@ -74,11 +74,11 @@ def _libraries(reply: Any) -> dict[str, bytes] | None:
             for lib in libs}
 
 
-def _acl_users(src: Wire, tgt: Wire, src_id: ServerIdentity, tgt_id: ServerIdentity
+def _acl_users(src: Channel, tgt: Channel, src_id: ServerIdentity, tgt_id: ServerIdentity
                ) -> tuple[list[NonKeyDiff], list[str]]:
     if not (_supports(src_id, ACL_FROM) and _supports(tgt_id, ACL_FROM)):
         return [], ["ACL users: not compared, a server predates ACLs (6.0)"]
-    src_users, tgt_users = _users(src.call(b"ACL", b"LIST"), src_id), _users(tgt.call(b"ACL", b"LIST"), tgt_id)
+    src_users, tgt_users = _users(src.command(b"ACL", b"LIST"), src_id), _users(tgt.command(b"ACL", b"LIST"), tgt_id)
     if src_users is None or tgt_users is None:
         return [], ["ACL users: not compared, ACL LIST was refused (needs the @admin category)"]
     return _diff_maps("acl_user", src_users, tgt_users, "divergence", _rules_detail), []
@@ -111,11 +111,12 @@ def _rules_detail(src: frozenset[str], tgt: frozenset[str]) -> str:
     return f"rules only in the source: {shown(src - tgt) or '-'}; only in the target: {shown(tgt - src) or '-'}"
 
 
-def _config(src: Wire, tgt: Wire, src_id: ServerIdentity, tgt_id: ServerIdentity
+def _config(src: Channel, tgt: Channel, src_id: ServerIdentity, tgt_id: ServerIdentity
             ) -> tuple[list[NonKeyDiff], list[str]]:
     diffs: list[NonKeyDiff] = []
     refused: list[str] = []
-    replies = [(src.call(b"CONFIG", b"GET", name), tgt.call(b"CONFIG", b"GET", name)) for name, _ in CONFIG_PARAMETERS]
+    replies = [(src.command(b"CONFIG", b"GET", name), tgt.command(b"CONFIG", b"GET", name))
+               for name, _ in CONFIG_PARAMETERS]
     for (name, why), (a, b) in zip(CONFIG_PARAMETERS, replies, strict=True):
         if is_error(a) or is_error(b):
             refused.append(name)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from migrate.facts import Version
+from migrate.facts.releases import Version
 from migrate.identity import ServerIdentity
 from migrate.selection import KeySelection
 from migrate.verify.compare import PairPlan

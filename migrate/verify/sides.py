@@ -18,7 +18,7 @@ from migrate.config import ConnectionSettings, Endpoint
 from migrate.connection import TRANSIENT, open_client, translate
 from migrate.errors import MigrateError
 from migrate.logs import get_logger
-from migrate.wire import Commands, Wire, count_of
+from migrate.wire import Channel, Commands, count_of
 
 log = get_logger(__name__)
 T = TypeVar("T")
@@ -39,12 +39,12 @@ class Side:
     role: str  # source | target
     endpoint: Endpoint
     settings: ConnectionSettings
-    wires: dict[int, Wire] = field(default_factory=dict)
+    wires: dict[int, Channel] = field(default_factory=dict)
 
-    def wire(self, db: int) -> Wire:
+    def wire(self, db: int) -> Channel:
         if db not in self.wires:
             try:
-                self.wires[db] = Wire(open_client(self.endpoint, self.settings, self.role, db=db))
+                self.wires[db] = Channel.over(open_client(self.endpoint, self.settings, self.role, db=db))
             except MigrateError:
                 raise
             except (rex.RedisError, OSError) as exc:

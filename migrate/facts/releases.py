@@ -1,4 +1,4 @@
-"""Version facts as data: which RDB version each release writes and reads (../shared/reference/compatibility.md)."""
+"""Releases: which RDB version each release writes, and which RDB versions it loads (docs/compatibility.md)."""
 
 from __future__ import annotations
 
@@ -32,10 +32,6 @@ VALKEY_FOREIGN_RANGE: Final = range(12, 80)
 # 22-243 in them, see FOREIGN_TYPE_BYTES_REFUSED).
 VALKEY_RELAXED_FROM: Final[Version] = (9, 0)
 FOREIGN_TYPE_BYTES_REFUSED: Final = range(22, 244)
-
-# First release that can store hash field TTLs natively.
-HASH_FIELD_TTL_FROM: Final[dict[str, Version]] = {"redis": (7, 4), "valkey": (9, 0)}
-
 
 def parse_version(text: str) -> Version:
     parts = []
@@ -72,6 +68,15 @@ def accepts_rdb_version(product: str, version: Version, rdb_version: int, relaxe
     return rdb_version <= own or relaxed
 
 
-def supports_hash_field_ttl(product: str, version: Version) -> bool:
-    first = HASH_FIELD_TTL_FROM.get(product)
-    return first is not None and version >= first
+def parse_release(spec: str) -> tuple[str, Version, str | None]:
+    """'valkey:8.1', 'valkey-9.1.2' or 'valkey:9.1:relaxed' -> (product, version, rdb-version-check or None).
+
+    ValueError when the product is unknown or the version is missing.
+    """
+    parts = spec.strip().replace("-", ":").replace(" ", ":").split(":")
+    product, version_text = parts[0].lower(), parts[1] if len(parts) > 1 else ""
+    version = parse_version(version_text)
+    if not version_text or product not in PRODUCTS or rdb_version_written(product, version) is None:
+        raise ValueError(f"not a release: {spec!r}")
+    check = parts[2] if len(parts) > 2 else ("strict" if product == "valkey" and version >= (8, 1) else None)
+    return product, version, check

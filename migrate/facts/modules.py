@@ -1,42 +1,10 @@
-"""Facts for the checks, as data: what each Valkey release lacks (commands, ACL categories, modules, type bytes).
-
-Version facts shared with the rest of the tool live elsewhere and are reused, not copied: RDB versions written and
-accepted and hash field TTL support in migrate/facts.py, type bytes each release reads in migrate/rdb/compat.py and
-their names in migrate/rdb/constants.py. Sources: ../shared/reference/compatibility.md.
-"""
+"""Redis modules: their MODULE LIST names, RDB type names, command prefixes and ACL categories, and their Valkey
+counterparts (docs/compatibility.md, "Modules")."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Final
-
-from migrate.facts import Version
-
-
-@dataclass(frozen=True)
-class CommandFact:
-    redis_since: Version
-    valkey_since: Version | None  # None: no Valkey release has it
-    family: str
-
-
-def _family(names: str, redis: Version, valkey: Version | None, family: str) -> dict[str, CommandFact]:
-    return {name: CommandFact(redis, valkey, family) for name in names.split()}
-
-
-# Redis commands that Valkey lacks, by the first Valkey release that has them (None: none has).
-COMMANDS_VALKEY_LACKS: Final[dict[str, CommandFact]] = {
-    **_family("hexpire hpexpire hexpireat hpexpireat httl hpttl hexpiretime hpexpiretime hpersist",
-              (7, 4), (9, 0), "hash field TTL"),
-    **_family("hgetex hsetex", (8, 0), (9, 0), "hash field TTL"),
-    **_family("hgetdel", (8, 0), (9, 1), "hash"),
-    **_family("msetex", (8, 4), (9, 1), "string"),
-    **_family("xdelex xackdel", (8, 2), None, "stream"),
-    **_family("digest", (8, 4), None, "string"),
-    **_family("vadd vcard vdim vemb vgetattr vinfo vlinks vrandmember vrem vsetattr vsim", (8, 0), None,
-              "vector set"),
-    **_family("vrange", (8, 4), None, "vector set"),
-}
 
 # Command name prefixes of module commands (INFO commandstats shows them as e.g. cmdstat_json.set) -> module id.
 MODULE_COMMAND_PREFIXES: Final[dict[str, str]] = {
@@ -81,24 +49,6 @@ MODULES: Final[tuple[ModuleFact, ...]] = (
                note="built into Redis 8; no Valkey release has vector sets"),
 )
 
-# Logical types every server has; any other TYPE reply names a module type.
-CORE_TYPES: Final = ("string", "list", "set", "zset", "hash", "stream")
-
-# Commands every supported release has. One that COMMAND INFO does not know was renamed or disabled
-# (rename-command), which breaks the tools or applications that call it.
-STANDARD_COMMANDS: Final = (
-    "get", "set", "del", "type", "pttl", "scan", "keys", "select", "dump", "restore", "object", "memory",
-    "migrate", "info", "config", "client", "command", "acl", "flushall", "flushdb", "swapdb", "save", "bgsave",
-    "bgrewriteaof", "shutdown", "debug", "monitor", "replicaof", "slaveof", "sync", "psync", "eval", "evalsha",
-    "script", "multi", "exec", "publish", "subscribe", "module", "latency", "slowlog", "xinfo", "wait",
-)
-
-# What each way of migrating needs from each side (a renamed or disabled command here rules that way out).
-STRATEGY_COMMANDS: Final[dict[str, dict[str, tuple[str, ...]]]] = {
-    "replication": {"source": ("psync", "sync"), "target": ("replicaof",)},
-    "replay": {"source": ("scan", "dump", "pttl", "type"), "target": ("restore", "select")},
-    "reload": {"source": (), "target": ("restore", "flushall", "select")},
-}
 
 def module_for_type(type_name: str) -> ModuleFact | None:
     return next((m for m in MODULES if type_name in m.rdb_types), None)
