@@ -1,6 +1,6 @@
 """Baselines the benchmarks measure ours against, written once.
 
-plain_copy is the loop a user would write with redis-py (shared/reference/compatibility.md measured it at ~51k keys/s):
+plain_copy is the loop a user would write with redis-py (docs/compatibility.md measured it at ~51k keys/s):
 SCAN, pipelined DUMP+PTTL, pipelined RESTORE. `stamp` restamps each payload to that RDB version, so the loop also works
 on a cross-version pair (Redis 8 -> Valkey 8), where it would otherwise fail on every key.
 """

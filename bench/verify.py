@@ -4,7 +4,7 @@ Data: KEYS keys in Redis 7.0 (default 1,000,000): 94% 100-byte strings, the rest
 elements each) and streams, 10% of all keys with a TTL, and three big keys (100,000 elements) that verification must
 read in chunks. Target: Valkey 8.1.
 Baselines, same run: `migrate run` (replay) of the same data into the emptied target, and a plain pipelined copy
-(SCAN 1000, pipelined DUMP + PTTL, pipelined RESTORE with redis-py), the reference loop of shared/reference.
+(SCAN 1000, pipelined DUMP + PTTL, pipelined RESTORE with redis-py), the reference loop of docs/compatibility.md.
 Ours: `migrate verify --level keys` and `--level full` (both directions, every key). Every migrate command runs as the
 CLI in its own process, so its time and its own peak RSS (wait4) are measured alike; commands are interleaved and
 repeated because the machine is shared. Two sizes (KEYS/10 and KEYS) show that memory does not grow with the data.

@@ -1,11 +1,7 @@
-"""Preflight checks: small functions over a gathered Profile, registered with `@check`, returning Findings.
-
-Importing the package registers every check (the modules below); `run_checks(profile)` runs them all.
-"""
+"""The built-in preflight checks: one module per concern, each check a function over the Profile registered with
+`migrate.preflight.registry.check`. Preflight imports this package through the `migrate.checks` entry point
+(pyproject.toml); importing it registers every check of the modules below."""
 
 from checks import capacity, compat, coverage, usage
-from checks.finding import Finding, Severity
-from checks.registry import REGISTRY, all_codes, check, run_checks
 
-__all__ = ["REGISTRY", "Finding", "Severity", "all_codes", "capacity", "check", "compat", "coverage", "run_checks",
-           "usage"]
+__all__ = ["capacity", "compat", "coverage", "usage"]

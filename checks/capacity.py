@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from checks.finding import Finding, blocker, info, warning
-from checks.profile import Profile, ServerProfile
-from checks.registry import check
+from migrate.preflight.findings import Finding, blocker, info, warning
+from migrate.preflight.profile import Profile, ServerProfile
+from migrate.preflight.registry import check
 
 HEADROOM = 1.2  # a target with less than 20% over the source's data has no room for replay overhead or growth
 

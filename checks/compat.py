@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from checks.finding import Finding, blocker, info, warning
-from checks.profile import Census, Profile
-from checks.registry import check
 from migrate.facts.modules import MODULES, ModuleFact, module_for_name, module_for_type
 from migrate.facts.releases import VALKEY_FOREIGN_RANGE, VALKEY_RELAXED_FROM, accepts_rdb_version
 from migrate.facts.types import CORE_TYPES
+from migrate.preflight.findings import Finding, blocker, info, warning
+from migrate.preflight.profile import Census, Profile
+from migrate.preflight.registry import check
 
 
 @check("RDB_VERSION_REFUSED", "RELAXED_MODE_AVAILABLE", "RELAXED_MODE_ON")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from checks.finding import Finding, blocker, info, warning
-from checks.profile import Profile
-from checks.registry import check
+from migrate.preflight.findings import Finding, blocker, info, warning
+from migrate.preflight.profile import Profile
+from migrate.preflight.registry import check
 
 
 @check("CHECK_SKIPPED")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from checks.finding import Finding, blocker, info, warning
-from checks.profile import Profile
-from checks.registry import check
 from migrate.facts.commands import valkey_lacks
 from migrate.facts.modules import ACL_CATEGORIES_VALKEY_LACKS, module_for_command
+from migrate.preflight.findings import Finding, blocker, info, warning
+from migrate.preflight.profile import Profile
+from migrate.preflight.registry import check
 
 # Commands preflight itself (or a client library's handshake) sends: they say nothing about the application.
 OWN_COMMANDS = frozenset({"hello", "client|setinfo", "client|setname"})

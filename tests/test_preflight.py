@@ -6,11 +6,12 @@ import dataclasses
 
 import pytest
 
-from checks import Severity, all_codes, run_checks
-from checks.profile import AclUser
 from fixtures.dataset import populate
 from migrate.config import CommonConfig, ConnectionSettings, parse_endpoint
 from migrate.preflight import PreflightConfig, PreflightOptions, PreflightResult, preflight
+from migrate.preflight.findings import Severity
+from migrate.preflight.profile import AclUser
+from migrate.preflight.registry import all_codes, run_checks
 from migrate.sandbox import free_port
 
 CORE = ("string", "list", "set", "zset", "hash", "stream")

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import hiredis
 
-from checks.profile import AofFacts, AofFile
 from migrate.errors import BadInputError
+from migrate.preflight.profile import AofFacts, AofFile
 
 KINDS = {"b": "base", "h": "history", "i": "incr"}
 CHUNK = 1 << 20

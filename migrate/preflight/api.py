@@ -5,11 +5,11 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
-import checks
 from migrate import __version__
 from migrate.logs import get_logger
 from migrate.preflight.gather import gather
 from migrate.preflight.options import PreflightConfig
+from migrate.preflight.registry import run_checks
 from migrate.preflight.result import PreflightResult
 from migrate.preflight.strategy import recommend
 
@@ -20,7 +20,7 @@ def preflight(config: PreflightConfig) -> PreflightResult:
     """Gather facts from the source, the target and the given files (read-only), run every check, pick a strategy."""
     started, clock = datetime.now(UTC), time.monotonic()
     profile = gather(config)
-    findings = checks.run_checks(profile)
+    findings = run_checks(profile)
     strategy = recommend(profile)
     result = PreflightResult(profile, findings, strategy, started.isoformat(timespec="seconds"),
                              round(time.monotonic() - clock, 3), __version__)

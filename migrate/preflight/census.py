@@ -20,13 +20,13 @@ from typing import Any
 import redis
 from redis import exceptions as rex
 
-from checks.profile import BigKey, Census, Conversion, DbCensus, Gap, KeyGroup, KeyspaceDb, TypeStats
 from migrate.facts.types import CORE_TYPES
 from migrate.identity import ServerIdentity
 from migrate.logs import get_logger
 from migrate.preflight.classify import ACTION_ORDER, Verdict, classify_payload, is_field_ttl_type
 from migrate.preflight.options import PreflightOptions
 from migrate.preflight.probe import refusal
+from migrate.preflight.profile import BigKey, Census, Conversion, DbCensus, Gap, KeyGroup, KeyspaceDb, TypeStats
 from migrate.render import display_key
 from migrate.wire import Channel, is_error, per_key
 

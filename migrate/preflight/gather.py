@@ -12,7 +12,6 @@ from functools import partial
 import redis
 from redis import exceptions as rex
 
-from checks.profile import Census, Gap, Profile, ServerProfile
 from migrate.config import Endpoint
 from migrate.connection import open_client, translate
 from migrate.errors import BadInputError, ConfigError, ConnectError, MigrateError
@@ -23,6 +22,7 @@ from migrate.preflight.aof import read_aof_dir
 from migrate.preflight.census import take_census
 from migrate.preflight.options import PreflightConfig
 from migrate.preflight.probe import Prober
+from migrate.preflight.profile import Census, Gap, Profile, ServerProfile
 from migrate.preflight.rdbfile import read_rdb_file
 from migrate.preflight.server import command_support, gather_server
 

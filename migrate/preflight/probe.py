@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import redis
 from redis import exceptions as rex
 
-from checks.profile import Gap
+from migrate.preflight.profile import Gap
 
 T = TypeVar("T")
 

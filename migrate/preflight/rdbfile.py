@@ -7,12 +7,12 @@ import os
 import time
 from collections import Counter
 
-from checks.profile import BigKey, Census, Conversion, DbCensus, KeyGroup, RdbFileFacts, TypeStats
 from migrate.errors import BadInputError
 from migrate.facts.releases import parse_version
 from migrate.identity import ServerIdentity
 from migrate.preflight.classify import classify_type_byte
 from migrate.preflight.options import PreflightOptions
+from migrate.preflight.profile import BigKey, Census, Conversion, DbCensus, KeyGroup, RdbFileFacts, TypeStats
 from migrate.rdb.summary import RdbSummary, summarize
 from migrate.render import display_key
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from checks.finding import Finding, Severity
-from checks.profile import Census, ServerProfile
+from migrate.preflight.findings import Finding, Severity
+from migrate.preflight.profile import Census, ServerProfile
 from migrate.preflight.result import SCHEMA_VERSION, PreflightResult
 from migrate.preflight.strategy import TITLES
 from migrate.render import jsonable, markdown_table, table_text

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from checks.finding import Finding, Severity
-from checks.profile import Profile
+from migrate.preflight.findings import Finding, Severity
+from migrate.preflight.profile import Profile
 from migrate.preflight.strategy import Strategy
 
 SCHEMA_VERSION = 1  # of the JSON report (docs/preflight.md); bumped only on an incompatible change

@@ -12,11 +12,11 @@ from typing import Any
 import redis
 from redis import exceptions as rex
 
-from checks.profile import AclUser, KeyspaceDb, Memory, Module, Persistence, ServerProfile
 from migrate.facts.commands import STANDARD_COMMANDS
 from migrate.facts.releases import parse_version, rdb_version_written
 from migrate.identity import ServerIdentity, identify
 from migrate.preflight.probe import Prober, refusal
+from migrate.preflight.profile import AclUser, KeyspaceDb, Memory, Module, Persistence, ServerProfile
 
 PERSISTENCE_CONFIG = ("save", "appendonly", "appendfsync", "aof-use-rdb-preamble", "appenddirname")
 OTHER_CONFIG = ("maxmemory", "maxmemory-policy", "notify-keyspace-events", "proto-max-bulk-len")

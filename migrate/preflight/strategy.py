@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from checks.profile import Census, Profile, ServerProfile
 from migrate.facts.commands import STRATEGY_COMMANDS
 from migrate.facts.releases import accepts_rdb_version
 from migrate.identity import ServerIdentity
+from migrate.preflight.profile import Census, Profile, ServerProfile
 
 TITLES = {
     "replication": "native replication (REPLICAOF)",
