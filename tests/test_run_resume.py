@@ -20,9 +20,9 @@ from migrate.run.convert import Converter
 from migrate.run.options import RunOptions
 from migrate.run.ratelimit import RateLimiter
 from migrate.run.replay import SourceReader
-from migrate.run.session import open_side
 from migrate.run.tally import DbTally
 from migrate.run.writer import TargetWriter
+from migrate.server import Server
 from migrate.wire import Channel
 from tests.run_compare import differences
 from tests.test_run_matrix import config
@@ -163,7 +163,7 @@ def test_keys_gone_between_read_and_write_are_counted_not_resurrected(servers):
     client.set("stays", "v")
     client.set("expires", "v", px=400)
     settings = ConnectionSettings()
-    src = open_side(parse_endpoint(source.url), settings, "source")
+    src = Server("source", parse_endpoint(source.url), settings)
     reader = SourceReader(Channel(src.endpoint, settings, "source", 0), src, RunOptions(), RateLimiter(None), settings)
     items = reader.fetch([b"stays", b"expires", b"deleted-meanwhile"], {})
     assert items[2] == (b"deleted-meanwhile", None, None, 0)  # DUMP nil: vanished since SCAN

@@ -12,10 +12,10 @@ import redis
 from fixtures.dataset import populate
 from migrate.config import ConnectionSettings, parse_endpoint
 from migrate.selection import KeySelection
+from migrate.server import Channels
 from migrate.verify import Level, Reason, VerifyResult
 from migrate.verify.compare import PairPlan, compare_keys
 from migrate.verify.digest import ReadPlan
-from migrate.verify.sides import Side
 from migrate.wire import Channel, pack, parse
 from tests.matrix import pairs
 from tests.verify_support import copy_server, verify_pair
@@ -260,8 +260,8 @@ def test_both_first_rounds_give_the_same_verdicts(migrated, strings_first):
     keys = [*sorted(source.client().keys("*")), b"extra"]
     plan = ReadPlan(chunk=5, string_chunk=1024)
     source_plan = ReadPlan(chunk=5, string_chunk=1024, field_ttls=True)  # Redis 8 holds field TTLs, Valkey 8.1 not
-    sides = (Side("source", parse_endpoint(source.url), ConnectionSettings()),
-             Side("target", parse_endpoint(target.url), ConnectionSettings()))
+    sides = (Channels("source", parse_endpoint(source.url), ConnectionSettings()),
+             Channels("target", parse_endpoint(target.url), ConnectionSettings()))
     try:
         result = compare_keys(*sides, PairPlan(0, 0, source_plan, plan), keys, True, 2000, KeySelection(),
                               ConnectionSettings(), strings_first)
@@ -440,8 +440,8 @@ def test_equal_first_rounds_settle_a_batch_without_parsing(migrated):
     keys = [b"str:ascii", b"str:int", b"str:empty", b"ttl:string", b"gone-on-both-sides"]
     plan = ReadPlan(chunk=5, string_chunk=1024)
     pair = PairPlan(0, 0, plan, plan, b"PEXPIRETIME")
-    sides = (Side("source", parse_endpoint(source.url), ConnectionSettings()),
-             Side("target", parse_endpoint(target.url), ConnectionSettings()))
+    sides = (Channels("source", parse_endpoint(source.url), ConnectionSettings()),
+             Channels("target", parse_endpoint(target.url), ConnectionSettings()))
     try:
         def compare(strings_first: bool):
             return compare_keys(*sides, pair, keys, True, 0, KeySelection(), ConnectionSettings(), strings_first)

@@ -12,15 +12,15 @@ from migrate.facts.releases import accepts_rdb_version
 from migrate.rdb.dump import restamp
 from migrate.rdb.errors import RdbFormatError
 from migrate.run.report import FunctionsReport
-from migrate.run.session import Side
+from migrate.server import Server
 
 
-def has_functions(side: Side) -> bool:
+def has_functions(side: Server) -> bool:
     ident = side.identity
     return (ident.product == "redis" and ident.version >= (7, 0)) or (ident.product == "valkey")
 
 
-def copy_functions(source: Side, target: Side, settings: ConnectionSettings, *, replace: bool,
+def copy_functions(source: Server, target: Server, settings: ConnectionSettings, *, replace: bool,
                    dry_run: bool) -> FunctionsReport | None:
     """Copy every library; None when the source cannot have any (Redis < 7.0)."""
     if not has_functions(source):
@@ -45,7 +45,7 @@ def copy_functions(source: Side, target: Side, settings: ConnectionSettings, *, 
     return FunctionsReport(len(libraries))
 
 
-def _for_target(payload: bytes, target: Side) -> bytes:
+def _for_target(payload: bytes, target: Server) -> bytes:
     version = int.from_bytes(payload[-10:-8], "little")
     ident = target.identity
     if accepts_rdb_version(ident.product, ident.version, version, ident.relaxed) or ident.rdb_version is None:
@@ -56,7 +56,7 @@ def _for_target(payload: bytes, target: Side) -> bytes:
         return payload  # the target will say what is wrong with it
 
 
-def _call(side: Side, settings: ConnectionSettings, *args: Any) -> Any:
+def _call(side: Server, settings: ConnectionSettings, *args: Any) -> Any:
     def call() -> Any:
         return side.client.execute_command(*args)  # type: ignore[no-untyped-call]
 

@@ -31,11 +31,12 @@ from migrate.run.progress import RunProgress
 from migrate.run.ratelimit import RateLimiter
 from migrate.run.replay import Pump
 from migrate.run.report import DbReport, FunctionsReport, RunResult
-from migrate.run.session import Side, check_target_dbs, check_writable_target, open_side, proto_max_bulk_len
+from migrate.run.session import check_target_dbs, check_writable_target, proto_max_bulk_len
 from migrate.run.snapshot import ReplicationSnapshot
 from migrate.run.tally import DbTally
 from migrate.run.writer import Item, TargetWriter
 from migrate.selection import KeySelection
+from migrate.server import Server
 from migrate.wire import Channel, pack
 
 log = get_logger(__name__)
@@ -64,11 +65,11 @@ def reload(config: RunConfig, on_plan: PlanSink | None = None) -> RunResult:
     common, options = config.common, config.options
     settings = common.connection
     with ExitStack() as stack:
-        target = open_side(common.require_target(), settings, "target")
+        target = Server("target", common.require_target(), settings)
         stack.callback(target.close)
         source = None
         if options.from_rdb is None:
-            source = open_side(common.require_source(), settings, "source")
+            source = Server("source", common.require_source(), settings)
             stack.callback(source.close)
         check_writable_target(target)
         plan = _plan(config, source, target)
@@ -91,7 +92,7 @@ def reload(config: RunConfig, on_plan: PlanSink | None = None) -> RunResult:
 # -- the plan ---------------------------------------------------------------------------------------------------------
 
 
-def _plan(config: RunConfig, source: Side | None, target: Side) -> tuple[str, ...]:
+def _plan(config: RunConfig, source: Server | None, target: Server) -> tuple[str, ...]:
     options = config.options
     lines = [_snapshot_line(options, source)]
     lines.append(_flush_line(options.selection, target, source))
@@ -103,7 +104,7 @@ def _plan(config: RunConfig, source: Side | None, target: Side) -> tuple[str, ..
     return tuple(lines)
 
 
-def _snapshot_line(options: RunOptions, source: Side | None) -> str:
+def _snapshot_line(options: RunOptions, source: Server | None) -> str:
     if options.from_rdb is not None:
         size = options.from_rdb.stat().st_size
         with RdbReader(options.from_rdb) as reader:
@@ -121,7 +122,7 @@ def _snapshot_line(options: RunOptions, source: Side | None) -> str:
             f"{source.identity.describe()} at {source.endpoint}, {where}; nothing on the source is modified")
 
 
-def _flush_line(selection: KeySelection, target: Side, source: Side | None) -> str:
+def _flush_line(selection: KeySelection, target: Server, source: Server | None) -> str:
     dbs = _target_dbs(selection, source)
     held = sum(target.identity.keyspace.values())
     if dbs is None:
@@ -131,14 +132,14 @@ def _flush_line(selection: KeySelection, target: Side, source: Side | None) -> s
     return f"flush: FLUSHDB on target db {listed} of {target.identity.describe()} (they hold {keys:,} keys now)"
 
 
-def _target_dbs(selection: KeySelection, source: Side | None) -> list[int] | None:
+def _target_dbs(selection: KeySelection, source: Server | None) -> list[int] | None:
     """Target databases to flush; None: every one (FLUSHALL)."""
     if selection.dbs or selection.db_map:
         return sorted({selection.target_db(db) for db in selection.source_dbs({})})
     return None
 
 
-def _estimate(config: RunConfig, source: Side | None, target: Side) -> str:
+def _estimate(config: RunConfig, source: Server | None, target: Server) -> str:
     """Time to read and convert a sample, plus the target's time to take the same bytes (sent as ECHO, a no-op)."""
     options = config.options
     converter = Converter(target.identity.capabilities, DEFAULT_MAX_COMMAND_BYTES)
@@ -173,7 +174,7 @@ def _sample_file(options: RunOptions, converter: Converter) -> tuple[list[bytes]
     return payloads, int(len(payloads) * size / consumed) if len(payloads) >= SAMPLE_KEYS else len(payloads)
 
 
-def _sample_source(source: Side, settings: ConnectionSettings, converter: Converter) -> tuple[list[bytes], int]:
+def _sample_source(source: Server, settings: ConnectionSettings, converter: Converter) -> tuple[list[bytes], int]:
     keys = sum(source.identity.keyspace.values())
     payloads: list[bytes] = []
     for db, count in source.identity.keyspace.items():
@@ -197,7 +198,7 @@ def _converted(converter: Converter, payload: bytes) -> bytes:
     return payload
 
 
-def _echo_time(target: Side, settings: ConnectionSettings, payloads: list[bytes]) -> float:
+def _echo_time(target: Server, settings: ConnectionSettings, payloads: list[bytes]) -> float:
     link = Channel(target.endpoint, settings, "target", 0)
     try:
         data = b"".join(pack(("ECHO", p)) for p in payloads)
@@ -211,7 +212,7 @@ def _echo_time(target: Side, settings: ConnectionSettings, payloads: list[bytes]
 # -- execution --------------------------------------------------------------------------------------------------------
 
 
-def _execute(config: RunConfig, source: Side | None, target: Side) -> tuple[dict[int, DbTally], Extras]:
+def _execute(config: RunConfig, source: Server | None, target: Server) -> tuple[dict[int, DbTally], Extras]:
     options, settings = config.options, config.common.connection
     bulk = proto_max_bulk_len(target)
     threshold = options.big_key_threshold
@@ -249,14 +250,14 @@ def _execute(config: RunConfig, source: Side | None, target: Side) -> tuple[dict
     return loader.tallies, extras
 
 
-def _flush(target: Side, settings: ConnectionSettings, dbs: list[int] | None) -> None:
+def _flush(target: Server, settings: ConnectionSettings, dbs: list[int] | None) -> None:
     if dbs is None:
         with_retries(target.client.flushall, settings, "FLUSHALL on the target", target.endpoint, "target")
         log.warning("flushed", target=str(target.endpoint), dbs="all")
         return
     check_target_dbs(dbs, target.identity)
     for db in dbs:
-        client = target.db_client(db, settings)
+        client = target.db_client(db)
         try:
             with_retries(client.flushdb, settings, f"FLUSHDB on target db {db}", target.endpoint, "target")
         finally:
@@ -330,7 +331,7 @@ def redis_glob(pattern: str) -> re.Pattern[bytes]:
 class _Loader:
     """Writes Loaded batches to their target databases, one writer (and connection) per database."""
 
-    def __init__(self, config: RunConfig, target: Side, converter: Converter, restore_limit: int) -> None:
+    def __init__(self, config: RunConfig, target: Server, converter: Converter, restore_limit: int) -> None:
         self.config = config
         self.target = target
         self.converter = converter
@@ -359,7 +360,7 @@ class _Loader:
             writer.link.close()
 
 
-def _load_functions(target: Side, settings: ConnectionSettings, codes: list[bytes]) -> FunctionsReport | None:
+def _load_functions(target: Server, settings: ConnectionSettings, codes: list[bytes]) -> FunctionsReport | None:
     if not codes:
         return None
     loaded, failed = 0, []

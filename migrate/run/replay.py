@@ -32,16 +32,15 @@ from migrate.run.progress import RunProgress
 from migrate.run.ratelimit import RateLimiter
 from migrate.run.report import DbReport, RunResult
 from migrate.run.session import (
-    Side,
     check_target_dbs,
     check_writable_target,
-    open_side,
     prepare_target_dbs,
     proto_max_bulk_len,
     source_dbs,
 )
 from migrate.run.tally import DbTally
 from migrate.run.writer import Item, TargetWriter
+from migrate.server import Server
 from migrate.wire import Channel, is_error, pack
 
 log = get_logger(__name__)
@@ -79,8 +78,8 @@ def replay(config: RunConfig) -> RunResult:
     started = time.monotonic()
     common, options = config.common, config.options
     settings = common.connection
-    source = open_side(common.require_source(), settings, "source")
-    target = open_side(common.require_target(), settings, "target")
+    source = Server("source", common.require_source(), settings)
+    target = Server("target", common.require_target(), settings)
     try:
         check_writable_target(target)
         dbs = source_dbs(options.selection, source.identity)
@@ -109,12 +108,12 @@ def replay(config: RunConfig) -> RunResult:
         target.close()
 
 
-def _run_id(side: Side, settings: ConnectionSettings) -> str:
+def _run_id(side: Server, settings: ConnectionSettings) -> str:
     info = with_retries(lambda: side.client.info("server"), settings, "INFO server", side.endpoint, side.role)
     return str(info.get("run_id", ""))
 
 
-def fingerprint(config: RunConfig, source: Side, target: Side) -> dict[str, Any]:
+def fingerprint(config: RunConfig, source: Server, target: Server) -> dict[str, Any]:
     """What a resume must match: the servers (redacted) and the key selection."""
     sel = config.options.selection
     return {"strategy": "replay", "source": str(source.endpoint.with_db(0)), "target": str(target.endpoint.with_db(0)),
@@ -122,7 +121,7 @@ def fingerprint(config: RunConfig, source: Side, target: Side) -> dict[str, Any]
             "db_map": [list(p) for p in sel.db_map], "dbs": list(sel.dbs)}
 
 
-def _checkpoint(config: RunConfig, source: Side, target: Side, dbs: list[int]) -> Checkpoint:
+def _checkpoint(config: RunConfig, source: Server, target: Server, dbs: list[int]) -> Checkpoint:
     options = config.options
     print_ = fingerprint(config, source, target)
     if options.resume:
@@ -144,7 +143,7 @@ def _checkpoint(config: RunConfig, source: Side, target: Side, dbs: list[int]) -
 
 
 class _Replay:
-    def __init__(self, config: RunConfig, source: Side, target: Side, checkpoint: Checkpoint) -> None:
+    def __init__(self, config: RunConfig, source: Server, target: Server, checkpoint: Checkpoint) -> None:
         self.config = config
         self.options: RunOptions = config.options
         self.settings: ConnectionSettings = config.common.connection
@@ -219,7 +218,7 @@ def _processed(tally: DbTally) -> int:
 class SourceReader:
     """Reads one source database in batches: SCAN, MEMORY USAGE (big keys), DUMP + expiry, pipelined."""
 
-    def __init__(self, link: Channel, source: Side, options: RunOptions, limiter: RateLimiter,
+    def __init__(self, link: Channel, source: Server, options: RunOptions, limiter: RateLimiter,
                  settings: ConnectionSettings) -> None:
         self.link = link  # DUMP and expiries
         self.scan_link = Channel(link.endpoint, settings, "source", link.db)  # SCAN, INFO and the size probe

@@ -19,7 +19,7 @@ from migrate.facts.releases import VALKEY_FOREIGN_RANGE, accepts_rdb_version
 from migrate.logs import get_logger
 from migrate.run.options import RunConfig
 from migrate.run.report import ReplicationReport, RunResult
-from migrate.run.session import Side, open_side
+from migrate.server import Server
 
 log = get_logger(__name__)
 
@@ -36,8 +36,8 @@ def replicaof(config: RunConfig, on_plan: PlanSink | None = None) -> RunResult:
     started = time.monotonic()
     common, options = config.common, config.options
     settings = common.connection
-    source = open_side(common.require_source(), settings, "source")
-    target = open_side(common.require_target(), settings, "target")
+    source = Server("source", common.require_source(), settings)
+    target = Server("target", common.require_target(), settings)
     try:
         refuse_if_doomed(source, target)
         plan = _plan(config, source, target)
@@ -60,13 +60,13 @@ def replicaof(config: RunConfig, on_plan: PlanSink | None = None) -> RunResult:
 # -- refusing a doomed sync -------------------------------------------------------------------------------------------
 
 
-def refuse_if_doomed(source: Side, target: Side) -> None:
+def refuse_if_doomed(source: Server, target: Server) -> None:
     reason = doomed_reason(source, target)
     if reason:
         raise IncompatibleDataError(f"--strategy replicaof refused: {reason}", REPLAY_HINT)
 
 
-def doomed_reason(source: Side, target: Side) -> str | None:
+def doomed_reason(source: Server, target: Server) -> str | None:
     """Why a full sync from this source would fail on this target (after flushing it), or None."""
     if source.endpoint.path:
         raise ConfigError("--strategy replicaof needs a TCP source (host:port the target can reach), not a unix "
@@ -92,12 +92,12 @@ def doomed_reason(source: Side, target: Side) -> str | None:
     return None
 
 
-def _has_field_ttls(source: Side) -> bool:
+def _has_field_ttls(source: Server) -> bool:
     info: dict[str, Any] = source.client.info("keyspace")
     return any(isinstance(v, dict) and int(v.get("subexpiry", 0)) > 0 for v in info.values())
 
 
-def _has_module_data(source: Side, module: str) -> bool:
+def _has_module_data(source: Server, module: str) -> bool:
     """Whether the source's RDB would carry data of this module (unknown modules: assume it does)."""
     types = KEYS_ONLY_MODULES.get(module)
     if types is None:
@@ -105,7 +105,7 @@ def _has_module_data(source: Side, module: str) -> bool:
     for db, count in source.identity.keyspace.items():
         if not count:
             continue
-        client = source.db_client(db, ConnectionSettings())
+        client = source.db_client(db)
         try:
             if any(next(client.scan_iter(_type=kind, count=10_000), None) is not None for kind in types):
                 return True
@@ -114,7 +114,7 @@ def _has_module_data(source: Side, module: str) -> bool:
     return False
 
 
-def _modules(side: Side) -> set[str]:
+def _modules(side: Server) -> set[str]:
     try:
         reply = side.client.execute_command("MODULE", "LIST")  # type: ignore[no-untyped-call]
     except Exception:  # no MODULE command, or not permitted: no modules we can see
@@ -128,7 +128,7 @@ def _modules(side: Side) -> set[str]:
     return names
 
 
-def _plan(config: RunConfig, source: Side, target: Side) -> tuple[str, ...]:
+def _plan(config: RunConfig, source: Server, target: Server) -> tuple[str, ...]:
     options = config.options
     src, dst = source.identity, target.identity
     keys, held = sum(src.keyspace.values()), sum(dst.keyspace.values())
@@ -149,8 +149,8 @@ def _plan(config: RunConfig, source: Side, target: Side) -> tuple[str, ...]:
 
 @dataclass
 class _Sync:
-    source: Side
-    target: Side
+    source: Server
+    target: Server
     settings: ConnectionSettings
     timeout: float
 
@@ -201,7 +201,7 @@ class _Sync:
                     "check the target's log; it is still a replica: run REPLICAOF NO ONE on it to stop")
             time.sleep(POLL_SECONDS)
 
-    def _info(self, side: Side, section: str = "replication") -> dict[str, Any]:
+    def _info(self, side: Server, section: str = "replication") -> dict[str, Any]:
         return dict(with_retries(lambda: side.client.info(section), self.settings, f"INFO {section}", side.endpoint,
                                  side.role))
 

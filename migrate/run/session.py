@@ -3,18 +3,16 @@ databases exist, that the target databases are empty (or --replace / --flush-tar
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Final
 
-import redis
-
-from migrate.config import ConnectionSettings, Endpoint
-from migrate.connection import open_client, with_retries
+from migrate.config import ConnectionSettings
+from migrate.connection import with_retries
 from migrate.errors import ConfigError, MigrationError, TargetNotEmptyError
-from migrate.identity import ServerIdentity, config_value, connect
+from migrate.identity import ServerIdentity, config_value
 from migrate.logs import get_logger
 from migrate.run.options import RunConfig
 from migrate.selection import KeySelection
+from migrate.server import Server
 
 log = get_logger(__name__)
 
@@ -22,27 +20,7 @@ DEFAULT_PROTO_MAX_BULK_LEN: Final = 512 * 1024 * 1024
 DEFAULT_DATABASES: Final = 16
 
 
-@dataclass
-class Side:
-    endpoint: Endpoint
-    identity: ServerIdentity
-    client: redis.Redis  # db 0; used for server-wide commands (INFO, CONFIG GET, FUNCTION, FLUSHDB via SELECT)
-    role: str
-
-    def db_client(self, db: int, settings: ConnectionSettings) -> redis.Redis:
-        return open_client(self.endpoint, settings, self.role, db=db)
-
-    def close(self) -> None:
-        self.client.close()
-
-
-def open_side(endpoint: Endpoint, settings: ConnectionSettings, role: str) -> Side:
-    client, identity = connect(endpoint, settings, role)
-    log.info("connected", role=role, server=identity.describe(), endpoint=str(endpoint))
-    return Side(endpoint, identity, client, role)
-
-
-def check_writable_target(target: Side) -> None:
+def check_writable_target(target: Server) -> None:
     if target.identity.role != "master":
         raise MigrationError(f"target {target.endpoint} is a read-only replica ({target.identity.describe()})",
                              "point --target at a primary, or run REPLICAOF NO ONE on it first")
@@ -67,13 +45,13 @@ def _check_indexes(dbs: list[int], ident: ServerIdentity, role: str, flag: str) 
                           f"exist", f"fix {flag}, or raise `databases` in the {role}'s configuration")
 
 
-def proto_max_bulk_len(side: Side) -> int:
+def proto_max_bulk_len(side: Server) -> int:
     """The biggest single argument the target takes (RESTORE payloads must fit); the default when not readable."""
     value = config_value(side.client, "proto-max-bulk-len")
     return int(value) if value and value.isdigit() else DEFAULT_PROTO_MAX_BULK_LEN
 
 
-def prepare_target_dbs(target: Side, settings: ConnectionSettings, dbs: list[int],
+def prepare_target_dbs(target: Server, settings: ConnectionSettings, dbs: list[int],
                        config: RunConfig) -> dict[int, bool]:
     """Refuse non-empty target databases unless --replace; flush them with --flush-target. Returns db -> was empty."""
     options = config.options
@@ -93,16 +71,16 @@ def prepare_target_dbs(target: Side, settings: ConnectionSettings, dbs: list[int
     return {db: not sizes[db] for db in dbs}
 
 
-def _dbsize(target: Side, settings: ConnectionSettings, db: int) -> int:
-    client = target.db_client(db, settings)
+def _dbsize(target: Server, settings: ConnectionSettings, db: int) -> int:
+    client = target.db_client(db)
     try:
         return int(with_retries(client.dbsize, settings, f"DBSIZE of target db {db}", target.endpoint, "target"))
     finally:
         client.close()
 
 
-def _flushdb(target: Side, settings: ConnectionSettings, db: int) -> None:
-    client = target.db_client(db, settings)
+def _flushdb(target: Server, settings: ConnectionSettings, db: int) -> None:
+    client = target.db_client(db)
     try:
         with_retries(client.flushdb, settings, f"FLUSHDB on target db {db}", target.endpoint, "target")
     finally:

@@ -7,13 +7,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from migrate.selection import KeySelection
+from migrate.server import Channels
 from migrate.verify.batch import KeyState, first_round, read_states
 from migrate.verify.digest import NATIVE_TYPES, UNSTABLE, Fingerprint, ReadPlan
 from migrate.verify.dumpeq import DUMP, EQUAL_BODIES, candidates, same_body
+from migrate.verify.lockstep import drive, exchange, guarded
 from migrate.verify.model import Reason
 from migrate.verify.replies import as_bytes, check
 from migrate.verify.sample import Sampler
-from migrate.verify.sides import Side, drive, exchange, guarded
 from migrate.wire import Packed, parse
 
 Verdict = tuple[Reason, str] | None
@@ -201,7 +202,7 @@ def settled(raw: bytes, full: bool, strings_first: bool, string_chunk: int) -> b
     return not full or (strings_first and b"$%d\r\n" % string_chunk not in raw)
 
 
-def compare_keys(source: Side, target: Side, pair: PairPlan, keys: list[bytes], full: bool, tolerance_ms: int,
+def compare_keys(source: Channels, target: Channels, pair: PairPlan, keys: list[bytes], full: bool, tolerance_ms: int,
                  selection: KeySelection, settings: Any, strings_first: bool = False) -> Comparison:
     """Read both sides for `keys` (same round trips) and classify every key."""
     def wants_type(kind: bytes) -> bool:
@@ -245,7 +246,7 @@ def compare_keys(source: Side, target: Side, pair: PairPlan, keys: list[bytes], 
     return _verdicts(keys, outcome, wants, tolerance_ms, pair.absolute)
 
 
-def settle_by_dump(source: Side, target: Side, pair: PairPlan, keys: list[bytes], src_first: list[Any],
+def settle_by_dump(source: Channels, target: Channels, pair: PairPlan, keys: list[bytes], src_first: list[Any],
                    tgt_first: list[Any]) -> dict[int, Fingerprint]:
     """Keys whose small collections have equal DUMP bodies on both sides (dumpeq.py): settled, not read."""
     settled_keys: dict[int, Fingerprint] = {}
@@ -290,7 +291,7 @@ def _verdicts(keys: list[bytes], states: list[list[KeyState]], wants: Callable[[
     return Comparison(len(keys) - out, mismatches, strings, unseen)
 
 
-def scan_keys(side: Side, db: int, selection: KeySelection, sampler: Sampler, count: int,
+def scan_keys(side: Channels, db: int, selection: KeySelection, sampler: Sampler, count: int,
               settings: Any) -> Iterator[tuple[int, list[bytes]]]:
     """SCAN one database; yield (keys the filters kept before sampling, the sampled keys) per batch."""
     cursor = b"0"
@@ -305,7 +306,7 @@ def scan_keys(side: Side, db: int, selection: KeySelection, sampler: Sampler, co
             return
 
 
-def _call(side: Side, db: int, cmd: tuple[Any, ...]) -> Any:
+def _call(side: Channels, db: int, cmd: tuple[Any, ...]) -> Any:
     return check(drive([(side, db, _one(cmd))])[0])
 
 
@@ -314,7 +315,7 @@ def _one(cmd: tuple[Any, ...]) -> Any:
     return replies[0]
 
 
-def absent_in_sources(source: Side, source_dbs: tuple[int, ...], keys: list[bytes], settings: Any) -> list[bytes]:
+def absent_in_sources(source: Channels, source_dbs: tuple[int, ...], keys: list[bytes], settings: Any) -> list[bytes]:
     """Keys present in none of the source databases; one multi-key EXISTS per db when all are there."""
     if len(source_dbs) == 1 and count_existing(source, source_dbs[0], keys, settings) == len(keys):
         return []
@@ -324,14 +325,14 @@ def absent_in_sources(source: Side, source_dbs: tuple[int, ...], keys: list[byte
     return absent
 
 
-def count_existing(side: Side, db: int, keys: list[bytes], settings: Any) -> int:
+def count_existing(side: Channels, db: int, keys: list[bytes], settings: Any) -> int:
     """EXISTS k1 k2 ...: how many of these (distinct) keys exist, in one command."""
     if not keys:
         return 0
     return int(guarded(lambda: _call(side, db, (b"EXISTS", *keys)), (side,), settings, "exists"))
 
 
-def exists_each(side: Side, db: int, keys: list[bytes], settings: Any) -> list[bool]:
+def exists_each(side: Channels, db: int, keys: list[bytes], settings: Any) -> list[bool]:
     if not keys:
         return []
 

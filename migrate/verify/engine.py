@@ -16,10 +16,9 @@ from functools import partial
 
 from redis import exceptions as rex
 
-from migrate.config import ConnectionSettings, Endpoint
 from migrate.connection import translate, with_retries
-from migrate.identity import connect
 from migrate.logs import get_logger
+from migrate.server import Channels, Server
 from migrate.verify.compare import Comparison, PairPlan, absent_in_sources, compare_keys, scan_keys
 from migrate.verify.model import DbSummary, Listing, NonKeyDiff, SampleInfo, VerifyResult
 from migrate.verify.nonkey import diff_nonkey
@@ -27,7 +26,6 @@ from migrate.verify.options import Level, VerifyConfig, VerifyOptions
 from migrate.verify.plan import DbPlan, Keyspace, key_count, keyspace_of, plan_databases
 from migrate.verify.rounds import RecheckContext, Tracker, locate_missing, recheck
 from migrate.verify.sample import BottomK, Sampler
-from migrate.verify.sides import Side
 from migrate.verify.stillness import Marks, Stillness, read_marks
 from migrate.verify.workers import Workers
 from migrate.wire import Channel
@@ -35,25 +33,14 @@ from migrate.wire import Channel
 log = get_logger(__name__)
 
 
-class Server:
-    """One side's control connection, identity and keyspace, plus its per-database channels."""
+def marks(server: Server) -> Marks:
+    return read_marks(server.client, server.settings, server.endpoint, server.role)
 
-    def __init__(self, role: str, endpoint: Endpoint, settings: ConnectionSettings) -> None:
-        self.side = Side(role, endpoint, settings)
-        self.client, self.identity = connect(endpoint, settings, role)
-        self.settings = settings
 
-    def marks(self) -> Marks:
-        return read_marks(self.client, self.settings, self.side.endpoint, self.side.role)
-
-    def keyspace(self) -> Keyspace:
-        info = with_retries(partial(self.client.info, "keyspace"), self.settings, "INFO keyspace",
-                            self.side.endpoint, self.side.role)
-        return keyspace_of(info)
-
-    def close(self) -> None:
-        self.side.close()
-        self.client.close()
+def keyspace(server: Server) -> Keyspace:
+    info = with_retries(partial(server.client.info, "keyspace"), server.settings, "INFO keyspace", server.endpoint,
+                        server.role)
+    return keyspace_of(info)
 
 
 def verify(config: VerifyConfig) -> VerifyResult:
@@ -77,8 +64,8 @@ class Run:
         self.source = source
         self.target = target
         self.started = started
-        self.src_ks = source.keyspace()
-        self.tgt_ks = target.keyspace()
+        self.src_ks = keyspace(source)
+        self.tgt_ks = keyspace(target)
         self.plan: DbPlan = plan_databases(options, source.identity, target.identity, self.src_ks, self.tgt_ks)
         self.tracker = Tracker(options.max_report_keys, options.recheck_limit)
         # Mostly strings in the last batch: start the next one with PTTL + GETRANGE instead of TYPE + PTTL.
@@ -96,7 +83,7 @@ class Run:
         else:
             sample = self.key_level()
             rounds_run = self.recheck()
-            locate_missing(self.tracker, self.target.side, sorted(self.tgt_ks), self.config.connection,
+            locate_missing(self.tracker, self.target.channels, sorted(self.tgt_ks), self.config.connection,
                            self.options.batch_size)
             divergent = self.tracker.finish()
             summaries = self.summaries()
@@ -122,7 +109,7 @@ class Run:
             rounds_run += 1
             log.info("recheck", round=rounds_run, what="key counts", wait_s=self.options.interval)
             time.sleep(self.options.interval)
-            src_ks, tgt_ks = self.source.keyspace(), self.target.keyspace()
+            src_ks, tgt_ks = keyspace(self.source), keyspace(self.target)
 
     def _count_summaries(self, src_ks: Keyspace, tgt_ks: Keyspace) -> list[DbSummary]:
         expected = {t: sum(key_count(src_ks, s) for s in sources) for t, sources in self.plan.reverse}
@@ -136,11 +123,11 @@ class Run:
         sampler, sampled = self.sampler()
         workers = Workers(self.options.workers, self.config.source, self.config.target, self.config.connection)
         try:
-            before = (self.source.marks(), self.target.marks()) if self.may_count() else None
+            before = (marks(self.source), marks(self.target)) if self.may_count() else None
             for pair in self.plan.pairs:
                 self.forward(pair, sampler, sampled, workers)
             workers.drain()
-            proof = Stillness(*before, self.source.marks(), self.target.marks()) if before else None
+            proof = Stillness(*before, marks(self.source), marks(self.target)) if before else None
             for target_db, source_dbs in self.plan.reverse:
                 if proof is not None and self.proven(proof, target_db, source_dbs):
                     continue
@@ -182,7 +169,7 @@ class Run:
         bottom = BottomK(opts.sample, opts.seed)
         for pair in self.plan.pairs:
             counter = self.tracker.counter(pair.source_db, pair.target_db)
-            for kept, keys in scan_keys(self.source.side, pair.source_db, opts.selection, Sampler("all"),
+            for kept, keys in scan_keys(self.source.channels, pair.source_db, opts.selection, Sampler("all"),
                                         opts.batch_size, self.config.connection):
                 counter.in_scope += kept
                 for key in keys:
@@ -194,7 +181,7 @@ class Run:
                 workers: Workers) -> None:
         opts, counter = self.options, self.tracker.counter(pair.source_db, pair.target_db)
         if sampled is None:
-            batches = scan_keys(self.source.side, pair.source_db, opts.selection, sampler, opts.batch_size,
+            batches = scan_keys(self.source.channels, pair.source_db, opts.selection, sampler, opts.batch_size,
                                 self.config.connection)
         else:
             keys = sampled.get(pair.source_db, [])
@@ -212,7 +199,7 @@ class Run:
         opts = self.options
         pair = next(p for p in self.plan.pairs if p.source_db == source_dbs[0] and p.target_db == target_db)
         counter = self.tracker.counter(pair.source_db, target_db)
-        for _, keys in scan_keys(self.target.side, target_db, opts.selection, sampler, opts.batch_size,
+        for _, keys in scan_keys(self.target.channels, target_db, opts.selection, sampler, opts.batch_size,
                                  self.config.connection):
             counter.target_scanned += len(keys)
             if keys:
@@ -221,14 +208,14 @@ class Run:
 
     # Jobs run on a worker thread with that thread's connections; _record runs on the main thread.
 
-    def _compare_job(self, pair: PairPlan, keys: list[bytes], strings_first: bool, source: Side,
-                     target: Side) -> Comparison:
+    def _compare_job(self, pair: PairPlan, keys: list[bytes], strings_first: bool, source: Channels,
+                     target: Channels) -> Comparison:
         return compare_keys(source, target, pair, keys, self.options.level is Level.FULL,
                             self.options.ttl_tolerance_ms, self.options.selection, self.config.connection,
                             strings_first)
 
-    def _extra_job(self, pair: PairPlan, source_dbs: tuple[int, ...], keys: list[bytes], source: Side,
-                   target: Side) -> Comparison:
+    def _extra_job(self, pair: PairPlan, source_dbs: tuple[int, ...], keys: list[bytes], source: Channels,
+                   target: Channels) -> Comparison:
         absent = absent_in_sources(source, source_dbs, keys, self.config.connection)
         return self._compare_job(pair, absent, False, source, target) if absent else Comparison(0, [])
 
@@ -244,7 +231,7 @@ class Run:
 
     def recheck(self) -> int:
         pairs = {(p.source_db, p.target_db): p for p in self.plan.pairs}
-        ctx = RecheckContext(self.source.side, self.target.side, pairs, self.options.level is Level.FULL,
+        ctx = RecheckContext(self.source.channels, self.target.channels, pairs, self.options.level is Level.FULL,
                              self.options.ttl_tolerance_ms, self.options.selection,
                              self.config.connection, self.options.batch_size)
         return recheck(self.tracker, ctx, self.options.rounds, self.options.interval)

@@ -15,9 +15,9 @@ from dataclasses import dataclass, replace
 from migrate.config import ConnectionSettings
 from migrate.logs import get_logger
 from migrate.selection import KeySelection
+from migrate.server import Channels
 from migrate.verify.compare import PairPlan, compare_keys, count_existing, exists_each
 from migrate.verify.model import NOT_COMPARED, KeyDiff, Listing, Reason
-from migrate.verify.sides import Side
 
 log = get_logger(__name__)
 PairKey = tuple[int, int]
@@ -106,8 +106,8 @@ class Tracker:
 
 @dataclass(frozen=True)
 class RecheckContext:
-    source: Side
-    target: Side
+    source: Channels
+    target: Channels
     pairs: dict[PairKey, PairPlan]
     full: bool
     tolerance_ms: int
@@ -153,7 +153,7 @@ def _recheck_batch(tracker: Tracker, ctx: RecheckContext, pair_key: PairKey, key
             tracker.pending[slot] = KeyDiff(source_db, target_db, key, *verdict)
 
 
-def locate_missing(tracker: Tracker, target: Side, target_dbs: list[int], settings: ConnectionSettings,
+def locate_missing(tracker: Tracker, target: Channels, target_dbs: list[int], settings: ConnectionSettings,
                    batch_size: int) -> None:
     """A key missing from its target db but present in another target db is reported as such (once, not twice)."""
     by_db: dict[int, list[tuple[int, int, bytes]]] = {}

@@ -15,7 +15,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from migrate.config import ConnectionSettings, Endpoint
-from migrate.verify.sides import Side
+from migrate.server import Channels
 
 
 class Workers:
@@ -26,21 +26,22 @@ class Workers:
         self.endpoints = (source, target)
         self.settings = settings
         self.local = threading.local()
-        self.created: list[Side] = []
+        self.created: list[Channels] = []
         self.lock = threading.Lock()
         self.inflight: deque[tuple[Future[Any], Callable[[Any], None]]] = deque()
 
-    def sides(self) -> tuple[Side, Side]:
+    def sides(self) -> tuple[Channels, Channels]:
         """This thread's own source and target connections."""
-        sides: tuple[Side, Side] | None = getattr(self.local, "sides", None)
+        sides: tuple[Channels, Channels] | None = getattr(self.local, "sides", None)
         if sides is None:
-            sides = (Side("source", self.endpoints[0], self.settings), Side("target", self.endpoints[1], self.settings))
+            source, target = self.endpoints
+            sides = (Channels("source", source, self.settings), Channels("target", target, self.settings))
             self.local.sides = sides
             with self.lock:
                 self.created.extend(sides)
         return sides
 
-    def submit(self, job: Callable[[Side, Side], Any], done: Callable[[Any], None]) -> None:
+    def submit(self, job: Callable[[Channels, Channels], Any], done: Callable[[Any], None]) -> None:
         if self.executor is None:
             done(self._run(job))
             return
@@ -48,7 +49,7 @@ class Workers:
         while len(self.inflight) > self.limit:
             self._finish_one()
 
-    def _run(self, job: Callable[[Side, Side], Any]) -> Any:
+    def _run(self, job: Callable[[Channels, Channels], Any]) -> Any:
         return job(*self.sides())
 
     def _finish_one(self) -> None:

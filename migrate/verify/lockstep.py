@@ -1,4 +1,4 @@
-"""The two servers being compared: one pipelined channel per database, readers driven in lockstep, retries.
+"""Readers driven in lockstep on the two servers being compared (one pipelined channel per database), retries.
 
 Both servers work at the same time: each round sends the source's and the target's commands before reading either
 side's replies. Reads are idempotent, so a transient failure re-runs the whole batch after a reconnect.
@@ -9,16 +9,15 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Generator
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from redis import exceptions as rex
 
-from migrate.config import ConnectionSettings, Endpoint
-from migrate.connection import TRANSIENT, open_client, translate
-from migrate.errors import MigrateError
+from migrate.config import ConnectionSettings
+from migrate.connection import TRANSIENT, translate
 from migrate.logs import get_logger
-from migrate.wire import Channel, Commands, count_of
+from migrate.server import Channels
+from migrate.wire import Commands, count_of
 
 log = get_logger(__name__)
 T = TypeVar("T")
@@ -28,40 +27,13 @@ Reader = Generator[Commands, list[Any], T]
 class SideError(Exception):
     """A failure on one side, kept with the side so the final error names the right server."""
 
-    def __init__(self, side: Side, error: BaseException) -> None:
+    def __init__(self, side: Channels, error: BaseException) -> None:
         super().__init__(str(error))
         self.side = side
         self.error = error
 
 
-@dataclass
-class Side:
-    role: str  # source | target
-    endpoint: Endpoint
-    settings: ConnectionSettings
-    wires: dict[int, Channel] = field(default_factory=dict)
-
-    def wire(self, db: int) -> Channel:
-        if db not in self.wires:
-            try:
-                self.wires[db] = Channel.over(open_client(self.endpoint, self.settings, self.role, db=db))
-            except MigrateError:
-                raise
-            except (rex.RedisError, OSError) as exc:
-                raise translate(exc, self.endpoint, self.role) from exc
-        return self.wires[db]
-
-    def reset(self) -> None:
-        for wire in self.wires.values():
-            wire.reset()
-
-    def close(self) -> None:
-        for wire in self.wires.values():
-            wire.close()
-        self.wires.clear()
-
-
-def drive(jobs: list[tuple[Side, int, Reader[Any]]]) -> list[Any]:
+def drive(jobs: list[tuple[Channels, int, Reader[Any]]]) -> list[Any]:
     """Run one reader per (side, db) in lockstep rounds; return each reader's result."""
     results: list[Any] = [None] * len(jobs)
     active: dict[int, Commands] = {}
@@ -85,7 +57,7 @@ def drive(jobs: list[tuple[Side, int, Reader[Any]]]) -> list[Any]:
     return results
 
 
-def _step(side: Side, reader: Reader[Any], replies: list[Any] | None) -> Commands:
+def _step(side: Channels, reader: Reader[Any], replies: list[Any] | None) -> Commands:
     try:
         return next(reader) if replies is None else reader.send(replies)
     except StopIteration:
@@ -94,38 +66,38 @@ def _step(side: Side, reader: Reader[Any], replies: list[Any] | None) -> Command
         raise SideError(side, exc) from exc
 
 
-def _send(side: Side, db: int, cmds: Commands) -> None:
+def _send(side: Channels, db: int, cmds: Commands) -> None:
     try:
-        side.wire(db).send(cmds)
+        side.channel(db).send(cmds)
     except (rex.RedisError, OSError) as exc:
         raise SideError(side, exc) from exc
 
 
-def _recv(side: Side, db: int, count: int) -> list[Any]:
+def _recv(side: Channels, db: int, count: int) -> list[Any]:
     try:
-        return side.wire(db).recv(count)
+        return side.channel(db).recv(count)
     except (rex.RedisError, OSError) as exc:
         raise SideError(side, exc) from exc
 
 
-def exchange(jobs: list[tuple[Side, int, bytes]]) -> list[bytes]:
+def exchange(jobs: list[tuple[Channels, int, bytes]]) -> list[bytes]:
     """One raw round per (side, db, packed commands), all sent before any is read: the bytes of each side's replies."""
     token = os.urandom(8).hex().encode()
     for side, db, data in jobs:
         try:
-            side.wire(db).send_marked(data, token)
+            side.channel(db).send_marked(data, token)
         except (rex.RedisError, OSError) as exc:
             raise SideError(side, exc) from exc
     out = []
     for side, db, _ in jobs:
         try:
-            out.append(side.wire(db).recv_marked(token))
+            out.append(side.channel(db).recv_marked(token))
         except (rex.RedisError, OSError) as exc:
             raise SideError(side, exc) from exc
     return out
 
 
-def guarded(fn: Callable[[], T], sides: tuple[Side, ...], settings: ConnectionSettings, what: str) -> T:
+def guarded(fn: Callable[[], T], sides: tuple[Channels, ...], settings: ConnectionSettings, what: str) -> T:
     """Run fn; on a transient failure reconnect and run it again (bounded); translate the final error."""
     attempt = 0
     while True:

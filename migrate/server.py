@@ -1,0 +1,77 @@
+"""A server the verbs talk to: its endpoint, its identity (read once), a control client, and pipelined channels.
+
+`Server` is what run and verify hold for the source and the target; `Channels` is one set of per-database channels
+(a worker thread owns its own set, so threads never share a connection).
+"""
+
+from __future__ import annotations
+
+import redis
+from redis import exceptions as rex
+
+from migrate.config import ConnectionSettings, Endpoint
+from migrate.connection import open_client, translate
+from migrate.errors import MigrateError
+from migrate.identity import connect
+from migrate.logs import get_logger
+from migrate.wire import Channel
+
+log = get_logger(__name__)
+
+
+class Channels:
+    """One server's pipelined channels, one per database, connected on first use."""
+
+    def __init__(self, role: str, endpoint: Endpoint, settings: ConnectionSettings) -> None:
+        self.role = role
+        self.endpoint = endpoint
+        self.settings = settings
+        self._by_db: dict[int, Channel] = {}
+
+    def channel(self, db: int) -> Channel:
+        channel = self._by_db.get(db)
+        if channel is None:
+            channel = Channel(self.endpoint, self.settings, self.role, db)
+            try:
+                channel.connect()
+            except MigrateError:
+                raise
+            except (rex.RedisError, OSError) as exc:
+                raise translate(exc, self.endpoint, self.role) from exc
+            self._by_db[db] = channel
+        return channel
+
+    def reset(self) -> None:
+        """Drop every connection (after a failure mid-round); each reconnects on its next use."""
+        for channel in self._by_db.values():
+            channel.reset()
+
+    def close(self) -> None:
+        for channel in self._by_db.values():
+            channel.close()
+        self._by_db.clear()
+
+
+class Server:
+    """A connected server: identified once, a control client on db 0 for server-wide commands, channels per db."""
+
+    def __init__(self, role: str, endpoint: Endpoint, settings: ConnectionSettings) -> None:
+        self.role = role
+        self.endpoint = endpoint
+        self.settings = settings
+        self.client, self.identity = connect(endpoint, settings, role)
+        self.channels = Channels(role, endpoint, settings)
+        log.info("connected", role=role, server=self.identity.describe(), endpoint=str(endpoint))
+
+    @property
+    def label(self) -> str:
+        return self.identity.describe()
+
+    def db_client(self, db: int) -> redis.Redis:
+        """A redis-py client on one database (proved working with PING, bounded retries)."""
+        return open_client(self.endpoint, self.settings, self.role, db=db)
+
+    def close(self) -> None:
+        self.channels.close()
+        self.client.close()
+
