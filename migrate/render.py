@@ -67,5 +67,5 @@ def jsonable(value: Any) -> Any:
     return value
 
 
-def to_json(value: Any) -> str:
+def dump_json(value: Any) -> str:
     return json.dumps(jsonable(value), indent=2, sort_keys=False, ensure_ascii=False)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from migrate.config import parse_endpoint
+from migrate.config import CommonConfig, parse_endpoint
 from migrate.verify import Level, Reason, VerifyConfig, VerifyOptions, VerifyResult, verify
 from tests.verify_support import copy_server, verify_pair
 
@@ -92,9 +92,9 @@ def test_a_user_without_dump_or_memory_still_verifies(servers):
         server.client().execute_command("ACL", "SETUSER", "nodump", "on", ">pw", "~*", "&*", "+@all", "-dump",
                                         "-memory")
     try:
-        config = VerifyConfig(parse_endpoint(source.url_for(0, "nodump", "pw")),
-                              parse_endpoint(target.url_for(0, "nodump", "pw")),
-                              VerifyOptions(level=Level.FULL, rounds=0, check_nonkey=False))
+        common = CommonConfig(parse_endpoint(source.url_for(0, "nodump", "pw")),
+                              parse_endpoint(target.url_for(0, "nodump", "pw")))
+        config = VerifyConfig(common, VerifyOptions(level=Level.FULL, rounds=0, check_nonkey=False))
         assert verify(config).ok
         target.client().hset("h:1", "f1", "changed")
         assert [d.key for d in verify(config).divergent.keys] == [b"h:1"]

@@ -8,8 +8,8 @@ from hypothesis import strategies as st
 from migrate.verify.batch import Templates
 from migrate.verify.compare import classify, settled
 from migrate.verify.digest import MultisetDigest, OrderedDigest, ReadPlan, first_commands
-from migrate.verify.model import Reason
 from migrate.verify.replies import next_id, score_columns
+from migrate.verify.result import Reason
 from migrate.verify.sample import BottomK, Sampler, key_hash
 from migrate.wire import pack
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import redis
 
-from migrate.config import parse_endpoint
+from migrate.config import CommonConfig, parse_endpoint
 from migrate.identity import identify
 from migrate.rdb.dump import Action, plan_conversion
 from migrate.sandbox import LocalServer
@@ -21,7 +21,8 @@ from migrate.verify import VerifyConfig, VerifyOptions, VerifyResult, verify
 def verify_pair(source: LocalServer, target: LocalServer, **options: Any) -> VerifyResult:
     """verify() between two test servers: one recheck round, a short interval, unless the test says otherwise."""
     options = {"rounds": 1, "interval": 0.05, **options}
-    return verify(VerifyConfig(parse_endpoint(source.url), parse_endpoint(target.url), VerifyOptions(**options)))
+    common = CommonConfig(parse_endpoint(source.url), parse_endpoint(target.url))
+    return verify(VerifyConfig(common, VerifyOptions(**options)))
 
 
 def used_dbs(client: redis.Redis) -> list[int]:

@@ -143,6 +143,6 @@ def _exit_status(result: RunResult) -> None:
     if result.busy:
         raise ProblemsFound(f"{len(result.busy)} keys exist on the target and were not overwritten (listed in the "
                             f"report)", "rerun with --replace to overwrite them")
-    if result.verify is not None and not getattr(result.verify, "ok", True):
+    if result.verify is not None and not result.verify.ok:
         raise ProblemsFound("verification found divergence (see the report)",
                             "the report lists every divergent key and why")

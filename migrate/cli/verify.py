@@ -18,7 +18,7 @@ from migrate.cli.options import (
 from migrate.config import Setting, to_bool
 from migrate.errors import ProblemsFound
 from migrate.verify import Level, VerifyConfig, VerifyOptions, verify
-from migrate.verify.report import render, verdict_line
+from migrate.verify.report import render
 
 SETTINGS = (
     *SELECTION_SETTINGS,
@@ -68,11 +68,11 @@ SETTINGS = (
 def verify_cmd(ctx: click.Context, /, **flags: Any) -> None:
     """Prove parity between source and target, both directions, key by key (exit 5 on divergence)."""
     common, values = resolve_settings(ctx, "verify", flags, SETTINGS)
-    config = VerifyConfig(common.require_source(), common.require_target(), options_from(values), common.connection)
+    config = VerifyConfig(common, options_from(values))
     result = verify(config)
     emit(render(result, values["format"]), values["output"])
     if not result.ok:
-        raise ProblemsFound(verdict_line(result), "see the report above; the json report lists every reason")
+        raise ProblemsFound(result.verdict(), "see the report above; the json report lists every reason")
 
 
 def options_from(values: dict[str, Any]) -> VerifyOptions:

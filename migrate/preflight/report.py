@@ -7,64 +7,19 @@ from typing import Any
 
 from migrate.preflight.findings import Finding, Severity
 from migrate.preflight.profile import Census, ServerProfile
-from migrate.preflight.result import SCHEMA_VERSION, PreflightResult
+from migrate.preflight.result import PreflightResult
 from migrate.preflight.strategy import TITLES
-from migrate.render import jsonable, markdown_table, table_text
+from migrate.render import markdown_table, table_text
 
 Table = tuple[str, list[str], list[list[Any]]]
 
 
 def render(result: PreflightResult, fmt: str = "human") -> str:
     if fmt == "json":
-        return json.dumps(to_document(result), indent=2, ensure_ascii=False)
+        return json.dumps(result.to_json(), indent=2, ensure_ascii=False)
     if fmt == "markdown":
         return _markdown(result)
     return _human(result)
-
-
-# ---- JSON ----------------------------------------------------------------------------------------------------------
-
-def to_document(result: PreflightResult) -> dict[str, Any]:
-    """The JSON report. Field names and meanings are documented in docs/preflight.md; only additions between
-    schema versions."""
-    p = result.profile
-    return {
-        "schema": f"migrate.preflight/{SCHEMA_VERSION}",
-        "tool_version": result.tool_version,
-        "started_at": result.started_at,
-        "duration_s": result.duration_s,
-        "ok": result.ok,
-        "exit_code": 0 if result.ok else 5,
-        "partial": result.partial,
-        "partial_reasons": list(p.partial),
-        "summary": {s.value: result.count(s) for s in Severity},
-        "source": _server(p.source),
-        "target": _server(p.target),
-        "strategy": jsonable(result.strategy) | {"recommended": result.strategy.name},
-        "census": jsonable(p.census) if p.census else None,
-        "rdb_file": jsonable(p.rdb_file) if p.rdb_file else None,
-        "aof": jsonable(p.aof) if p.aof else None,
-        "findings": [jsonable(f) for f in result.findings],
-    }
-
-
-def _server(server: ServerProfile | None) -> dict[str, Any] | None:
-    if server is None:
-        return None
-    ident = server.identity
-    doc = {
-        "endpoint": server.endpoint, "reachable": server.unreachable is None, "unreachable": server.unreachable,
-        "assumed": server.assumed,
-        "product": ident.product if ident else None, "version": ident.version_text if ident else None,
-        "rdb_version": ident.rdb_version if ident else None, "mode": ident.mode if ident else None,
-        "replication_role": ident.role if ident else None, "databases": ident.databases if ident else None,
-        "rdb_version_check": ident.rdb_version_check if ident else None,
-        "keys": server.total_keys,
-    }
-    fields: dict[str, Any] = jsonable(server)
-    for name in ("role", "endpoint", "identity", "assumed", "unreachable"):
-        fields.pop(name, None)
-    return doc | fields
 
 
 # ---- human ---------------------------------------------------------------------------------------------------------

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from migrate.preflight.findings import Finding, Severity
-from migrate.preflight.profile import Profile
+from migrate.preflight.profile import Profile, ServerProfile
 from migrate.preflight.strategy import Strategy
+from migrate.render import jsonable
 
 SCHEMA_VERSION = 1  # of the JSON report (docs/preflight.md); bumped only on an incompatible change
 
@@ -40,3 +42,45 @@ class PreflightResult:
 
     def finding(self, code: str) -> Finding | None:
         return next((f for f in self.findings if f.code == code), None)
+
+    def to_json(self) -> dict[str, Any]:
+        """The report as JSON-ready data. Field names and meanings are documented in docs/preflight.md; only
+        additions between schema versions."""
+        p = self.profile
+        return {
+            "schema": f"migrate.preflight/{SCHEMA_VERSION}",
+            "tool_version": self.tool_version,
+            "started_at": self.started_at,
+            "duration_s": self.duration_s,
+            "ok": self.ok,
+            "exit_code": 0 if self.ok else 5,
+            "partial": self.partial,
+            "partial_reasons": list(p.partial),
+            "summary": {s.value: self.count(s) for s in Severity},
+            "source": _server(p.source),
+            "target": _server(p.target),
+            "strategy": jsonable(self.strategy) | {"recommended": self.strategy.name},
+            "census": jsonable(p.census) if p.census else None,
+            "rdb_file": jsonable(p.rdb_file) if p.rdb_file else None,
+            "aof": jsonable(p.aof) if p.aof else None,
+            "findings": [jsonable(f) for f in self.findings],
+        }
+
+
+def _server(server: ServerProfile | None) -> dict[str, Any] | None:
+    if server is None:
+        return None
+    ident = server.identity
+    doc = {
+        "endpoint": server.endpoint, "reachable": server.unreachable is None, "unreachable": server.unreachable,
+        "assumed": server.assumed,
+        "product": ident.product if ident else None, "version": ident.version_text if ident else None,
+        "rdb_version": ident.rdb_version if ident else None, "mode": ident.mode if ident else None,
+        "replication_role": ident.role if ident else None, "databases": ident.databases if ident else None,
+        "rdb_version_check": ident.rdb_version_check if ident else None,
+        "keys": server.total_keys,
+    }
+    fields: dict[str, Any] = jsonable(server)
+    for name in ("role", "endpoint", "identity", "assumed", "unreachable"):
+        fields.pop(name, None)
+    return doc | fields

@@ -2,6 +2,6 @@
 
 from migrate.run.api import run
 from migrate.run.options import OnIncompatible, RunConfig, RunOptions, Strategy
-from migrate.run.report import RunResult
+from migrate.run.result import RunResult
 
 __all__ = ["OnIncompatible", "RunConfig", "RunOptions", "RunResult", "Strategy", "run"]

@@ -7,7 +7,8 @@ from collections.abc import Callable
 
 from migrate.errors import ConfigError
 from migrate.run.options import RunConfig, Strategy
-from migrate.run.report import RunResult
+from migrate.run.result import RunResult
+from migrate.verify.result import VerifyResult
 
 
 def run(config: RunConfig, on_plan: Callable[[tuple[str, ...]], None] | None = None) -> RunResult:
@@ -35,8 +36,10 @@ def run(config: RunConfig, on_plan: Callable[[tuple[str, ...]], None] | None = N
     return result
 
 
-def _verify(config: RunConfig) -> object:
+def _verify(config: RunConfig) -> VerifyResult:
     """`migrate verify` on the same servers and selection, once the copy is done."""
-    from migrate.run.verifying import verify_after_run
+    from migrate.verify import VerifyConfig, VerifyOptions, verify
 
-    return verify_after_run(config)
+    options = config.options
+    return verify(VerifyConfig(config.common, VerifyOptions(selection=options.selection,
+                                                            batch_size=options.batch_size)))

@@ -11,7 +11,7 @@ from migrate.errors import MigrationError, PermissionDeniedError
 from migrate.facts.releases import accepts_rdb_version
 from migrate.rdb.dump import restamp
 from migrate.rdb.errors import RdbFormatError
-from migrate.run.report import FunctionsReport
+from migrate.run.result import FunctionsReport
 from migrate.server import Server
 
 

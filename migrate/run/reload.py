@@ -28,9 +28,9 @@ from migrate.rdb.rewrite import DEFAULT_MAX_COMMAND_BYTES
 from migrate.run.convert import CachedPlan, Converter, signature
 from migrate.run.options import RunConfig, RunOptions
 from migrate.run.progress import RunProgress
+from migrate.run.pump import Pump
 from migrate.run.ratelimit import RateLimiter
-from migrate.run.replay import Pump
-from migrate.run.report import DbReport, FunctionsReport, RunResult
+from migrate.run.result import DbReport, FunctionsReport, RunResult
 from migrate.run.session import check_target_dbs, check_writable_target, proto_max_bulk_len
 from migrate.run.snapshot import ReplicationSnapshot
 from migrate.run.tally import DbTally

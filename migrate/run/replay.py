@@ -8,13 +8,11 @@ receives read commands.
 
 from __future__ import annotations
 
-import queue
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import repeat
-from typing import Any, Final, Generic, TypeVar
+from typing import Any, Final, TypeVar
 
 from migrate.config import ConnectionSettings
 from migrate.connection import translate, with_retries
@@ -29,8 +27,9 @@ from migrate.run.convert import Converter
 from migrate.run.functions import copy_functions
 from migrate.run.options import MiB, RunConfig, RunOptions
 from migrate.run.progress import RunProgress
+from migrate.run.pump import Pump
 from migrate.run.ratelimit import RateLimiter
-from migrate.run.report import DbReport, RunResult
+from migrate.run.result import DbReport, RunResult
 from migrate.run.session import (
     check_target_dbs,
     check_writable_target,
@@ -46,7 +45,6 @@ from migrate.wire import Channel, is_error, pack
 log = get_logger(__name__)
 T = TypeVar("T")
 
-QUEUE_DEPTH: Final = 3  # batches read ahead of the writer (memory: a few batches)
 BATCH_BYTES: Final = 32 * MiB  # a SCAN page is cut into DUMP rounds of about this many (probed) bytes
 CHUNK_BYTES: Final = 4 * MiB  # big keys: bytes per chunk read and written
 
@@ -405,51 +403,3 @@ def _volatile(info: Any, db: int) -> bool:
             fields = dict(part.split(b"=", 1) for part in line[len(marker):].split(b",") if b"=" in part)
             return fields.get(b"expires", b"1") != b"0"
     return False  # no line: the database is empty
-
-
-_END: Final = object()
-
-
-class Pump(Generic[T]):
-    """Runs a producer of batches in a thread, a bounded queue ahead of the writer; errors cross over to the writer."""
-
-    def __init__(self, batches: Iterator[T]) -> None:
-        self.queue: queue.Queue[Any] = queue.Queue(maxsize=QUEUE_DEPTH)
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self._run, args=(batches,), name="migrate-reader", daemon=True)
-        self.thread.start()
-
-    def _run(self, batches: Iterator[T]) -> None:
-        try:
-            for batch in batches:
-                if not self._put(batch):
-                    return
-            self._put(_END)
-        except BaseException as exc:  # handed to the writer thread, which raises it
-            self._put(exc)
-        finally:
-            close = getattr(batches, "close", None)
-            if close is not None:
-                close()  # a generator's own cleanup (its connections, an inner Pump) runs now, in this thread
-
-    def _put(self, item: Any) -> bool:
-        while not self.stopping.is_set():
-            try:
-                self.queue.put(item, timeout=0.2)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def __iter__(self) -> Iterator[T]:
-        while True:
-            item = self.queue.get()
-            if item is _END:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-
-    def stop(self) -> None:
-        self.stopping.set()
-        self.thread.join(timeout=10)

@@ -18,7 +18,7 @@ from migrate.errors import ConfigError, IncompatibleDataError, MigrationError
 from migrate.facts.releases import VALKEY_FOREIGN_RANGE, accepts_rdb_version
 from migrate.logs import get_logger
 from migrate.run.options import RunConfig
-from migrate.run.report import ReplicationReport, RunResult
+from migrate.run.result import ReplicationReport, RunResult
 from migrate.server import Server
 
 log = get_logger(__name__)

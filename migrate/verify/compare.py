@@ -12,8 +12,8 @@ from migrate.verify.batch import KeyState, first_round, read_states
 from migrate.verify.digest import NATIVE_TYPES, UNSTABLE, Fingerprint, ReadPlan
 from migrate.verify.dumpeq import DUMP, EQUAL_BODIES, candidates, same_body
 from migrate.verify.lockstep import drive, exchange, guarded
-from migrate.verify.model import Reason
 from migrate.verify.replies import as_bytes, check
+from migrate.verify.result import Reason
 from migrate.verify.sample import Sampler
 from migrate.wire import Packed, parse
 

@@ -20,10 +20,10 @@ from migrate.connection import translate, with_retries
 from migrate.logs import get_logger
 from migrate.server import Channels, Server
 from migrate.verify.compare import Comparison, PairPlan, absent_in_sources, compare_keys, scan_keys
-from migrate.verify.model import DbSummary, Listing, NonKeyDiff, SampleInfo, VerifyResult
 from migrate.verify.nonkey import diff_nonkey
 from migrate.verify.options import Level, VerifyConfig, VerifyOptions
 from migrate.verify.plan import DbPlan, Keyspace, key_count, keyspace_of, plan_databases
+from migrate.verify.result import DbSummary, Listing, NonKeyDiff, SampleInfo, VerifyResult
 from migrate.verify.rounds import RecheckContext, Tracker, locate_missing, recheck
 from migrate.verify.sample import BottomK, Sampler
 from migrate.verify.stillness import Marks, Stillness, read_marks
@@ -41,19 +41,6 @@ def keyspace(server: Server) -> Keyspace:
     info = with_retries(partial(server.client.info, "keyspace"), server.settings, "INFO keyspace", server.endpoint,
                         server.role)
     return keyspace_of(info)
-
-
-def verify(config: VerifyConfig) -> VerifyResult:
-    options = config.options.validate()
-    started = time.monotonic()
-    servers: list[Server] = []
-    try:
-        servers.append(Server("source", config.source, config.connection))
-        servers.append(Server("target", config.target, config.connection))
-        return Run(config, options, servers[0], servers[1], started).execute()
-    finally:
-        for server in servers:
-            server.close()
 
 
 class Run:

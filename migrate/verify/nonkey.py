@@ -11,8 +11,8 @@ from typing import Any
 
 from migrate.facts.releases import Version
 from migrate.identity import ServerIdentity
-from migrate.verify.model import NonKeyDiff
 from migrate.verify.replies import as_bytes, as_map, is_error
+from migrate.verify.result import NonKeyDiff
 from migrate.wire import Channel
 
 FUNCTIONS_FROM: dict[str, Version] = {"redis": (7, 0), "valkey": (7, 2)}

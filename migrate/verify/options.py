@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from migrate.config import ConnectionSettings, Endpoint
+from migrate.config import CommonConfig, ConnectionSettings, Endpoint
 from migrate.errors import ConfigError
 from migrate.selection import KeySelection
 
@@ -77,7 +77,17 @@ class VerifyOptions:
 
 @dataclass(frozen=True)
 class VerifyConfig:
-    source: Endpoint
-    target: Endpoint
+    common: CommonConfig
     options: VerifyOptions = field(default_factory=VerifyOptions)
-    connection: ConnectionSettings = field(default_factory=ConnectionSettings)
+
+    @property
+    def source(self) -> Endpoint:
+        return self.common.require_source()
+
+    @property
+    def target(self) -> Endpoint:
+        return self.common.require_target()
+
+    @property
+    def connection(self) -> ConnectionSettings:
+        return self.common.connection

@@ -17,7 +17,7 @@ from migrate.logs import get_logger
 from migrate.selection import KeySelection
 from migrate.server import Channels
 from migrate.verify.compare import PairPlan, compare_keys, count_existing, exists_each
-from migrate.verify.model import NOT_COMPARED, KeyDiff, Listing, Reason
+from migrate.verify.result import NOT_COMPARED, KeyDiff, Listing, Reason
 
 log = get_logger(__name__)
 PairKey = tuple[int, int]

@@ -1,0 +1,105 @@
+"""The result of `run`: counts per database, logical type and conversion route; every skipped, changed and busy key by
+name; the keys that expired (or were deleted) between their read and their write. Nothing the run did not copy goes
+unmentioned. Text renderings: migrate.run.report."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from migrate.render import jsonable
+from migrate.run.tally import DbTally, KeyIssue
+from migrate.verify.result import VerifyResult
+
+
+@dataclass(frozen=True)
+class DbReport:
+    source_db: int
+    target_db: int
+    copied: int
+    bytes: int
+    expired: int
+    by_type: dict[str, int]
+    by_route: dict[str, int]
+    skipped: tuple[KeyIssue, ...]
+    changed: tuple[KeyIssue, ...]
+    busy: tuple[KeyIssue, ...]
+
+    @classmethod
+    def of(cls, tally: DbTally) -> DbReport:
+        return cls(tally.source_db, tally.target_db, tally.copied, tally.bytes, tally.expired,
+                   dict(sorted(tally.by_type.items())), dict(sorted(tally.by_route.items())), tuple(tally.skipped),
+                   tuple(tally.changed), tuple(tally.busy))
+
+
+@dataclass(frozen=True)
+class FunctionsReport:
+    libraries: int  # libraries copied (or that would be)
+    note: str = ""  # why none were copied, or what went wrong
+
+
+@dataclass(frozen=True)
+class ReplicationReport:
+    """--strategy replicaof: how the native sync went."""
+
+    sync_seconds: float
+    catch_up_seconds: float
+    source_offset: int
+    target_offset: int
+    lag_bytes: int
+    keys: int
+    promoted: bool
+
+
+@dataclass(frozen=True)
+class RunResult:
+    strategy: str
+    source: str  # a description of the source (server label, or the RDB file), never a password
+    target: str
+    executed: bool  # False: only the plan (dry run, or reload/replicaof without --yes)
+    dry_run: bool
+    resumed: bool
+    seconds: float
+    dbs: tuple[DbReport, ...] = ()
+    functions: FunctionsReport | None = None
+    plan: tuple[str, ...] = ()  # reload / replicaof: what was (or would be) done, line by line
+    notes: tuple[str, ...] = ()
+    replication: ReplicationReport | None = None
+    verify: VerifyResult | None = field(default=None, compare=False)  # --verify: migrate.verify's result
+
+    @property
+    def copied(self) -> int:
+        return sum(d.copied for d in self.dbs)
+
+    @property
+    def expired(self) -> int:
+        return sum(d.expired for d in self.dbs)
+
+    @property
+    def keys_per_second(self) -> float:
+        return self.copied / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def skipped(self) -> tuple[KeyIssue, ...]:
+        return tuple(i for d in self.dbs for i in d.skipped)
+
+    @property
+    def changed(self) -> tuple[KeyIssue, ...]:
+        return tuple(i for d in self.dbs for i in d.changed)
+
+    @property
+    def busy(self) -> tuple[KeyIssue, ...]:
+        return tuple(i for d in self.dbs for i in d.busy)
+
+    def to_json(self) -> dict[str, Any]:
+        """The report as JSON-ready data."""
+        document: dict[str, Any] = jsonable({
+            "strategy": self.strategy, "source": self.source, "target": self.target, "executed": self.executed,
+            "dry_run": self.dry_run, "resumed": self.resumed, "seconds": round(self.seconds, 3),
+            "keys_per_second": round(self.keys_per_second, 1),
+            "totals": {"copied": self.copied, "expired": self.expired, "skipped": len(self.skipped),
+                       "changed": len(self.changed), "busy": len(self.busy)},
+            "dbs": self.dbs, "functions": self.functions, "plan": list(self.plan), "notes": list(self.notes),
+            "replication": self.replication, "verify": self.verify.to_json() if self.verify else None,
+        })
+        return document
