@@ -18,12 +18,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from fixtures.sandbox import LocalServer, load_manifest
 from migrate.identity import identify
 from migrate.rdb.dump import Action, Planner
 from migrate.rdb.rewrite import rewrite_commands
 from migrate.rdb.values import HashValue
 from migrate.run.transactions import apply_commands
-from migrate.sandbox import LocalServer, load_manifest
 from migrate.wire import Channel
 
 BATCH = 1000

@@ -24,10 +24,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import redis
 
+from fixtures.sandbox import LocalServer, load_manifest
 from migrate.config import CommonConfig, parse_endpoint
 from migrate.logs import configure
 from migrate.preflight import PreflightConfig, PreflightOptions, preflight
-from migrate.sandbox import LocalServer, load_manifest
 
 BATCH = 1000
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"

@@ -29,9 +29,9 @@ sys.path.insert(0, str(ROOT))
 import redis  # noqa: E402
 from baselines import plain_copy  # noqa: E402  (bench/ is on sys.path when run as a script)
 
+from fixtures.sandbox import LocalServer, start_server  # noqa: E402
 from migrate.facts.releases import accepts_rdb_version  # noqa: E402
 from migrate.identity import identify  # noqa: E402
-from migrate.sandbox import LocalServer, start_server  # noqa: E402
 
 CHILD = r"""
 import json, resource, sys, time

@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import redis
 from baselines import plain_copy  # bench/ is on sys.path when run as a script
 
-from migrate.sandbox import LocalServer, load_manifest
+from fixtures.sandbox import LocalServer, load_manifest
 from migrate.wire import Channel, Packed
 
 SOURCE, TARGET = "redis-7.0", "valkey-8.1"

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from verify import RESULTS, SOURCE, TARGET, _mixed, run_cli, verify_cli  # bench/ is on sys.path as a script
 
-from migrate.sandbox import LocalServer, load_manifest
+from fixtures.sandbox import LocalServer, load_manifest
 from migrate.wire import Channel
 
 KINDS = {"hash": (0,), "list": (1,), "set": (2,), "zset": (3,), "stream": (4,), "mixed": (0, 1, 2, 3, 4)}

@@ -6,18 +6,15 @@ is the redacted URL.
 
 from __future__ import annotations
 
-import os
-import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from migrate.errors import ConfigError
+from migrate.settings import build, group, integer, option, positive_seconds
 
-DEFAULT_CONFIG_FILE = "migrate.toml"
-ENV_PREFIX = "MIGRATE_"
 SCHEMES = ("redis", "rediss", "unix")
 
 
@@ -109,101 +106,29 @@ def _db(text: str | None, role: str) -> int:
     return db
 
 
-# ---- layered settings -------------------------------------------------------------------------------------------
-
-Converter = Callable[[Any], Any]
-
-
-def to_bool(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off", ""):
-        return False
-    raise ValueError(f"not a boolean: {value!r}")
-
-
-def to_list(value: Any) -> tuple[str, ...]:
-    if isinstance(value, list | tuple):
-        return tuple(str(v) for v in value)
-    return tuple(p.strip() for p in str(value).split(",") if p.strip())
-
-
-@dataclass(frozen=True)
-class Setting:
-    name: str
-    convert: Converter = str
-    default: Any = None
-
-
-def load_file(path: str | None) -> dict[str, Any]:
-    """Read migrate.toml (explicit path must exist; the default one is optional)."""
-    candidate = Path(path) if path else Path(DEFAULT_CONFIG_FILE)
-    if not candidate.exists():
-        if path:
-            raise ConfigError(f"config file not found: {path}", "give an existing --config file")
-        return {}
-    try:
-        return tomllib.loads(candidate.read_text())
-    except (tomllib.TOMLDecodeError, OSError) as exc:
-        raise ConfigError(f"cannot read config file {candidate}: {exc}", "fix the TOML syntax") from None
-
-
-def resolve(
-    settings: tuple[Setting, ...],
-    flags: Mapping[str, Any],
-    verb: str | None = None,
-    env: Mapping[str, str] | None = None,
-    file_values: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Merge one value per setting: flag, else MIGRATE_<NAME>, else [verb] or top level of the file, else default."""
-    env = os.environ if env is None else env
-    file_values = file_values or {}
-    section = file_values.get(verb, {}) if verb else {}
-    merged: dict[str, Any] = {}
-    for s in settings:
-        raw, origin = _pick(s.name, flags, env, section, file_values)
-        try:
-            merged[s.name] = s.default if raw is None else s.convert(raw)
-        except (ValueError, TypeError) as exc:
-            raise ConfigError(f"invalid value for {s.name} (from {origin}): {exc}") from None
-    return merged
-
-
-def _pick(name: str, flags: Mapping[str, Any], env: Mapping[str, str], section: Mapping[str, Any],
-          top: Mapping[str, Any]) -> tuple[Any, str]:
-    if flags.get(name) not in (None, ()):
-        return flags[name], "--" + name.replace("_", "-")
-    env_name = ENV_PREFIX + name.upper()
-    if env.get(env_name) not in (None, ""):
-        return env[env_name], env_name
-    if name in section:
-        return section[name], "config file"
-    if name in top:
-        return top[name], "config file"
-    return None, "default"
-
-
-COMMON_SETTINGS = (
-    Setting("source"),
-    Setting("target"),
-    Setting("tls_ca_file"),
-    Setting("tls_cert_file"),
-    Setting("tls_key_file"),
-    Setting("tls_insecure", to_bool, False),
-    Setting("connect_timeout", float, 5.0),
-    Setting("socket_timeout", float, 30.0),
-    Setting("retries", int, 3),
-)
+# ---- the options every verb takes -------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class ConnectionSettings:
-    connect_timeout: float = 5.0
-    socket_timeout: float = 30.0
-    retries: int = 3  # attempts for transient failures, bounded
+    connect_timeout: float = option(5.0, "Seconds to wait for a connection.", metavar="SECONDS",
+                                    parse=positive_seconds)
+    socket_timeout: float = option(30.0, "Seconds to wait for a reply.", metavar="SECONDS", parse=positive_seconds)
+    retries: int = option(3, "Attempts for transient failures, with backoff, each logged.", metavar="N",
+                          parse=integer(1))
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    """The servers as given on the command line (URLs and TLS files); common_config turns them into endpoints."""
+
+    source: str | None = option(None, "Source URL (redis://, rediss://, unix://).", metavar="URL")
+    target: str | None = option(None, "Target URL (redis://, rediss://, unix://).", metavar="URL")
+    tls_ca_file: str | None = option(None, "CA bundle to verify rediss:// servers.", metavar="FILE")
+    tls_cert_file: str | None = option(None, "Client certificate for rediss:// (mutual TLS).", metavar="FILE")
+    tls_key_file: str | None = option(None, "Client private key for rediss://.", metavar="FILE")
+    tls_insecure: bool = option(False, "Do not verify TLS certificates.")
+    connection: ConnectionSettings = group(ConnectionSettings)
 
 
 @dataclass(frozen=True)
@@ -224,15 +149,14 @@ class CommonConfig:
 
 
 def common_config(values: Mapping[str, Any]) -> CommonConfig:
-    tls = TlsOptions(values.get("tls_ca_file"), values.get("tls_cert_file"), values.get("tls_key_file"),
-                     not values.get("tls_insecure", False))
+    """Endpoints and connection settings from resolved values (setting name -> value; missing ones: defaults)."""
+    given: ServerOptions = build(ServerOptions, values)
+    tls = TlsOptions(given.tls_ca_file, given.tls_cert_file, given.tls_key_file, not given.tls_insecure)
     endpoints = []
     for role in ("source", "target"):
-        url = values.get(role)
+        url = getattr(given, role)
         endpoint = parse_endpoint(url, tls, role) if url else None
         if endpoint and endpoint.uses_tls:
             endpoint.tls.check_files()
         endpoints.append(endpoint)
-    conn = ConnectionSettings(values.get("connect_timeout", 5.0), values.get("socket_timeout", 30.0),
-                              max(1, values.get("retries", 3)))
-    return CommonConfig(endpoints[0], endpoints[1], conn)
+    return CommonConfig(endpoints[0], endpoints[1], given.connection)

@@ -11,16 +11,55 @@ from dataclasses import dataclass
 
 import redis
 
-from migrate.errors import ConfigError
+from migrate.facts.types import LOGICAL_TYPES
+from migrate.settings import option
+
+
+def parse_db_map(spec: str | tuple[str, ...] | None) -> tuple[tuple[int, int], ...]:
+    """'0:3,1:1' or ('0:3', '1:1') -> ((0, 3), (1, 1)); a source db may appear once. ValueError when malformed."""
+    if not spec:
+        return ()
+    items = spec if isinstance(spec, tuple) else tuple(p for p in spec.split(",") if p.strip())
+    pairs: list[tuple[int, int]] = []
+    for item in items:
+        try:
+            src, dst = (int(part) for part in item.split(":"))
+        except ValueError:
+            raise ValueError(f"bad entry {item!r}: use SRC:DST pairs, e.g. --db-map 0:3,1:1") from None
+        if src < 0 or dst < 0:
+            raise ValueError(f"bad entry {item!r}: databases are numbered from 0")
+        pairs.append((src, dst))
+    if len({s for s, _ in pairs}) != len(pairs):
+        raise ValueError("a source database is named twice")
+    return tuple(pairs)
+
+
+def parse_types(items: tuple[str, ...]) -> tuple[str, ...]:
+    unknown = [t for t in items if t not in LOGICAL_TYPES]
+    if unknown:
+        raise ValueError(f"unknown type {', '.join(unknown)} (use {', '.join(LOGICAL_TYPES)})")
+    return items
+
+
+def parse_dbs(items: tuple[str, ...]) -> tuple[int, ...]:
+    dbs = tuple(int(item) for item in items)
+    if any(db < 0 for db in dbs):
+        raise ValueError("databases are numbered from 0")
+    return dbs
 
 
 @dataclass(frozen=True)
 class KeySelection:
-    match: str | None = None  # SCAN MATCH pattern
-    types: tuple[str, ...] = ()  # logical types to include (empty: all)
-    exclude: tuple[str, ...] = ()  # glob patterns of keys to leave out
-    db_map: tuple[tuple[int, int], ...] = ()  # (source db, target db); empty: every used db to itself
-    dbs: tuple[int, ...] = ()  # restrict to these source dbs (empty: every db that has keys)
+    match: str | None = option(None, "Only keys matching this SCAN pattern.", metavar="PATTERN")
+    types: tuple[str, ...] = option((), f"Only keys of this type (repeatable): {', '.join(LOGICAL_TYPES)}.",
+                                    flag="--type", metavar="TYPE", multiple=True, parse=parse_types)
+    exclude: tuple[str, ...] = option((), "Leave out keys matching this glob (repeatable).", metavar="GLOB",
+                                      multiple=True)
+    # (source db, target db); empty: every used db to itself
+    db_map: tuple[tuple[int, int], ...] = option((), "Map source db SRC to target db DST (repeatable, or SRC:DST,...).",
+                                                 metavar="SRC:DST", multiple=True, parse=parse_db_map)
+    dbs: tuple[int, ...] = option((), "Only this source database (repeatable).", flag="--db", metavar="DB",
+                                  multiple=True, parse=parse_dbs, shown_default="every database that has keys")
 
     def target_db(self, source_db: int) -> int:
         return dict(self.db_map).get(source_db, source_db)
@@ -38,25 +77,6 @@ class KeySelection:
 
     def wants_type(self, logical_type: str) -> bool:
         return not self.types or logical_type in self.types
-
-
-def parse_db_map(spec: str | tuple[str, ...] | None) -> tuple[tuple[int, int], ...]:
-    """'0:3,1:1' -> ((0, 3), (1, 1)); a source db may appear once."""
-    if not spec:
-        return ()
-    items = spec if isinstance(spec, tuple) else tuple(p for p in spec.split(",") if p.strip())
-    pairs: list[tuple[int, int]] = []
-    for item in items:
-        try:
-            src, dst = (int(part) for part in item.split(":"))
-        except ValueError:
-            raise ConfigError(f"bad --db-map entry {item!r}", "use SRC:DST pairs, e.g. --db-map 0:3,1:1") from None
-        if src < 0 or dst < 0:
-            raise ConfigError(f"bad --db-map entry {item!r}: databases are >= 0")
-        pairs.append((src, dst))
-    if len({s for s, _ in pairs}) != len(pairs):
-        raise ConfigError("--db-map names a source database twice")
-    return tuple(pairs)
 
 
 def scan_batches(client: redis.Redis, match: str | None = None, count: int = 1000,

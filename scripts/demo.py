@@ -11,8 +11,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fixtures.dataset import populate
+from fixtures.sandbox import start_server
 from migrate.cli import cli, run_cli
-from migrate.sandbox import start_server
 
 SOURCE, TARGET = "redis-8.0.2", "valkey-8.1"
 
@@ -33,12 +33,12 @@ def main() -> None:
               f"({len(data.field_ttl_keys)} hashes with field TTLs); {TARGET} on port {target.port} is empty")
         urls = ["--source", source.url, "--target", target.url]
         step("Who is who", ["identify", *urls])
-        if "preflight" in cli.commands:
+        if "preflight" in cli.list_commands(None):
             step("Preflight: what will break", ["preflight", *urls], expect=(0, 5))
-        if "run" in cli.commands:
+        if "run" in cli.list_commands(None):
             step("Run: live replay with per-key conversion",
                  ["run", *urls, "--on-incompatible", "lossy", "--yes"], expect=(0, 5))
-        if "verify" in cli.commands:
+        if "verify" in cli.list_commands(None):
             step("Verify: parity, key by key", ["verify", *urls, "--level", "full"], expect=(0, 5))
     print("\ndemo: done; servers stopped")
 

@@ -18,7 +18,7 @@ import redis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # fixtures/ (datasets) is imported by tests, not installed
 
-from migrate.sandbox import LocalServer, ServerStartError, load_manifest  # noqa: E402
+from fixtures.sandbox import LocalServer, ServerStartError, load_manifest  # noqa: E402
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 

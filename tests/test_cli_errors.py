@@ -10,9 +10,9 @@ import time
 
 import pytest
 
+from fixtures.sandbox import free_port
 from migrate.cli import run_cli
 from migrate.errors import ExitCode
-from migrate.sandbox import free_port
 
 
 def run(capsys, *args: str) -> tuple[int, str, str]:

@@ -4,17 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from migrate.config import (
-    COMMON_SETTINGS,
-    Setting,
-    TlsOptions,
-    common_config,
-    load_file,
-    parse_endpoint,
-    resolve,
-    to_bool,
-)
+from migrate.config import ServerOptions, TlsOptions, common_config, parse_endpoint
 from migrate.errors import ConfigError, ExitCode
+from migrate.run.options import RunOptions
+from migrate.settings import load_file, resolve, settings_of
 
 
 def test_parse_full_url():
@@ -50,7 +43,8 @@ def test_malformed_urls(url):
 
 
 def test_layering_flags_env_file():
-    settings = (Setting("batch_size", int, 1000), Setting("source"), Setting("dry_run", to_bool, False))
+    wanted = ("batch_size", "source", "dry_run")
+    settings = [s for s in settings_of(ServerOptions) + settings_of(RunOptions) if s.name in wanted]
     file_values = {"source": "redis://file:1", "batch_size": 10, "run": {"batch_size": 20}}
     env = {"MIGRATE_SOURCE": "redis://env:1"}
     merged = resolve(settings, {"batch_size": None, "source": None}, "run", env, file_values)
@@ -62,7 +56,7 @@ def test_layering_flags_env_file():
 
 def test_bad_env_value_names_its_origin():
     with pytest.raises(ConfigError, match="MIGRATE_RETRIES"):
-        resolve(COMMON_SETTINGS, {}, None, {"MIGRATE_RETRIES": "many"}, {})
+        resolve(settings_of(ServerOptions), {}, None, {"MIGRATE_RETRIES": "many"}, {})
 
 
 def test_config_file(tmp_path):

@@ -17,8 +17,9 @@ def test_every_exit_code_is_in_the_readme_table():
 
 
 def test_every_command_is_documented_with_an_example():
-    for name, command in cli.commands.items():
-        assert command.help, f"`migrate {name}` has no help text"
+    for name in cli.list_commands(None):
+        command = cli.get_command(None, name)
+        assert command is not None and command.help, f"`migrate {name}` has no help text"
         assert re.search(rf"^migrate {name} ", README, flags=re.M), f"README has no example of `migrate {name}`"
 
 
@@ -35,3 +36,14 @@ def test_readme_library_example_runs(servers, capsys):
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("False ['COMMANDS_UNSUPPORTED', 'HFE_UNSUPPORTED'] replay")
     assert out[-1] == "True"
+
+
+def test_readme_option_tables_are_the_declared_options():
+    """Each table between <!-- options:VERB --> markers is what the options dataclasses declare (run
+    scripts/readme-options after changing an option)."""
+    from migrate.cli.params import option_table
+
+    blocks = dict(re.findall(r"<!-- options:(\w+) -->\n(.*?)\n<!-- /options -->", README, flags=re.S))
+    assert set(blocks) == {"common", "preflight", "run", "verify"}
+    for verb, table in blocks.items():
+        assert table == option_table(verb), f"README option table of {verb} is stale: run scripts/readme-options"

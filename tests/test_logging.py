@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-from migrate.sandbox import free_port
+from fixtures.sandbox import free_port
 
 
 def test_json_logs_on_stderr_without_secrets():

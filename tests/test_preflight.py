@@ -7,12 +7,12 @@ import dataclasses
 import pytest
 
 from fixtures.dataset import populate
+from fixtures.sandbox import free_port
 from migrate.config import CommonConfig, ConnectionSettings, parse_endpoint
 from migrate.preflight import PreflightConfig, PreflightOptions, PreflightResult, preflight
 from migrate.preflight.findings import Severity
 from migrate.preflight.profile import AclUser
 from migrate.preflight.registry import all_codes, run_checks
-from migrate.sandbox import free_port
 
 CORE = ("string", "list", "set", "zset", "hash", "stream")
 

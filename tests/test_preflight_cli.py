@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from fixtures.dataset import populate
+from fixtures.sandbox import free_port
 from migrate.cli import run_cli
 from migrate.errors import ExitCode
-from migrate.sandbox import free_port
 from tests.matrix import SOURCES, params
 
 ROOT = Path(__file__).resolve().parent.parent

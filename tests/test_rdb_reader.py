@@ -55,7 +55,8 @@ def still_live(value: Value, now_ms: int) -> Value | None:
 def fixture_server_args(name: str, records: list[KeyRecord], servers) -> tuple[str, ...]:
     args: list[str] = []
     if any(r.freq is not None for r in records):
-        args += ["--maxmemory-policy", "allkeys-lfu"]
+        # lfu-decay-time 0: the counters must not decay when a minute boundary passes between the load and the check
+        args += ["--maxmemory-policy", "allkeys-lfu", "--lfu-decay-time", "0"]
     elif any(r.idle is not None for r in records):
         args += ["--maxmemory-policy", "allkeys-lru"]
     if any(r.module_type for r in records):

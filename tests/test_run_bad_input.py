@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 from fixtures.dataset import populate
+from fixtures.sandbox import free_port
 from migrate.cli import run_cli
 from migrate.errors import ExitCode
-from migrate.sandbox import free_port
 from tests.run_compare import differences
 from tests.test_run_resume import fill
 

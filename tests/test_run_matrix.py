@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 
 from fixtures.dataset import populate
+from fixtures.sandbox import LocalServer
 from migrate.config import CommonConfig, ConnectionSettings, parse_endpoint
 from migrate.errors import IncompatibleDataError
 from migrate.identity import identify
 from migrate.render import display_key
 from migrate.run import OnIncompatible, RunConfig, RunOptions, run
-from migrate.sandbox import LocalServer
 from tests.matrix import pairs
 from tests.run_compare import differences, function_names
 

@@ -7,7 +7,6 @@ import json
 import hiredis
 import pytest
 
-from migrate.cli.run import parse_size
 from migrate.errors import BadInputError, ConfigError
 from migrate.rdb.dump import build_dump, parse_dump, restamp
 from migrate.rdb.errors import RdbFormatError
@@ -18,6 +17,7 @@ from migrate.run.ratelimit import RateLimiter
 from migrate.run.reload import redis_glob
 from migrate.run.tally import DbTally, KeyIssue
 from migrate.run.writer import restore_command
+from migrate.settings import size as parse_size
 from migrate.wire import pack
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from migrate.sandbox import load_manifest, start_server
+from fixtures.sandbox import load_manifest, start_server
 
 
 def test_with_start_server_runs_one_process_and_stops_it():

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from fixtures.sandbox import free_port, load_tools
 from migrate.cli import run_cli
 from migrate.errors import ExitCode
-from migrate.sandbox import free_port, load_tools
 from tests.conftest import IN_CI
 
 

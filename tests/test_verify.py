@@ -294,8 +294,8 @@ def test_ttl_tolerance(migrated):
     source, target = migrated
     client = target.client()
     client.pexpire("ttl:string", client.pttl("ttl:string") - 5000)
-    assert run(source, target, ttl_tolerance_ms=10_000).ok
-    diff = only_divergence(run(source, target, ttl_tolerance_ms=1000))
+    assert run(source, target, ttl_tolerance=10).ok
+    diff = only_divergence(run(source, target, ttl_tolerance=1))
     assert (diff.key, diff.reason) == (b"ttl:string", Reason.TTL)
 
 

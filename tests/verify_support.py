@@ -11,10 +11,10 @@ from typing import Any
 
 import redis
 
+from fixtures.sandbox import LocalServer
 from migrate.config import CommonConfig, parse_endpoint
 from migrate.identity import identify
 from migrate.rdb.dump import Action, plan_conversion
-from migrate.sandbox import LocalServer
 from migrate.verify import VerifyConfig, VerifyOptions, VerifyResult, verify
 
 

@@ -42,7 +42,7 @@ VERBS = {
 def cli(ctx: click.Context, log_format: str, log_level: str, config_file: str | None, traceback: bool) -> None:
     """Migrate from Redis to Valkey: check before (preflight), move the data (run), prove parity (verify)."""
     # Imported here, not at the top: `migrate --help` and `--version` never get this far and need neither.
-    from migrate.cli.options import CliState
+    from migrate.cli.params import CliState
     from migrate.logs import configure
 
     configure(log_format, log_level)

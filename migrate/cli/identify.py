@@ -7,24 +7,27 @@ from typing import Any
 
 import click
 
-from migrate.cli.options import connection_options, emit, format_options, resolve_settings
+from migrate.cli.params import ReportOptions, emit, options, resolve_for
+from migrate.config import common_config
 from migrate.identity import ServerIdentity, connect
+from migrate.settings import build
 
 
 @click.command("identify")
-@connection_options
-@format_options
+@options()
 @click.pass_context
 def identify_cmd(ctx: click.Context, /, **flags: Any) -> None:
     """Detect product, version and RDB version of the source and/or target."""
-    config, values = resolve_settings(ctx, "identify", flags)
+    values = resolve_for(ctx, "identify", flags)
+    config = common_config(values)
+    report: ReportOptions = build(ReportOptions, values)
     found: dict[str, ServerIdentity] = {}
     for role, endpoint in (("source", config.source), ("target", config.target)):
         if endpoint is not None:
             found[role] = connect(endpoint, config.connection, role)[1]
     if not found:
         raise click.UsageError("give --source and/or --target")
-    emit(render(found, values["format"]), values["output"])
+    emit(render(found, report.format), report.output)
 
 
 def render(found: dict[str, ServerIdentity], fmt: str) -> str:

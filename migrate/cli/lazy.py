@@ -1,12 +1,11 @@
-"""A click group that imports a verb's module only when that verb is used: every verb is a short-lived process, so
-`migrate --version` or `migrate verify --help` must not pay for the imports of every other verb."""
+"""click's lazy-loading group recipe: a verb's module is imported only when the verb is used, since every verb is a
+short-lived process and `migrate --version` or `migrate verify --help` must not pay for the imports of the others."""
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterator, Mapping, MutableMapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from gettext import gettext as _
 from typing import Any
 
 import click
@@ -15,76 +14,35 @@ import click
 @dataclass(frozen=True)
 class LazyVerb:
     """Where a verb's command lives ("module:attribute") and the first paragraph of its help, kept as data so the
-    top-level listing needs no import (tests/test_cli_lazy.py checks it matches the command's own help)."""
+    top-level listing imports nothing (tests/test_cli_lazy.py checks it matches the command's own help)."""
 
     target: str
     help: str
 
-    def load(self) -> click.Command:
-        module_name, _, attribute = self.target.partition(":")
-        command = getattr(importlib.import_module(module_name), attribute)
-        if not isinstance(command, click.Command):
-            raise TypeError(f"{self.target} is not a click command")
-        return command
-
-
-class LazyCommands(MutableMapping[str, click.Command]):
-    """The group's `commands`: names are known up front, a command is imported on first lookup."""
-
-    def __init__(self, verbs: Mapping[str, LazyVerb]) -> None:
-        self._verbs = dict(verbs)
-        self._loaded: dict[str, click.Command] = {}
-
-    def listing(self, name: str) -> click.Command:
-        """The command if already imported, else a stand-in carrying only its help: enough for the listing."""
-        if name in self._loaded:
-            return self._loaded[name]
-        return click.Command(name, help=self._verbs[name].help)
-
-    def __getitem__(self, name: str) -> click.Command:
-        if name not in self._loaded:
-            verb = self._verbs[name]  # KeyError for an unknown name, as a dict would
-            try:
-                self._loaded[name] = verb.load()
-            except KeyError as exc:  # a bug inside the verb's module must not read as "No such command" (.get)
-                raise ImportError(f"importing {verb.target} failed: KeyError {exc}") from exc
-        return self._loaded[name]
-
-    def __setitem__(self, name: str, command: click.Command) -> None:
-        self._verbs.pop(name, None)
-        self._loaded[name] = command
-
-    def __delitem__(self, name: str) -> None:
-        if name not in self:
-            raise KeyError(name)
-        self._verbs.pop(name, None)
-        self._loaded.pop(name, None)
-
-    def __contains__(self, name: object) -> bool:  # Mapping's default would import the verb
-        return name in self._verbs or name in self._loaded
-
-    def __iter__(self) -> Iterator[str]:
-        yield from self._verbs
-        yield from (name for name in self._loaded if name not in self._verbs)
-
-    def __len__(self) -> int:
-        return len(self._verbs.keys() | self._loaded.keys())
-
 
 class LazyGroup(click.Group):
-    """click.Group whose `commands` is a LazyCommands built from `verbs`; `add_command` still works."""
-
     def __init__(self, *args: Any, verbs: Mapping[str, LazyVerb], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.commands: LazyCommands = LazyCommands(verbs)
+        self.verbs = dict(verbs)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.verbs})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.verbs and name not in self.commands:
+            module, _, attribute = self.verbs[name].target.partition(":")
+            command = getattr(importlib.import_module(module), attribute)
+            if not isinstance(command, click.Command):
+                raise TypeError(f"{self.verbs[name].target} is not a click command")
+            self.add_command(command, name)
+        return super().get_command(ctx, name)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        """click.Group.format_commands, reading each verb's help from the table instead of importing the verb."""
-        commands = [(name, self.commands.listing(name)) for name in self.list_commands(ctx)]
-        commands = [(name, command) for name, command in commands if not command.hidden]
-        if not commands:
-            return
-        limit = formatter.width - 6 - max(len(name) for name, _ in commands)
-        rows = [(name, command.get_short_help_str(limit)) for name, command in commands]
-        with formatter.section(_("Commands")):  # the same heading click writes
-            formatter.write_dl(rows)
+        """The listing, with each verb's help from the table: loading every verb to list them would undo the point."""
+        names = self.list_commands(ctx)
+        helps = [(n, self.commands[n] if n in self.commands else click.Command(n, help=self.verbs[n].help))
+                 for n in names]
+        if helps:
+            limit = formatter.width - 6 - max(len(n) for n, _ in helps)
+            with formatter.section("Commands"):
+                formatter.write_dl([(n, c.get_short_help_str(limit)) for n, c in helps if not c.hidden])

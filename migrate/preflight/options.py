@@ -6,21 +6,25 @@ from dataclasses import dataclass, field
 
 from migrate.config import CommonConfig
 from migrate.errors import ConfigError
+from migrate.settings import integer, option, size
 
 
 @dataclass(frozen=True)
 class PreflightOptions:
-    sample: int = 1000  # keys examined per database (ignored with full)
-    full: bool = False  # examine every key
-    rate_limit: int = 0  # keys per second on the source; 0: unlimited
-    batch: int = 500  # SCAN COUNT and pipeline size
-    biggest: int = 10  # biggest keys reported
+    sample: int = option(1000, "Keys examined per database (ignored with --full).", metavar="N", parse=integer(1))
+    full: bool = option(False, "Examine every key (exact counts, all names).")
+    rate_limit: int = option(0, "At most N keys per second on the source; 0: unlimited.", metavar="N",
+                             parse=integer(0))
+    batch: int = option(500, "SCAN COUNT and pipeline size.", metavar="N", parse=integer(1))
+    biggest: int = option(10, "How many biggest keys to list.", metavar="N", parse=integer(0))
     examples: int = 5  # example keys kept per finding
-    dump_limit: int = 8 * 1024 * 1024  # bytes: larger keys are not DUMPed to classify their payload
+    dump_limit: int = option(8 * 1024 * 1024, "Do not DUMP keys bigger than this to classify their payload.",
+                             metavar="SIZE", parse=size, shown_default="8mb")
     dumps_per_kind: int = 5  # payloads DUMPed per (db, type, encoding) to classify the conversion
-    rdb_file: str | None = None  # inspect this RDB file (offline; with or without a live source)
-    aof_dir: str | None = None  # inspect this AOF directory (manifest, base format, commands)
-    target_version: str | None = None  # assume a target ("valkey:8.1") when no live target is given or reachable
+    rdb_file: str | None = option(None, "Inspect an RDB file (offline, or with servers).", metavar="FILE")
+    aof_dir: str | None = option(None, "Inspect an AOF directory (manifest, files).", metavar="DIR")
+    target_version: str | None = option(None, "Check against a release when no live target is given, e.g. "
+                                        "valkey:8.1 or valkey:9.1:relaxed.", metavar="PRODUCT:VERSION")
     dbs: tuple[int, ...] = field(default=())  # restrict the census to these databases
 
     def __post_init__(self) -> None:

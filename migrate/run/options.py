@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Final
 from migrate.config import CommonConfig
 from migrate.errors import ConfigError
 from migrate.selection import KeySelection
+from migrate.settings import group, integer, option, path, positive_number, positive_seconds, size
 
 MiB: Final = 1024 * 1024
 DEFAULT_CHECKPOINT: Final = Path("migrate-run.checkpoint.json")
@@ -36,24 +38,37 @@ class OnIncompatible(StrEnum):
 
 @dataclass(frozen=True)
 class RunOptions:
-    strategy: Strategy = Strategy.REPLAY
-    selection: KeySelection = field(default_factory=KeySelection)
-    batch_size: int = 1000  # keys per SCAN and per pipelined round trip
-    rate_limit: float | None = None  # keys per second read from the source; None: as fast as possible
-    replace: bool = False  # overwrite keys that exist on the target
-    flush_target: bool = False  # FLUSHDB every target database first (needs yes)
-    yes: bool = False  # confirmed: flush, reload and replicaof execute
-    dry_run: bool = False  # read and plan, write nothing
-    resume: bool = False  # continue from the checkpoint
-    checkpoint: Path = DEFAULT_CHECKPOINT
-    on_incompatible: OnIncompatible = OnIncompatible.FAIL
-    big_key_threshold: int = DEFAULT_BIG_KEY_THRESHOLD  # bytes; 0: no size probe (payloads over the limit still chunk)
-    from_rdb: Path | None = None  # reload from this file instead of a live snapshot
-    promote: bool = False  # replicaof: REPLICAOF NO ONE once caught up
-    verify: bool = False  # run `migrate verify` after the copy
-    progress: bool = False  # rich progress bar on stderr
-    sync_timeout: float = 600.0  # replicaof: seconds to wait for the full sync and the catch-up
+    strategy: Strategy = option(Strategy.REPLAY, "replay: SCAN/DUMP/RESTORE with per-key conversion; reload: snapshot, "
+                                "flush the target, load; replicaof: native replication when compatible.",
+                                choices=tuple(Strategy), parse=Strategy)
+    selection: KeySelection = group(KeySelection)
+    batch_size: int = option(1000, "Keys per SCAN and per pipelined round trip.", metavar="N", parse=integer(1))
+    rate_limit: float | None = option(None, "Read at most this many keys per second.", metavar="KEYS/S",
+                                      parse=positive_number)
+    replace: bool = option(False, "Overwrite keys that exist on the target.")
+    flush_target: bool = option(False, "Empty the target databases the run writes into first (needs --yes).")
+    yes: bool = option(False, "Confirm: --flush-target, and execute the plan of --strategy reload / replicaof.",
+                       short="-y")
+    dry_run: bool = option(False, "Read and plan everything, write nothing.")
+    resume: bool = option(False, "Continue an interrupted replay from its checkpoint.")
+    checkpoint: Path = option(DEFAULT_CHECKPOINT, "Checkpoint file.", metavar="FILE", parse=path)
+    on_incompatible: OnIncompatible = option(
+        OnIncompatible.FAIL, "Keys the target cannot hold as they are: fail, skip them, or copy what fits (lossy). "
+        "Skipped and changed keys are listed in the report.", choices=tuple(OnIncompatible), parse=OnIncompatible)
+    big_key_threshold: int = option(DEFAULT_BIG_KEY_THRESHOLD, "Copy keys bigger than this in chunks (e.g. 64mb; 0: "
+                                    "no size probe).", metavar="SIZE", parse=size, shown_default="16mb")
+    from_rdb: Path | None = option(None, "--strategy reload: load this RDB file instead of a live snapshot.",
+                                   metavar="FILE", parse=path)
+    promote: bool = option(False, "--strategy replicaof: REPLICAOF NO ONE once caught up.")
+    verify: bool = option(False, "Run `migrate verify` on the same selection afterwards.")
+    progress: bool | None = option(None, "Progress bar on stderr.", switch=True, shown_default="when a terminal")
+    sync_timeout: float = option(600.0, "--strategy replicaof: wait at most this long for the sync.",
+                                 metavar="SECONDS", parse=positive_seconds)
     checkpoint_interval: float = 1.0  # seconds between checkpoint writes
+
+    @property
+    def show_progress(self) -> bool:
+        return self.progress if self.progress is not None else sys.stderr.isatty()
 
     def validate(self) -> RunOptions:
         if self.batch_size < 1:

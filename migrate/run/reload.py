@@ -235,7 +235,7 @@ def _execute(config: RunConfig, source: Server | None, target: Server) -> tuple[
         # a bad file leaves it untouched.
         _flush(target, settings, _target_dbs(options.selection, source))
         stack.callback(loader.close)
-        progress = stack.enter_context(RunProgress(options.progress, total, "reloading"))
+        progress = stack.enter_context(RunProgress(options.show_progress, total, "reloading"))
         pump: Pump[Loaded] = Pump(_batches(reader, options, converter, extras))
         try:
             for batch in pump:

@@ -159,7 +159,7 @@ class _Replay:
     def run(self, dbs: list[int]) -> None:
         total = sum(self.source.identity.keyspace.get(db, 0) for db in dbs)
         done = sum(_processed(self.checkpoint.dbs[db].tally) for db in dbs)
-        with RunProgress(self.options.progress, total) as progress:
+        with RunProgress(self.options.show_progress, total) as progress:
             progress.advance(done, 0)
             for db in dbs:
                 state = self.checkpoint.dbs[db]

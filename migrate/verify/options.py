@@ -8,6 +8,7 @@ from enum import StrEnum
 from migrate.config import CommonConfig, ConnectionSettings, Endpoint
 from migrate.errors import ConfigError
 from migrate.selection import KeySelection
+from migrate.settings import group, integer, non_negative_seconds, option, positive_number
 
 REVERSE_SCAN = ("auto", "always")
 
@@ -20,26 +21,41 @@ class Level(StrEnum):
 
 @dataclass(frozen=True)
 class VerifyOptions:
-    level: Level = Level.FULL
-    selection: KeySelection = field(default_factory=KeySelection)
-    ttl_tolerance_ms: int = 2000  # |source PTTL - target PTTL| allowed (reads are not simultaneous)
-    sample: int | None = None  # verify about this many keys (exact count, chosen by a seeded hash of the name)
-    sample_percent: float | None = None  # or this percentage of the keys
-    seed: int = 0  # sampling seed: the same seed picks the same keys
-    rounds: int = 3  # recheck rounds for mismatching keys (0: report every first-pass mismatch)
-    interval: float = 1.0  # seconds between recheck rounds
-    max_report_keys: int = 100  # keys listed per category in the report; the rest are counted
-    batch_size: int = 1000  # keys per SCAN call and per pipelined round trip
+    level: Level = option(Level.FULL, "count: key counts per db; keys: existence, type, TTL; full: values too.",
+                          choices=tuple(Level), parse=Level)
+    selection: KeySelection = group(KeySelection)
+    # |source TTL - target TTL| allowed: the two reads are not simultaneous
+    ttl_tolerance: float = option(2.0, "Allowed TTL difference between the sides.", metavar="SECONDS",
+                                  parse=non_negative_seconds)
+    sample: int | None = option(None, "Verify N keys chosen by a seeded hash of their names.", metavar="N",
+                                parse=integer(1))
+    sample_percent: float | None = option(None, "Verify about P percent of the keys.", metavar="P",
+                                          parse=positive_number)
+    seed: int = option(0, "Sampling seed; the same seed picks the same keys.", metavar="N", parse=integer(0))
+    rounds: int = option(3, "Recheck rounds for mismatching keys.", metavar="N", parse=integer(0))
+    interval: float = option(1.0, "Wait between recheck rounds.", metavar="SECONDS", parse=non_negative_seconds)
+    max_report_keys: int = option(100, "Keys listed per category; more are counted.", metavar="N",
+                                  parse=integer(0))
+    batch_size: int = option(1000, "Keys per SCAN and per pipelined read.", metavar="N", parse=integer(1))
     chunk_size: int = 1000  # elements per read of a big list/set/zset/hash/stream
     string_chunk_bytes: int = 64 * 1024  # bytes per GETRANGE of a big string
     max_inflight_values: int = 256  # values read in the same round trip (memory: this x chunk size)
-    workers: int = 2  # threads comparing batches while the main thread scans (each with its own connections); 0: inline
+    workers: int = option(2, "Threads comparing batches while SCAN goes on; 0: none.", metavar="N",
+                          parse=integer(0))
     recheck_limit: int = 100_000  # mismatching keys remembered for rechecks; beyond, counted as unrechecked
-    check_nonkey: bool = True  # functions, ACL users, config parameters
+    check_nonkey: bool = option(True, "Compare functions, ACL users and config parameters.", flag="--nonkey",
+                                switch=True)
     # auto: skip the reverse SCAN of the target where counting proves it would find nothing (verify/stillness.py);
     # always: scan every target key anyway.
-    reverse_scan: str = "auto"
-    dump_bodies: bool = True  # --level full: equal DUMP bodies settle small collections (dumpeq.py)
+    reverse_scan: str = option("auto", "Scan the target for extra keys: always, or auto: not where neither server "
+                               "changed during the pass and the key counts prove there is none.",
+                               choices=REVERSE_SCAN)
+    dump_bodies: bool = option(True, "At --level full, settle small collections whose DUMP bodies are equal on both "
+                               "sides before reading them type-natively.", switch=True)
+
+    @property
+    def ttl_tolerance_ms(self) -> int:
+        return round(self.ttl_tolerance * 1000)
 
     def validate(self) -> VerifyOptions:
         if self.sample is not None and self.sample_percent is not None:
@@ -58,7 +74,7 @@ class VerifyOptions:
                 raise ConfigError(f"{name.replace('_', ' ')} must be >= 1")
         if self.reverse_scan not in REVERSE_SCAN:
             raise ConfigError(f"--reverse-scan must be one of {', '.join(REVERSE_SCAN)}")
-        if self.interval < 0 or self.ttl_tolerance_ms < 0:
+        if self.interval < 0 or self.ttl_tolerance < 0:
             raise ConfigError("--interval and --ttl-tolerance must be >= 0")
         return self
 
