@@ -219,18 +219,20 @@ def to_list(value: Any) -> tuple[str, ...]:
     return tuple(p.strip() for item in items for p in str(item).split(",") if p.strip())
 
 
-def positive_seconds(value: Any) -> float:
-    seconds = float(value)
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise ValueError(f"must be a finite number of seconds above 0, got {value!r}")
-    return seconds
+def number(minimum: float, *, above: bool = False, unit: str = "") -> Parser:
+    """A finite number >= minimum (> minimum with above=True); NaN and infinities are refused."""
+    def parse(value: Any) -> float:
+        got = float(value)
+        if not math.isfinite(got) or got < minimum or (above and got == minimum):
+            bound = f"above {minimum:g}" if above else f"{minimum:g} or more"
+            raise ValueError(f"must be a finite number{unit} {bound}, got {value!r}")
+        return got
+    return parse
 
 
-def non_negative_seconds(value: Any) -> float:
-    seconds = float(value)
-    if not math.isfinite(seconds) or seconds < 0:
-        raise ValueError(f"must be a finite number of seconds, 0 or more, got {value!r}")
-    return seconds
+positive_seconds: Final = number(0, above=True, unit=" of seconds")
+non_negative_seconds: Final = number(0, unit=" of seconds")
+positive_number: Final = number(0, above=True)
 
 
 def integer(minimum: int) -> Parser:
@@ -242,13 +244,6 @@ def integer(minimum: int) -> Parser:
             raise ValueError(f"must be {minimum} or more, got {number}")
         return number
     return parse
-
-
-def positive_number(value: Any) -> float:
-    number = float(value)
-    if not math.isfinite(number) or number <= 0:
-        raise ValueError(f"must be a finite number above 0, got {value!r}")
-    return number
 
 
 def path(value: Any) -> Path:

@@ -238,10 +238,7 @@ class Channel:
         try:
             sock = self._socket()
             while len(got) < len(expected) and expected.startswith(got):
-                chunk = sock.recv(RECV_BYTES)
-                if not chunk:
-                    raise ConnectionResetError("connection closed by the server")
-                got += chunk
+                got += _receive(sock)
         except OSError as exc:
             raise self._lost(exc) from exc
         if got == expected:
@@ -269,10 +266,7 @@ class Channel:
         try:
             sock = self._socket()
             while not received.endswith(marker):
-                chunk = sock.recv(RECV_BYTES)
-                if not chunk:
-                    raise ConnectionResetError("connection closed by the server")
-                received += chunk
+                received += _receive(sock)
         except OSError as exc:
             raise self._lost(exc) from exc
         return bytes(received[:-len(marker)])
@@ -306,8 +300,12 @@ class Channel:
         self.reset()
 
 
-def _feed(sock: socket.socket, reader: Any) -> None:
+def _receive(sock: socket.socket) -> bytes:
     chunk = sock.recv(RECV_BYTES)
     if not chunk:
         raise ConnectionResetError("connection closed by the server")
-    reader.feed(chunk)
+    return chunk
+
+
+def _feed(sock: socket.socket, reader: Any) -> None:
+    reader.feed(_receive(sock))
