@@ -122,7 +122,7 @@ class AofReader:
             elif state.pending_bytes > self.max_transaction_bytes:
                 yield from self._big_transaction(state, end)
         elif argv[0].lower() == b"multi":
-            state.pending, state.pending_bytes, state.tx_start = [raw], end - offset, offset
+            state.pending, state.pending_bytes = [raw], end - offset
         else:
             yield self._event(state, raw, False)
             state.loaded_up_to = end
@@ -153,8 +153,7 @@ class AofReader:
         info = state.info
         if state.pending is not None:
             state.dropped = len(state.pending)
-        loaded = state.tx_start if (state.pending is not None or state.reverting) else state.loaded_up_to
-        state.loaded_up_to = loaded
+        loaded = state.loaded_up_to  # the end of the last applied command: the server's valid_up_to
         if not last:
             what = "ends inside a MULTI/EXEC block" if reason == "open-transaction" else "ends inside a command"
             raise AofFormatError(f"the AOF file {what}, and it is not the last file of the load order "
@@ -173,7 +172,6 @@ class _FileState:
         self.yielded = 0
         self.pending: list[RawCommand] | None = None  # the commands of a MULTI block whose EXEC is not seen yet
         self.pending_bytes = 0
-        self.tx_start = start
         self.streaming = False
         self.reverting = False
         self.dropped = 0
