@@ -11,7 +11,7 @@ import pytest
 from fixtures.aof_state import canonical_state, same_state
 from migrate.aof import AofCommand, AofFormatError, AofReader, RdbPartEnd, open_aof_input, summarize_aof
 from migrate.errors import BadInputError, ExitCode
-from migrate.sandbox import LocalServer, load_manifest
+from migrate.sandbox import load_manifest
 from tests.aof_support import BAD, copy_for_server, replay, server_on_aof, server_refuses, truncation_offsets
 from tests.conftest import ServerFactory
 
@@ -179,8 +179,3 @@ def test_select_tracking_and_per_file_reset(tmp_path: Path) -> None:
                      b"*2\r\n$6\r\nSELECT\r\n$2\r\nxx\r\n*2\r\n$3\r\nDEL\r\n$1\r\nb\r\n")
     commands = [e for e in AofReader(path) if isinstance(e, AofCommand)]
     assert [(c.name, c.db) for c in commands] == [("select", 0), ("del", 5), ("select", 5), ("del", 5)]
-
-
-def test_unprovisioned_server_is_not_needed_for_the_reader() -> None:
-    binary = load_manifest().get("redis-7.0")
-    assert binary is None or isinstance(LocalServer(binary), LocalServer)

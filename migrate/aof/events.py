@@ -57,7 +57,8 @@ class Truncation:
 
     reason "incomplete-command": the file ends inside a command (a crash or a full disk while writing);
     reason "open-transaction": the file ends inside MULTI ... without EXEC: the server reverts the whole block
-    ("Revert incomplete MULTI/EXEC transaction"), so its `dropped_commands` complete commands (MULTI included) are never applied.
+    ("Revert incomplete MULTI/EXEC transaction"), so its `dropped_commands` complete commands (MULTI included) are
+    never applied.
     When no command after a file's RDB part was applied, `loaded_up_to` is the end of the RDB part; the server
     itself then logs offset 0 and cuts the whole file, preamble included, after loading it (valid_up_to starts at 0
     in loadSingleAppendOnlyFile): a second start would find the data gone.
