@@ -92,6 +92,33 @@ class CommandStream:
             yield base + start, base + end, argv
 
     def _command(self, buf: bytes, p: int, eof: bool, base: int) -> tuple[int, tuple[bytes, ...]]:
+        find = buf.find
+        newline = find(b"\n", p, p + LINE_MAX)
+        digits = buf[p + 1:newline - 1]
+        if newline > p and buf[p] == 42 and buf[newline - 1] == 13 and digits.isdigit() and digits[0] != 48 \
+                and len(digits) < 10:
+            q, argc = newline + 1, int(digits)  # the common line, "*<digits>\r\n"
+        else:
+            q, argc = self._count_line(buf, p, eof, base)
+        argv = []
+        for _ in range(argc):
+            # the common line, "$<digits>\r\n", inline; anything else through the fgets/strtol rules
+            newline = find(b"\n", q, q + LINE_MAX)
+            digits = buf[q + 1:newline - 1]
+            if newline > q and buf[q] == 36 and buf[newline - 1] == 13 and digits.isdigit():
+                line_end = newline + 1
+                length = int(digits)
+            else:
+                line_end, length = self._length_line(buf, q, eof, base)
+            value_end = line_end + length
+            if value_end + 2 > len(buf):
+                raise _More(value_end + 2)
+            argv.append(buf[line_end:value_end])
+            q = value_end + 2  # the CRLF after the value: skipped unchecked, as the server does
+        return q, tuple(argv)
+
+    def _count_line(self, buf: bytes, p: int, eof: bool, base: int) -> tuple[int, int]:
+        """(end of the `*<argc>` line, argc) by the server's rules: fgets, then atoi of what follows the '*'."""
         if buf[p] != 42:  # '*'
             raise self._format_error(buf, p, base, "expected '*' at the start of a command")
         q = _line_end(buf, p, eof)
@@ -102,22 +129,19 @@ class CommandStream:
         argc = _c_integer(buf[p + 1:q])
         if not 1 <= argc <= _INT_MAX:
             raise self._format_error(buf, p, base, f"invalid argument count {buf[p:q].strip()!r}")
-        argv = []
-        for _ in range(argc):
-            if q >= len(buf):
-                raise _More(q + 1)
-            line_end = _line_end(buf, q, eof)
-            if buf[q] != 36:  # '$'
-                raise self._format_error(buf, q, base, "expected '$' before an argument")
-            length = _c_integer(buf[q + 1:line_end])
-            if length < 0:
-                raise self._format_error(buf, q, base, f"invalid argument length {buf[q:line_end].strip()!r}")
-            value_end = line_end + length
-            if value_end + 2 > len(buf):
-                raise _More(value_end + 2)
-            argv.append(buf[line_end:value_end])
-            q = value_end + 2  # the CRLF after the value: skipped unchecked, as the server does
-        return q, tuple(argv)
+        return q, argc
+
+    def _length_line(self, buf: bytes, q: int, eof: bool, base: int) -> tuple[int, int]:
+        """(end of the `$<len>` line, len) by the server's rules: fgets, then strtol of what follows the '$'."""
+        if q >= len(buf):
+            raise _More(q + 1)
+        line_end = _line_end(buf, q, eof)
+        if buf[q] != 36:  # '$'
+            raise self._format_error(buf, q, base, "expected '$' before an argument")
+        length = _c_integer(buf[q + 1:line_end])
+        if length < 0:
+            raise self._format_error(buf, q, base, f"invalid argument length {buf[q:line_end].strip()!r}")
+        return line_end, length
 
     def _format_error(self, buf: bytes, p: int, base: int, what: str) -> AofFormatError:
         offset = base + p
