@@ -144,4 +144,4 @@ def _ready(log: Path) -> bool:
 
 def truncation_offsets(log: str) -> list[int]:
     """The offsets of every "Truncating the AOF [file] at offset N" line of a server log."""
-    return [int(m) for m in re.findall(r"Truncating the AOF (?:\S+ )?at offset (\d+)", log)]
+    return [int(m) for m in re.findall(r"Truncating the AOF (?:.+ )?at offset (\d+)", log)]

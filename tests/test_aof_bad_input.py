@@ -209,3 +209,11 @@ def test_every_file_starts_in_database_0(servers: ServerFactory, tmp_path: Path)
         assert ground.client(0).keys() == [b"b"] and ground.client(1).keys() == [b"a"]
     finally:
         ground.stop()
+
+
+def test_a_file_or_a_manifest_path_reads_like_its_directory() -> None:
+    single = BAD.parent / "redis-6.0-preamble"
+    assert list(AofReader(single / "appendonly.aof")) == list(AofReader(single))
+    multi = BAD.parent / "redis-8.0.6-rdb-base"
+    assert list(AofReader(multi / "appendonly.aof.manifest")) == list(AofReader(multi))
+    assert open_aof_input(single).layout == "single-file" and open_aof_input(multi).layout == "multi-part"

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from fixtures.aof_state import canonical_state, same_state
 from migrate.aof import AofCommand, AofReader, summarize_aof
 from migrate.errors import BadInputError
-from tests.aof_support import CORPUS, FIXTURES, replay, server_on_aof, tolerance, writer_of
+from tests.aof_support import CORPUS, FIXTURES, replay, server_on_aof, tolerance, truncation_offsets, writer_of
 from tests.conftest import ServerFactory
 
 SAMPLES = {
@@ -93,6 +93,8 @@ def test_torn_copy_loads_like_the_server(fixture: str, servers: ServerFactory, t
     ground = server_on_aof(writer_of(fixture), torn, tmp_path / "server")
     try:
         truth = canonical_state(ground.client())
+        log = (ground.dir / "server.log").read_text(errors="replace")
     finally:
         ground.stop()
     assert same_state(canonical_state(target.client()), truth, tolerance(truth)) == []
+    assert reader.truncation.loaded_up_to in truncation_offsets(log)  # where the server cut the file
