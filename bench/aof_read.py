@@ -27,7 +27,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from migrate.sandbox import LocalServer, load_manifest  # noqa: E402
+from fixtures.sandbox import LocalServer, load_manifest  # noqa: E402
 
 OUT = REPO / "bench" / "out"
 SERVER = "redis-7.0"

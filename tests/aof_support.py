@@ -14,10 +14,10 @@ from typing import Any
 
 import redis
 
+from fixtures.sandbox import LocalServer, ServerBinary, load_manifest
 from migrate.aof import AofCommand, AofReader, FileStart
 from migrate.rdb.dump import build_dump
 from migrate.rdb.records import FunctionRecord, KeyRecord
-from migrate.sandbox import LocalServer, ServerBinary, load_manifest
 from tests.conftest import missing
 
 ROOT = Path(__file__).resolve().parent.parent
