@@ -28,12 +28,13 @@ def run_in(tree: Path, label: str, command: list[str]) -> None:
 
 
 def main() -> None:
+    argv = sys.argv[1:]
+    split = argv.index("--") if "--" in argv else len(argv)
     parser = argparse.ArgumentParser()
     parser.add_argument("base")
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("command", nargs=argparse.REMAINDER)
-    args = parser.parse_args()
-    command = [c for c in args.command if c != "--"]
+    args = parser.parse_args(argv[:split])
+    command = argv[split + 1:]
     with tempfile.TemporaryDirectory(prefix="migrate-base-") as tmp:
         base = Path(tmp) / "tree"
         subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(base), args.base], check=True,

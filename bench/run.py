@@ -46,7 +46,7 @@ began = time.perf_counter()
 result = run(config)
 seconds = time.perf_counter() - began
 print(json.dumps({"copied": result.copied, "seconds": seconds,
-                  "paths": {p: n for d in result.dbs for p, n in d.by_path.items()},
+                  "paths": {p: n for d in result.dbs for p, n in d.by_route.items()},
                   "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
