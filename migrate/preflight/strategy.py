@@ -97,7 +97,8 @@ def reload_option(profile: Profile) -> Option:
     if profile.rdb_file is not None and profile.rdb_file.error:
         why.append(f"the RDB file is unreadable: {profile.rdb_file.error}")
     why += _target_missing(profile)
-    why += _missing_commands(profile, "reload")
+    # With an RDB file the snapshot is not taken from the source: its SYNC does not matter.
+    why += _missing_commands(profile, "reload", ("target",) if profile.rdb_file is not None else ("source", "target"))
     return Option("reload", not why, tuple(why))
 
 
@@ -108,9 +109,11 @@ def _target_missing(profile: Profile) -> list[str]:
     return [f"the target is unreachable ({profile.target.unreachable})"] if profile.target.unreachable else []
 
 
-def _missing_commands(profile: Profile, way: str) -> list[str]:
+def _missing_commands(profile: Profile, way: str, roles: tuple[str, ...] = ("source", "target")) -> list[str]:
     why = []
     for role, needed in STRATEGY_COMMANDS[way].items():
+        if role not in roles:
+            continue
         server: ServerProfile | None = getattr(profile, role)
         missing = set(server.missing_standard or ()) if server is not None else set()
         lacking = [c for c in needed if c in missing]
