@@ -287,11 +287,11 @@ def check_rights(verb: str, sides: dict[str, tuple[Server, int]], context: Conte
             channel.close()
     missing = [p for p in probes if p.missing_required]
     if missing:
+        commands = sorted({r.command for p in missing for r in p.missing_required})
         raise PermissionDeniedError(
-            "the ACL users lack rights this " + ("run" if verb != "verify" else "verification") + " needs: "
-            + " | ".join(_describe_required(p) for p in missing),
-            "grant them, e.g. ACL SETUSER <user> " + " ".join(
-                "+" + r.command for p in missing for r in p.missing_required)
+            "permission denied: the ACL users lack rights this " + ("run" if verb != "verify" else "verification")
+            + " needs: " + " | ".join(_describe_required(p) for p in missing),
+            "grant them, e.g. ACL SETUSER <user> " + " ".join(f"+{c}" for c in commands)
             + " (README.md, \"Minimum rights\", lists every strategy's)")
     return tuple(probes)
 
@@ -299,3 +299,17 @@ def check_rights(verb: str, sides: dict[str, tuple[Server, int]], context: Conte
 def _describe_required(probe_: Probe) -> str:
     return Probe(probe_.role, tuple(r for r in probe_.denied if r.required),
                  tuple(r for r in probe_.unknown if r.required)).describe()
+
+
+def rights_table(verb: str) -> str:
+    """The README's table of one verb's rights (tests/test_docs.py keeps the README equal to it)."""
+    rows = ["| side | command | needed | why |", "|---|---|---|---|"]
+    for role in ("source", "target"):
+        seen: set[str] = set()
+        for right in RIGHTS[verb][role]:
+            if right.command in seen:
+                continue
+            seen.add(right.command)
+            need = ("required" if right.required else "optional") + (f" ({right.when})" if right.when else "")
+            rows.append(f"| {role} | `+{right.command}` | {need} | {right.why} |")
+    return "\n".join(rows)

@@ -88,3 +88,30 @@ def test_every_missing_right_is_named_at_once(servers, tmp_path):
         assert name in message, message
     assert err.value.exit_code == ExitCode.MIGRATION and "+restore" in err.value.hint
     assert target.client().dbsize() == 0
+
+
+def test_preflight_names_every_missing_right_and_an_unreadable_keyspace(servers):
+    from migrate.preflight import PreflightConfig, preflight
+
+    source, target = servers.get("redis-7.0"), servers.get("valkey-8.1")
+    source.client().set("k", "v")
+    blind = grant(source, "blind", ["scan", "dump", "client|setname", "ping"])  # no INFO, no SELECT/DBSIZE
+    weak = grant(target, "weak", ["info", "client|setname", "ping", "select", "dbsize", "multi", "discard"])
+    result = preflight(PreflightConfig(CommonConfig(parse_endpoint(blind), parse_endpoint(weak))))
+    codes = {f.code for f in result.blockers}
+    assert "KEYSPACE_UNREADABLE" in codes and "RIGHTS_MISSING" in codes, codes
+    replay_target = next(f for f in result.findings if f.code == "RIGHTS_MISSING"
+                         and f.evidence["strategy"] == "replay" and f.evidence["role"] == "target")
+    assert {"restore", "hset", "exec", "rename"} <= set(replay_target.evidence["denied"])
+    assert not result.ok and result.strategy.name != "replay"
+
+
+def test_preflight_says_reload_needs_sync_when_it_is_renamed(servers):
+    from migrate.preflight import PreflightConfig, preflight
+
+    source = servers.get("redis-7.0", "--rename-command", "SYNC", "", "--rename-command", "PSYNC", "")
+    target = servers.get("valkey-8.1")
+    source.client().set("k", "v")
+    result = preflight(PreflightConfig(CommonConfig(parse_endpoint(source.url), parse_endpoint(target.url))))
+    reload = next(o for o in result.strategy.options if o.name == "reload")
+    assert not reload.possible and any("SYNC" in why for why in reload.why_not), reload

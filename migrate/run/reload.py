@@ -8,6 +8,7 @@ memory, never written to our disk.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import re
 import time
@@ -193,33 +194,34 @@ def _estimate(config: RunConfig, source: Server | None, target: Server) -> str:
 def _sample_file(options: RunOptions, converter: Converter) -> tuple[list[bytes], int]:
     assert options.from_rdb is not None
     payloads: list[bytes] = []
-    with RdbReader(options.from_rdb) as reader:
+    with RdbReader(options.from_rdb) as reader, contextlib.suppress(RdbFormatError):  # reported by the check
         for item in reader.scan():
             if type(item) is tuple:
                 payloads.append(_payload(converter, item[3], item[7], reader.rdb_version))
                 if len(payloads) >= SAMPLE_KEYS:
                     break
-        consumed = max(1, reader.bytes_read)
+    consumed = max(1, reader.bytes_read)
     size = options.from_rdb.stat().st_size
     return payloads, int(len(payloads) * size / consumed) if len(payloads) >= SAMPLE_KEYS else len(payloads)
 
 
 def _sample_source(source: Server, settings: ConnectionSettings, converter: Converter) -> tuple[list[bytes], int]:
+    """DUMP a sample of the first database that has keys (a reload-only user may not SCAN or DUMP: no sample)."""
     keys = sum(source.identity.keyspace.values())
-    payloads: list[bytes] = []
-    for db, count in source.identity.keyspace.items():
-        if not count:
-            continue
-        link = Channel(source.endpoint, settings, "source", db)
-        try:
-            scanned = link.command("SCAN", 0, "COUNT", SAMPLE_KEYS)
-            names = [] if is_error(scanned) else scanned[1]  # a reload-only user may not SCAN or DUMP: no sample
-            dumps = link.call(b"".join(pack(("DUMP", k)) for k in names), len(names)) if names else []
-        finally:
-            link.close()
-        payloads += [_converted(converter, dump) for dump in dumps if isinstance(dump, bytes)]
-        break
-    return payloads, keys
+    db = next((db for db, count in sorted(source.identity.keyspace.items()) if count), None)
+    if db is None:
+        return [], keys
+    link = Channel(source.endpoint, settings, "source", db)
+    try:
+        scanned = with_retries(lambda: link.command("SCAN", 0, "COUNT", SAMPLE_KEYS), settings, "SCAN",
+                               source.endpoint, "source")
+        names = [] if is_error(scanned) else scanned[1]
+        data = b"".join(pack(("DUMP", k)) for k in names)
+        dumps = with_retries(lambda: link.call(data, len(names)), settings, "DUMP", source.endpoint,
+                             "source") if names else []
+    finally:
+        link.close()
+    return [_converted(converter, dump) for dump in dumps if isinstance(dump, bytes)], keys
 
 
 def _converted(converter: Converter, payload: bytes) -> bytes:

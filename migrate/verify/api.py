@@ -26,6 +26,8 @@ def verify(config: VerifyConfig) -> VerifyResult:
         source, target = servers
         refuse_same_server(source.identity, target.identity, selection.database_pairs())
         pairs = selection.database_pairs() or [(0, 0)]
+        source.check_databases([src for src, _ in pairs], "--db / --db-map")
+        target.check_databases([dst for _, dst in pairs])
         check_rights("verify", {"source": (source, pairs[0][0]), "target": (target, pairs[0][1])},
                      Context(source.identity.capabilities, target.identity.capabilities))
         return Run(config, options, servers[0], servers[1], started).execute()
