@@ -69,12 +69,16 @@ class Endpoint:
 
 
 def parse_endpoint(url: str, tls: TlsOptions = TlsOptions(), role: str = "server") -> Endpoint:
-    """Parse redis://, rediss:// or unix:// URLs; errors name the role, never the password."""
+    """Parse redis://, rediss:// or unix:// URLs. Errors name the role and what is wrong, never a part of the URL: a
+    password with a `/`, `?` or `#` in it splits the URL elsewhere, and its pieces would show up as a port or a path."""
     try:
         parts = urlsplit(url.strip())
+    except ValueError:
+        raise ConfigError(f"malformed {role} URL: it cannot be split into its parts", _URL_HINT) from None
+    try:
         port = parts.port
-    except ValueError as exc:
-        raise ConfigError(f"malformed {role} URL: {exc}", _URL_HINT) from None
+    except ValueError:
+        raise ConfigError(f"malformed {role} URL: the port is not a number from 0 to 65535", _URL_HINT) from None
     if parts.scheme not in SCHEMES:
         raise ConfigError(f"malformed {role} URL: scheme must be one of {', '.join(SCHEMES)}", _URL_HINT)
     query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
@@ -91,7 +95,8 @@ def parse_endpoint(url: str, tls: TlsOptions = TlsOptions(), role: str = "server
                     tls if parts.scheme == "rediss" else TlsOptions())
 
 
-_URL_HINT = "use redis://[user:password@]host:port/db, rediss://... for TLS, or unix:///path/to.sock?db=0"
+_URL_HINT = ("use redis://[user:password@]host:port/db, rediss://... for TLS, or unix:///path/to.sock?db=0; "
+             "percent-encode / ? # @ : in a password (e.g. %2F for /)")
 
 
 def _db(text: str | None, role: str) -> int:
@@ -100,7 +105,8 @@ def _db(text: str | None, role: str) -> int:
     try:
         db = int(str(text))
     except ValueError:
-        raise ConfigError(f"malformed {role} URL: database must be a number, got {text!r}", _URL_HINT) from None
+        raise ConfigError(f"malformed {role} URL: the database (the path after the port) is not a number",
+                          _URL_HINT) from None
     if db < 0:
         raise ConfigError(f"malformed {role} URL: database must be >= 0", _URL_HINT)
     return db
@@ -152,6 +158,7 @@ def common_config(values: Mapping[str, Any]) -> CommonConfig:
     """Endpoints and connection settings from resolved values (setting name -> value; missing ones: defaults)."""
     given: ServerOptions = build(ServerOptions, values)
     tls = TlsOptions(given.tls_ca_file, given.tls_cert_file, given.tls_key_file, not given.tls_insecure)
+    _check_tls_options(given, tls)
     endpoints = []
     for role in ("source", "target"):
         url = getattr(given, role)
@@ -160,3 +167,15 @@ def common_config(values: Mapping[str, Any]) -> CommonConfig:
             endpoint.tls.check_files()
         endpoints.append(endpoint)
     return CommonConfig(endpoints[0], endpoints[1], given.connection)
+
+
+def _check_tls_options(given: ServerOptions, tls: TlsOptions) -> None:
+    """TLS options are for rediss:// URLs: given with none, the user would believe a link is encrypted that is not."""
+    if bool(tls.cert_file) != bool(tls.key_file):
+        raise ConfigError("--tls-cert-file and --tls-key-file go together (mutual TLS needs both)",
+                          "give both files, or neither")
+    options_given = tls.ca_file or tls.cert_file or tls.key_file or given.tls_insecure
+    urls = [u for u in (given.source, given.target) if u]
+    if options_given and urls and not any(u.strip().lower().startswith("rediss://") for u in urls):
+        raise ConfigError("TLS options were given but no URL uses TLS: redis:// connects in clear text",
+                          "use rediss://host:port for a TLS server, or drop the --tls-* options")

@@ -25,6 +25,7 @@ from migrate.errors import (
     PermissionDeniedError,
     TargetOutOfMemoryError,
     TlsError,
+    ValueTooBigError,
 )
 from migrate.logs import get_logger
 
@@ -59,6 +60,13 @@ def client_kwargs(endpoint: Endpoint, settings: ConnectionSettings) -> dict[str,
             ssl_check_hostname=endpoint.tls.verify,
         )
     return kwargs
+
+
+def raw_connection(endpoint: Endpoint, settings: ConnectionSettings) -> Any:
+    """An unconnected redis-py connection of the right class (TCP, TLS or unix socket), speaking RESP2: scores and
+    doubles stay the server's exact text, maps stay flat arrays. redis.Redis picks the class from the arguments; a
+    ConnectionPool built from them directly would not (its TLS and unix arguments are those of redis.Redis)."""
+    return redis.Redis(**client_kwargs(endpoint, settings), protocol=2).connection_pool.make_connection()
 
 
 def open_client(endpoint: Endpoint, settings: ConnectionSettings | None = None, role: str = "server",
@@ -118,14 +126,18 @@ def translate(exc: BaseException, endpoint: Endpoint | None = None, role: str = 
         return PermissionDeniedError(f"permission denied on {where}: {_scrub(text, endpoint)}")
     if _starts(text, "OOM") or isinstance(exc, rex.OutOfMemoryError):  # redis-py strips the OOM prefix
         return TargetOutOfMemoryError(f"{where} is out of memory (maxmemory reached): {text}")
+    if "exceeds maximum allowed size" in text:  # APPEND/SETRANGE/... past the target's proto-max-bulk-len
+        return ValueTooBigError(f"{where} cannot hold the value: {text}")
     if _starts(text, "READONLY"):
         return MigrationError(f"{where} is a read-only replica: {text}",
                               "point --target at the primary, or run REPLICAOF NO ONE on it")
     if isinstance(exc, ssl.SSLError) or "SSL" in text or "certificate" in text.lower():
         return TlsError(f"TLS handshake with {where} failed: {text}")
     if isinstance(exc, rex.TimeoutError | socket.timeout | TimeoutError) or "Timeout" in text or "timed out" in text:
+        connecting = "connect" in text.lower()  # redis-py: "Timeout connecting to server" vs "Timeout reading ..."
         return ConnectError(f"{where} did not answer in time: {text}",
-                            "check the host is reachable and not overloaded; raise --connect-timeout")
+                            "check the host is reachable and not overloaded; raise "
+                            + ("--connect-timeout" if connecting else "--socket-timeout (a slow or blocked server)"))
     if isinstance(exc, rex.ConnectionError | OSError):
         if "Name or service not known" in text or "nodename nor servname" in text or "resolve" in text:
             return ConnectError(f"cannot resolve the host of {where}", "check the host name in the URL")

@@ -54,7 +54,7 @@ class TlsError(ConnectError):
 
 class MigrationError(MigrateError):
     exit_code = ExitCode.MIGRATION
-    default_hint = "see the log above; the checkpoint is kept, rerun with --resume"
+    default_hint = "see the log above for what failed"
 
 
 class PermissionDeniedError(MigrationError):
@@ -66,7 +66,13 @@ class TargetNotEmptyError(MigrationError):
 
 
 class TargetOutOfMemoryError(MigrationError):
-    default_hint = "raise the target's maxmemory or free memory, then rerun with --resume"
+    default_hint = "raise the target's maxmemory or free memory, then run again"
+
+
+class ValueTooBigError(MigrationError):
+    """The target refused a value for its size (`proto-max-bulk-len` limits every string and element)."""
+
+    default_hint = "raise proto-max-bulk-len on the target, or rerun with --on-incompatible skip to leave such keys out"
 
 
 class IncompatibleDataError(MigrationError):

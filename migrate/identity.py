@@ -12,6 +12,7 @@ from redis import exceptions as rex
 
 from migrate.config import ConnectionSettings, Endpoint
 from migrate.connection import open_client, with_retries
+from migrate.errors import ConfigError
 from migrate.facts.capabilities import Capabilities
 from migrate.facts.releases import Version, parse_version, rdb_version_written
 
@@ -28,6 +29,7 @@ class ServerIdentity:
     keyspace: dict[int, int] = field(default_factory=dict)  # db -> keys, from INFO keyspace
     rdb_version_check: str | None = None  # Valkey 8.1+: strict | relaxed
     os: str = ""
+    run_id: str = ""  # INFO server run_id: a new one at every start of the process
 
     @property
     def label(self) -> str:
@@ -103,6 +105,7 @@ def identify(client: redis.Redis) -> ServerIdentity:
         keyspace=keyspace_of(full),
         rdb_version_check=check,
         os=str(info.get("os", "")),
+        run_id=str(info.get("run_id", "")),
     )
 
 
@@ -111,3 +114,24 @@ def connect(endpoint: Endpoint, settings: ConnectionSettings, role: str) -> tupl
     client = open_client(endpoint, settings, role, db=0)
     identity = with_retries(lambda: identify(client), settings, f"identify the {role}", endpoint, role)
     return client, identity
+
+
+def same_server(a: ServerIdentity, b: ServerIdentity) -> bool:
+    """Whether two connections reach the same server process, whatever the URLs say (localhost vs 127.0.0.1, a
+    proxy, a DNS alias): compared by run_id."""
+    return bool(a.run_id) and a.run_id == b.run_id
+
+
+def refuse_same_server(source: ServerIdentity, target: ServerIdentity,
+                       pairs: list[tuple[int, int]] | None) -> None:
+    """Refuse (exit 1) to work with the source as its own target: a flush, a reload or a replica of itself would
+    destroy the source's data, and a verification would compare the data with itself. Between different databases
+    of one server (`pairs` given, each source db mapped elsewhere) replay and verify are allowed."""
+    if not same_server(source, target):
+        return
+    if pairs is not None and pairs and all(src != dst for src, dst in pairs):
+        return
+    raise ConfigError(f"the source and the target are the same server ({source.describe()}, run_id "
+                      f"{source.run_id[:12]}...): it would be migrated onto itself",
+                      "check --source and --target; to copy between databases of one server, map them with "
+                      "--db-map SRC:DST to other databases")

@@ -15,16 +15,23 @@ from rich.table import Table
 
 
 def display_key(key: bytes | str, limit: int = 200) -> str:
-    """A key as a printable string: UTF-8 when it is printable text, else with \\x escapes (never raw bytes)."""
+    """A key as a printable string, never raw bytes, and two keys never print alike: printable UTF-8 text as it is;
+    anything else escaped (\\x00, \\n, \\u00e9...) with its backslashes doubled, so the key `\\x00` (four
+    characters) prints as `\\\\x00` and a NUL byte as `\\x00`."""
     if isinstance(key, str):
         text = key
     else:
         try:
             text = key.decode("utf-8")
         except UnicodeDecodeError:
-            text = key.decode("latin-1").encode("unicode_escape").decode("ascii")
-    if not text.isprintable():
+            text = key.decode("latin-1")
+            return _clip(text.encode("unicode_escape").decode("ascii"), limit)
+    if not text.isprintable() or "\\" in text:
         text = text.encode("unicode_escape").decode("ascii")
+    return _clip(text, limit)
+
+
+def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

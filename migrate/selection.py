@@ -5,12 +5,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import redis
 
+from migrate.errors import ConfigError
 from migrate.facts.types import LOGICAL_TYPES
 from migrate.settings import option
 
@@ -69,6 +71,12 @@ class KeySelection:
         chosen = set(self.dbs) | {s for s, _ in self.db_map} if (self.dbs or self.db_map) else set(used)
         return sorted(chosen)
 
+    def database_pairs(self) -> list[tuple[int, int]] | None:
+        """(source db, target db) when databases are selected; None: every database, each to itself."""
+        if not (self.dbs or self.db_map):
+            return None
+        return [(db, self.target_db(db)) for db in self.source_dbs({})]
+
     def wants_key(self, key: bytes) -> bool:
         if not self.exclude:
             return True
@@ -77,6 +85,18 @@ class KeySelection:
 
     def wants_type(self, logical_type: str) -> bool:
         return not self.types or logical_type in self.types
+
+
+def with_url_databases(selection: KeySelection, source_db: int, target_db: int) -> KeySelection:
+    """A database named in a URL (other than 0, the default) selects it: source /N copies db N only, target /M writes
+    into db M (from source db N, or db 0 when the source URL names none). Combined with --db/--db-map it is refused:
+    two selections of databases are one too many."""
+    if not source_db and not target_db:
+        return selection
+    if selection.dbs or selection.db_map:
+        raise ConfigError(f"the URLs name databases (source {source_db}, target {target_db}) and --db/--db-map "
+                          "select databases too", "give the databases one way: in the URLs or with --db/--db-map")
+    return dataclasses.replace(selection, dbs=(source_db,), db_map=((source_db, target_db or source_db),))
 
 
 def scan_batches(client: redis.Redis, match: str | None = None, count: int = 1000,

@@ -11,7 +11,7 @@ from redis import exceptions as rex
 
 from migrate.config import ConnectionSettings, Endpoint
 from migrate.connection import open_client, translate
-from migrate.errors import MigrateError
+from migrate.errors import ConfigError, MigrateError
 from migrate.identity import connect
 from migrate.logs import get_logger
 from migrate.wire import Channel
@@ -70,6 +70,28 @@ class Server:
     def db_client(self, db: int) -> redis.Redis:
         """A redis-py client on one database (proved working with PING, bounded retries)."""
         return open_client(self.endpoint, self.settings, self.role, db=db)
+
+    def check_databases(self, dbs: list[int], flag: str = "--db-map") -> None:
+        """Refuse databases this server does not have: by its `databases` setting when readable; else (CONFIG
+        restricted or renamed) every database INFO keyspace shows exists, and any other is asked for with SELECT."""
+        known = self.identity.databases
+        if known is not None:
+            missing = [db for db in dbs if db >= known]
+        else:
+            missing = [db for db in dbs if db not in self.identity.keyspace and not self._selectable(db)]
+        if missing:
+            have = f"{known} databases (0-{known - 1})" if known is not None else "fewer databases"
+            raise ConfigError(f"{self.role} has {have}: db {', '.join(map(str, missing))} does not exist",
+                              f"fix {flag}, or raise `databases` in the {self.role}'s configuration")
+
+    def _selectable(self, db: int) -> bool:
+        try:
+            self.channels.channel(db)
+        except MigrateError as exc:
+            if "out of range" in exc.message.lower() or "invalid db" in exc.message.lower():
+                return False
+            raise
+        return True
 
     def close(self) -> None:
         self.channels.close()

@@ -23,7 +23,7 @@ import redis
 from redis import exceptions as rex
 
 from migrate.config import ConnectionSettings, Endpoint
-from migrate.connection import client_kwargs
+from migrate.connection import raw_connection
 
 Arg = bytes | str | int | float
 Reply = Any  # bytes | int | list[Reply] | None | ReplyError
@@ -167,8 +167,7 @@ class Channel:
     def _new_connection(self) -> Any:
         if self.client is not None:
             return self.client.connection_pool.get_connection()
-        # RESP2 on purpose: scores and doubles stay the server's exact text, maps stay flat arrays.
-        return redis.ConnectionPool(**{**client_kwargs(self.endpoint, self.settings), "protocol": 2}).make_connection()
+        return raw_connection(self.endpoint, self.settings)
 
     # -- sending and receiving ---------------------------------------------------------------------------------------
 

@@ -75,6 +75,9 @@ def reset(server: LocalServer) -> None:
     try:
         client.execute_command("FLUSHALL")
         client.execute_command("FUNCTION", "FLUSH") if server.binary.version >= "7" else None
+        users = [u for u in client.execute_command("ACL", "USERS") if u not in (b"default", "default")]
+        if users:  # a test's ACL users would show up in the next test's verification
+            client.execute_command("ACL", "DELUSER", *users)
     except redis.ResponseError:
         pass
     finally:

@@ -47,3 +47,12 @@ def test_readme_option_tables_are_the_declared_options():
     assert set(blocks) == {"common", "preflight", "run", "verify"}
     for verb, table in blocks.items():
         assert table == option_table(verb), f"README option table of {verb} is stale: run scripts/readme-options"
+
+
+def test_readme_rights_tables_are_the_declared_rights():
+    from migrate.rights import RIGHTS, rights_table
+
+    blocks = dict(re.findall(r"<!-- rights:(\w+) -->\n(.*?)\n<!-- /rights -->", README, flags=re.S))
+    assert set(blocks) == set(RIGHTS)
+    for verb, table in blocks.items():
+        assert table == rights_table(verb), f"README rights table of {verb} is stale: run scripts/readme-options"

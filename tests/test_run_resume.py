@@ -16,6 +16,7 @@ from fixtures.dataset import populate
 from migrate.config import ConnectionSettings, parse_endpoint
 from migrate.identity import identify
 from migrate.run import run
+from migrate.run.checkpoint import Checkpoint
 from migrate.run.convert import Converter
 from migrate.run.options import RunOptions
 from migrate.run.ratelimit import RateLimiter
@@ -96,7 +97,7 @@ def test_resume_refuses_a_checkpoint_of_another_run(servers, tmp_path):
     source, target = servers.get("redis-7.0"), servers.get("valkey-8.0")
     fill(source.client(), 10)
     checkpoint = tmp_path / "cp.json"
-    checkpoint.write_text(json.dumps({"format": 1, "fingerprint": {"source": "redis://elsewhere:1/0"}, "dbs": {}}))
+    Checkpoint(checkpoint, {"source": "redis://elsewhere:1/0"}).save()
     done = cli("run", "--source", source.url, "--target", target.url, "--checkpoint", str(checkpoint), "--resume")
     assert done.returncode == 1 and "is for another run" in done.stderr
     missing = cli("run", "--source", source.url, "--target", target.url, "--checkpoint", str(tmp_path / "none"),

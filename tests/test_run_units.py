@@ -84,8 +84,12 @@ def test_checkpoint_roundtrip_and_fingerprint(tmp_path):
     assert (state.cursor, state.may_replace, state.tally.to_dict()) == (1234, False, tally.to_dict())
     with pytest.raises(ConfigError, match="differs in source"):
         Checkpoint.load(path, {**fingerprint, "source": "redis://other:1/0"})
+    saved = path.read_text()
+    path.write_text(saved.replace('"done": false', '"done": true'))  # a hand edit: "this database is finished"
+    with pytest.raises(BadInputError, match="modified or damaged"):
+        Checkpoint.load(path, fingerprint)
     path.write_text(json.dumps({"format": 1, "fingerprint": fingerprint, "dbs": {"0": {"cursor": 1}}}))
-    with pytest.raises(BadInputError, match="damaged"):
+    with pytest.raises(BadInputError, match="not a checkpoint of this version"):
         Checkpoint.load(path, fingerprint)
     path.write_text("{not json")
     with pytest.raises(BadInputError):

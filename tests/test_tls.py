@@ -127,3 +127,15 @@ def test_mutual_tls_needs_the_client_certificate(capsys, pki, mutual_tunnel):
     code, _, err = identify(capsys, "--source", url, "--tls-ca-file", str(pki / "ca.crt"),
                             "--tls-cert-file", str(pki / "client.crt"), "--tls-key-file", str(pki / "client.key"))
     assert code == 0, err
+
+
+def test_run_and_verify_write_and_read_through_tls(capsys, pki, tunnel, servers, tmp_path):
+    """The hot-path channels (not only redis-py clients) speak TLS: a replay into, and a verification of, a target
+    reached through the TLS tunnel only."""
+    source = servers.get("redis-7.0")
+    for i in range(500):
+        source.client().set(f"k:{i}", f"v{i}")
+    target = f"rediss://127.0.0.1:{tunnel.port}"
+    common = ["--source", source.url, "--target", target, "--tls-ca-file", str(pki / "ca.crt")]
+    assert run_cli(["run", *common, "--checkpoint", str(tmp_path / "cp.json")]) == 0, capsys.readouterr().err
+    assert run_cli(["verify", *common]) == 0, capsys.readouterr().err

@@ -6,8 +6,9 @@ import time
 
 import pytest
 
+from migrate.activity import Marks, read_marks
 from migrate.config import ConnectionSettings, parse_endpoint
-from migrate.verify.stillness import Marks, Stillness, read_marks
+from migrate.verify.stillness import Stillness
 from tests.matrix import ALL, params
 
 

@@ -47,6 +47,7 @@ COMMANDS: Final[dict[str, CommandFact]] = {
     **_family("xgroup createconsumer", "stream", (6, 2), VALKEY_FORK, (6, 2)),
     **_family("xsetid entriesadded,xgroup create entriesread", "stream", (7, 0), VALKEY_FORK),
     **_family("pexpiretime", "generic", (7, 0), VALKEY_FORK),
+    **_family("function", "functions", (7, 0), VALKEY_FORK),
 }
 """Command (lower case; "command option" for options) -> first release per product. Unknown products get none."""
 
@@ -83,5 +84,5 @@ STANDARD_COMMANDS: Final = (
 STRATEGY_COMMANDS: Final[dict[str, dict[str, tuple[str, ...]]]] = {
     "replication": {"source": ("psync", "sync"), "target": ("replicaof",)},
     "replay": {"source": ("scan", "dump", "pttl", "type"), "target": ("restore", "select")},
-    "reload": {"source": (), "target": ("restore", "flushall", "select")},
+    "reload": {"source": ("sync",), "target": ("restore", "flushall", "select")},  # source: without an RDB file
 }

@@ -12,7 +12,7 @@ from functools import partial
 import redis
 from redis import exceptions as rex
 
-from migrate.config import Endpoint
+from migrate.config import CommonConfig, Endpoint
 from migrate.connection import open_client, translate
 from migrate.errors import BadInputError, ConfigError, ConnectError, MigrateError
 from migrate.facts.releases import parse_version, rdb_version_written
@@ -22,9 +22,11 @@ from migrate.preflight.aof import read_aof_dir
 from migrate.preflight.census import take_census
 from migrate.preflight.options import PreflightConfig
 from migrate.preflight.probe import Prober
-from migrate.preflight.profile import Census, Gap, Profile, ServerProfile
+from migrate.preflight.profile import Census, Gap, Profile, RightsGap, ServerProfile
 from migrate.preflight.rdbfile import read_rdb_file
 from migrate.preflight.server import command_support, gather_server
+from migrate.rights import Context, Probe, Right, needed, probe, sample_key
+from migrate.wire import Channel
 
 log = get_logger(__name__)
 TRANSPORT = (rex.ConnectionError, rex.TimeoutError, OSError)
@@ -48,7 +50,8 @@ def gather(config: PreflightConfig) -> Profile:
     if rdb is not None and rdb.error and source is None and (target is None or not target.live):
         raise BadInputError(f"RDB file {rdb.path} is unreadable: {rdb.error}")
     aof = read_aof_dir(options.aof_dir) if options.aof_dir else None
-    profile = Profile(source, target, census, rdb, aof)
+    rights = _rights(common, source, target) if source is not None and source.live else ()
+    profile = Profile(source, target, census, rdb, aof, rights)
     return dataclasses.replace(profile, partial=partial_reasons(profile))
 
 
@@ -109,6 +112,44 @@ def _census(endpoint: Endpoint | None, source: ServerProfile, target: ServerProf
 
 def _db_client(endpoint: Endpoint, config: PreflightConfig, db: int) -> redis.Redis:
     return open_client(endpoint, config.common.connection, "source", db=db)
+
+
+STRATEGIES = ("replay", "reload", "replicaof", "verify")
+
+
+def _rights(common: CommonConfig, source: ServerProfile, target: ServerProfile | None) -> tuple[RightsGap, ...]:
+    """Every right each way of migrating lacks, on both sides, in one pass (nothing is executed: migrate.rights)."""
+    assert source.identity is not None and common.source is not None
+    live_target = target is not None and target.live and common.target is not None
+    ctx = Context(source.identity.capabilities, target.identity.capabilities if target and target.identity else None)
+    db = min(source.keyspace, default=0)
+    channels = {"source": Channel(common.source, common.connection, "source", db)}
+    if live_target and common.target is not None:
+        channels["target"] = Channel(common.target, common.connection, "target", db)
+    gaps = []
+    try:
+        key = sample_key(channels["source"])
+        for strategy in STRATEGIES:
+            for role, channel in channels.items():
+                found = probe(channel, role, needed(strategy, role, ctx), key)
+                gap = _gap(strategy, role, found)
+                if gap is not None:
+                    gaps.append(gap)
+    except (MigrateError, *TRANSPORT) as exc:
+        log.warning("rights not probed", error=str(exc)[:160])
+    finally:
+        for channel in channels.values():
+            channel.close()
+    return tuple(gaps)
+
+
+def _gap(strategy: str, role: str, found: Probe) -> RightsGap | None:
+    def names(rights: tuple[Right, ...], required: bool) -> tuple[str, ...]:
+        return tuple(sorted({r.command for r in rights if r.required is required}))
+
+    gap = RightsGap(strategy, role, names(found.denied, True), names(found.unknown, True),
+                    names(found.denied + found.unknown, False), tuple(sorted({r.command for r in found.unchecked})))
+    return gap if gap.denied or gap.unknown or gap.optional or gap.unchecked else None
 
 
 def assumed_identity(spec: str) -> ServerIdentity:

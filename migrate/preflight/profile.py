@@ -230,12 +230,25 @@ class AofFacts:
 
 
 @dataclass(frozen=True)
+class RightsGap:
+    """What one side's user lacks for one way of migrating (migrate.rights: probed, nothing executed)."""
+
+    strategy: str  # replay | reload | replicaof | verify
+    role: str  # source | target
+    denied: tuple[str, ...]  # required commands the ACL user may not run
+    unknown: tuple[str, ...]  # required commands the server does not know (renamed or disabled)
+    optional: tuple[str, ...] = ()  # optional commands missing: the verb works, degraded
+    unchecked: tuple[str, ...] = ()  # could not be probed (MULTI refused)
+
+
+@dataclass(frozen=True)
 class Profile:
     source: ServerProfile | None  # None: offline (--rdb-file only)
     target: ServerProfile | None  # None: no target given
     census: Census | None = None  # of the live source
     rdb_file: RdbFileFacts | None = None
     aof: AofFacts | None = None
+    rights: tuple[RightsGap, ...] = ()  # only the strategies and sides with something missing
     partial: tuple[str, ...] = ()  # why this profile is incomplete
 
     @property

@@ -76,6 +76,7 @@ def replication_option(profile: Profile) -> Option:
             why.append("some keys cannot be loaded as they are: "
                        + ", ".join(f"{n} {a}" for a, n in sorted(not_as_is.items())))
     why += _missing_commands(profile, "replication")
+    why += _missing_rights(profile, "replicaof")
     why += _mode_and_databases(profile)
     return Option("replication", not why, tuple(why))
 
@@ -86,6 +87,7 @@ def replay_option(profile: Profile) -> Option:
         why.append("no live source (only an RDB file)")
     why += _target_missing(profile)
     why += _missing_commands(profile, "replay")
+    why += _missing_rights(profile, "replay")
     why += _mode_and_databases(profile)
     return Option("replay", not why, tuple(why))
 
@@ -97,7 +99,9 @@ def reload_option(profile: Profile) -> Option:
     if profile.rdb_file is not None and profile.rdb_file.error:
         why.append(f"the RDB file is unreadable: {profile.rdb_file.error}")
     why += _target_missing(profile)
-    why += _missing_commands(profile, "reload")
+    # With an RDB file the snapshot is not taken from the source: its SYNC does not matter.
+    why += _missing_commands(profile, "reload", ("target",) if profile.rdb_file is not None else ("source", "target"))
+    why += _missing_rights(profile, "reload", ("target",) if profile.rdb_file is not None else ("source", "target"))
     return Option("reload", not why, tuple(why))
 
 
@@ -108,9 +112,11 @@ def _target_missing(profile: Profile) -> list[str]:
     return [f"the target is unreachable ({profile.target.unreachable})"] if profile.target.unreachable else []
 
 
-def _missing_commands(profile: Profile, way: str) -> list[str]:
+def _missing_commands(profile: Profile, way: str, roles: tuple[str, ...] = ("source", "target")) -> list[str]:
     why = []
     for role, needed in STRATEGY_COMMANDS[way].items():
+        if role not in roles:
+            continue
         server: ServerProfile | None = getattr(profile, role)
         missing = set(server.missing_standard or ()) if server is not None else set()
         lacking = [c for c in needed if c in missing]
@@ -118,6 +124,12 @@ def _missing_commands(profile: Profile, way: str) -> list[str]:
         if lacking and (way != "replication" or role != "source" or len(lacking) == len(needed)):
             why.append(f"the {role} has renamed or disabled {', '.join(c.upper() for c in lacking)}")
     return why
+
+
+def _missing_rights(profile: Profile, strategy: str, roles: tuple[str, ...] = ("source", "target")) -> list[str]:
+    return [f"the {gap.role} user lacks " + ", ".join(c.upper().replace("|", " ") for c in (*gap.denied, *gap.unknown))
+            for gap in profile.rights
+            if gap.strategy == strategy and gap.role in roles and (gap.denied or gap.unknown)]
 
 
 def _mode_and_databases(profile: Profile) -> list[str]:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from migrate.errors import ConfigError
 from migrate.run.options import RunConfig, Strategy
 from migrate.run.result import RunResult
+from migrate.selection import with_url_databases
 from migrate.verify.result import VerifyResult
 
 
@@ -16,6 +17,7 @@ def run(config: RunConfig, on_plan: Callable[[tuple[str, ...]], None] | None = N
 
     reload and replicaof produce a plan first and hand it to `on_plan` before executing (only with options.yes).
     """
+    config = with_url_databases_applied(config)
     options = config.options.validate()
     if options.verify and config.common.source is None:
         raise ConfigError("--verify compares the target with a live source: give --source too")
@@ -34,6 +36,14 @@ def run(config: RunConfig, on_plan: Callable[[tuple[str, ...]], None] | None = N
     if options.verify and result.executed and not options.dry_run:
         result = dataclasses.replace(result, verify=_verify(config))
     return result
+
+
+def with_url_databases_applied(config: RunConfig) -> RunConfig:
+    """A database named in --source or --target selects it (migrate.selection.with_url_databases)."""
+    common = config.common
+    selection = with_url_databases(config.options.selection, common.source.db if common.source else 0,
+                                   common.target.db if common.target else 0)
+    return dataclasses.replace(config, options=dataclasses.replace(config.options, selection=selection))
 
 
 def _verify(config: RunConfig) -> VerifyResult:

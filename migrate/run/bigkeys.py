@@ -21,7 +21,7 @@ from typing import Any, Final
 
 from migrate.config import ConnectionSettings
 from migrate.connection import translate, with_retries
-from migrate.errors import MigrationError
+from migrate.errors import MigrationError, ValueTooBigError
 from migrate.facts.commands import has_command
 from migrate.facts.types import CORE_TYPES
 from migrate.identity import ServerIdentity
@@ -46,7 +46,8 @@ Judge = Callable[[Incompatibility], Verdict]
 
 class BigKeyCopier:
     def __init__(self, source: Channel, target: Channel, source_id: ServerIdentity, target_id: ServerIdentity,
-                 settings: ConnectionSettings, *, chunk_bytes: int, max_command_bytes: int) -> None:
+                 settings: ConnectionSettings, *, chunk_bytes: int, max_command_bytes: int,
+                 max_value_bytes: int) -> None:
         self.source = source
         self.target = target
         self.source_id = source_id
@@ -54,6 +55,7 @@ class BigKeyCopier:
         self.settings = settings
         self.chunk_bytes = chunk_bytes
         self.max_command_bytes = max_command_bytes
+        self.max_value_bytes = max_value_bytes  # the target's proto-max-bulk-len: no string or element is longer
 
     def copy(self, key: bytes, expire_at_ms: int | None, size_hint: int, *, replace: bool,
              types: frozenset[str], judge: Judge) -> BigOutcome:
@@ -73,12 +75,22 @@ class BigKeyCopier:
         if logical not in CORE_TYPES:
             judge(Incompatibility(key, f"module type {logical!r}: module values are not converted"))
             return BigOutcome("skipped", logical)
+        if logical == "string" and int(self._read("STRLEN", key)) > self.max_value_bytes:
+            return self._too_big(key, logical, judge)
         tmp = temp_key(key)
         try:
             return self._into_temp(key, tmp, logical, expire_at_ms, size_hint, judge)
+        except ValueTooBigError:  # an element over the target's limit: the key cannot exist there
+            self._discard(tmp)
+            return self._too_big(key, logical, judge)
         except BaseException:
             self._discard(tmp)
             raise
+
+    def _too_big(self, key: bytes, logical: str, judge: Judge) -> BigOutcome:
+        judge(Incompatibility(key, f"a value of this {logical} is longer than the target's proto-max-bulk-len "
+                                   f"({self.max_value_bytes} bytes)"))
+        return BigOutcome("skipped", logical)
 
     def _into_temp(self, key: bytes, tmp: bytes, logical: str, expire_at_ms: int | None, size_hint: int,
                    judge: Judge) -> BigOutcome:

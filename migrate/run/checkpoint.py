@@ -3,11 +3,13 @@
 Written atomically (temporary file in the same folder, fsync, rename), so a kill -9 leaves either the previous or the
 new version, never half a file. The cursor only moves past a batch once every key of it is on the target, so a resumed
 run redoes at most the batches after the last save. Endpoints are stored in their redacted form: the file never holds
-a password.
+a password. The file is bound to the servers it was made for (their run_ids: a restart of either is noticed) and
+carries a checksum of its content, so a hand-edited checkpoint is refused rather than trusted.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -20,7 +22,7 @@ from typing import Any, Final
 from migrate.errors import BadInputError, ConfigError
 from migrate.run.tally import DbTally
 
-FORMAT: Final = 1
+FORMAT: Final = 2
 
 
 @dataclass
@@ -48,6 +50,9 @@ class Checkpoint:
     fingerprint: dict[str, Any]  # what the run copies: a resume must copy the same
     dbs: dict[int, DbState] = field(default_factory=dict)
     functions_done: bool = False
+    source_run_id: str = ""  # the servers' run_ids when the state was saved (a different one: it restarted)
+    target_run_id: str = ""
+    flush_pending: list[int] = field(default_factory=list)  # --flush-target: target dbs not flushed yet
     started_at: float = field(default_factory=time.time)
     saved_at: float = 0.0
     _saver: threading.Thread | None = field(default=None, repr=False)
@@ -56,13 +61,18 @@ class Checkpoint:
     def text(self) -> str:
         data = {"format": FORMAT, "fingerprint": self.fingerprint, "started_at": self.started_at,
                 "saved_at": time.time(), "functions_done": self.functions_done,
+                "source_run_id": self.source_run_id, "target_run_id": self.target_run_id,
+                "flush_pending": self.flush_pending,
                 "dbs": {str(db): state.to_dict() for db, state in sorted(self.dbs.items())}}
-        return json.dumps(data, indent=1, ensure_ascii=True)
+        return json.dumps({**data, "checksum": _checksum(data)}, indent=1, ensure_ascii=True)
 
     def save(self) -> None:
         """Save now, after any save still in flight (the last word is always the newest state)."""
         self._join()
-        write_atomic(self.path, self.text())
+        try:
+            write_atomic(self.path, self.text())
+        except OSError as exc:
+            raise _unwritable(self.path, exc) from None
         self.saved_at = time.monotonic()
 
     def save_every(self, interval: float) -> None:
@@ -91,7 +101,7 @@ class Checkpoint:
             self._saver = None
         error, self._error = self._error, None
         if error is not None:
-            raise BadInputError(f"cannot write checkpoint {self.path}: {error}", "check the folder is writable")
+            raise _unwritable(self.path, error)
 
     def remove(self) -> None:
         self._join()
@@ -108,6 +118,9 @@ class Checkpoint:
             raise BadInputError(f"cannot read checkpoint {path}: {exc}") from None
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise BadInputError(f"{path} is not a checkpoint of this version of migrate")
+        if data.pop("checksum", None) != _checksum(data):
+            raise BadInputError(f"checkpoint {path} was modified or damaged (its checksum does not match)",
+                                "a checkpoint is written by migrate only: start over without --resume")
         if data.get("fingerprint") != fingerprint:
             differs = _differences(data.get("fingerprint"), fingerprint)
             raise ConfigError(f"checkpoint {path} is for another run ({differs})",
@@ -116,7 +129,29 @@ class Checkpoint:
             dbs = {int(db): DbState.from_dict(state) for db, state in data["dbs"].items()}
         except (KeyError, TypeError, ValueError) as exc:
             raise BadInputError(f"checkpoint {path} is damaged: {exc}") from None
-        return cls(path, fingerprint, dbs, bool(data.get("functions_done")), float(data.get("started_at", 0)))
+        return cls(path, fingerprint, dbs, bool(data.get("functions_done")), str(data.get("source_run_id", "")),
+                   str(data.get("target_run_id", "")), [int(db) for db in data.get("flush_pending", [])],
+                   float(data.get("started_at", 0)))
+
+
+def check_writable(path: Path) -> None:
+    """Fail before the run writes anything when the checkpoint cannot be written where it is asked for."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=path.name + ".", suffix=".probe", dir=path.parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise _unwritable(path, exc) from None
+
+
+def _unwritable(path: Path, exc: OSError) -> ConfigError:
+    return ConfigError(f"cannot write the checkpoint {path}: {exc.strerror or exc}",
+                       "give --checkpoint FILE in a folder this user can write")
+
+
+def _checksum(data: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True, ensure_ascii=True).encode()).hexdigest()
 
 
 def _differences(old: Any, new: dict[str, Any]) -> str:

@@ -59,6 +59,11 @@ class RunOptions:
                                     "no size probe).", metavar="SIZE", parse=size, shown_default="16mb")
     from_rdb: Path | None = option(None, "--strategy reload: load this RDB file instead of a live snapshot.",
                                    metavar="FILE", parse=path)
+    spool: bool = option(True, "--strategy reload: take the live snapshot to local disk and check it before the "
+                         "target is flushed (--no-spool streams it: a broken stream then leaves the target partial).",
+                         switch=True)
+    spool_dir: Path | None = option(None, "--strategy reload: folder for the spooled snapshot.", metavar="DIR",
+                                    parse=path, shown_default="the system's temporary folder")
     promote: bool = option(False, "--strategy replicaof: REPLICAOF NO ONE once caught up.")
     verify: bool = option(False, "Run `migrate verify` on the same selection afterwards.")
     progress: bool | None = option(None, "Progress bar on stderr.", switch=True, shown_default="when a terminal")
@@ -79,8 +84,8 @@ class RunOptions:
             raise ConfigError("--big-key-threshold must be >= 0 bytes (0 disables the size probe)")
         if self.from_rdb is not None and self.strategy is not Strategy.RELOAD:
             raise ConfigError("--from-rdb needs --strategy reload")
-        if self.from_rdb is not None and not self.from_rdb.is_file():
-            raise ConfigError(f"RDB file not found: {self.from_rdb}", "give an existing --from-rdb FILE")
+        if self.from_rdb is not None:
+            _check_input_file(self.from_rdb, "--from-rdb")
         if self.promote and self.strategy is not Strategy.REPLICAOF:
             raise ConfigError("--promote needs --strategy replicaof")
         if self.resume and self.strategy is not Strategy.REPLAY:
@@ -93,6 +98,14 @@ class RunOptions:
             raise ConfigError("--strategy replicaof copies the whole dataset: it takes no --match, --type, "
                               "--exclude, --db or --db-map", "use --strategy replay to copy a selection")
         return self
+
+
+def _check_input_file(path: Path, flag: str) -> None:
+    if not path.exists():
+        raise ConfigError(f"{flag}: file not found: {path}", f"give an existing {flag} FILE")
+    if not path.is_file():
+        raise ConfigError(f"{flag}: {path} is not a regular file (a device, a folder or a pipe)",
+                          f"give {flag} the path of a file")
 
 
 def _filters(selection: KeySelection) -> bool:

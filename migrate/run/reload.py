@@ -8,36 +8,44 @@ memory, never written to our disk.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 from typing import IO, Final, cast
 
 from migrate.config import ConnectionSettings
 from migrate.connection import with_retries
-from migrate.errors import BadInputError
-from migrate.identity import config_value
+from migrate.errors import BadInputError, MigrateError, ProblemsFound
+from migrate.identity import config_value, refuse_same_server
 from migrate.logs import get_logger
 from migrate.rdb.dump import build_dump
+from migrate.rdb.errors import RdbFormatError
+from migrate.rdb.precheck import Precheck, precheck
 from migrate.rdb.reader import RdbReader
 from migrate.rdb.records import End, FunctionRecord, ModuleAux
 from migrate.rdb.rewrite import DEFAULT_MAX_COMMAND_BYTES
+from migrate.render import display_key
+from migrate.rights import Context, check_rights
 from migrate.run.convert import CachedPlan, Converter, signature
-from migrate.run.options import RunConfig, RunOptions
+from migrate.run.options import OnIncompatible, RunConfig, RunOptions
 from migrate.run.progress import RunProgress
 from migrate.run.pump import Pump
 from migrate.run.ratelimit import RateLimiter
 from migrate.run.result import DbReport, FunctionsReport, RunResult
-from migrate.run.session import check_target_dbs, check_writable_target, proto_max_bulk_len
+from migrate.run.session import check_writable_target, doomed_stream, proto_max_bulk_len
 from migrate.run.snapshot import ReplicationSnapshot
+from migrate.run.spool import check_space, spool_folder, spooled_snapshot
 from migrate.run.tally import DbTally
 from migrate.run.writer import Item, TargetWriter
 from migrate.selection import KeySelection
 from migrate.server import Server
-from migrate.wire import Channel, pack
+from migrate.wire import Channel, is_error, pack
 
 log = get_logger(__name__)
 
@@ -71,7 +79,9 @@ def reload(config: RunConfig, on_plan: PlanSink | None = None) -> RunResult:
         if options.from_rdb is None:
             source = Server("source", common.require_source(), settings)
             stack.callback(source.close)
+            refuse_same_server(source.identity, target.identity, options.selection.database_pairs())
         check_writable_target(target)
+        _check_rights(config, source, target)
         plan = _plan(config, source, target)
         if on_plan is not None:
             on_plan(plan)
@@ -89,12 +99,22 @@ def reload(config: RunConfig, on_plan: PlanSink | None = None) -> RunResult:
     raise AssertionError("unreachable")  # pragma: no cover - ExitStack does not swallow exceptions
 
 
+def _check_rights(config: RunConfig, source: Server | None, target: Server) -> None:
+    options = config.options
+    sides: dict[str, tuple[Server, int]] = {"target": (target, options.selection.target_db(0))}
+    if source is not None:
+        sides["source"] = (source, 0)
+    check_rights("reload", sides, Context(source.identity.capabilities if source else None,
+                                           target.identity.capabilities, options.flush_target,
+                                           from_file=source is None))
+
+
 # -- the plan ---------------------------------------------------------------------------------------------------------
 
 
 def _plan(config: RunConfig, source: Server | None, target: Server) -> tuple[str, ...]:
     options = config.options
-    lines = [_snapshot_line(options, source)]
+    lines = [_snapshot_line(options, source), _check_line(options)]
     lines.append(_flush_line(options.selection, target, source))
     lines.append(f"load: every key through the per-key conversion (as is, restamped, or rewritten with commands), "
                  f"batches of {options.batch_size}, --on-incompatible {options.on_incompatible}")
@@ -102,6 +122,17 @@ def _plan(config: RunConfig, source: Server | None, target: Server) -> tuple[str
     lines.append("rollback: the flush deletes the target's current data and this tool cannot bring it back: back the "
                  "target up first (BGSAVE and keep its RDB file); the source is only read")
     return tuple(lines)
+
+
+def _check_line(options: RunOptions) -> str:
+    judged = ("and for keys the target cannot hold (--on-incompatible fail stops here, naming them)"
+              if options.on_incompatible is OnIncompatible.FAIL else "")
+    if options.from_rdb is not None or options.spool:
+        where = "" if options.from_rdb is not None else f" in {spool_folder(options.spool_dir)}"
+        return (f"check: before anything is flushed, the snapshot{where} is read in full for completeness and its "
+                f"checksum {judged}".rstrip())
+    return ("check: --no-spool streams the snapshot into the flushed target: if the stream breaks, the target is left "
+            "partial (judged beforehand only from the source's modules and field TTLs)")
 
 
 def _snapshot_line(options: RunOptions, source: Server | None) -> str:
@@ -151,7 +182,7 @@ def _estimate(config: RunConfig, source: Server | None, target: Server) -> str:
         payloads, keys = _sample_source(source, config.common.connection, converter)
     read_s = time.perf_counter() - began
     if not payloads:
-        return "estimate: no keys found in the sample"
+        return "estimate: not measured (no keys in the sample, or the source user may not SCAN and DUMP)"
     write_s = _echo_time(target, config.common.connection, payloads)
     per_key = (read_s + write_s) / len(payloads)
     seconds = per_key * keys
@@ -163,32 +194,34 @@ def _estimate(config: RunConfig, source: Server | None, target: Server) -> str:
 def _sample_file(options: RunOptions, converter: Converter) -> tuple[list[bytes], int]:
     assert options.from_rdb is not None
     payloads: list[bytes] = []
-    with RdbReader(options.from_rdb) as reader:
+    with RdbReader(options.from_rdb) as reader, contextlib.suppress(RdbFormatError):  # reported by the check
         for item in reader.scan():
             if type(item) is tuple:
                 payloads.append(_payload(converter, item[3], item[7], reader.rdb_version))
                 if len(payloads) >= SAMPLE_KEYS:
                     break
-        consumed = max(1, reader.bytes_read)
+    consumed = max(1, reader.bytes_read)
     size = options.from_rdb.stat().st_size
     return payloads, int(len(payloads) * size / consumed) if len(payloads) >= SAMPLE_KEYS else len(payloads)
 
 
 def _sample_source(source: Server, settings: ConnectionSettings, converter: Converter) -> tuple[list[bytes], int]:
+    """DUMP a sample of the first database that has keys (a reload-only user may not SCAN or DUMP: no sample)."""
     keys = sum(source.identity.keyspace.values())
-    payloads: list[bytes] = []
-    for db, count in source.identity.keyspace.items():
-        if not count:
-            continue
-        link = Channel(source.endpoint, settings, "source", db)
-        try:
-            _, names = link.command("SCAN", 0, "COUNT", SAMPLE_KEYS)
-            dumps = link.call(b"".join(pack(("DUMP", k)) for k in names), len(names)) if names else []
-        finally:
-            link.close()
-        payloads += [_converted(converter, dump) for dump in dumps if isinstance(dump, bytes)]
-        break
-    return payloads, keys
+    db = next((db for db, count in sorted(source.identity.keyspace.items()) if count), None)
+    if db is None:
+        return [], keys
+    link = Channel(source.endpoint, settings, "source", db)
+    try:
+        scanned = with_retries(lambda: link.command("SCAN", 0, "COUNT", SAMPLE_KEYS), settings, "SCAN",
+                               source.endpoint, "source")
+        names = [] if is_error(scanned) else scanned[1]
+        data = b"".join(pack(("DUMP", k)) for k in names)
+        dumps = with_retries(lambda: link.call(data, len(names)), settings, "DUMP", source.endpoint,
+                             "source") if names else []
+    finally:
+        link.close()
+    return [_converted(converter, dump) for dump in dumps if isinstance(dump, bytes)], keys
 
 
 def _converted(converter: Converter, payload: bytes) -> bytes:
@@ -213,41 +246,89 @@ def _echo_time(target: Server, settings: ConnectionSettings, payloads: list[byte
 
 
 def _execute(config: RunConfig, source: Server | None, target: Server) -> tuple[dict[int, DbTally], Extras]:
-    options, settings = config.options, config.common.connection
+    options = config.options
+    with ExitStack() as stack:
+        path = options.from_rdb
+        if path is None and options.spool:
+            assert source is not None
+            folder = spool_folder(options.spool_dir)
+            check_space(source, folder)
+            path = stack.enter_context(spooled_snapshot(source, folder))
+        stream: IO[bytes] | str
+        if path is not None:
+            _refuse_doomed_file(path, config, target)
+            stream = str(path)
+        else:
+            assert source is not None
+            _refuse_doomed_source(source, target, options)
+            snapshot = ReplicationSnapshot(source.endpoint, config.common.connection)
+            stream = cast(IO[bytes], stack.enter_context(snapshot))
+        reader = stack.enter_context(RdbReader(stream))
+        _flush(target, config.common.connection, _target_dbs(options.selection, source))
+        try:
+            return _load(config, source, target, reader, stack)
+        except MigrateError as exc:  # the target was flushed: every error from here on says so first
+            exc.message = f"the target was flushed and holds a partial load: {exc.message}"
+            exc.hint = f"{exc.hint}; reload again once the cause is fixed (the target's data was replaced)"
+            raise
+    raise AssertionError("unreachable")  # pragma: no cover - ExitStack does not swallow exceptions
+
+
+def _load(config: RunConfig, source: Server | None, target: Server, reader: RdbReader,
+          stack: ExitStack) -> tuple[dict[int, DbTally], Extras]:
+    options = config.options
     bulk = proto_max_bulk_len(target)
     threshold = options.big_key_threshold
     max_command_bytes = min(DEFAULT_MAX_COMMAND_BYTES, bulk // 2)
     converter = Converter(target.identity.capabilities, max_command_bytes)
     loader = _Loader(config, target, converter, min(bulk, threshold) if threshold else bulk)
+    stack.callback(loader.close)
     extras = Extras()
     total = sum(source.identity.keyspace.values()) if source is not None else None
-    with ExitStack() as stack:
-        stream: IO[bytes] | str
-        if options.from_rdb is not None:
-            stream = str(options.from_rdb)
-        else:
-            assert source is not None
-            snapshot = stack.enter_context(ReplicationSnapshot(source.endpoint, settings))
-            stream = cast(IO[bytes], snapshot)
-            log.info("snapshot started", diskless=snapshot.diskless, size=snapshot.size)
-        reader = stack.enter_context(RdbReader(stream))
-        # Only now, with the snapshot flowing (or the file's header read), is the target flushed: a refused SYNC or
-        # a bad file leaves it untouched.
-        _flush(target, settings, _target_dbs(options.selection, source))
-        stack.callback(loader.close)
-        progress = stack.enter_context(RunProgress(options.show_progress, total, "reloading"))
-        pump: Pump[Loaded] = Pump(_batches(reader, options, converter, extras))
-        try:
-            for batch in pump:
-                loader.write(batch)
-                progress.advance(len(batch.items), sum(len(i[1] or b"") for i in batch.items))
-        finally:
-            pump.stop()
+    progress = stack.enter_context(RunProgress(options.show_progress, total, "reloading"))
+    pump: Pump[Loaded] = Pump(_batches(reader, options, converter, extras))
+    try:
+        for batch in pump:
+            loader.write(batch)
+            progress.advance(len(batch.items), sum(len(i[1] or b"") for i in batch.items))
+    finally:
+        pump.stop()
     if extras.end is not None and extras.end.checksum_ok is False:
         raise BadInputError(f"the snapshot's checksum does not match (stored {extras.end.checksum:#x}, computed "
-                            f"{extras.end.computed:#x}): the target holds the keys read before the end",
-                            "the file is corrupt: take a new snapshot or another backup, and reload again")
+                            f"{extras.end.computed:#x})", "the snapshot is corrupt: take a new one")
     return loader.tallies, extras
+
+
+def _refuse_doomed_file(path: Path, config: RunConfig, target: Server) -> None:
+    """Read the whole file before the flush: truncated, corrupt or holding keys the run would have to fail on, it is
+    refused while the target is still untouched."""
+    options = config.options
+    try:
+        check = precheck(path, target.identity.capabilities, lossy=options.on_incompatible is not OnIncompatible.FAIL,
+                         wanted=_wanted(options.selection))
+    except RdbFormatError as exc:
+        raise BadInputError(f"the snapshot {path} is unusable: {exc.message}; the target was not touched") from None
+    if check.incompatible_total and options.on_incompatible is OnIncompatible.FAIL:
+        raise ProblemsFound(_incompatible_message(check), "use --on-incompatible skip or lossy to load the rest; "
+                            "`migrate preflight --rdb-file FILE` lists them all")
+
+
+def _incompatible_message(check: Precheck) -> str:
+    shown = "; ".join(f"db {db} {display_key(key)}: {why}" for db, key, why in check.incompatible[:5])
+    more = f" (and {check.incompatible_total - 5:,} more)" if check.incompatible_total > 5 else ""
+    return (f"{check.incompatible_total:,} keys of the snapshot cannot be loaded into the target: {shown}{more}; "
+            "nothing was flushed")
+
+
+def _refuse_doomed_source(source: Server, target: Server, options: RunOptions) -> None:
+    """Streamed (--no-spool), the snapshot cannot be read before the flush: judge it from what the source says."""
+    if options.on_incompatible is not OnIncompatible.FAIL:
+        return
+    reason = doomed_stream(source, target)
+    if reason:
+        raise ProblemsFound(f"the snapshot would fail to load: {reason}; nothing was flushed",
+                            "use --on-incompatible skip or lossy, or drop --no-spool so the snapshot is checked key "
+                            "by key")
 
 
 def _flush(target: Server, settings: ConnectionSettings, dbs: list[int] | None) -> None:
@@ -255,7 +336,7 @@ def _flush(target: Server, settings: ConnectionSettings, dbs: list[int] | None) 
         with_retries(target.client.flushall, settings, "FLUSHALL on the target", target.endpoint, "target")
         log.warning("flushed", target=str(target.endpoint), dbs="all")
         return
-    check_target_dbs(dbs, target.identity)
+    target.check_databases(dbs)
     for db in dbs:
         client = target.db_client(db)
         try:
@@ -272,11 +353,22 @@ def _payload(converter: Converter, type_byte: int, body: bytes, rdb_version: int
     return build_dump(type_byte, body, version)
 
 
+def _wanted(selection: KeySelection) -> Callable[[int, bytes, str], bool] | None:
+    """Whether a record of the file is in the selection: (db, key, logical type); None: every record is."""
+    dbs = set(selection.source_dbs({})) if (selection.dbs or selection.db_map) else None
+    match = redis_glob(selection.match) if selection.match else None
+    if dbs is None and match is None and not selection.exclude and not selection.types:
+        return None
+
+    def wanted(db: int, key: bytes, logical: str) -> bool:
+        return ((dbs is None or db in dbs) and (match is None or match.fullmatch(key) is not None)
+                and selection.wants_key(key) and selection.wants_type(logical))
+    return wanted
+
+
 def _batches(reader: RdbReader, options: RunOptions, converter: Converter, extras: Extras) -> Iterator[Loaded]:
     """Key records as batches per source database; functions and module data outside keys go to `extras`."""
-    selection = options.selection
-    wanted = set(selection.source_dbs({})) if (selection.dbs or selection.db_map) else None
-    match = redis_glob(selection.match) if selection.match else None
+    wanted = _wanted(dataclasses.replace(options.selection, types=()))  # types: the writer filters, after conversion
     limiter = RateLimiter(options.rate_limit)
     size = limiter.batch_size(options.batch_size)
     version = reader.rdb_version
@@ -284,8 +376,7 @@ def _batches(reader: RdbReader, options: RunOptions, converter: Converter, extra
     for item in reader.scan():
         if type(item) is tuple:
             _, db, key, type_byte, expire, _, _, body, _, _, _ = item
-            if (wanted is not None and db not in wanted) or (match is not None and not match.fullmatch(key)) or \
-                    not selection.wants_key(key):
+            if wanted is not None and not wanted(db, key, ""):
                 continue
             if db != batch.db or len(batch.items) >= size:
                 if batch.items:
@@ -344,7 +435,7 @@ class _Loader:
         target_db = options.selection.target_db(batch.db)
         writer = self.writers.get(batch.db)
         if writer is None:
-            check_target_dbs([target_db], self.target.identity)
+            self.target.check_databases([target_db])
             link = Channel(self.target.endpoint, self.config.common.connection, "target", target_db)
             writer = self.writers[batch.db] = TargetWriter(
                 link, self.converter, options.on_incompatible, self.config.common.connection, source_db=batch.db,

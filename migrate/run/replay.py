@@ -14,31 +14,36 @@ from dataclasses import dataclass
 from itertools import repeat
 from typing import Any, Final, TypeVar
 
+from migrate.activity import Marks, read_marks
 from migrate.config import ConnectionSettings
 from migrate.connection import translate, with_retries
-from migrate.errors import ConfigError
+from migrate.errors import ConfigError, MigrationError
 from migrate.facts.commands import has_command
 from migrate.logs import get_logger
 from migrate.rdb.rewrite import DEFAULT_MAX_COMMAND_BYTES
 from migrate.render import display_key
+from migrate.rights import Context, check_rights
 from migrate.run.bigkeys import BigKeyCopier
-from migrate.run.checkpoint import Checkpoint, DbState
+from migrate.run.checkpoint import Checkpoint, DbState, check_writable
 from migrate.run.convert import Converter
 from migrate.run.functions import copy_functions
+from migrate.run.guard import MAX_RECOVERIES, Guard, TargetRestarted
 from migrate.run.options import MiB, RunConfig, RunOptions
 from migrate.run.progress import RunProgress
 from migrate.run.pump import Pump
 from migrate.run.ratelimit import RateLimiter
 from migrate.run.result import DbReport, RunResult
 from migrate.run.session import (
-    check_target_dbs,
     check_writable_target,
+    flushdb,
+    open_servers,
     prepare_target_dbs,
     proto_max_bulk_len,
     source_dbs,
 )
 from migrate.run.tally import DbTally
 from migrate.run.writer import Item, TargetWriter
+from migrate.selection import KeySelection
 from migrate.server import Server
 from migrate.wire import Channel, is_error, pack
 
@@ -47,6 +52,7 @@ T = TypeVar("T")
 
 BATCH_BYTES: Final = 32 * MiB  # a SCAN page is cut into DUMP rounds of about this many (probed) bytes
 CHUNK_BYTES: Final = 4 * MiB  # big keys: bytes per chunk read and written
+WATCH_SECONDS: Final = 1.0  # how often the target's run_id is read during the copy (a restart is noticed)
 
 
 @dataclass
@@ -74,26 +80,35 @@ class Batch:
 
 def replay(config: RunConfig) -> RunResult:
     started = time.monotonic()
-    common, options = config.common, config.options
-    settings = common.connection
-    source = Server("source", common.require_source(), settings)
-    target = Server("target", common.require_target(), settings)
+    options = config.options
+    source, target = open_servers(config)
     try:
         check_writable_target(target)
-        dbs = source_dbs(options.selection, source.identity)
-        check_target_dbs([options.selection.target_db(db) for db in dbs], target.identity)
+        dbs = source_dbs(options.selection, source)
+        target_dbs = [options.selection.target_db(db) for db in dbs]
+        target.check_databases(target_dbs)
+        if not options.dry_run:
+            check_writable(options.checkpoint)
+        first = (dbs[0], target_dbs[0]) if dbs else (0, 0)
+        check_rights("replay", {"source": (source, first[0]), "target": (target, first[1])},
+                     Context(source.identity.capabilities, target.identity.capabilities, options.flush_target))
         checkpoint = _checkpoint(config, source, target, dbs)
+        job = _Replay(config, source, target, checkpoint, Guard(source, target, checkpoint, dbs))
+        job.prepare(target_dbs)
         functions = None
         if not checkpoint.functions_done:
-            functions = copy_functions(source, target, settings, replace=options.replace or options.resume,
-                                       dry_run=options.dry_run)
+            functions = copy_functions(source, target, config.common.connection,
+                                       replace=options.replace or options.resume, dry_run=options.dry_run)
             checkpoint.functions_done = not options.dry_run
-        job = _Replay(config, source, target, checkpoint)
-        run_id = _run_id(target, settings)
-        job.run(dbs)
-        if run_id != _run_id(target, settings):
-            job.notes.append("the target restarted during the run: keys written before its restart are there only "
-                             "if it persisted them (AOF/RDB); run `migrate verify` to check")
+        before = source_marks(source)
+        try:
+            job.run(dbs)
+        except MigrationError as exc:
+            if not options.dry_run:
+                exc.hint = f"{exc.hint}; the checkpoint {options.checkpoint} is kept: rerun with --resume"
+            raise
+        job.notes += source_activity(before, source_marks(source))
+        job.notes += unselected(options.selection, source.identity.keyspace, dbs)
         if not options.dry_run:
             checkpoint.remove()  # finished: nothing to resume
         return RunResult(
@@ -106,9 +121,27 @@ def replay(config: RunConfig) -> RunResult:
         target.close()
 
 
-def _run_id(side: Server, settings: ConnectionSettings) -> str:
-    info = with_retries(lambda: side.client.info("server"), settings, "INFO server", side.endpoint, side.role)
-    return str(info.get("run_id", ""))
+def source_marks(source: Server) -> Marks:
+    return read_marks(source.client, source.settings, source.endpoint, source.role)
+
+
+def source_activity(before: Marks, after: Marks) -> list[str]:
+    """A point-in-time copy misses what the source took while it ran: say so, with the numbers."""
+    change = after.changes_since(before)
+    if change.unchanged:
+        return []
+    return [f"the source changed during the copy ({change.describe()}): keys written after they were copied are "
+            "older on the target; run `migrate verify` to see them, or use --strategy sync to keep following the "
+            "source's writes"]
+
+
+def unselected(selection: KeySelection, keyspace: dict[int, int], dbs: list[int]) -> list[str]:
+    """Source databases with keys that the selection leaves out, named so that a partial copy is never a surprise."""
+    left = sorted(db for db, keys in keyspace.items() if keys and db not in dbs)
+    if not left:
+        return []
+    held = ", ".join(f"db {db} ({keyspace[db]:,} keys)" for db in left)
+    return [f"not copied (outside the selected databases): {held}"]
 
 
 def fingerprint(config: RunConfig, source: Server, target: Server) -> dict[str, Any]:
@@ -130,33 +163,68 @@ def _checkpoint(config: RunConfig, source: Server, target: Server, dbs: list[int
                                   f"now", "start over without --resume, or select the databases with --db")
         return checkpoint
     target_dbs = [options.selection.target_db(db) for db in dbs]
-    empty = prepare_target_dbs(target, config.common.connection, target_dbs, config)
-    checkpoint = Checkpoint(options.checkpoint, print_)
+    state = prepare_target_dbs(target, target_dbs, config)
+    checkpoint = Checkpoint(options.checkpoint, print_, source_run_id=source.identity.run_id,
+                            target_run_id=target.identity.run_id, flush_pending=list(state.to_flush))
     for db, target_db in zip(dbs, target_dbs, strict=True):
         # With the target db empty at the start (or --replace), any key found there later is one this run wrote.
-        checkpoint.dbs[db] = DbState(DbTally(db, target_db), may_replace=empty[target_db] or options.replace)
+        checkpoint.dbs[db] = DbState(DbTally(db, target_db), may_replace=target_db in state.empty or options.replace)
     if not options.dry_run:
         checkpoint.save()  # exists from the first second: a failure at the first batch still leaves it
     return checkpoint
 
 
 class _Replay:
-    def __init__(self, config: RunConfig, source: Server, target: Server, checkpoint: Checkpoint) -> None:
+    def __init__(self, config: RunConfig, source: Server, target: Server, checkpoint: Checkpoint,
+                 guard: Guard) -> None:
         self.config = config
         self.options: RunOptions = config.options
         self.settings: ConnectionSettings = config.common.connection
         self.source = source
         self.target = target
         self.checkpoint = checkpoint
+        self.guard = guard
         self.notes: list[str] = []
-        bulk = proto_max_bulk_len(target)
+        self.recovering = False  # the target restarted during this run: databases copied again replace keys
+        self.watched_at = time.monotonic()
+        bulk = self.max_value_bytes = proto_max_bulk_len(target)
         threshold = self.options.big_key_threshold
         self.restore_limit = min(bulk, threshold) if threshold else bulk
         self.max_command_bytes = min(DEFAULT_MAX_COMMAND_BYTES, bulk // 2)
         self.converter = Converter(target.identity.capabilities, self.max_command_bytes)
         self.limiter = RateLimiter(self.options.rate_limit)
 
+    def prepare(self, target_dbs: list[int]) -> None:
+        """On resume: check the checkpoint against the servers as they are, and remove a killed run's leftovers."""
+        if not self.options.resume:
+            return
+        self.notes += self.guard.reconcile()
+        removed = self.guard.remove_temp_keys(target_dbs)
+        if removed:
+            self.notes.append(f"removed {removed} temporary keys the interrupted run left on the target")
+        self.checkpoint.save()
+
     def run(self, dbs: list[int]) -> None:
+        """Copy every database; if the target restarted meanwhile, copy again what it lost (a bounded number of
+        times), so that success is only reported for keys the target holds."""
+        for attempt in range(MAX_RECOVERIES + 1):
+            try:
+                self._copy(dbs)
+                if self.options.dry_run or not self.guard.target_changed():
+                    return
+            except TargetRestarted:
+                pass
+            if attempt == MAX_RECOVERIES:
+                raise MigrationError(f"the target restarted {attempt + 1} times during the run",
+                                     "make the target stable (memory, crashes, restarts) before migrating")
+            notes = self.guard.reconcile()
+            self.notes += notes or ["the target restarted during the run and still holds every key written (it "
+                                    "persisted them)"]
+            self.recovering = True
+            if not self.options.dry_run:
+                self.checkpoint.save()
+
+    def _copy(self, dbs: list[int]) -> None:
         total = sum(self.source.identity.keyspace.get(db, 0) for db in dbs)
         done = sum(_processed(self.checkpoint.dbs[db].tally) for db in dbs)
         with RunProgress(self.options.show_progress, total) as progress:
@@ -175,15 +243,17 @@ class _Replay:
         target_link = Channel(self.target.endpoint, self.settings, "target", target_db)
         copier = BigKeyCopier(Channel(self.source.endpoint, self.settings, "source", db), target_link,
                               self.source.identity, self.target.identity, self.settings, chunk_bytes=CHUNK_BYTES,
-                              max_command_bytes=self.max_command_bytes)
+                              max_command_bytes=self.max_command_bytes, max_value_bytes=self.max_value_bytes)
         writer = TargetWriter(target_link, self.converter, self.options.on_incompatible, self.settings,
                               source_db=db, restore_limit=self.restore_limit, copier=copier,
                               types=frozenset(self.options.selection.types), dry_run=self.options.dry_run)
-        replace = self.options.replace or (self.options.resume and state.may_replace)
+        replace = self.options.replace or (state.may_replace and (self.options.resume or self.recovering))
         pump = Pump(reader.batches(state.cursor))
         page = state.tally.fresh()
         try:
             for batch in pump:
+                if batch.items:
+                    self._flush_before_first_write(target_db)
                 tally = state.tally.fresh()
                 writer.write(batch.items, tally, replace=replace, retry_replace=state.may_replace)
                 page.add(tally)
@@ -196,8 +266,7 @@ class _Replay:
                 page = state.tally.fresh()
                 state.cursor = batch.cursor
                 state.done = batch.cursor == 0
-                if not self.options.dry_run:
-                    self.checkpoint.save_every(self.options.checkpoint_interval)
+                self._page_done()
         finally:
             pump.stop()
             if not self.options.dry_run:
@@ -207,6 +276,23 @@ class _Replay:
         if reader.probe_disabled:
             self.notes.append(f"db {db}: size probe unavailable ({reader.probe_disabled}); big keys were detected "
                               f"from their DUMP size")
+
+    def _flush_before_first_write(self, target_db: int) -> None:
+        """--flush-target empties a target database only once a key is about to be written into it."""
+        if target_db not in self.checkpoint.flush_pending or self.options.dry_run:
+            return
+        flushdb(self.target, target_db)
+        self.checkpoint.flush_pending.remove(target_db)
+        self.checkpoint.save()
+
+    def _page_done(self) -> None:
+        if self.options.dry_run:
+            return
+        self.checkpoint.save_every(self.options.checkpoint_interval)
+        if time.monotonic() - self.watched_at >= WATCH_SECONDS:
+            self.watched_at = time.monotonic()
+            if self.guard.target_changed():
+                raise TargetRestarted
 
 
 def _processed(tally: DbTally) -> int:
@@ -324,7 +410,8 @@ class SourceReader:
         a TTL set after that is a change made after the read, like any other write during the run.
         """
         data, count = self._fetch_request(small, big, volatile)
-        return self._fetch_parse(small, big, volatile, self._call(data, count, "DUMP")) if count else []
+        replies = self._call(data, count, "DUMP") if count else []  # none: only big keys without a TTL to read
+        return self._fetch_parse(small, big, volatile, replies)
 
     def _fetch_request(self, small: list[bytes], big: dict[bytes, int], volatile: bool) -> tuple[bytes, int]:
         if not volatile:

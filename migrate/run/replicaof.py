@@ -7,6 +7,7 @@ empty. Those cases are refused up front with the reason, before anything is sent
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,20 +15,21 @@ from typing import Any, Final
 
 from migrate.config import ConnectionSettings
 from migrate.connection import with_retries
-from migrate.errors import ConfigError, IncompatibleDataError, MigrationError
+from migrate.errors import ConfigError, IncompatibleDataError, MigrateError, MigrationError
 from migrate.facts.releases import VALKEY_FOREIGN_RANGE, accepts_rdb_version
+from migrate.identity import config_value
 from migrate.logs import get_logger
+from migrate.rights import Context, check_rights
 from migrate.run.options import RunConfig
 from migrate.run.result import ReplicationReport, RunResult
+from migrate.run.session import has_field_ttls, has_module_data, modules_of, open_servers
 from migrate.server import Server
+from migrate.wire import is_error
 
 log = get_logger(__name__)
 
 POLL_SECONDS: Final = 0.1
-# Modules whose data lives only in keys of these types (no module aux data in the RDB): without such keys, an RDB
-# has nothing of theirs. Redis 8 bundles vectorset (redis/modules/vector-sets). Any other module is assumed to write
-# data (RediSearch, for one, saves index definitions as aux data).
-KEYS_ONLY_MODULES: Final[dict[str, tuple[str, ...]]] = {"vectorset": ("vectorset",)}
+STUCK_GRACE_SECONDS: Final = 30  # beyond the source's diskless delay, a replica that has not begun the transfer
 PlanSink = Callable[[tuple[str, ...]], None]
 REPLAY_HINT: Final = "use --strategy replay, which converts every key for the target"
 
@@ -36,9 +38,10 @@ def replicaof(config: RunConfig, on_plan: PlanSink | None = None) -> RunResult:
     started = time.monotonic()
     common, options = config.common, config.options
     settings = common.connection
-    source = Server("source", common.require_source(), settings)
-    target = Server("target", common.require_target(), settings)
+    source, target = open_servers(config)
     try:
+        check_rights("replicaof", {"source": (source, 0), "target": (target, 0)},
+                     Context(source.identity.capabilities, target.identity.capabilities))
         refuse_if_doomed(source, target)
         plan = _plan(config, source, target)
         if on_plan is not None:
@@ -72,6 +75,9 @@ def doomed_reason(source: Server, target: Server) -> str | None:
         raise ConfigError("--strategy replicaof needs a TCP source (host:port the target can reach), not a unix "
                           "socket")
     src, dst = source.identity, target.identity
+    refused = replication_refused(source)
+    if refused:
+        return refused
     if dst.role != "master":
         return f"the target {dst.describe()} is already a replica: run REPLICAOF NO ONE on it first"
     if src.rdb_version is None:
@@ -79,10 +85,10 @@ def doomed_reason(source: Server, target: Server) -> str | None:
     if not accepts_rdb_version(dst.product, dst.version, src.rdb_version, dst.relaxed):
         return (f"{dst.label} cannot load RDB {src.rdb_version} written by {src.label}: a full sync would flush the "
                 f"target and then fail to load")
-    if src.rdb_version in VALKEY_FOREIGN_RANGE and dst.product == "valkey" and _has_field_ttls(source):
+    if src.rdb_version in VALKEY_FOREIGN_RANGE and dst.product == "valkey" and has_field_ttls(source):
         return (f"{src.label} holds hashes with field TTLs (RDB types 24/25), which {dst.label} refuses even in "
                 f"relaxed mode: the sync would flush the target and then fail")
-    missing = sorted(m for m in _modules(source) - _modules(target) if _has_module_data(source, m))
+    missing = sorted(m for m in modules_of(source) - modules_of(target) if has_module_data(source, m))
     if missing:
         return (f"the source loads module(s) {', '.join(missing)} that the target lacks: their data in the RDB would "
                 f"make the load fail after the flush")
@@ -92,40 +98,16 @@ def doomed_reason(source: Server, target: Server) -> str | None:
     return None
 
 
-def _has_field_ttls(source: Server) -> bool:
-    info: dict[str, Any] = source.client.info("keyspace")
-    return any(isinstance(v, dict) and int(v.get("subexpiry", 0)) > 0 for v in info.values())
-
-
-def _has_module_data(source: Server, module: str) -> bool:
-    """Whether the source's RDB would carry data of this module (unknown modules: assume it does)."""
-    types = KEYS_ONLY_MODULES.get(module)
-    if types is None:
-        return True
-    for db, count in source.identity.keyspace.items():
-        if not count:
-            continue
-        client = source.db_client(db)
-        try:
-            if any(next(client.scan_iter(_type=kind, count=10_000), None) is not None for kind in types):
-                return True
-        finally:
-            client.close()
-    return False
-
-
-def _modules(side: Server) -> set[str]:
-    try:
-        reply = side.client.execute_command("MODULE", "LIST")  # type: ignore[no-untyped-call]
-    except Exception:  # no MODULE command, or not permitted: no modules we can see
-        return set()
-    names = set()
-    for module in reply or []:
-        entry = module if isinstance(module, dict) else {module[i]: module[i + 1] for i in range(0, len(module), 2)}
-        name = entry.get(b"name", entry.get("name"))
-        if name is not None:
-            names.add(name.decode() if isinstance(name, bytes) else str(name))
-    return names
+def replication_refused(source: Server) -> str | None:
+    """Why the source would refuse a replica (PSYNC and SYNC renamed or disabled, as managed services do), or None.
+    Read from COMMAND INFO: a renamed command is unknown under its name. Not readable (COMMAND denied): None."""
+    reply = source.channels.channel(0).command("COMMAND", "INFO", "PSYNC", "SYNC")
+    if is_error(reply) or not isinstance(reply, list):
+        return None
+    if all(entry is None for entry in reply):
+        return (f"the source {source.identity.describe()} does not accept replicas: PSYNC and SYNC are renamed or "
+                "disabled (as on managed services), so the target could never sync")
+    return None
 
 
 def _plan(config: RunConfig, source: Server, target: Server) -> tuple[str, ...]:
@@ -160,10 +142,17 @@ class _Sync:
         endpoint = self.source.endpoint
         self._target("REPLICAOF", endpoint.host, endpoint.port)
         log.info("replicaof started", target=str(self.target.endpoint), source=str(endpoint))
-        self._wait(self._synced, "the full sync", began)
-        synced = time.monotonic()
-        wanted = int(self._info(self.source)["master_repl_offset"])
-        self._wait(lambda: self._offset() >= wanted, "the replication offset to catch up", began)
+        try:
+            self._wait(self._synced, "the full sync", began, stuck=self._stuck)
+            synced = time.monotonic()
+            wanted = int(self._info(self.source)["master_repl_offset"])
+            self._wait(lambda: self._offset() >= wanted, "the replication offset to catch up", began)
+        except MigrationError as exc:
+            self._back_to_primary(auth_set)
+            exc.message += ("; the target was made a primary again (REPLICAOF NO ONE): it holds what it had loaded, "
+                            "if the sync had started it flushed its data first")
+            exc.hint = "check both servers' logs (the replication user's rights, the network, the source's load)"
+            raise
         caught_up = time.monotonic()
         source_offset, target_offset = int(self._info(self.source)["master_repl_offset"]), self._offset()
         keys = sum(int(v.get("keys", 0)) for k, v in self._info(self.target, "keyspace").items()
@@ -174,6 +163,22 @@ class _Sync:
                 self._target("CONFIG", "SET", "masterauth", "")
         return ReplicationReport(synced - began, caught_up - synced, source_offset, target_offset,
                                  max(0, source_offset - target_offset), keys, promote)
+
+    def _back_to_primary(self, auth_set: bool) -> None:
+        with contextlib.suppress(MigrateError):  # best effort: the error that brought us here is the one to report
+            self._target("REPLICAOF", "NO", "ONE")
+            if auth_set:
+                self._target("CONFIG", "SET", "masterauth", "")
+
+    def _stuck(self, since: float) -> bool:
+        """The replica has not reached the transfer in time: the source refused it (rights, renamed commands) or
+        cannot be reached from the target. Allowed: the source's diskless sync delay, and a grace period."""
+        info = self._info(self.target)
+        if info.get("master_link_status") == "up" or int(info.get("master_sync_in_progress", 0)):
+            return False
+        delay = config_value(self.source.client, "repl-diskless-sync-delay")
+        grace = (int(delay) if delay and delay.isdigit() else 5) + STUCK_GRACE_SECONDS
+        return time.monotonic() - since > grace
 
     def _auth(self) -> bool:
         endpoint = self.source.endpoint
@@ -191,14 +196,19 @@ class _Sync:
     def _offset(self) -> int:
         return int(self._info(self.target).get("slave_repl_offset", -1))
 
-    def _wait(self, done: Callable[[], bool], what: str, began: float) -> None:
+    def _wait(self, done: Callable[[], bool], what: str, began: float,
+              stuck: Callable[[float], bool] | None = None) -> None:
         while not done():
+            if stuck is not None and stuck(began):
+                info = self._info(self.target)
+                raise MigrationError(f"the target did not start {what}: its link to the source stays "
+                                     f"{info.get('master_link_status')} and no transfer began")
             if time.monotonic() - began > self.timeout:
                 info = self._info(self.target)
                 raise MigrationError(
                     f"the target did not finish {what} in {self.timeout:.0f} s (link "
                     f"{info.get('master_link_status')}, sync in progress {info.get('master_sync_in_progress')})",
-                    "check the target's log; it is still a replica: run REPLICAOF NO ONE on it to stop")
+                    "check the target's log")
             time.sleep(POLL_SECONDS)
 
     def _info(self, side: Server, section: str = "replication") -> dict[str, Any]:

@@ -16,11 +16,10 @@ import io
 import socket
 from typing import Any, Final
 
-import redis
 from redis import exceptions as rex
 
 from migrate.config import ConnectionSettings, Endpoint
-from migrate.connection import client_kwargs, translate
+from migrate.connection import raw_connection, translate
 from migrate.errors import MigrateError, MigrationError
 
 MARK_LEN: Final = 40
@@ -45,8 +44,7 @@ class ReplicationSnapshot(io.RawIOBase):
 
     def _open(self, settings: ConnectionSettings, timeout: float) -> None:
         try:
-            pool = redis.ConnectionPool(**{**client_kwargs(self.endpoint, settings), "protocol": 2})
-            self._conn = pool.make_connection()
+            self._conn = raw_connection(self.endpoint, settings)
             self._conn.connect()
             self._sock = self._conn._sock  # raw socket: the replication stream is not RESP replies
             assert self._sock is not None

@@ -28,6 +28,7 @@ class DbTally:
     copied: int = 0
     bytes: int = 0  # payload bytes read from the source (DUMP sizes; chunked keys: bytes sent)
     expired: int = 0  # vanished between SCAN and write (expired or deleted on the source)
+    volatile: int = 0  # copied keys that carry an expiry (they may be gone from the target later, legitimately)
     by_type: Counter[str] = field(default_factory=Counter)
     by_route: Counter[str] = field(default_factory=Counter)
     skipped: list[KeyIssue] = field(default_factory=list)
@@ -37,7 +38,8 @@ class DbTally:
     def to_dict(self) -> dict[str, Any]:
         return {
             "source_db": self.source_db, "target_db": self.target_db, "copied": self.copied, "bytes": self.bytes,
-            "expired": self.expired, "by_type": dict(self.by_type), "by_route": dict(self.by_route),
+            "expired": self.expired, "volatile": self.volatile, "by_type": dict(self.by_type),
+            "by_route": dict(self.by_route),
             "skipped": [_issue(i) for i in self.skipped], "changed": [_issue(i) for i in self.changed],
             "busy": [_issue(i) for i in self.busy],
         }
@@ -46,7 +48,8 @@ class DbTally:
     def from_dict(cls, data: dict[str, Any]) -> DbTally:
         return cls(
             source_db=int(data["source_db"]), target_db=int(data["target_db"]), copied=int(data["copied"]),
-            bytes=int(data["bytes"]), expired=int(data["expired"]), by_type=Counter(data["by_type"]),
+            bytes=int(data["bytes"]), expired=int(data["expired"]), volatile=int(data["volatile"]),
+            by_type=Counter(data["by_type"]),
             by_route=Counter(data["by_route"]), skipped=[KeyIssue(**i) for i in data["skipped"]],
             changed=[KeyIssue(**i) for i in data["changed"]], busy=[KeyIssue(**i) for i in data["busy"]],
         )
@@ -56,6 +59,7 @@ class DbTally:
         self.copied += other.copied
         self.bytes += other.bytes
         self.expired += other.expired
+        self.volatile += other.volatile
         self.by_type.update(other.by_type)
         self.by_route.update(other.by_route)
         self.skipped += other.skipped

@@ -20,7 +20,8 @@ from typing import Any, Final
 
 from migrate.config import ConnectionSettings
 from migrate.connection import translate, with_retries
-from migrate.errors import MigrationError
+from migrate.errors import MigrationError, ValueTooBigError
+from migrate.rdb.rewrite import TEMP_KEY_MARK, Command
 from migrate.render import display_key
 from migrate.run.bigkeys import BigKeyCopier
 from migrate.run.convert import CachedPlan, Converter, Rewrite, Route, logical_of
@@ -64,6 +65,7 @@ class _Restores:
         self.rows: list[tuple[bytes, bytes, int | None, CachedPlan]] = []  # key, payload as sent, expiry, decision
         self.parts: list[bytes] = []  # the RESTORE commands, encoded
         self.nbytes = 0
+        self.nvolatile = 0  # rows with an expiry
 
     @property
     def keys(self) -> list[bytes]:
@@ -79,9 +81,11 @@ class _Restores:
         if len(indexes) == len(self.rows):
             per_decision = Counter(map(_DECISION, self.rows))
             tally.bytes += self.nbytes
+            tally.volatile += self.nvolatile
         else:
             per_decision = Counter(self.rows[i][3] for i in indexes)
             tally.bytes += sum(len(self.rows[i][1]) for i in indexes)
+            tally.volatile += sum(1 for i in indexes if self.rows[i][2] is not None)
         tally.copied += len(indexes)
         for decided, n in per_decision.items():
             tally.by_type[decided.logical] += n
@@ -113,7 +117,7 @@ class TargetWriter:
             if rewrite is None:
                 self._big(item, tally, replace)
             else:
-                self._rewrite(item[0], rewrite, tally, replace)
+                self._rewrite(item[0], item[2], rewrite, tally, replace)
 
     # -- planning: conversion and policy, before anything of the batch is written -----------------------------------
 
@@ -126,7 +130,7 @@ class TargetWriter:
         limit = self.restore_limit
         replace = batch.replace
         rows, parts = batch.rows, batch.parts
-        nbytes = 0
+        nbytes = volatile = 0
         for item in items:
             key, payload, expire_at, size = item
             if payload is None:
@@ -160,7 +164,9 @@ class TargetWriter:
             rows.append((key, payload, expire_at, decided))
             parts.append(restore_command(key, payload, expire_at, replace))
             nbytes += len(payload)
-        batch.nbytes = nbytes
+            if expire_at is not None:
+                volatile += 1
+        batch.nbytes, batch.nvolatile = nbytes, volatile
 
     def _slow(self, key: bytes, payload: bytes, expire_at: int | None,
               limit: int) -> CachedPlan | Rewrite | Incompatibility | None:
@@ -224,16 +230,28 @@ class TargetWriter:
 
     # -- rewritten and big keys ---------------------------------------------------------------------------------------
 
-    def _rewrite(self, key: bytes, rewrite: Rewrite, tally: DbTally, replace: bool) -> None:
+    def _rewrite(self, key: bytes, expire_at: int | None, rewrite: Rewrite, tally: DbTally, replace: bool) -> None:
         if not self.dry_run:
             if not replace and self.link.command("EXISTS", key):
                 tally.busy.append(KeyIssue(self.db, display_key(key), BUSY_REASON))
                 return
-            apply_commands(self.link, rewrite.commands)
+            try:
+                apply_commands(self.link, rewrite.commands)
+            except ValueTooBigError as exc:  # the value cannot exist on the target
+                self._discard_temp(rewrite.commands)
+                judge(self.policy, self.db, Incompatibility(key, exc.message), tally)
+                return
         tally.copied += 1
+        tally.volatile += expire_at is not None
         tally.bytes += sum(len(pack(c)) for c in rewrite.commands)
         tally.by_type[rewrite.logical] += 1
         tally.by_route[(Route.CHUNKED if rewrite.chunked else Route.REWRITE).value] += 1
+
+    def _discard_temp(self, commands: Sequence[Command]) -> None:
+        """Delete the temporary key a failed rewrite was building (it would expire by itself within the hour)."""
+        key = commands[0][1] if commands and len(commands[0]) > 1 else b""
+        if isinstance(key, bytes) and TEMP_KEY_MARK in key:
+            self.link.command("DEL", key)
 
     def _big(self, item: Item, tally: DbTally, replace: bool) -> None:
         key, _, expire_at, size = item
@@ -247,6 +265,7 @@ class TargetWriter:
                                    judge=lambda issue: judge(self.policy, self.db, issue, tally))
         if outcome.status == "copied":
             tally.copied += 1
+            tally.volatile += expire_at is not None
             tally.bytes += outcome.nbytes
             tally.by_type[outcome.logical] += 1
             tally.by_route[Route.CHUNKED.value] += 1

@@ -16,6 +16,7 @@ from functools import partial
 
 from redis import exceptions as rex
 
+from migrate.activity import Marks, read_marks
 from migrate.connection import translate, with_retries
 from migrate.logs import get_logger
 from migrate.server import Channels, Server
@@ -26,7 +27,7 @@ from migrate.verify.plan import DbPlan, Keyspace, key_count, keyspace_of, plan_d
 from migrate.verify.result import DbSummary, Listing, NonKeyDiff, SampleInfo, VerifyResult
 from migrate.verify.rounds import RecheckContext, Tracker, locate_missing, recheck
 from migrate.verify.sample import BottomK, Sampler
-from migrate.verify.stillness import Marks, Stillness, read_marks
+from migrate.verify.stillness import Stillness
 from migrate.verify.workers import Workers
 from migrate.wire import Channel
 
@@ -54,6 +55,8 @@ class Run:
         self.src_ks = keyspace(source)
         self.tgt_ks = keyspace(target)
         self.plan: DbPlan = plan_databases(options, source.identity, target.identity, self.src_ks, self.tgt_ks)
+        source.check_databases(sorted({p.source_db for p in self.plan.pairs}), "--db / --db-map")
+        target.check_databases(sorted({p.target_db for p in self.plan.pairs}))
         self.tracker = Tracker(options.max_report_keys, options.recheck_limit)
         # Mostly strings in the last batch: start the next one with PTTL + GETRANGE instead of TYPE + PTTL.
         self.strings_first = False

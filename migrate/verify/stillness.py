@@ -16,48 +16,8 @@ merged into one target database (their keys may overlap), `--reverse-scan always
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
-from typing import Any
 
-import redis
-
-from migrate.config import ConnectionSettings, Endpoint
-from migrate.connection import with_retries
-from migrate.verify.plan import Keyspace, key_count, keyspace_of
-
-# INFO fields that every change to the dataset moves. rdb_changes_since_last_save counts writes but drops when a
-# save completes: rdb_saves (7.0+) and rdb_last_save_time catch that. Expiries and evictions delete keys without a
-# command; expired_subkeys (Redis 7.4+) and expired_fields (Valkey 9) are hash fields that expired.
-WRITE_MARKS: tuple[tuple[str, str], ...] = (
-    ("persistence", "rdb_changes_since_last_save"),
-    ("persistence", "rdb_saves"),
-    ("persistence", "rdb_last_save_time"),
-    ("persistence", "rdb_bgsave_in_progress"),
-    ("stats", "expired_keys"),
-    ("stats", "evicted_keys"),
-    ("stats", "expired_subkeys"),
-    ("stats", "expired_fields"),
-)
-
-
-@dataclass(frozen=True)
-class Marks:
-    """One server's write counters and key counts per database at one moment."""
-
-    counters: tuple[tuple[str, str], ...]
-    keyspace: tuple[tuple[int, int], ...]  # (db, keys)
-
-    def keys(self, db: int) -> int:
-        return dict(self.keyspace).get(db, 0)
-
-
-def read_marks(client: redis.Redis, settings: ConnectionSettings, endpoint: Endpoint, role: str) -> Marks:
-    sections: dict[str, dict[str, Any]] = {}
-    for section in sorted({s for s, _ in WRITE_MARKS} | {"keyspace"}):
-        sections[section] = with_retries(partial(client.info, section), settings, f"INFO {section}", endpoint, role)
-    counters = tuple((name, str(sections[s][name])) for s, name in WRITE_MARKS if name in sections[s])
-    keyspace: Keyspace = keyspace_of(sections["keyspace"])
-    return Marks(counters, tuple(sorted((db, key_count(keyspace, db)) for db in keyspace)))
+from migrate.activity import Marks
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,315 @@
+"""The ACL rights each verb and strategy needs on each side, as data, and a probe that finds every missing one in a
+single pass, so a restricted user learns the whole list at once instead of one refusal per attempt.
+
+The probe executes nothing: it opens a transaction (MULTI), queues one instance of each command, and DISCARDs it.
+Servers check a queued command's existence (a renamed or disabled command is unknown) and the user's ACL rights,
+keys included, when they queue it: a NOPERM or unknown-command reply names a missing right, QUEUED (or "not allowed
+inside a transaction", for SYNC) a granted one. A user without MULTI is probed by running the read-only commands
+for real (they change nothing); the others are reported as not checked.
+
+The README's "Minimum rights" table is generated from RIGHTS (tests/test_docs.py), and tests/test_rights.py runs
+every strategy as a user holding exactly those rights.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Final
+
+from migrate.errors import PermissionDeniedError
+from migrate.facts.capabilities import Capabilities
+from migrate.server import Server
+from migrate.wire import Channel, is_error, pack
+
+Args = tuple[str, ...]  # after the command; "{key}" stands for a key of the data being migrated
+
+
+@dataclass(frozen=True)
+class Context:
+    """What decides which rights apply: the two servers' releases and the run's options."""
+
+    source: Capabilities | None
+    target: Capabilities | None
+    flush_target: bool = False
+    from_file: bool = False  # reload from --from-rdb / --from-aof: nothing is read from the source
+
+
+@dataclass(frozen=True)
+class Right:
+    command: str  # as ACL names it: "scan", "xgroup|create", "memory|usage"
+    args: Args
+    why: str
+    required: bool = True  # False: used when granted; without it the verb degrades and its report says how
+    when: str = ""  # in words, for the README: the condition under which it is needed
+    applies: Callable[[Context], bool] | None = field(default=None, compare=False)
+
+    def argv(self, key: bytes) -> tuple[bytes, ...]:
+        head = tuple(part.encode() for part in self.command.split("|"))
+        return head + tuple(key if a == "{key}" else a.encode() for a in self.args)
+
+    def needed(self, context: Context) -> bool:
+        return self.applies is None or self.applies(context)
+
+
+def _source_has(command: str) -> Callable[[Context], bool]:
+    return lambda c: c.source is not None and c.source.has(command)
+
+
+def _source_lacks(command: str) -> Callable[[Context], bool]:
+    return lambda c: c.source is None or not c.source.has(command)
+
+
+def _target_has(command: str) -> Callable[[Context], bool]:
+    return lambda c: c.target is not None and c.target.has(command)
+
+
+K: Final = "{key}"
+EXPIRY_READS: Final = (
+    Right("pexpiretime", (K,), "read each key's absolute expiry", when="source has PEXPIRETIME (7.0+)",
+          applies=_source_has("pexpiretime")),
+    Right("pttl", (K,), "read each key's expiry", when="source older than 7.0", applies=_source_lacks("pexpiretime")),
+)
+BIG_KEY_READS: Final = (
+    *(Right(command, args, "copy keys over --big-key-threshold in chunks", when="big keys (most datasets have some)")
+      for command, args in (("exists", (K,)), ("strlen", (K,)), ("getrange", (K, "0", "1")), ("llen", (K,)),
+                            ("lrange", (K, "0", "1")), ("scard", (K,)), ("sscan", (K, "0")), ("zcard", (K,)),
+                            ("zrange", (K, "0", "1")), ("hlen", (K,)), ("hscan", (K, "0")), ("xrange", (K, "-", "+")),
+                            ("xinfo|stream", (K,)), ("xinfo|groups", (K,)), ("xinfo|consumers", (K, "g")),
+                            ("xpending", (K, "g", "-", "+", "1")))),
+    Right("hpexpiretime", (K, "FIELDS", "1", "f"), "copy the field TTLs of big hashes",
+          when="source stores hash field TTLs (Redis 7.4+)", applies=lambda c: c.source is not None
+          and c.source.hash_field_ttl),
+)
+REWRITES: Final = tuple(
+    Right(command, args, "rebuild values the target cannot RESTORE, and big keys", when=when, applies=applies)
+    for command, args, when, applies in (
+        ("multi", (), "", None), ("exec", (), "", None), ("set", (K, "v"), "", None), ("append", (K, "v"), "", None),
+        ("rpush", (K, "v"), "", None), ("sadd", (K, "v"), "", None), ("zadd", (K, "1", "m"), "", None),
+        ("hset", (K, "f", "v"), "", None), ("xadd", (K, "1-1", "f", "v"), "", None),
+        ("xsetid", (K, "1-1"), "", None), ("xgroup|create", (K, "g", "0"), "", None),
+        ("xgroup|createconsumer", (K, "g", "c"), "target has it (Redis 6.2+, Valkey)",
+         _target_has("xgroup createconsumer")),
+        ("xclaim", (K, "g", "c", "0", "1-1"), "", None),
+        ("hpexpireat", (K, "1", "FIELDS", "1", "f"), "target stores hash field TTLs (Redis 7.4+, Valkey 9.0+)",
+         _target_has("hpexpireat")),
+        ("pexpire", (K, "1"), "", None), ("pexpireat", (K, "1"), "", None), ("persist", (K,), "", None),
+        ("rename", (K, K), "", None)))
+TARGET_WRITES: Final = (
+    Right("restore", (K, "0", "x"), "write each key"),
+    Right("exists", (K,), "leave keys that exist on the target alone (busy keys)"),
+    Right("del", (K,), "remove temporary keys of a failed chunked copy"),
+    Right("dbsize", (), "refuse a non-empty target; notice a target that lost keys"),
+    Right("scan", ("0",), "remove a killed run's temporary keys on --resume"),
+    Right("info", (), "identify the target, notice a restart"),
+    *REWRITES,
+    Right("flushdb", (), "--flush-target", when="--flush-target", applies=lambda c: c.flush_target),
+    Right("config|get", ("proto-max-bulk-len",), "size RESTOREs to the target's limit", required=False),
+    Right("function|restore", ("x",), "copy function libraries", required=False, when="target has functions (7.0+)",
+          applies=_target_has("function")),
+)
+SOURCE_READS: Final = (
+    Right("scan", ("0",), "list the keys"),
+    Right("dump", (K,), "read each value"),
+    *EXPIRY_READS,
+    Right("type", (K,), "type of big keys"),
+    Right("info", (), "identify the source, its keyspace and whether it changed during the copy"),
+    Right("memory|usage", (K,), "find big keys before reading them whole", required=False),
+    *BIG_KEY_READS,
+    Right("function|dump", (), "copy function libraries", required=False, when="source has functions (7.0+)",
+          applies=_source_has("function")),
+    Right("function|list", (), "copy function libraries", required=False, when="source has functions (7.0+)",
+          applies=_source_has("function")),
+)
+SNAPSHOT: Final = (
+    Right("sync", (), "take the snapshot over the replication protocol", when="no --from-rdb",
+          applies=lambda c: not c.from_file),
+    Right("replconf", ("capa", "eof"), "take the snapshot over the replication protocol", when="no --from-rdb",
+          applies=lambda c: not c.from_file),
+    Right("info", (), "identify the source", when="no --from-rdb", applies=lambda c: not c.from_file),
+)
+VERIFY_READS: Final = (
+    Right("scan", ("0",), "list the keys"),
+    Right("type", (K,), "compare types"),
+    *EXPIRY_READS,
+    Right("exists", (K,), "look for keys missing on one side"),
+    Right("info", (), "identify the server; the counting proof"),
+    Right("dump", (K,), "settle values by their DUMP bodies", required=False),
+    Right("memory|usage", (K,), "settle values by their DUMP bodies", required=False),
+    Right("object|encoding", (K,), "settle values by their DUMP bodies", required=False),
+    *(Right(command, args, "compare values at --level full", when="--level full")
+      for command, args in (("get", (K,)), ("getrange", (K, "0", "1")), ("strlen", (K,)), ("lrange", (K, "0", "1")),
+                            ("llen", (K,)), ("sscan", (K, "0")), ("scard", (K,)), ("zrange", (K, "0", "1")),
+                            ("zcard", (K,)), ("hscan", (K, "0")), ("hlen", (K,)), ("xrange", (K, "-", "+")),
+                            ("xinfo|stream", (K,)), ("xinfo|groups", (K,)), ("xinfo|consumers", (K, "g")),
+                            ("xpending", (K, "g", "-", "+", "1")))),
+    Right("hpexpiretime", (K, "FIELDS", "1", "f"), "compare hash field TTLs", when="both store field TTLs",
+          applies=lambda c: bool(c.source and c.target and c.source.hash_field_ttl and c.target.hash_field_ttl)),
+    Right("function|list", (), "compare function libraries", required=False, when="functions (7.0+)",
+          applies=lambda c: bool(c.source and c.target and c.source.has("function") and c.target.has("function"))),
+    Right("acl|list", (), "compare ACL users", required=False),
+    Right("config|get", ("maxmemory-policy",), "compare configuration", required=False),
+)
+
+RIGHTS: Final[dict[str, dict[str, tuple[Right, ...]]]] = {
+    "replay": {"source": SOURCE_READS, "target": TARGET_WRITES},
+    "reload": {"source": SNAPSHOT, "target": (
+        Right("flushall", (), "empty the target before loading", when="no --db/--db-map"),
+        Right("flushdb", (), "empty the selected target databases", when="--db/--db-map"),
+        *(r for r in TARGET_WRITES if r.command not in ("flushdb", "scan")))},
+    "replicaof": {"source": (Right("info", (), "identify the source; replication offsets"),
+                             Right("command|info", ("psync",), "refuse a source that does not accept replicas",
+                                   required=False)),
+                  "target": (Right("replicaof", ("no", "one"), "make the target a replica, then a primary"),
+                             Right("config|set", ("masterauth", "x"), "give the target the source's password",
+                                   when="the source URL has a password"),
+                             Right("info", (), "follow the sync"))},
+    "verify": {"source": VERIFY_READS, "target": VERIFY_READS},
+}
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What one side lacks: rights refused, commands unknown (renamed or disabled), and what could not be checked."""
+
+    role: str
+    denied: tuple[Right, ...] = ()
+    unknown: tuple[Right, ...] = ()
+    unchecked: tuple[Right, ...] = ()
+    note: str = ""
+
+    @property
+    def missing_required(self) -> tuple[Right, ...]:
+        return tuple(r for r in (*self.denied, *self.unknown) if r.required)
+
+    def describe(self) -> str:
+        parts = []
+        if self.denied:
+            parts.append("no permission for " + ", ".join(_names(self.denied)))
+        if self.unknown:
+            parts.append("renamed or disabled: " + ", ".join(_names(self.unknown)))
+        if self.unchecked:
+            parts.append(f"not checked ({self.note}): " + ", ".join(_names(self.unchecked)))
+        return f"{self.role}: " + "; ".join(parts) if parts else f"{self.role}: every right granted"
+
+
+def _names(rights: Iterable[Right]) -> list[str]:
+    return sorted({r.command.upper().replace("|", " ") for r in rights})
+
+
+def needed(verb: str, role: str, context: Context) -> tuple[Right, ...]:
+    """The rights of one side that apply, each command once."""
+    seen: dict[str, Right] = {}
+    for right in RIGHTS[verb][role]:
+        if right.needed(context) and right.command not in seen:
+            seen[right.command] = right
+    return tuple(seen.values())
+
+
+READ_ONLY: Final = frozenset({
+    "scan", "dump", "pexpiretime", "pttl", "type", "info", "memory|usage", "strlen", "getrange", "lrange", "sscan",
+    "zrange", "hscan", "xrange", "xinfo|stream", "xinfo|groups", "xinfo|consumers", "xpending", "function|dump",
+    "function|list", "exists", "get", "llen", "scard", "zcard", "hlen", "object|encoding", "hpexpiretime",
+    "acl|list", "config|get", "command|info", "dbsize"})
+
+
+def probe(channel: Channel, role: str, rights: tuple[Right, ...], key: bytes) -> Probe:
+    """Which of `rights` the channel's user lacks, checked on `key` (a key of the data, for ACL key patterns). The
+    channel is left outside any transaction; give it one of its own (it is best closed afterwards)."""
+    opened = channel.command("MULTI")
+    if is_error(opened):
+        return _probe_by_reading(channel, role, rights, key, f"MULTI refused: {opened}")
+    # MULTI is probed by opening the transaction, EXEC by a bare EXEC once it is discarded ("EXEC without MULTI"
+    # when granted): queued, EXEC would run the commands queued before it.
+    queued = tuple(r for r in rights if r.command not in ("multi", "exec"))
+    replies = channel.call(b"".join(pack(r.argv(key)) for r in queued) + pack(("DISCARD",)), len(queued) + 1)
+    exec_rights = tuple(r for r in rights if r.command == "exec")
+    if is_error(replies[-1]):  # still inside the transaction: only dropping the connection discards it safely
+        channel.reset()
+        return Probe(role, tuple(r for r, reply in zip(queued, replies, strict=False) if _denied(reply)),
+                     tuple(r for r, reply in zip(queued, replies, strict=False) if _unknown(reply)), exec_rights,
+                     f"DISCARD refused: {replies[-1]}")
+    bare_exec = channel.command("EXEC") if exec_rights else None  # "EXEC without MULTI" when granted
+    outcomes = list(zip(queued, replies, strict=False)) + [(r, bare_exec) for r in exec_rights]
+    denied = tuple(r for r, reply in outcomes if _denied(reply))
+    unknown = tuple(r for r, reply in outcomes if _unknown(reply))
+    return Probe(role, denied, unknown)
+
+
+def _denied(reply: object) -> bool:
+    text = str(reply) if is_error(reply) else ""
+    return text.startswith("NOPERM") or "no permissions" in text.lower()
+
+
+def _unknown(reply: object) -> bool:
+    text = str(reply).lower() if is_error(reply) else ""
+    return "unknown command" in text or "unknown subcommand" in text
+
+
+def _probe_by_reading(channel: Channel, role: str, rights: tuple[Right, ...], key: bytes, note: str) -> Probe:
+    """Without MULTI: run the read-only commands for real (they change nothing); report the others as unchecked."""
+    readable = tuple(r for r in rights if r.command in READ_ONLY)
+    replies = channel.call(b"".join(pack(r.argv(key)) for r in readable), len(readable)) if readable else []
+    denied = tuple(r for r, reply in zip(readable, replies, strict=True) if _denied(reply))
+    unknown = tuple(r for r, reply in zip(readable, replies, strict=True) if _unknown(reply))
+    multi = tuple(r for r in rights if r.command == "multi")
+    unchecked = tuple(r for r in rights if r.command not in READ_ONLY and r.command != "multi")
+    return Probe(role, denied + multi, unknown, unchecked, note if unchecked else "")
+
+
+PROBE_KEY: Final = b"migrate:rights-probe"
+
+
+def sample_key(channel: Channel) -> bytes:
+    """A key of the data (ACL key patterns are checked on it), or a neutral name when the database is empty."""
+    reply = channel.command("SCAN", "0", "COUNT", "100")
+    if not is_error(reply) and reply[1]:
+        return bytes(reply[1][0])
+    return PROBE_KEY
+
+
+def check_rights(verb: str, sides: dict[str, tuple[Server, int]], context: Context) -> tuple[Probe, ...]:
+    """Probe each side (server, database) for the rights `verb` needs; raise PermissionDeniedError naming every
+    missing required right on both sides at once. Returns the probes (optional rights missing are reported by the
+    caller)."""
+    probes = []
+    key = PROBE_KEY
+    for role in ("source", "target"):
+        if role not in sides:
+            continue
+        server, db = sides[role]
+        channel = Channel(server.endpoint, server.settings, role, db)
+        try:
+            if role == "source":
+                key = sample_key(channel)
+            probes.append(probe(channel, role, needed(verb, role, context), key))
+        finally:
+            channel.close()
+    missing = [p for p in probes if p.missing_required]
+    if missing:
+        commands = sorted({r.command for p in missing for r in p.missing_required})
+        raise PermissionDeniedError(
+            "permission denied: the ACL users lack rights this " + ("run" if verb != "verify" else "verification")
+            + " needs: " + " | ".join(_describe_required(p) for p in missing),
+            "grant them, e.g. ACL SETUSER <user> " + " ".join(f"+{c}" for c in commands)
+            + " (README.md, \"Minimum rights\", lists every strategy's)")
+    return tuple(probes)
+
+
+def _describe_required(probe_: Probe) -> str:
+    return Probe(probe_.role, tuple(r for r in probe_.denied if r.required),
+                 tuple(r for r in probe_.unknown if r.required)).describe()
+
+
+def rights_table(verb: str) -> str:
+    """The README's table of one verb's rights (tests/test_docs.py keeps the README equal to it)."""
+    rows = ["| side | command | needed | why |", "|---|---|---|---|"]
+    for role in ("source", "target"):
+        seen: set[str] = set()
+        for right in RIGHTS[verb][role]:
+            if right.command in seen:
+                continue
+            seen.add(right.command)
+            need = ("required" if right.required else "optional") + (f" ({right.when})" if right.when else "")
+            rows.append(f"| {role} | `+{right.command}` | {need} | {right.why} |")
+    return "\n".join(rows)

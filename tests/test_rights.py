@@ -1,0 +1,117 @@
+"""Minimum rights: every strategy runs as a user holding exactly the rights README.md lists, and a user missing some
+learns all of them in one error (real servers, real ACL users)."""
+
+from __future__ import annotations
+
+import pytest
+
+from fixtures.dataset import populate
+from migrate.config import CommonConfig, ConnectionSettings, parse_endpoint
+from migrate.errors import ExitCode, PermissionDeniedError
+from migrate.identity import identify
+from migrate.rights import Context, needed
+from migrate.run import OnIncompatible, RunConfig, RunOptions, Strategy, run
+from migrate.verify import VerifyConfig, verify
+from tests.run_compare import differences
+
+PAIRS = [("redis-7.0", "valkey-8.1"), ("redis-8.0.2", "valkey-9.1"), ("redis-6.0", "valkey-8.0")]
+
+
+def grant(server, user: str, commands) -> str:
+    """An ACL user holding exactly these commands (every key, every channel), and its URL."""
+    channels = [] if server.binary.version.startswith("6.0") else ["&*"]  # channel rules came with Redis 6.2
+    rules = ["on", ">pw", "~*", *channels, "-@all", *(f"+{c}" for c in commands)]
+    server.client().execute_command("ACL", "SETUSER", user, "reset", *rules)
+    return server.url_for(0, user, "pw")
+
+
+def context(source, target, **options) -> Context:
+    return Context(identify(source.client()).capabilities, identify(target.client()).capabilities, **options)
+
+
+def minimal(verb: str, source, target, **options) -> tuple[list[str], list[str]]:
+    ctx = context(source, target, **options)
+    # The README's minimum: the required rights, plus HELLO/AUTH/CLIENT that every connection needs (AUTH is implied).
+    base = ["client|setname", "ping", "select"]
+    return ([r.command for r in needed(verb, "source", ctx) if r.required] + base,
+            [r.command for r in needed(verb, "target", ctx) if r.required] + base)
+
+
+def config(source_url, target_url, tmp_path, **options) -> RunConfig:
+    common = CommonConfig(parse_endpoint(source_url), parse_endpoint(target_url), ConnectionSettings(retries=2))
+    return RunConfig(common, RunOptions(checkpoint=tmp_path / "cp.json", **options))
+
+
+@pytest.mark.parametrize(("source_name", "target_name"), PAIRS, ids=[f"{s}->{t}" for s, t in PAIRS])
+def test_replay_runs_with_exactly_the_minimum_rights(servers, tmp_path, source_name, target_name):
+    source, target = servers.get(source_name), servers.get(target_name)
+    populate(source.client(), dbs=(0,), extra=True)
+    source_rights, target_rights = minimal("replay", source, target)
+    result = run(config(grant(source, "mig", source_rights), grant(target, "mig", target_rights), tmp_path,
+                        on_incompatible=OnIncompatible.LOSSY, big_key_threshold=2000))
+    assert result.copied > 0
+    lossy = set() if identify(target.client()).hash_field_ttl else {
+        k for k in source.client().scan_iter() if source.client().type(k) == b"hash"}
+    assert differences(source.client(), target.client(), without_field_ttls=lossy, pending_tolerance_ms=2000) == []
+
+
+def test_verify_runs_with_exactly_the_minimum_rights(servers, tmp_path):
+    source, target = servers.get("redis-8.0.2"), servers.get("valkey-9.1")
+    populate(source.client(), dbs=(0,))
+    run(config(source.url, target.url, tmp_path, on_incompatible=OnIncompatible.LOSSY))
+    source_rights, target_rights = minimal("verify", source, target)
+    common = CommonConfig(parse_endpoint(grant(source, "ver", source_rights)),
+                          parse_endpoint(grant(target, "ver", target_rights)))
+    assert verify(VerifyConfig(common)).ok
+
+
+def test_reload_runs_with_exactly_the_minimum_rights(servers, tmp_path):
+    source, target = servers.get("redis-7.0", "--repl-diskless-sync-delay", "0"), servers.get("valkey-8.1")
+    populate(source.client(), dbs=(0,))
+    source_rights, target_rights = minimal("reload", source, target)
+    result = run(config(grant(source, "rel", source_rights), grant(target, "rel", target_rights), tmp_path,
+                        strategy=Strategy.RELOAD, yes=True, spool_dir=tmp_path))
+    assert result.copied > 0
+    assert differences(source.client(), target.client(), pending_tolerance_ms=2000) == []
+
+
+def test_every_missing_right_is_named_at_once(servers, tmp_path):
+    source, target = servers.get("redis-7.0"), servers.get("valkey-8.1")
+    source.client().set("k", "v")
+    source_rights, target_rights = minimal("replay", source, target)
+    source_url = grant(source, "few", [c for c in source_rights if c not in ("dump", "scan")])
+    target_url = grant(target, "few", [c for c in target_rights if c not in ("restore", "hset", "rename")])
+    with pytest.raises(PermissionDeniedError) as err:
+        run(config(source_url, target_url, tmp_path))
+    message = err.value.message
+    for name in ("DUMP", "SCAN", "RESTORE", "HSET", "RENAME"):
+        assert name in message, message
+    assert err.value.exit_code == ExitCode.MIGRATION and "+restore" in err.value.hint
+    assert target.client().dbsize() == 0
+
+
+def test_preflight_names_every_missing_right_and_an_unreadable_keyspace(servers):
+    from migrate.preflight import PreflightConfig, preflight
+
+    source, target = servers.get("redis-7.0"), servers.get("valkey-8.1")
+    source.client().set("k", "v")
+    blind = grant(source, "blind", ["scan", "dump", "client|setname", "ping"])  # no INFO, no SELECT/DBSIZE
+    weak = grant(target, "weak", ["info", "client|setname", "ping", "select", "dbsize", "multi", "discard"])
+    result = preflight(PreflightConfig(CommonConfig(parse_endpoint(blind), parse_endpoint(weak))))
+    codes = {f.code for f in result.blockers}
+    assert "KEYSPACE_UNREADABLE" in codes and "RIGHTS_MISSING" in codes, codes
+    replay_target = next(f for f in result.findings if f.code == "RIGHTS_MISSING"
+                         and f.evidence["strategy"] == "replay" and f.evidence["role"] == "target")
+    assert {"restore", "hset", "exec", "rename"} <= set(replay_target.evidence["denied"])
+    assert not result.ok and result.strategy.name != "replay"
+
+
+def test_preflight_says_reload_needs_sync_when_it_is_renamed(servers):
+    from migrate.preflight import PreflightConfig, preflight
+
+    source = servers.get("redis-7.0", "--rename-command", "SYNC", "", "--rename-command", "PSYNC", "")
+    target = servers.get("valkey-8.1")
+    source.client().set("k", "v")
+    result = preflight(PreflightConfig(CommonConfig(parse_endpoint(source.url), parse_endpoint(target.url))))
+    reload = next(o for o in result.strategy.options if o.name == "reload")
+    assert not reload.possible and any("SYNC" in why for why in reload.why_not), reload
