@@ -3,6 +3,7 @@ after dropped connections, full resync after restarts and an outrun backlog, ref
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 
@@ -24,6 +25,7 @@ from tests.replication_support import (
     wait_for,
     write,
 )
+from tests.test_tls import pki  # noqa: F401  (the fixture)
 
 GETACK_BYTES = len(b"*3\r\n$8\r\nREPLCONF\r\n$6\r\nGETACK\r\n$1\r\n*\r\n")
 
@@ -45,7 +47,7 @@ def test_full_sync_stream_offsets_acks(servers, name):
         commands = drain(link, master_offset(client))
         assert data_commands(commands) == written
         assert link.position.offset == commands[-1].offset == master_offset(client)
-        assert all(a.offset < b.offset for a, b in zip(commands, commands[1:], strict=False))
+        assert all(a.offset < b.offset for a, b in itertools.pairwise(commands))
         line = replica_line(client)
         assert line["state"] == "online" and line["port"] == 0  # listening-port 0 is accepted and shown as is
         # Nothing applied yet: the ACKs say 0, and WAIT does not count us; the primary asks with GETACK.
@@ -240,7 +242,6 @@ def test_outrun_backlog_means_full_resync(servers):
 
 def test_plain_sync_when_psync_is_renamed(servers):
     server = servers.fresh("redis-7.0", *FAST, "--rename-command", "PSYNC", "")
-    client = server.client()
     fill(server, 50)
     with pytest.raises(MigrationError) as refused:
         ReplicaLink(endpoint(server))
@@ -306,3 +307,38 @@ def test_primary_that_disappears(servers):
             link.read_commands(10, timeout=10)
         assert lost.value.snapshot_complete is True
         assert link.status().phase == "failed"
+
+
+def test_over_tls(servers, pki):  # noqa: F811
+    from migrate.config import TlsOptions, parse_endpoint
+    from tests.test_tls import Stunnel
+
+    server = servers.fresh("valkey-8.1", *FAST)
+    client = server.client()
+    fill(server, 100)
+    tunnel = Stunnel(pki, server.port, mutual=False)
+    try:
+        source = parse_endpoint(f"rediss://127.0.0.1:{tunnel.port}", TlsOptions(ca_file=str(pki / "ca.crt")))
+        with ReplicaLink(source) as link:
+            assert rdb_keys(link.snapshot()) == 100
+            written = write(server, 0, 500)
+            commands = drain(link, master_offset(client))
+            assert data_commands(commands) == written
+            link.ack(link.position.offset, flush=True)
+            client.set("probe", "1")
+            drain(link, master_offset(client))
+            link.ack(link.position.offset)
+            assert client.execute_command("WAIT", 1, 5000) == 1  # ACKs sent by the reader thread over TLS
+    finally:
+        tunnel.stop()
+
+
+def test_over_a_unix_socket(servers, tmp_path):
+    from migrate.config import parse_endpoint
+
+    path = tmp_path / "primary.sock"
+    server = servers.fresh("redis-7.0", *FAST, "--unixsocket", str(path))
+    with ReplicaLink(parse_endpoint(f"unix://{path}")) as link:
+        link.snapshot().read()
+        written = write(server, 0, 20)
+        assert data_commands(drain(link, master_offset(server.client()))) == written

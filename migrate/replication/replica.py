@@ -19,8 +19,8 @@ Offsets (see migrate/replication/protocol.py for the sources): each command is y
 its last byte, which is what the primary's `master_repl_offset` reads once it has sent nothing after it. `REPLCONF
 GETACK *` is answered by the link and not yielded, but it counts in the offsets like every byte; the answer goes out
 as soon as the reader thread sees it, with the applied offset (a real replica answers with the offset before the
-GETACK, having applied everything before it; ours may be lower while the caller lags, which is the truth for WAIT). SELECT and PING are
-yielded (the caller needs SELECT; PING is a no-op to apply). The link's ACKs carry the offset the caller last passed
+GETACK, having applied everything before it; ours may be lower while the caller lags, which is the truth for WAIT).
+SELECT and PING are yielded (the caller needs SELECT; PING is a no-op to apply). The link's ACKs carry the offset the caller last passed
 to `ack()` (what the target has applied): until then, 0 after a full sync and the resumed offset after a partial one.
 
 The primary never waits for us while a disk sink is used: the snapshot file and the spool are written at socket
@@ -190,7 +190,8 @@ class ReplicaLink:
     def _open(self) -> None:
         def connect() -> Any:
             kwargs = {**client_kwargs(self.endpoint, self.settings), "protocol": 2}
-            conn = redis.ConnectionPool(**kwargs).make_connection()
+            # redis.Redis maps ssl=/unix_socket_path= to the connection class; a bare ConnectionPool would not.
+            conn = redis.Redis(**kwargs).connection_pool.make_connection()
             conn.connect()  # type: ignore[no-untyped-call]  # AUTH, TLS, client name: redis-py, as every other connection of migrate
             return conn
 
