@@ -20,8 +20,10 @@ its last byte, which is what the primary's `master_repl_offset` reads once it ha
 GETACK *` is answered by the link and not yielded, but it counts in the offsets like every byte; the answer goes out
 as soon as the reader thread sees it, with the applied offset (a real replica answers with the offset before the
 GETACK, having applied everything before it; ours may be lower while the caller lags, which is the truth for WAIT).
-SELECT and PING are yielded (the caller needs SELECT; PING is a no-op to apply). The link's ACKs carry the offset the caller last passed
-to `ack()` (what the target has applied): until then, 0 after a full sync and the resumed offset after a partial one.
+SELECT and PING are yielded (the caller needs SELECT; PING is a no-op to apply). The link's ACKs carry the offset the
+caller last passed to `ack()` (what the target has applied): until then, 0 after a full sync and the resumed offset
+after a partial one. MULTI ... EXEC arrive as they were propagated: apply them whole and ack the EXEC's offset (a
+real replica's offset does not move inside a transaction either).
 
 The primary never waits for us while a disk sink is used: the snapshot file and the spool are written at socket
 speed. With memory sinks a slow caller makes the link stop reading, the primary then buffers the stream for us up to
