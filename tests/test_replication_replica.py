@@ -151,6 +151,26 @@ def write_bulk(client, total: int) -> None:
         pipe.execute()
 
 
+def test_snapshot_file_survives_a_loader_slower_than_repl_timeout(servers, tmp_path):
+    server = servers.fresh("valkey-8.1", *FAST, "--repl-timeout", "2")
+    client = server.client()
+    for i in range(1000):  # 50 MB that LZF cannot shrink: more than every kernel buffer between the two ends
+        client.set(f"big:{i}", os.urandom(50_000))
+    with ReplicaLink(endpoint(server), options=LinkOptions(memory_bytes=64 << 10)) as link:
+        rdb = link.snapshot()
+        rdb.read(1000)
+        time.sleep(5)  # a loader that stalls: the primary's transfer to us stops for longer than repl-timeout
+        with pytest.raises(LinkLostError) as lost:
+            while rdb.read(1 << 20):
+                pass
+        assert lost.value.snapshot_complete is False
+    with ReplicaLink(endpoint(server), options=LinkOptions(snapshot_path=tmp_path / "snap.rdb")) as link:
+        time.sleep(5)  # the same stall: the file is written at socket speed meanwhile
+        assert link.wait_snapshot(60).size == (tmp_path / "snap.rdb").stat().st_size
+        assert rdb_keys(link.snapshot()) == 1000
+        assert link.error is None
+
+
 def test_acks_keep_an_idle_link_alive(servers):
     server = servers.fresh("redis-7.0", *FAST, "--repl-timeout", "2")
     client = server.client()

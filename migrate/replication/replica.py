@@ -69,7 +69,9 @@ class LinkOptions:
     """How the link talks to the primary and where it keeps what it receives."""
 
     listening_port: int = 0  # announced with REPLCONF listening-port; 0 = unreachable (as `redis-cli --replica`)
-    diskless: bool = True  # send `capa eof`: the primary may stream the RDB (then after repl-diskless-sync-delay)
+    # `capa eof`: the primary may stream the RDB, after repl-diskless-sync-delay (5 s by default on 7.0+). Without it,
+    # the primary saves the RDB to its own disk first and starts at once (unless another fork is running).
+    diskless: bool = True
     use_sync: bool = False  # plain SYNC (sources that refuse PSYNC): full sync only, offsets relative, no ACKs
     snapshot_path: Path | None = None  # write the RDB here at socket speed (else: a bounded memory queue)
     spool_dir: Path | None = None  # spool the write stream to segment files here (else: a bounded memory queue)
