@@ -25,9 +25,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from fixtures.sandbox import LocalServer, start_server  # noqa: E402
 from migrate.config import parse_endpoint  # noqa: E402
 from migrate.replication import LinkOptions, ReplicaLink  # noqa: E402
-from migrate.sandbox import LocalServer, start_server  # noqa: E402
 
 FAST = ("--repl-diskless-sync-delay", "0")
 

@@ -7,11 +7,11 @@ from collections.abc import Callable
 
 import redis
 
+from fixtures.sandbox import LocalServer
 from migrate.config import Endpoint, parse_endpoint
 from migrate.rdb.reader import RdbReader
 from migrate.rdb.records import KeyRecord
 from migrate.replication import ReplicaLink, StreamCommand
-from migrate.sandbox import LocalServer
 
 # A diskless sync starts at once instead of after repl-diskless-sync-delay (5 s by default on 7.0+); 6.0 knows the
 # option too (its default sync is disk-based).

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
+from fixtures.sandbox import LocalServer
 from fixtures.tcpproxy import TcpProxy
 from migrate.replication import PrimaryOptions, PrimaryState, ReplicaServer, file_chunks
-from migrate.sandbox import LocalServer
 from tests.matrix import params
 from tests.replication_support import wait_for
 

@@ -292,7 +292,7 @@ def test_refused_by_acl_names_the_missing_commands_and_hides_the_password(server
 
 
 def test_replica_without_its_primary_refuses(servers):
-    from migrate.sandbox import free_port
+    from fixtures.sandbox import free_port
 
     server = servers.fresh("redis-7.0", *FAST, "--replicaof", "127.0.0.1", str(free_port()))
     with pytest.raises(MigrationError) as refused:

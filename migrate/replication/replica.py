@@ -47,11 +47,10 @@ from pathlib import Path
 from typing import IO, Any, Final, NamedTuple
 
 import hiredis
-import redis
 from redis import exceptions as rex
 
 from migrate.config import ConnectionSettings, Endpoint
-from migrate.connection import client_kwargs, translate, with_retries
+from migrate.connection import raw_connection, translate, with_retries
 from migrate.errors import ConfigError, MigrateError, MigrationError
 from migrate.logs import get_logger
 from migrate.replication.errors import LinkLostError, refusal
@@ -193,10 +192,8 @@ class ReplicaLink:
 
     def _open(self) -> None:
         def connect() -> Any:
-            kwargs = {**client_kwargs(self.endpoint, self.settings), "protocol": 2}
-            # redis.Redis maps ssl=/unix_socket_path= to the connection class; a bare ConnectionPool would not.
-            conn = redis.Redis(**kwargs).connection_pool.make_connection()
-            conn.connect()  # type: ignore[no-untyped-call]  # AUTH, TLS, client name: redis-py, as every other connection of migrate
+            conn = raw_connection(self.endpoint, self.settings)
+            conn.connect()  # AUTH, TLS, client name: redis-py, as every other connection of migrate
             return conn
 
         self._conn = with_retries(connect, self.settings, f"connect to source {self.endpoint}", self.endpoint,
