@@ -8,6 +8,10 @@ source, except exactly the keys the translation named, each exactly as the polic
 
 from __future__ import annotations
 
+import os
+import random
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +41,7 @@ from tests import stream_support as ss
 from tests.readback import CORE_TYPES, raw
 
 SETTINGS = ConnectionSettings()
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass
@@ -364,3 +369,40 @@ def test_the_table_covers_every_write_command_of_the_source(servers: Any, name: 
         if "write" in flags:
             writes.add(bytes(entry[0]).decode().lower().split("|")[0])
     assert writes - set(TABLE) == set()
+
+
+def test_exactly_once_across_kill_9(servers: Any, tmp_path: Path) -> None:
+    """The applier runs in its own process and is killed with SIGKILL at random points, again and again; each run
+    resumes from the target's marker. INCR/LPUSH-heavy traffic: a batch applied twice or lost would show."""
+    source = servers.fresh("redis-8.0.6", *ss.AOF_ARGS)
+    traffic = ss.generate(source.client(), counters=1500)
+    snapshot = ss.snapshot(source.client())
+    commands = ss.read_aof(source.dir)
+    source.stop()
+    stream = tmp_path / "stream.resp"
+    ss.write_commands(commands, stream)
+    target = servers.get("valkey-8.1")
+    rng = random.Random(20261201)
+    offsets: list[int] = []
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    argv = [sys.executable, "-m", "tests.stream_worker", target.url, str(stream), "once", "lossy", "15"]
+    for run in range(40):
+        proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert proc.stdout is not None
+        assert proc.stdout.readline().startswith(b"ready"), proc.stderr.read() if proc.stderr else b""
+        if run < 8:  # kill the first runs while they apply; then let one finish
+            time.sleep(rng.uniform(0.02, 0.4))
+            proc.kill()
+        out, err = proc.communicate(timeout=120)
+        if run >= 8 or proc.returncode == 0:
+            assert proc.returncode == 0, err.decode()[-2000:]
+            assert out.startswith(b"done"), (run, proc.returncode, out, err[-500:])
+            break
+        marker = read_marker(target.client(), "once")
+        offsets.append(marker.offset if marker else 0)
+    assert len({o for o in offsets if 0 < o < commands[-1][1]}) >= 4, f"not killed mid-stream: {offsets}"
+    field_ttls = as_bytes(traffic.field_ttl_keys)
+    diffs = ss.differences(snapshot, ss.snapshot(target.client()), ignore_field_ttls=field_ttls)
+    assert diffs == dict.fromkeys(sorted(as_bytes(traffic.vector_keys)), "missing on the target")
+    marker = read_marker(target.client(), "once")
+    assert marker is not None and marker.offset == commands[-1][1]
