@@ -18,7 +18,7 @@ import hiredis
 import redis
 
 from migrate.stream.marker import is_marker_key
-from migrate.wire import pack
+from migrate.stream.resp import pack
 from tests.readback import comparable, raw, read_value
 
 AOF_ARGS = ("--appendonly", "yes", "--aof-use-rdb-preamble", "no", "--appendfsync", "always")

@@ -275,3 +275,15 @@ def test_every_table_handler_exists() -> None:
     for name, entry in TABLE.items():
         if entry.kind is Kind.EFFECT:
             assert entry.handler in HANDLERS, name
+
+
+def test_the_table_per_release() -> None:
+    from migrate.stream.fit import translation_table
+
+    rows = {row.command: row for row in translation_table(VALKEY_80)}
+    assert rows["hsetex"].decision == "lossy" and rows["hpersist"].decision == "exact equivalent"
+    assert rows["vadd"].decision == "incompatible" and rows["incr"].decision == "as is"
+    assert rows["xadd"].detail.startswith("except XADD ... DELREF")
+    assert rows["ping"].decision == "dropped" and rows["set"].decision == "effect"
+    rows91 = {row.command: row for row in translation_table(VALKEY_91)}
+    assert rows91["hsetex"].decision == "as is" and rows91["vadd"].decision == "incompatible"

@@ -44,7 +44,7 @@ from migrate.run.wire import Link
 from migrate.stream import table
 from migrate.stream.marker import MARKER_DB, Marker, marker_key, marker_value, parse_marker
 from migrate.stream.model import Argv, StreamTally, TargetCommand, Unit
-from migrate.wire import pack
+from migrate.stream.resp import pack
 
 log = get_logger("migrate.stream")
 
@@ -251,7 +251,7 @@ class Applier:
             parts.append(data)
             cmds.append((db, argv))
             nbytes += len(data)
-            if marker and argv[0].lower() == b"swapdb":
+            if marker and len(argv[0]) == 6 and argv[0].lower() == b"swapdb":
                 self._follow_swap(argv)
         self._db = db
         if group:

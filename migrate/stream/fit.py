@@ -105,6 +105,13 @@ class Fitter:
         self._options = {name: opts for name, opts in table.OPTIONS_VALKEY_LACKS.items()
                          if target.identity.product == "valkey"}
 
+    def passes(self, name: str) -> bool:
+        """Every command of this name goes to the target as it is (no option or payload to look at)."""
+        rule = self._rules.get(name)
+        if rule is None:
+            rule = self._rules[name] = self._rule(name)
+        return rule == _PASS
+
     def fit(self, name: str, argv: Argv) -> Outcome | None:
         rule = self._rules.get(name)
         if rule is None:
@@ -287,3 +294,40 @@ FALLBACKS: Final[dict[str, Fallback]] = {
     "hsetex_as_hset": hsetex_as_hset, "nothing": nothing, "msetex_as_set": msetex_as_set,
     "xdelex_as_xdel": xdelex_as_xdel, "xackdel_as_xack_xdel": xackdel_as_xack_xdel,
 }
+
+
+@dataclass(frozen=True)
+class TableRow:
+    command: str
+    decision: str  # as is | exact equivalent | lossy | incompatible | effect | translator | dropped
+    detail: str = ""
+
+
+def translation_table(target: TargetProfile) -> list[TableRow]:
+    """The translation table as it applies to one target release: one row per command the table names."""
+    fitter = Fitter(target)
+    rows = []
+    for name, entry in sorted(table.TABLE.items()):
+        if entry.kind is table.Kind.NO_EFFECT:
+            rows.append(TableRow(name, "dropped", "no data effect"))
+        elif entry.kind is table.Kind.STATE:
+            rows.append(TableRow(name, "translator", "database selection, db map or transaction"))
+        elif entry.kind is table.Kind.EFFECT:
+            rows.append(TableRow(name, "effect", f"normalize.{entry.handler}, then fitted to the target"))
+        else:
+            rows.append(_write_row(fitter, name))
+    return rows
+
+
+def _write_row(fitter: Fitter, name: str) -> TableRow:
+    rule = fitter._rule(name)
+    if rule == _PASS:
+        return TableRow(name, "as is")
+    if rule == _OPTIONS:
+        refused = ", ".join(t for t in fitter._options[name].values() if t)
+        return TableRow(name, "as is", f"except {refused}")
+    if rule == _FALLBACK:
+        fallback = table.FALLBACKS[name]
+        kind = "lossy" if fallback.losses else "exact equivalent"
+        return TableRow(name, kind, fallback.note)
+    return TableRow(name, "incompatible", fitter.lacks(name))

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from migrate.errors import ConfigError
 from migrate.run.tally import KeyIssue
@@ -26,11 +26,12 @@ FUNCTION LOAD, ...) carry the database that was current, so no SELECT is spent o
 DEFAULT_ISSUE_LIMIT: Final = 1000
 
 
-@dataclass(frozen=True, slots=True)
-class Unit:
+class Unit(NamedTuple):
     """Target commands that must reach the target together and in order: one source command, or one source
     MULTI/EXEC group (never split). `commands` may be empty: the source command(s) had no data effect, but the
-    offset still advances. `source_db` is the source database selected after the unit: what a resume restores."""
+    offset still advances. `source_db` is the source database selected after the unit: what a resume restores.
+    (A named tuple: one is made per source command, and a tuple is several times cheaper to build than a frozen
+    dataclass.)"""
 
     commands: tuple[TargetCommand, ...]
     end_offset: int
@@ -43,14 +44,11 @@ class DbMap:
     """Which source databases are followed and where each one goes (run's --db / --db-map semantics).
 
     Empty pairs and dbs: every database to itself. With pairs or dbs, only those source databases are followed
-    (the pairs' sources and the listed dbs, the latter each to itself); commands in other databases are filtered.
-    `databases` is the source's number of databases (CONFIG GET databases): FLUSHALL under a map becomes FLUSHDB in
-    the target of every followed database.
+    (the pairs' sources, and the listed dbs each to itself); commands in other databases are filtered out.
     """
 
     pairs: tuple[tuple[int, int], ...] = ()
     dbs: tuple[int, ...] = ()
-    databases: int = 16
 
     def __post_init__(self) -> None:
         if len({s for s, _ in self.pairs}) != len(self.pairs):
@@ -59,22 +57,16 @@ class DbMap:
             raise ConfigError("databases are >= 0")
 
     @classmethod
-    def from_selection(cls, selection: KeySelection, databases: int = 16) -> DbMap:
-        return cls(selection.db_map, selection.dbs, databases)
+    def from_selection(cls, selection: KeySelection) -> DbMap:
+        return cls(selection.db_map, selection.dbs)
 
     @property
     def identity(self) -> bool:
         """Every source database goes to the same number, and none is filtered out."""
         return not self.pairs and not self.dbs
 
-    def followed(self) -> list[int]:
-        """Source databases followed, in order (all `databases` of them for the identity map)."""
-        if not self.pairs and not self.dbs:
-            return list(range(self.databases))
-        return sorted({s for s, _ in self.pairs} | set(self.dbs))
-
     def table(self) -> dict[int, int]:
-        """source db -> target db for the followed databases (the identity map is implicit: see target())."""
+        """source db -> target db for the followed databases (the identity map is implicit)."""
         out = {d: d for d in self.dbs}
         out.update(self.pairs)
         return out

@@ -53,7 +53,8 @@ class Translator:
         self._map = self.db_map.table()
         self._identity = self.db_map.identity
         self._merged = self.db_map.merged()
-        self._entries = {name.encode(): entry for name, entry in table.TABLE.items()}
+        self._plans: dict[bytes, tuple[bool, str, table.Entry]] = {}
+        self._passed = self.tally.passed
         self._state: dict[str, Callable[[Argv], tuple[TargetCommand, ...]]] = {
             "select": self._select, "discard": self._discard, "flushall": self._flushall, "flushdb": self._flushdb,
             "swapdb": self._swapdb, "move": self._move, "copy": self._copy,
@@ -87,11 +88,31 @@ class Translator:
         """Translate one source command that ends at `end_offset`, received at `received_ms` (unix ms; the clock when
         None). Returns the finished unit, or None inside a MULTI group."""
         self.tally.commands += 1
+        raw_name = argv[0].lower()
+        plan = self._plans.get(raw_name)
+        if plan is None:
+            plan = self._plans[raw_name] = self._plan(raw_name)
+        tdb = self._tdb
+        if plan[0] and tdb is not None:  # the hot path: a write the target takes as it is
+            self._passed[plan[1]] += 1
+            if self._group is not None:
+                self._group.append((tdb, argv))
+                return None
+            self.tally.units += 1
+            return Unit(((tdb, argv),), end_offset, self.db)
+        return self._feed_slow(plan[1], plan[2], argv, end_offset, received_ms)
+
+    def _plan(self, raw_name: bytes) -> tuple[bool, str, table.Entry]:
+        """(passes as it is, name, table entry) for a command name, decided once per name."""
+        name = raw_name.decode("latin-1")
+        entry = table.TABLE.get(name, _UNKNOWN)
+        passes = entry.kind is Kind.WRITE and self.fitter.passes(name)
+        return passes, name, entry
+
+    def _feed_slow(self, name: str, entry: table.Entry, argv: Argv, end_offset: int,
+                   received_ms: int | None) -> Unit | None:
         self._offset = end_offset
         self._judged = False
-        raw_name = argv[0].lower()
-        entry = self._entries.get(raw_name, _UNKNOWN)
-        name = raw_name.decode("latin-1")
         if entry.kind is Kind.STATE:
             if name == "exec":
                 return self._exec(end_offset)
@@ -108,7 +129,9 @@ class Translator:
             return self._emit((), end_offset)
         if entry.kind is Kind.EFFECT:
             self.ctx.now_ms = received_ms if received_ms is not None else self.clock()
-            commands = self._fit_all(normalize.HANDLERS[entry.handler](argv, self.ctx), argv, entry.key_at)
+            commands = normalize.HANDLERS[entry.handler](argv, self.ctx)
+            if not (len(commands) == 1 and commands[0] is argv and self.fitter.passes(name)):
+                commands = self._fit_all(commands, argv, entry.key_at)
         else:
             outcome = self.fitter.fit(name, argv)
             commands = (argv,) if outcome is None else self._resolve(outcome, argv, entry.key_at)
@@ -156,7 +179,7 @@ class Translator:
         if self._judged:
             return
         if len(commands) == 1 and commands[0] is argv:
-            self.tally.passed[name] += 1
+            self._passed[name] += 1
         elif commands:
             self.tally.rewritten[name] += 1
         else:
