@@ -1,10 +1,13 @@
 """Replaying a source's command stream (replication stream, AOF) into a target of another product or release.
 
     target = TargetProfile.of(target_client)              # identity + command set
-    translator = Translator(target, policy=OnIncompatible.LOSSY, db_map=DbMap(), source_db=0)
-    with Applier(endpoint, settings, stream_id="sync-1") as applier:
-        applier.apply_all(translator.translate(commands))  # commands: (argv, end offset) pairs
-    read_marker(client_on_db0, "sync-1")                   # where the target really is, after any crash
+    marker = read_marker(client_on_db0, "sync-1")          # where the target really is, after any crash
+    translator = Translator(target, policy=OnIncompatible.LOSSY, db_map=DbMap(),
+                            source_db=marker.source_db if marker else 0)
+    with Applier(endpoint, settings, "sync-1", tally=translator.tally) as applier:
+        applier.apply_all(translator.translate(commands))  # (argv, end offset) pairs, after marker.offset
+
+docs/stream.md describes the table, the facts behind it, the policy, the db map and the exactly-once design.
 
 table.py holds the translation table (data, with the facts behind it), normalize.py and fit.py its two stages,
 translator.py the per-stream state and the policy, applier.py the exactly-once applier, marker.py the marker key,

@@ -15,7 +15,9 @@ What the streams contain (facts behind the table; "src" = redis/redis or valkey-
   AS SENT (relative: src 6.0 expire.c expireGenericCommand only rewrites a past time into DEL/UNLINK; t_string.c
   setGenericCommand has no rewrite); only its AOF translates them (src 6.0 aof.c feedAppendOnlyFile: EXPIRE/PEXPIRE/
   EXPIREAT -> PEXPIREAT, SETEX/PSETEX/SET EX|PX -> SET key value + PEXPIREAT, options other than EX/PX dropped), and
-  not RESTORE: a 6.0 AOF holds `RESTORE key <relative ms> payload` (measured). Redis 7.0+ and Valkey rewrite at the
+  not RESTORE: a 6.0 AOF holds `RESTORE key <relative ms> payload` (measured). Redis 6.2 (not in the matrix) sends
+  replicas SET ... PX <ms> and PEXPIRE <ms> for SET EX/PX and GETEX EX/PX, still relative (src 6.2 t_string.c
+  setGenericCommand/getexCommand). Redis 7.0+ and Valkey rewrite at the
   source for both: EXPIRE* -> PEXPIREAT (src 7.0 expire.c), SET/SETEX/PSETEX with a TTL -> SET key value PXAT
   (t_string.c; GET, NX, XX dropped), GETEX -> PEXPIREAT / PERSIST / DEL (t_string.c getexCommand), RESTORE ->
   ABSTTL (cluster.c restoreCommand), and 7.0 aof.c says "No need for AOF-specific translation". measured: 6.0,
