@@ -406,3 +406,30 @@ def test_exactly_once_across_kill_9(servers: Any, tmp_path: Path) -> None:
     assert diffs == dict.fromkeys(sorted(as_bytes(traffic.vector_keys)), "missing on the target")
     marker = read_marker(target.client(), "once")
     assert marker is not None and marker.offset == commands[-1][1]
+
+
+def test_verbatim_scripts_evalsha_becomes_eval(servers: Any) -> None:
+    """Redis 6.0 with lua-replicate-commands no propagates EVAL and EVALSHA themselves. The target loses its script
+    cache mid-stream (as a restarted target would): EVALSHA, sent as EVAL with the body seen earlier, still works."""
+    source = servers.fresh("redis-6.0", *ss.AOF_ARGS, "--lua-replicate-commands", "no")
+    c = source.client()
+    sha = c.execute_command("SCRIPT", "LOAD", "redis.call('lpush', KEYS[1], ARGV[1]); return redis.call('incr', "
+                                              "KEYS[2])")
+    for i in range(4):
+        c.execute_command("EVALSHA", sha, 2, "lua:list", "lua:cnt", i)
+    commands = ss.read_aof(source.dir)
+    snapshot = ss.snapshot(source.client(), (0,))
+    source.stop()
+    assert [argv[0] for argv, _ in commands].count(b"EVALSHA") == 3  # the first one went out as EVAL
+    target = servers.get("valkey-8.1")
+    translator = Translator(TargetProfile.of(target.client()))
+    with Applier(parse_endpoint(target.url), SETTINGS, "lua", tally=translator.tally) as applier:
+        for argv, end in commands:
+            unit = translator.feed(argv, end)
+            if unit is not None:
+                applier.apply(unit)
+            if argv[0] == b"EVAL":
+                applier.flush()
+                target.client().execute_command("SCRIPT", "FLUSH")
+    assert ss.differences(snapshot, ss.snapshot(target.client(), (0,))) == {}
+    assert translator.tally.rewritten["evalsha"] == 3

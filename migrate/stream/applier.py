@@ -223,8 +223,14 @@ class Applier:
     def __enter__(self) -> Applier:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        """A normal exit flushes what is queued; after an error only the connection is closed (the marker says what
+        the target holds)."""
+        try:
+            if exc_type is None:
+                self.flush()
+        finally:
+            self.close()
 
     # -- building batches -----------------------------------------------------------------------------------------
 
