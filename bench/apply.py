@@ -30,9 +30,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from fixtures.sandbox import LocalServer, start_server  # noqa: E402
 from migrate.config import ConnectionSettings, parse_endpoint  # noqa: E402
 from migrate.run.options import OnIncompatible  # noqa: E402
-from migrate.sandbox import LocalServer, start_server  # noqa: E402
 from migrate.stream import (  # noqa: E402
     MARKER_DB,
     Applier,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -75,6 +75,11 @@ def pack(args: Sequence[Arg]) -> bytes:
         data = value if type(value) is bytes else _arg(value)
         parts += (b"$%d\r\n" % len(data), data, b"\r\n")
     return b"".join(parts)
+
+
+pack_argv: Final[Callable[[Sequence[bytes]], bytes]] = getattr(hiredis, "pack_command", pack)
+"""A command whose arguments are all bytes, as RESP: hiredis's C encoder (about 0.3 µs for a SET, twice as fast as
+`pack`); `pack` where this hiredis lacks it. Not for floats: `pack` writes their exact repr()."""
 
 
 def pack_all(commands: Iterable[Sequence[Arg]]) -> bytes:

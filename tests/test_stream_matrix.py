@@ -19,10 +19,11 @@ from typing import Any
 
 import pytest
 
+from fixtures.sandbox import LocalServer
 from migrate.config import ConnectionSettings, parse_endpoint
 from migrate.errors import IncompatibleDataError, MigrationError
+from migrate.facts.types import CORE_TYPES
 from migrate.run.options import OnIncompatible
-from migrate.sandbox import LocalServer
 from migrate.stream import (
     Applier,
     ApplyOptions,
@@ -38,7 +39,7 @@ from migrate.stream import (
 from migrate.stream.table import TABLE
 from tests import matrix
 from tests import stream_support as ss
-from tests.readback import CORE_TYPES, raw
+from tests.readback import raw
 
 SETTINGS = ConnectionSettings()
 ROOT = Path(__file__).resolve().parent.parent

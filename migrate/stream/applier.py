@@ -31,7 +31,6 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Final
 
-import hiredis
 from redis import exceptions as rex
 
 from migrate.config import ConnectionSettings, Endpoint
@@ -40,11 +39,11 @@ from migrate.errors import ConfigError, MigrationError
 from migrate.logs import get_logger
 from migrate.render import display_key
 from migrate.run.tally import KeyIssue
-from migrate.run.wire import Link
 from migrate.stream import table
 from migrate.stream.marker import MARKER_DB, Marker, marker_key, marker_value, parse_marker
 from migrate.stream.model import Argv, StreamTally, TargetCommand, Unit
-from migrate.stream.resp import pack
+from migrate.wire import Channel, is_error
+from migrate.wire import pack_argv as pack
 
 log = get_logger("migrate.stream")
 
@@ -104,60 +103,6 @@ class _Batch:
         return len(self.cmds) + 2 * len(self.groups)
 
 
-class _Pipe(Link):
-    """Link with a persistent reply reader, so replies of several batches may be read as they come."""
-
-    def __init__(self, endpoint: Endpoint, settings: ConnectionSettings, db: int) -> None:
-        super().__init__(endpoint, settings, "target", db)
-        self._reader: Any = hiredis.Reader()
-
-    def send(self, data: bytes) -> None:
-        try:
-            self._socket().sendall(data)
-        except OSError as exc:
-            self.close()
-            raise rex.ConnectionError(f"lost the connection to target {self.endpoint}: {exc}") from exc
-
-    def recv(self, count: int) -> list[Any]:
-        """The next `count` replies. With nothing buffered they are read as one array: hiredis builds the list in C."""
-        reader = self._reader
-        try:
-            sock = self._socket()
-            if not reader.has_data():
-                reader.feed(b"*%d\r\n" % count)
-                replies = reader.gets()
-                while replies is False:
-                    reader.feed(_chunk(sock))
-                    replies = reader.gets()
-                return list(replies)
-            out: list[Any] = []
-            while len(out) < count:
-                reply = reader.gets()
-                if reply is False:
-                    reader.feed(_chunk(sock))
-                else:
-                    out.append(reply)
-            return out
-        except (OSError, hiredis.ProtocolError) as exc:
-            self.close()
-            raise rex.ConnectionError(f"lost the connection to target {self.endpoint}: {exc}") from exc
-
-    def command(self, *args: Any) -> Any:
-        self.send(pack(args))
-        return self.recv(1)[0]
-
-    def close(self) -> None:
-        super().close()
-        self._reader = hiredis.Reader()
-
-
-def _chunk(sock: Any) -> bytes:
-    chunk: bytes = sock.recv(RECV_BYTES)
-    if not chunk:
-        raise ConnectionResetError("connection closed by the server")
-    return chunk
-
-
 class Applier:
     """Applies units in order; `applied_offset` is the end offset of the last batch the target acknowledged."""
 
@@ -173,7 +118,7 @@ class Applier:
         self.on_applied = on_applied
         self.applied_offset: int | None = None
         home = self.options.marker_db if self.options.marker else 0
-        self.link = _Pipe(endpoint, settings, home)
+        self.link = Channel(endpoint, settings, "target", home)
         self._home = home
         self._db = home  # the database the connection is in once everything encoded so far has run
         self._batch = _Batch()
@@ -303,7 +248,7 @@ class Applier:
         batch.parts = []
         self._inflight.append(batch)
         try:
-            self.link.send(batch.data)
+            self.link.send_packed(batch.data, batch.replies + (2 if self.options.marker else 0))
         except rex.ConnectionError as exc:
             self._recover(exc)
         while len(self._inflight) >= self.options.window:
@@ -364,7 +309,7 @@ class Applier:
         """Per-command error replies: fatal kinds raise; the others are named in tally.failed."""
         out: list[tuple[int, Argv, str]] = []
         for i, reply in enumerate(replies):
-            if type(reply) is not hiredis.ReplyError:
+            if not is_error(reply):
                 continue
             db, argv = cmds[i]
             text = str(reply)
@@ -377,7 +322,7 @@ class Applier:
     def _refused(self, batch: _Batch, replies: list[Any]) -> None:
         """A command refused when queued (EXECABORT): nothing of the transaction was applied."""
         for (db, argv), reply in zip(batch.cmds, replies[1:-1], strict=False):
-            if type(reply) is hiredis.ReplyError:
+            if is_error(reply):
                 raise _fatal(str(reply), argv, db, self.endpoint,
                              f"; nothing of the batch ending at source offset {batch.end_offset} was applied")
         raise _fatal(str(replies[-1] if replies[0] == OK else replies[0]), (b"EXEC",), self._home, self.endpoint)
@@ -417,7 +362,7 @@ class Applier:
                         end_offset=batch.end_offset)
             self._acknowledge(batch)
         for batch in list(self._inflight):
-            self.link.send(batch.data)
+            self.link.send_packed(batch.data, batch.replies + (2 if self.options.marker else 0))
 
     def _marker_get(self) -> bytes | None:
         if self.options.marker:  # every marked batch starts and ends in the marker's database
@@ -426,7 +371,7 @@ class Applier:
             reply = self.link.command(b"SELECT", b"%d" % self.options.marker_db)
             reply = self.link.command(b"GET", self.key)
             self.link.command(b"SELECT", b"%d" % self._db)
-        if type(reply) is hiredis.ReplyError:
+        if is_error(reply):
             raise translate(rex.ResponseError(str(reply)), self.endpoint, "target")
         return reply if reply is None or isinstance(reply, bytes) else None
 

@@ -3,7 +3,7 @@
 A command the target has goes as it is (`Fitter.fit` returns None: the hot path allocates nothing). Otherwise the
 answer is an Outcome: an exact equivalent, or an incompatibility with its lossy form if one exists. Which commands a
 target has comes from its own command set (COMMAND LIST, the reliable source: modules, renamed or disabled commands)
-or, without one, from the facts for its product and release (table.COMMANDS_VALKEY_LACKS).
+or, without one, from the facts for its product and release (migrate.facts.commands).
 """
 
 from __future__ import annotations
@@ -15,13 +15,14 @@ from typing import Final
 import redis
 from redis import exceptions as rex
 
+from migrate.facts.commands import has_command, valkey_lacks
 from migrate.identity import ServerIdentity, identify
 from migrate.rdb.rewrite import DEFAULT_MAX_COMMAND_BYTES
-from migrate.run.convert import Converter, Fast, Rewrite
+from migrate.run.convert import CachedPlan, Converter, Rewrite
 from migrate.run.policy import Incompatibility
 from migrate.stream import table
 from migrate.stream.model import Argv, argv_of
-from migrate.wire import Wire
+from migrate.wire import Channel
 
 
 @dataclass(frozen=True)
@@ -49,30 +50,25 @@ class TargetProfile:
 def command_names(client: redis.Redis) -> frozenset[str] | None:
     """Lower-case command names the server knows (module commands included); None when it will not say.
     Read raw (redis-py's reply callback for COMMAND does not parse COMMAND LIST)."""
-    wire = Wire(client)
+    wire = Channel.over(client)
     try:
-        names = wire.call("COMMAND", "LIST")
+        names = wire.command("COMMAND", "LIST")
         if isinstance(names, rex.ResponseError):  # before Redis 7.0: the names of COMMAND's entries
-            entries = wire.call("COMMAND")
+            entries = wire.command("COMMAND")
             names = entries if isinstance(entries, rex.ResponseError) else [entry[0] for entry in entries]
     finally:
-        wire.release()
+        wire.close()
     if isinstance(names, rex.ResponseError):
         return None
     return frozenset(bytes(n).decode("latin-1").lower() for n in names)
 
 
 def _has_by_facts(identity: ServerIdentity, name: str) -> bool:
-    fact = table.COMMANDS_VALKEY_LACKS.get(name)
     if any(name.startswith(prefix) for prefix in table.MODULE_COMMAND_PREFIXES):
         return False  # module commands: only a command set can say a module provides them
-    if fact is None:
-        return True
-    if identity.product == "valkey":
-        return fact.valkey_since is not None and identity.version >= fact.valkey_since
-    if identity.product == "redis":
-        return identity.version >= fact.redis_since
-    return False
+    if name not in table.COMMANDS:
+        return True  # every release of every product has the commands the fact table does not track
+    return has_command(identity.product, identity.version, name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +96,7 @@ class Fitter:
 
     def __init__(self, target: TargetProfile, max_command_bytes: int = DEFAULT_MAX_COMMAND_BYTES) -> None:
         self.target = target
-        self.converter = Converter(target.identity, max_command_bytes)
+        self.converter = Converter(target.identity.capabilities, max_command_bytes)
         self._rules: dict[str, int] = {}
         self._options = {name: opts for name, opts in table.OPTIONS_VALKEY_LACKS.items()
                          if target.identity.product == "valkey"}
@@ -135,10 +131,10 @@ class Fitter:
 
     def lacks(self, name: str) -> str:
         target = self.target.label
-        fact = table.COMMANDS_VALKEY_LACKS.get(name)
-        if fact is not None:
-            since = ".".join(map(str, fact.redis_since))
-            later = (f"; Valkey {'.'.join(map(str, fact.valkey_since))} has it" if fact.valkey_since else
+        fact = valkey_lacks(name)
+        if fact is not None and fact.redis is not None:
+            since = ".".join(map(str, fact.redis))
+            later = (f"; Valkey {'.'.join(map(str, fact.valkey))} has it" if fact.valkey else
                      "; no Valkey release has it")
             return f"{name.upper()} ({fact.family}, Redis {since}) does not exist on {target}{later}"
         module = next((m for p, m in table.MODULE_COMMAND_PREFIXES.items() if name.startswith(p)), None)
@@ -164,7 +160,7 @@ class Fitter:
             return None
         key, payload = argv[1], argv[3]
         ttl = int(argv[2]) if argv[2].isdigit() else 0
-        decided = self.converter.fast.get((payload[0], payload[-10] | (payload[-9] << 8))) if len(payload) > 10 \
+        decided = self.converter.cached.get((payload[0], payload[-10] | (payload[-9] << 8))) if len(payload) > 10 \
             else None
         if decided is None:
             outcome = self.converter.decide(key, payload, ttl or None)
@@ -203,7 +199,7 @@ def _option_positions(name: str, argv: Argv) -> range | list[int]:
     return out
 
 
-def _restamped(argv: Argv, decided: Fast) -> Outcome | None:
+def _restamped(argv: Argv, decided: CachedPlan) -> Outcome | None:
     if decided.restamp_to is None:
         return None
     return Outcome(((*argv[:3], decided.restamp(argv[3]), *argv[4:]),))

@@ -63,11 +63,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
 
-# The existing facts (which release of which product has a command), reused, not restated: the lead moves them
-# into migrate/facts/; this module re-exports them so the stream layer takes every fact from here.
-from checks.facts import COMMANDS_VALKEY_LACKS as COMMANDS_VALKEY_LACKS
-from checks.facts import MODULE_COMMAND_PREFIXES as MODULE_COMMAND_PREFIXES
-from checks.facts import CommandFact as CommandFact
+# Which release of which product has a command: migrate.facts, reused, not restated (re-exported so the stream layer
+# reads every fact through this module).
+from migrate.facts.commands import COMMANDS as COMMANDS
+from migrate.facts.modules import MODULE_COMMAND_PREFIXES as MODULE_COMMAND_PREFIXES
 
 
 class Kind(StrEnum):
