@@ -62,9 +62,9 @@ class ClusterFactory:
         return cluster
 
     def fresh(self, server: str, shards: int = 3, replicas: int = 0, password: str | None = None,
-              node_timeout_ms: int = 5000) -> LocalCluster:
+              node_timeout_ms: int = 5000, args: tuple[str, ...] = ()) -> LocalCluster:
         """A private cluster (stopped at the end of the session) for tests that change its topology."""
-        cluster = self._start(ClusterSpec(server, shards, replicas, password, node_timeout_ms))
+        cluster = self._start(ClusterSpec(server, shards, replicas, password, node_timeout_ms, args))
         self.private.append(cluster)
         return cluster
 

@@ -257,3 +257,34 @@ def test_a_command_whose_reply_was_lost_is_resent_as_the_caller_says(clusters: C
         assert result.replies is not None and result.replies[:2] == [b"OK", b"OK"] and result.replies[3] == 1
     with cluster.owner_of_slot(slot).client() as client:
         assert client.lrange(keys[3], 0, -1) == [b"resent"] and client.get(keys[4]) == b"2"
+
+
+def test_a_valkey_9_atomic_slot_migration_mid_stream_needs_only_moved(clusters: ClusterFactory) -> None:
+    cluster = clusters.fresh("valkey-9.1", shards=2)
+    keys = [b"{atomic}:%d" % i for i in range(5000)]
+    slot = key_slot(keys[0])
+    destination = next(n for n in cluster.primaries if n is not cluster.owner_of_slot(slot))
+    with router_for(cluster) as router:
+        write(router, keys, lambda k: encode((b"RPUSH", k, b"0")))
+        migration = cluster.atomic_migration(slot, slot, destination).begin()
+        for b in range(1, 4):
+            write(router, keys, lambda k, b=b: encode((b"RPUSH", k, b"%d" % b)))
+        migration.wait()
+        for b in range(4, 7):
+            write(router, keys, lambda k, b=b: encode((b"RPUSH", k, b"%d" % b)))
+        assert router.stats.moved > 0 and router.stats.ask == router.stats.tryagain == 0, router.stats
+    with destination.client() as client:
+        for key in keys:
+            assert client.lrange(key, 0, -1) == [b"%d" % b for b in range(7)]
+
+
+def test_valkey_9_cluster_databases_are_written_where_the_url_says(clusters: ClusterFactory) -> None:
+    cluster = clusters.fresh("valkey-9.1", shards=2, args=("--cluster-databases", "4"))
+    topology = read_topology(parse_endpoint(f"redis://127.0.0.1:{cluster.nodes[0].port}/2"), FAST)
+    assert {n.endpoint.db for n in topology.nodes} == {2}
+    keys = [b"db2:%d" % i for i in range(2000)]
+    with SlotRouter(topology, FAST) as router:
+        write(router, keys, lambda k: encode((b"SET", k, b"x")), expect_ok=True)
+    for node in cluster.primaries:
+        with node.client(db=2) as in_db2, node.client() as in_db0:
+            assert in_db2.dbsize() > 0 and in_db0.dbsize() == 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 import pytest
@@ -142,6 +143,13 @@ def test_standalone_server_is_reported_as_such(servers: ServerFactory, name: str
     with pytest.raises(NotAClusterError) as raised:
         read_topology(parse_endpoint(server.url), FAST)
     assert raised.value.exit_code == ExitCode.CONFIG and "is not a cluster node" in raised.value.message
+
+
+def test_discovery_works_over_a_unix_socket(servers: ServerFactory, tmp_path: Path) -> None:
+    path = tmp_path / "valkey.sock"
+    servers.fresh("valkey-8.1", "--unixsocket", str(path))
+    found = discover(parse_endpoint(f"unix://{path}?db=0"), FAST)
+    assert isinstance(found, Standalone) and found.endpoint.path == str(path)
 
 
 def test_the_first_seed_that_answers_is_used(clusters: ClusterFactory) -> None:

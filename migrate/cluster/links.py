@@ -2,6 +2,8 @@
 
 - `send` and `receive` split, so a router can write every node's batch before reading any (the nodes work in parallel);
 - `receive` returning what it did read when the connection breaks (those replies are definite; the rest unknown);
+- TLS and unix sockets, which run's Link cannot open (it hands redis-py's bare ConnectionPool `ssl=True` or
+  `unix_socket_path`, and the pool's default connection class refuses both: TypeError);
 - READONLY sent after every (re)connection when `readonly` is set, for reads from a replica (without it a replica
   answers MOVED to its primary for every keyed command: valkey-io/valkey src/cluster.c getNodeByQuery).
 """
@@ -13,9 +15,11 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import hiredis
+import redis
 from redis import exceptions as rex
 
 from migrate.config import ConnectionSettings, Endpoint
+from migrate.connection import client_kwargs
 from migrate.run.wire import OK, RECV_BYTES, Link, Reply, encode, is_error
 
 READONLY: Final = encode(("READONLY",))
@@ -38,13 +42,28 @@ class NodeLink(Link):
 
     def _socket(self) -> socket.socket:
         fresh = self._sock is None
-        sock = super()._socket()
+        sock = self._open() if fresh else self._sock
+        assert sock is not None
         if fresh and self.readonly:
             sock.sendall(READONLY)
             reply = self._read(sock, hiredis.Reader(), 1)[0]
             if is_error(reply):
                 self.close()
                 raise rex.ResponseError(f"READONLY refused by {self.role} {self.endpoint}: {reply}")
+        return sock
+
+    def _open(self) -> socket.socket:
+        """Link._socket with the connection class redis-py's ConnectionPool needs for TLS and unix sockets (it takes
+        neither `ssl` nor `unix_socket_path`: redis.Redis picks the class, a bare pool does not)."""
+        pool = redis.ConnectionPool(**pool_kwargs(self.endpoint, self.settings))
+        conn: Any = pool.make_connection()
+        conn.connect()
+        sock: socket.socket | None = conn._sock  # no public accessor; the handshake is all we need from redis-py
+        if sock is None:
+            raise rex.ConnectionError(f"no socket after connecting to {self.role} {self.endpoint}")
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._conn, self._sock = conn, sock
         return sock
 
     def connect(self) -> None:
@@ -94,6 +113,18 @@ class NodeLink(Link):
             reader.feed(pending)
             out += _complete(reader, count - len(out))
             return Received(out, rex.ConnectionError(f"lost the connection to {self.role} {self.endpoint}: {exc}"))
+
+
+def pool_kwargs(endpoint: Endpoint, settings: ConnectionSettings) -> dict[str, Any]:
+    """client_kwargs for a bare ConnectionPool: RESP2 (scores and doubles stay the server's text), and the connection
+    class chosen the way redis.Redis chooses it."""
+    kwargs: dict[str, Any] = {**client_kwargs(endpoint, settings), "protocol": 2}
+    if kwargs.pop("ssl", False):
+        kwargs["connection_class"] = redis.SSLConnection
+    elif "unix_socket_path" in kwargs:
+        kwargs["path"] = kwargs.pop("unix_socket_path")
+        kwargs["connection_class"] = redis.UnixDomainSocketConnection
+    return kwargs
 
 
 def _recv(sock: socket.socket) -> bytes:

@@ -148,15 +148,16 @@ class _Round:
     key: NodeKey
     indexes: list[int]
     asking: bool
-    sent: bool = False
+    sent: bool = False  # the connection was open and the commands were written (or partly: broken)
+    broken: bool = False  # writing failed: some of the commands may have reached the node, no reply will come
 
 
 class SlotRouter:
-    def __init__(self, topology: Topology, settings: ConnectionSettings | None = None, *, db: int = 0,
+    def __init__(self, topology: Topology, settings: ConnectionSettings | None = None, *, db: int | None = None,
                  options: RouterOptions = RouterOptions(), role: str = "target",
                  topology_options: TopologyOptions | None = None) -> None:
         self.settings = settings or ConnectionSettings()
-        self.db = db
+        self.db = topology.seed.db if db is None else db  # Redis clusters have db 0 only; Valkey 9.0+ can have more
         self.options = options
         self.role = role
         self.stats = RouterStats()
@@ -218,7 +219,7 @@ class SlotRouter:
             self._send(rounds, commands, state, resend)
             todo = []
             for part in rounds:
-                explicit |= self._collect(part, slots, replies, todo, state, expect_ok)
+                explicit |= self._collect(part, replies, todo, state, expect_ok)
             self._after_round(todo, state, slots)
         if expect_ok and not explicit:
             return BatchResult(None, frozenset(state.uncertain))
@@ -259,18 +260,21 @@ class SlotRouter:
             except _NODE_DOWN as exc:
                 self._node_down(part.key, exc, state)
                 continue
+            part.sent = True
             try:
                 link.send(data)
-                part.sent = True
             except _NODE_DOWN as exc:
-                part.sent = True  # some of it may have reached the node: its replies decide (none will come)
+                part.broken = True
                 self._node_down(part.key, exc, state)
 
-    def _collect(self, part: _Round, slots: Sequence[int], replies: list[Reply], todo: list[int], state: _CallState,
+    def _collect(self, part: _Round, replies: list[Reply], todo: list[int], state: _CallState,
                  expect_ok: bool) -> bool:
         """Read one node's replies into `replies`; queue what must be sent again. True: replies came one by one."""
-        if not part.sent:
+        if not part.sent:  # could not connect: nothing ran
             todo.extend(part.indexes)
+            return True
+        if part.broken:
+            self._lost(part.indexes, todo, state)
             return True
         per_command = 2 if part.asking else 1
         expected = len(part.indexes) * per_command + (1 if state.wait else 0)
@@ -286,9 +290,7 @@ class SlotRouter:
         for position, i in enumerate(part.indexes):
             at = position * per_command + per_command - 1
             if at >= len(got):  # the connection broke before this reply: it may or may not have run
-                state.uncertain.add(i)
-                self.stats.uncertain += 1
-                todo.append(i)
+                self._lost([i], todo, state)
                 continue
             reply = got[at]
             redirect = redirect_of(reply)
@@ -301,6 +303,12 @@ class SlotRouter:
         if received.error is not None:
             self._node_down(part.key, received.error, state)
         return True
+
+    def _lost(self, indexes: list[int], todo: list[int], state: _CallState) -> None:
+        """Commands whose outcome is unknown: sent again (as resend(i) when the caller gave it)."""
+        state.uncertain.update(indexes)
+        self.stats.uncertain += len(indexes)
+        todo.extend(indexes)
 
     def _redirected(self, index: int, redirect: Redirect, replied: NodeKey, state: _CallState) -> None:
         kind = redirect.kind
@@ -343,9 +351,9 @@ class SlotRouter:
             self._refresh_keeping(state)
         if state.unowned:
             todo.extend(state.unowned)
-            todo.sort()
             state.unowned.clear()
             state.transient = True
+        todo.sort()  # the caller's order again, within every node's next round
         if state.transient or state.down or any(self._owners[slots[i]] in self._down for i in todo):
             state.back_off(*self._why(state))
         state.reset_round()

@@ -47,7 +47,7 @@ from migrate.cluster.errors import ClusterUnavailableError, ClusterUnhealthyErro
 from migrate.cluster.links import NodeLink
 from migrate.config import ConnectionSettings, Endpoint
 from migrate.connection import translate
-from migrate.errors import AuthError, MigrateError
+from migrate.errors import ConnectError, MigrateError
 from migrate.identity import product_of
 from migrate.logs import get_logger
 from migrate.rdb.rewrite import key_slot
@@ -290,8 +290,9 @@ def discover(seeds: Endpoint | Sequence[Endpoint], settings: ConnectionSettings 
              options: TopologyOptions = TopologyOptions(), role: str = "server") -> Topology | Standalone:
     """The topology from the first seed that answers, or Standalone when that server has cluster support disabled.
 
-    Seeds that cannot be reached are logged and skipped; when none answers, ClusterUnavailableError lists each one's
-    reason (AuthError when every seed refused the credentials).
+    Seeds that cannot be reached are logged and skipped. When none answers: the error itself when every seed failed
+    the same way and it is not a plain connection failure (AuthError, TlsError: their hints are the useful ones), else
+    ClusterUnavailableError listing each seed's reason.
     """
     settings = settings or ConnectionSettings()
     endpoints = [seeds] if isinstance(seeds, Endpoint) else list(seeds)
@@ -306,8 +307,8 @@ def discover(seeds: Endpoint | Sequence[Endpoint], settings: ConnectionSettings 
                 raise
             log.warning("cluster seed did not answer", role=role, seed=str(seed), error=exc.message)
             failures.append(exc)
-    if all(isinstance(f, AuthError) for f in failures):
-        raise failures[0]
+    if len({type(f) for f in failures}) == 1 and type(failures[0]) is not ConnectError:
+        raise failures[0]  # every seed failed the same way (credentials, TLS, ...): that error and its hint
     reasons = "; ".join(f.message for f in failures)
     raise ClusterUnavailableError(f"no node of the {role} cluster answered: {reasons}")
 
