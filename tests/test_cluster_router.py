@@ -164,6 +164,25 @@ def test_a_transaction_during_a_migration_waits_out_tryagain(clusters: ClusterFa
         assert client.execute_command("CLUSTER", "COUNTKEYSINSLOT", slot) == len(keys)
 
 
+def test_a_transaction_on_a_moved_key_follows_ask_with_asking_before_multi(clusters: ClusterFactory) -> None:
+    cluster = clusters.fresh("redis-7.0", shards=2)
+    key = b"{unit}:0"
+    slot = key_slot(key)
+    source = cluster.owner_of_slot(slot)
+    destination = next(n for n in cluster.primaries if n is not source)
+    with router_for(cluster) as router:
+        write(router, [key], lambda k: encode((b"SET", k, b"old")), expect_ok=True)
+        migration = cluster.migration(slot, destination).begin()
+        assert migration.move_keys(10) == 1
+        unit = [encode((b"SET", key, b"new")), encode((b"PEXPIRE", key, 600_000))]
+        replies = router.execute_unit(slot, unit)  # the source answers ASK; ASKING holds until EXEC
+        assert replies == [b"OK", b"QUEUED", b"QUEUED", [b"OK", 1]]
+        assert router.stats.ask == 1 and router.stats.tryagain == 0  # one redirection of the whole unit
+        with destination.client() as client:  # written on the importing node, before the slot is handed over
+            assert client.execute_command("ASKING") and client.get(key) == b"new"
+        migration.finish()
+
+
 def test_a_manual_failover_mid_stream_is_followed_exactly_once(clusters: ClusterFactory) -> None:
     cluster = clusters.fresh("valkey-9.1", shards=3, replicas=1)
     keys = [b"fo:%d" % i for i in range(600)]

@@ -6,13 +6,14 @@ import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 import redis
 
 from fixtures.cluster import even_ranges
 from migrate.cluster.errors import ClusterUnavailableError, ClusterUnhealthyError, NotAClusterError
+from migrate.cluster.links import NodeLink
 from migrate.cluster.readers import read_migrations
 from migrate.cluster.topology import (
     NodeRole,
@@ -126,8 +127,9 @@ def test_a_host_map_rewrites_announced_addresses(clusters: ClusterFactory) -> No
     assert topology.endpoint_for("127.0.0.1", cluster.nodes[1].port).host == "127.0.0.2"
 
 
-def test_a_single_node_cluster_lists_its_own_ip_empty(clusters: ClusterFactory) -> None:
-    cluster = clusters.get("valkey-8.1", shards=1, replicas=0)
+@pytest.mark.parametrize("name", params(CLUSTER_SERVERS))
+def test_a_single_node_cluster_lists_its_own_ip_empty(clusters: ClusterFactory, name: str) -> None:
+    cluster = clusters.get(name, shards=1, replicas=0)
     topology = read_topology(parse_endpoint(cluster.url()), FAST)
     (shard,) = topology.shards
     assert shard.ranges == (SlotRange(0, 16383),)
@@ -217,6 +219,42 @@ def test_a_failing_primary_is_reported(clusters: ClusterFactory) -> None:
     assert topology.node(victim.node_id).health == "fail"
     assert topology.health.slots_fail == topology.shards[2].slot_count
     assert "nodes failing" in " ".join(topology.health.problems())
+
+
+@pytest.mark.parametrize("name, grouped", [("redis-7.0", False), ("redis-8.0.2", True), ("valkey-8.1", True)])
+def test_after_an_automatic_failover_the_dead_primary_is_reported_apart(clusters: ClusterFactory, name: str,
+                                                                        grouped: bool) -> None:
+    cluster = clusters.fresh(name, shards=3, replicas=1, node_timeout_ms=1000)
+    victim = cluster.nodes[0]
+    (heir,) = cluster.replicas_of(victim)
+    cluster.kill(victim)
+    seed = parse_endpoint(cluster.url(cluster.nodes[1]))
+
+    def replaced() -> Topology:
+        topology = read_topology(seed, FAST)
+        assert topology.health.state == "ok" and topology.shards[0].primary.node_id == heir.node_id
+        assert topology.node(victim.node_id).health == "fail"
+        return topology
+
+    topology = _eventually(replaced)
+    assert topology.shards[0].ranges == (SlotRange(0, 5460),) and topology.shards[0].replicas == ()
+    assert [n.node_id for n in topology.empty_primaries] == [victim.node_id]  # still flagged master, no slots
+    assert [f.split()[0] for f in topology.health.failing] == [victim.node_id]
+    assert topology.health.problems() == [f"nodes failing: {topology.health.failing[0]}"]
+    # CLUSTER SHARDS: Redis 7.0 lists a shard per primary (the dead one alone, without slots); Redis 7.2+ and Valkey
+    # group by shard id (the dead primary inside its successor's shard).
+    link = NodeLink(seed, FAST, "server")
+    try:
+        raw = link.command(b"CLUSTER", b"SHARDS")  # RESP2: maps as flat arrays
+    finally:
+        link.close()
+    groups = [{_field(node, b"id") for node in _field(shard, b"nodes")} for shard in raw]
+    together = any({victim.node_id.encode(), heir.node_id.encode()} <= group for group in groups)
+    assert together is grouped and len(groups) == (3 if grouped else 4)
+
+
+def _field(reply: list[object], name: bytes) -> Any:
+    return next(value for key, value in zip(reply[0::2], reply[1::2], strict=True) if key == name)
 
 
 def test_open_slot_migrations_are_listed(clusters: ClusterFactory) -> None:

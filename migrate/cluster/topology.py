@@ -19,9 +19,13 @@ matrix by tests/test_cluster_topology.py):
   id, port and/or tls-port, ip, endpoint (the preferred endpoint: the ip; the hostname, or "?" when it has none, with
   cluster-preferred-endpoint-type hostname; "" with unknown-endpoint, meaning "the host you reached me by"),
   hostname (when set), role (master|replica), replication-offset, health (online|loading|fail). RESP2 maps are flat
-  arrays. Redis 7.0 groups a shard per primary, Valkey by shard id (a failed old primary is listed in the shard of
-  the replica that replaced it): so ownership and roles are taken from CLUSTER NODES on every version, and SHARDS
-  only adds the address to dial and the health.
+  arrays. Redis 7.0 lists a shard per primary; Redis 7.2+ and Valkey group nodes by shard id, so a failed old
+  primary is listed in the shard of the replica that replaced it (tests/test_cluster_topology.py checks both): so
+  ownership and roles are taken from CLUSTER NODES on every version, and SHARDS only adds the address to dial and
+  the health. A failed primary that lost its slots is still flagged `master,fail`: it is reported in
+  `empty_primaries` and in `health.failing`. SHARDS health and offsets of other nodes come through gossip (seconds
+  late): an in-sync replica of a primary that took no write yet reads `loading` (offset 0) on Redis 7.0-8.0 and
+  Valkey 8.x.
 - CLUSTER SLOTS is not used: it omits replicas that failed or have not synced (replication offset 0), and primaries
   without slots.
 
