@@ -325,8 +325,8 @@ class SlotRouter:
                 state.refresh = True
             else:
                 state.asks[index] = target
-        elif kind == "READONLY":
-            state.refresh = True
+        elif kind == "READONLY":  # a stale map pointing at a replica: read it again, bounded like the others
+            state.refresh = state.transient = True
             state.asks.pop(index, None)
         else:
             state.transient = True

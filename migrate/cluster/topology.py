@@ -209,11 +209,7 @@ class Topology:
     _owners: tuple[int, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        owners = [NO_OWNER] * SLOTS
-        for index, shard in enumerate(self.shards):
-            for r in shard.ranges:
-                owners[r.start:r.end + 1] = [index] * r.count
-        object.__setattr__(self, "_owners", tuple(owners))
+        object.__setattr__(self, "_owners", owner_table(self.shards))
 
     @property
     def owners(self) -> tuple[int, ...]:
@@ -278,6 +274,15 @@ class Topology:
         return "\n".join(lines)
 
 
+def owner_table(shards: Sequence[Shard]) -> tuple[int, ...]:
+    """Per slot, the index of the shard owning it, or NO_OWNER."""
+    owners = [NO_OWNER] * SLOTS
+    for index, shard in enumerate(shards):
+        for r in shard.ranges:
+            owners[r.start:r.end + 1] = [index] * r.count
+    return tuple(owners)
+
+
 @dataclass(frozen=True)
 class TopologyOptions:
     host_map: tuple[tuple[str, str], ...] = ()  # (announced host, host to dial) pairs
@@ -307,8 +312,6 @@ def discover(seeds: Endpoint | Sequence[Endpoint], settings: ConnectionSettings 
         try:
             return _read(seed, settings, options, role)
         except MigrateError as exc:
-            if isinstance(exc, NotAClusterError):
-                raise
             log.warning("cluster seed did not answer", role=role, seed=str(seed), error=exc.message)
             failures.append(exc)
     if len({type(f) for f in failures}) == 1 and type(failures[0]) is not ConnectError:
@@ -362,7 +365,6 @@ def build(seed: Endpoint, product: str, version: str, cluster_info: str, nodes_t
     usable = {i: n for i, n in infos.items() if not {"handshake", "noaddr"} & n.flags}
     shards, empty = _shards(lines, usable)
     info = dict(line.split(":", 1) for line in cluster_info.split() if ":" in line)
-    topology_without_health = Topology(seed, me.node_id, product, version, shards, empty, (), _blank_health(), (), "")
     health = ClusterHealth(
         state=info.get("cluster_state", "unknown"),
         slots_assigned=_int(info.get("cluster_slots_assigned")),
@@ -373,7 +375,7 @@ def build(seed: Endpoint, product: str, version: str, cluster_info: str, nodes_t
         size=_int(info.get("cluster_size")),
         current_epoch=_int(info.get("cluster_current_epoch")),
         failing=tuple(f"{n.node_id} {n.address} {n.health}" for n in infos.values() if n.failing),
-        uncovered=_uncovered(topology_without_health.owners),
+        uncovered=_uncovered(owner_table(shards)),
     )
     others = tuple(n for i, n in infos.items() if i not in usable)
     read_with = "CLUSTER NODES + CLUSTER SHARDS" if details else "CLUSTER NODES"
@@ -397,10 +399,6 @@ def _shards(lines: Sequence[NodeLine], usable: Mapping[str, NodeInfo]) -> tuple[
     shards.sort(key=lambda s: s.ranges[0].start)
     empty.sort(key=lambda n: n.node_id)
     return tuple(shards), tuple(empty)
-
-
-def _blank_health() -> ClusterHealth:
-    return ClusterHealth("unknown", 0, 0, 0, 0, 0, 0, 0, (), ())
 
 
 def _uncovered(owners: Sequence[int]) -> tuple[SlotRange, ...]:
