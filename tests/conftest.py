@@ -95,3 +95,6 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerFactory]
 def server(servers: ServerFactory, request: pytest.FixtureRequest) -> LocalServer:
     """A clean shared server of the version named by the test's `name` parameter."""
     return servers.get(request.getfixturevalue("name"))
+
+
+from tests.cluster_support import clusters  # noqa: E402, F401  (the session-scoped factory of local clusters)
