@@ -1,9 +1,9 @@
 """Cluster router throughput: pre-encoded SET and RESTORE commands written by SlotRouter into 1-, 2- and 3-shard Valkey
-8.1 clusters, against run's pipelined Link into one standalone Valkey 8.1, in the same run.
+8.1 clusters, against the pipelined Channel into one standalone Valkey 8.1, in the same run.
 
 Every command is encoded and every slot computed before the clock starts (the writer has them at hand: the key's slot
 is one CRC16, measured separately below), batches of BATCH commands, the +OK fast path on both sides
-(Link.call_ok, SlotRouter.execute(expect_ok=True)). Each target is emptied before each pass; best of REPEATS passes.
+(Channel.call_ok, SlotRouter.execute(expect_ok=True)). Each target is emptied before each pass; best of REPEATS passes.
 For reference, redis-py's RedisCluster pipeline on the 3-shard cluster (a tenth of the keys: it is slow).
 
 Run: MIGRATE_SERVERS_DIR=/work/main/.servers .venv/bin/python bench/cluster_router.py [KEYS]  (prints the results)
@@ -23,13 +23,13 @@ import redis
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fixtures.cluster import ClusterSpec, LocalCluster, start_cluster
+from fixtures.sandbox import LocalServer, load_manifest
 from migrate.cluster.router import SlotRouter
 from migrate.cluster.topology import read_topology
 from migrate.config import ConnectionSettings, parse_endpoint
 from migrate.rdb.rewrite import key_slot
-from migrate.run.wire import Link, encode
 from migrate.run.writer import restore_command
-from migrate.sandbox import LocalServer, load_manifest
+from migrate.wire import Channel, pack
 
 SERVER = "valkey-8.1"
 BATCH = 1000
@@ -39,7 +39,7 @@ SETTINGS = ConnectionSettings()
 
 
 def workload(keys: list[bytes], payload: bytes) -> dict[str, list[bytes]]:
-    return {"SET": [encode((b"SET", k, VALUE)) for k in keys],
+    return {"SET": [pack((b"SET", k, VALUE)) for k in keys],
             "RESTORE": [restore_command(k, payload, None, False) for k in keys]}
 
 
@@ -49,7 +49,7 @@ def best(passes: Callable[[], float]) -> float:
 
 def standalone_pass(server: LocalServer, commands: list[bytes]) -> float:
     server.client().flushall()
-    link = Link(parse_endpoint(server.url), SETTINGS, "target", 0)
+    link = Channel(parse_endpoint(server.url), SETTINGS, "target", 0)
     try:
         started = time.perf_counter()
         for at in range(0, len(commands), BATCH):
@@ -120,11 +120,11 @@ def main(count: int) -> None:
         print(f"- key_slot (CRC16 of the hash tag): {slot_cost(keys) * 1e6:.2f} µs per key")
         for kind, commands in work.items():
             base = best(lambda commands=commands: standalone_pass(standalone, commands))
-            print(f"- {kind}: standalone Link.call_ok: {base:.2f} s, {count / base:,.0f} keys/s")
+            print(f"- {kind}: standalone Channel.call_ok: {base:.2f} s, {count / base:,.0f} keys/s")
             for shards, cluster in clusters.items():
                 seconds = best(lambda c=cluster, commands=commands: router_pass(c, slots, commands))
                 print(f"  - SlotRouter, {shards} shard{'s' if shards > 1 else ''}: {seconds:.2f} s, "
-                      f"{count / seconds:,.0f} keys/s ({base / seconds:.2f}x the standalone Link)")
+                      f"{count / seconds:,.0f} keys/s ({base / seconds:.2f}x the standalone Channel)")
         few = keys[:max(1000, count // 10)]
         seconds = redis_py_pass(clusters[3], few)
         print(f"- reference: redis-py RedisCluster pipeline SET, 3 shards, {len(few):,} keys: {seconds:.2f} s, "

@@ -43,7 +43,8 @@ def reply_error(message: str) -> Exception:
 
 
 def is_error(reply: Reply) -> bool:
-    return isinstance(reply, rex.ResponseError)
+    """An error reply (a ReplyError, or LOADING as BusyLoadingError where a caller reads replies raw)."""
+    return isinstance(reply, Exception)
 
 
 # -- encoding ----------------------------------------------------------------------------------------------------------
@@ -242,7 +243,7 @@ class Channel:
         try:
             sock = self._socket()
             while len(got) < len(expected) and expected.startswith(got):
-                got += _receive(sock)
+                got += receive_chunk(sock)
         except OSError as exc:
             raise self._lost(exc) from exc
         if got == expected:
@@ -270,7 +271,7 @@ class Channel:
         try:
             sock = self._socket()
             while not received.endswith(marker):
-                received += _receive(sock)
+                received += receive_chunk(sock)
         except OSError as exc:
             raise self._lost(exc) from exc
         return bytes(received[:-len(marker)])
@@ -304,7 +305,7 @@ class Channel:
         self.reset()
 
 
-def _receive(sock: socket.socket) -> bytes:
+def receive_chunk(sock: socket.socket) -> bytes:
     chunk = sock.recv(RECV_BYTES)
     if not chunk:
         raise ConnectionResetError("connection closed by the server")
@@ -312,4 +313,4 @@ def _receive(sock: socket.socket) -> bytes:
 
 
 def _feed(sock: socket.socket, reader: Any) -> None:
-    reader.feed(_receive(sock))
+    reader.feed(receive_chunk(sock))

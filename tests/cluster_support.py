@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from fixtures.cluster import ClusterSpec, ClusterStartError, LocalCluster, start_cluster
-from migrate.sandbox import load_manifest
+from fixtures.sandbox import load_manifest
 
 PASSWORD = "cluster-secret-9f3"  # a value tests can search for in messages and logs
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from fixtures.cluster import MAX_PORT, ClusterSpec, even_ranges, running_cluster
-from migrate.sandbox import load_manifest
+from fixtures.sandbox import load_manifest
 from tests.cluster_support import ClusterFactory
 
 

@@ -10,7 +10,7 @@ from migrate.cluster.router import RouterOptions, SlotRouter
 from migrate.cluster.topology import Topology, read_topology
 from migrate.config import ConnectionSettings, parse_endpoint
 from migrate.rdb.rewrite import key_slot
-from migrate.run.wire import encode
+from migrate.wire import pack
 from tests.cluster_support import ClusterFactory
 
 FAST = ConnectionSettings(connect_timeout=2, socket_timeout=10, retries=1)
@@ -21,7 +21,7 @@ def fill(topology: Topology, keys: list[bytes], replicas: int = 0) -> None:
     with SlotRouter(topology, FAST, options=RouterOptions(wait_replicas=replicas, wait_timeout_ms=5000)) as router:
         for at in range(0, len(keys), 1000):
             chunk = keys[at:at + 1000]
-            router.execute([key_slot(k) for k in chunk], [encode((b"SET", k, k)) for k in chunk])
+            router.execute([key_slot(k) for k in chunk], [pack((b"SET", k, k)) for k in chunk])
         assert router.stats.wait_short == 0
 
 

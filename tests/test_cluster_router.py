@@ -15,7 +15,7 @@ from migrate.cluster.router import RouterOptions, SlotRouter
 from migrate.cluster.topology import read_topology
 from migrate.config import ConnectionSettings, parse_endpoint
 from migrate.rdb.rewrite import key_slot, temp_key
-from migrate.run.wire import encode, is_error
+from migrate.wire import is_error, pack
 from tests.cluster_support import PASSWORD, ClusterFactory
 
 FAST = ConnectionSettings(connect_timeout=2, socket_timeout=10, retries=1)
@@ -48,7 +48,7 @@ def test_every_key_lands_on_the_primary_owning_its_slot(clusters: ClusterFactory
     cluster = clusters.get(name, shards=shards)
     keys = [b"user:%d" % i for i in range(10_000)]
     with router_for(cluster) as router:
-        write(router, keys, lambda k: encode((b"SET", k, b"v-" + k)), expect_ok=True)
+        write(router, keys, lambda k: pack((b"SET", k, b"v-" + k)), expect_ok=True)
         assert router.stats.commands == 10_000 and router.stats.batches == 10
         assert router.stats.moved == router.stats.ask == router.stats.node_errors == 0
 
@@ -73,10 +73,10 @@ def test_replies_come_back_in_the_callers_order(clusters: ClusterFactory) -> Non
     cluster = clusters.get("valkey-8.1", shards=3)
     keys = [b"k%d" % i for i in range(3000)]
     with router_for(cluster) as router:
-        write(router, keys, lambda k: encode((b"SET", k, k[::-1])), expect_ok=True)
-        router.execute([key_slot(b"list")], [encode((b"RPUSH", b"list", b"x"))])
+        write(router, keys, lambda k: pack((b"SET", k, k[::-1])), expect_ok=True)
+        router.execute([key_slot(b"list")], [pack((b"RPUSH", b"list", b"x"))])
         order = [*keys[::-1], b"list", b"missing"]
-        result = router.execute([key_slot(k) for k in order], [encode((b"GET", k)) for k in order])
+        result = router.execute([key_slot(k) for k in order], [pack((b"GET", k)) for k in order])
         assert result.replies is not None
         assert result.replies[:-2] == [k[::-1] for k in keys[::-1]]
         assert is_error(result.replies[-2]) and str(result.replies[-2]).startswith("WRONGTYPE")
@@ -85,7 +85,7 @@ def test_replies_come_back_in_the_callers_order(clusters: ClusterFactory) -> Non
         # RESTORE of DUMP payloads: +OK fast path, then BUSYKEY in place (not raised) when sent again.
         payload = dump(cluster, b"k1")
         copies = [b"copy:%d" % i for i in range(500)]
-        restore = [encode((b"RESTORE", k, 0, payload)) for k in copies]
+        restore = [pack((b"RESTORE", k, 0, payload)) for k in copies]
         first = router.execute([key_slot(k) for k in copies], restore, expect_ok=True)
         assert first.replies is None
         again = router.execute([key_slot(k) for k in copies], restore, expect_ok=True)
@@ -107,11 +107,11 @@ def test_a_slot_migration_mid_stream_is_followed_exactly_once(clusters: ClusterF
     source = cluster.owner_of_slot(slot)
     destination = next(n for n in cluster.primaries if n is not source)
     with router_for(cluster) as router:
-        write(router, moving, lambda k: encode((b"RPUSH", k, b"init")))
+        write(router, moving, lambda k: pack((b"RPUSH", k, b"init")))
         migration = cluster.migration(slot, destination).begin()
         batches = 12
         for b in range(1, batches + 1):
-            write(router, moving + others, lambda k, b=b: encode((b"RPUSH", k, b"%d" % b)))
+            write(router, moving + others, lambda k, b=b: pack((b"RPUSH", k, b"%d" % b)))
             if b < 8:
                 migration.move_keys(30)  # keys already moved answer ASK on the source
             elif b == 8:
@@ -139,7 +139,7 @@ def test_a_transaction_during_a_migration_waits_out_tryagain(clusters: ClusterFa
     source = cluster.owner_of_slot(slot)
     destination = next(n for n in cluster.primaries if n is not source)
     with router_for(cluster, RouterOptions(retry_seconds=60)) as router:
-        write(router, keys, lambda k: encode((b"SET", k, b"old")), expect_ok=True)
+        write(router, keys, lambda k: pack((b"SET", k, b"old")), expect_ok=True)
         migration = cluster.migration(slot, destination).begin()
         migration.move_keys(50)
 
@@ -154,7 +154,7 @@ def test_a_transaction_during_a_migration_waits_out_tryagain(clusters: ClusterFa
         try:
             # A value built under a temporary key of the same slot, then renamed over the real key (as rewrite does).
             tmp = temp_key(keys[0])
-            replies = router.execute_unit(slot, [encode((b"SET", tmp, b"new")), encode((b"RENAME", tmp, keys[0]))])
+            replies = router.execute_unit(slot, [pack((b"SET", tmp, b"new")), pack((b"RENAME", tmp, keys[0]))])
         finally:
             finisher.join()
         assert replies[-1] == [b"OK", b"OK"]
@@ -171,10 +171,10 @@ def test_a_transaction_on_a_moved_key_follows_ask_with_asking_before_multi(clust
     source = cluster.owner_of_slot(slot)
     destination = next(n for n in cluster.primaries if n is not source)
     with router_for(cluster) as router:
-        write(router, [key], lambda k: encode((b"SET", k, b"old")), expect_ok=True)
+        write(router, [key], lambda k: pack((b"SET", k, b"old")), expect_ok=True)
         migration = cluster.migration(slot, destination).begin()
         assert migration.move_keys(10) == 1
-        unit = [encode((b"SET", key, b"new")), encode((b"PEXPIRE", key, 600_000))]
+        unit = [pack((b"SET", key, b"new")), pack((b"PEXPIRE", key, 600_000))]
         replies = router.execute_unit(slot, unit)  # the source answers ASK; ASKING holds until EXEC
         assert replies == [b"OK", b"QUEUED", b"QUEUED", [b"OK", 1]]
         assert router.stats.ask == 1 and router.stats.tryagain == 0  # one redirection of the whole unit
@@ -188,7 +188,7 @@ def test_a_manual_failover_mid_stream_is_followed_exactly_once(clusters: Cluster
     keys = [b"fo:%d" % i for i in range(600)]
     with router_for(cluster) as router:
         for b in range(1, 7):
-            write(router, keys, lambda k, b=b: encode((b"RPUSH", k, b"%d" % b)))
+            write(router, keys, lambda k, b=b: pack((b"RPUSH", k, b"%d" % b)))
             if b == 3:
                 old = cluster.nodes[0]
                 new = cluster.failover(cluster.replicas_of(old)[0])
@@ -208,7 +208,7 @@ def test_a_primary_killed_mid_stream_is_replaced_and_written_again(clusters: Clu
     options = RouterOptions(retry_seconds=60, wait_replicas=1, wait_timeout_ms=300)
     with router_for(cluster, options, node=1) as router:
         for b in range(1, 7):
-            write(router, keys, lambda k, b=b: encode((b"SET", k, b"%d" % b)))
+            write(router, keys, lambda k, b=b: pack((b"SET", k, b"%d" % b)))
             if b == 3:
                 cluster.kill(victim)  # no goodbye: the router finds out on its next write
         assert router.stats.node_errors > 0 and router.stats.refreshes >= 1, router.stats
@@ -227,11 +227,11 @@ def test_clusterdown_is_retried_then_bounded(clusters: ClusterFactory, capsys: p
     owner = cluster.owner_of_slot(slot)
     keys = [b"d:%d" % i for i in range(200)] + [b"down"]
     with router_for(cluster, RouterOptions(retry_seconds=1.5), password=PASSWORD) as router:
-        write(router, keys, lambda k: encode((b"SET", k, b"1")), expect_ok=True)
+        write(router, keys, lambda k: pack((b"SET", k, b"1")), expect_ok=True)
         for node in cluster.nodes:  # slot unassigned everywhere: cluster_state fail (full coverage required)
             node.call("CLUSTER", "DELSLOTS", slot)
         with pytest.raises(ClusterDownError) as raised:
-            write(router, keys, lambda k: encode((b"SET", k, b"2")), expect_ok=True)
+            write(router, keys, lambda k: pack((b"SET", k, b"2")), expect_ok=True)
         assert router.stats.clusterdown > 0
         message = raised.value.one_line()
         assert "gave up after 1.5 s" in message and "CLUSTERDOWN" in message and PASSWORD not in message
@@ -241,7 +241,7 @@ def test_clusterdown_is_retried_then_bounded(clusters: ClusterFactory, capsys: p
         healer = threading.Timer(0.5, lambda: owner.call("CLUSTER", "ADDSLOTS", slot))
         healer.start()
         try:
-            write(router, keys, lambda k: encode((b"SET", k, b"3")), expect_ok=True)
+            write(router, keys, lambda k: pack((b"SET", k, b"3")), expect_ok=True)
         finally:
             healer.join()
         assert router.stats.clusterdown > 0
@@ -254,7 +254,7 @@ def test_credentials_are_carried_to_every_node(clusters: ClusterFactory) -> None
     cluster = clusters.get("valkey-8.1", shards=3, replicas=1, password=PASSWORD)
     keys = [b"secret:%d" % i for i in range(3000)]
     with router_for(cluster, password=PASSWORD) as router:
-        write(router, keys, lambda k: encode((b"SET", k, b"x")), expect_ok=True)
+        write(router, keys, lambda k: pack((b"SET", k, b"x")), expect_ok=True)
     counts = [len(node_keys(n)) for n in cluster.primaries]
     assert sum(counts) == 3000 and min(counts) > 0
     with pytest.raises(redis.AuthenticationError):
@@ -265,11 +265,11 @@ def test_a_command_whose_reply_was_lost_is_resent_as_the_caller_says(clusters: C
     cluster = clusters.fresh("valkey-8.1", shards=2)
     keys = [b"{u}a", b"{u}b", b"{u}kill", b"{u}list", b"{u}c"]
     slot = key_slot(keys[0])
-    commands = [encode((b"SET", keys[0], b"1")), encode((b"SET", keys[1], b"1")),
+    commands = [pack((b"SET", keys[0], b"1")), pack((b"SET", keys[1], b"1")),
                 # The server closes our connection after this reply: the last two commands are never read.
-                encode((b"CLIENT", b"KILL", b"TYPE", b"normal", b"SKIPME", b"no")),
-                encode((b"RPUSH", keys[3], b"first")), encode((b"SET", keys[4], b"1"))]
-    alternatives = {3: encode((b"RPUSH", keys[3], b"resent")), 4: encode((b"SET", keys[4], b"2"))}
+                pack((b"CLIENT", b"KILL", b"TYPE", b"normal", b"SKIPME", b"no")),
+                pack((b"RPUSH", keys[3], b"first")), pack((b"SET", keys[4], b"1"))]
+    alternatives = {3: pack((b"RPUSH", keys[3], b"resent")), 4: pack((b"SET", keys[4], b"2"))}
     with router_for(cluster) as router:
         result = router.execute([slot] * 5, commands, resend=lambda i: alternatives[i])
         assert result.uncertain == frozenset({3, 4}) and router.stats.uncertain == 2
@@ -284,13 +284,13 @@ def test_a_valkey_9_atomic_slot_migration_mid_stream_needs_only_moved(clusters: 
     slot = key_slot(keys[0])
     destination = next(n for n in cluster.primaries if n is not cluster.owner_of_slot(slot))
     with router_for(cluster) as router:
-        write(router, keys, lambda k: encode((b"RPUSH", k, b"0")))
+        write(router, keys, lambda k: pack((b"RPUSH", k, b"0")))
         migration = cluster.atomic_migration(slot, slot, destination).begin()
         for b in range(1, 4):
-            write(router, keys, lambda k, b=b: encode((b"RPUSH", k, b"%d" % b)))
+            write(router, keys, lambda k, b=b: pack((b"RPUSH", k, b"%d" % b)))
         migration.wait()
         for b in range(4, 7):
-            write(router, keys, lambda k, b=b: encode((b"RPUSH", k, b"%d" % b)))
+            write(router, keys, lambda k, b=b: pack((b"RPUSH", k, b"%d" % b)))
         assert router.stats.moved > 0 and router.stats.ask == router.stats.tryagain == 0, router.stats
     with destination.client() as client:
         for key in keys:
@@ -303,7 +303,7 @@ def test_valkey_9_cluster_databases_are_written_where_the_url_says(clusters: Clu
     assert {n.endpoint.db for n in topology.nodes} == {2}
     keys = [b"db2:%d" % i for i in range(2000)]
     with SlotRouter(topology, FAST) as router:
-        write(router, keys, lambda k: encode((b"SET", k, b"x")), expect_ok=True)
+        write(router, keys, lambda k: pack((b"SET", k, b"x")), expect_ok=True)
     for node in cluster.primaries:
         with node.client(db=2) as in_db2, node.client() as in_db0:
             assert in_db2.dbsize() > 0 and in_db0.dbsize() == 0

@@ -15,7 +15,7 @@ from migrate.cluster.topology import read_topology
 from migrate.config import ConnectionSettings, TlsOptions, parse_endpoint
 from migrate.errors import TlsError
 from migrate.rdb.rewrite import key_slot
-from migrate.run.wire import encode
+from migrate.wire import pack
 from tests.cluster_support import ClusterFactory
 from tests.test_tls import Stunnel, pki  # noqa: F401  (pki: the test CA and certificates, a module fixture)
 
@@ -52,7 +52,7 @@ def test_tls_and_its_options_reach_every_node(tls_cluster: tuple[LocalCluster, l
 
     keys = [b"tls:%d" % i for i in range(3000)]
     with SlotRouter(topology, FAST) as router:
-        result = router.execute([key_slot(k) for k in keys], [encode((b"SET", k, b"x")) for k in keys],
+        result = router.execute([key_slot(k) for k in keys], [pack((b"SET", k, b"x")) for k in keys],
                                 expect_ok=True)
         assert result.replies is None
     counts = []

@@ -4,5 +4,5 @@
 - `router`: SlotRouter executes pre-encoded single-key commands (and MULTI units) on the primaries owning their slots,
   following MOVED / ASK / TRYAGAIN / CLUSTERDOWN and failovers.
 - `readers`: one connection per source shard (its primary, or a replica with READONLY) to SCAN that node's keys.
-- `links`: the node connection (run's Link, with split send/receive and READONLY).
+- `links`: the node connection (the shared Channel; its receive keeps what a broken connection delivered; READONLY).
 """

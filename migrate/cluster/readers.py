@@ -32,7 +32,7 @@ from migrate.cluster.topology import NodeInfo, NodeRole, Shard, SlotMigrationSta
 from migrate.config import ConnectionSettings
 from migrate.connection import translate
 from migrate.logs import get_logger
-from migrate.run.wire import encode, is_error
+from migrate.wire import is_error, pack
 
 log = get_logger(__name__)
 
@@ -130,7 +130,7 @@ def read_migrations(topology: Topology, settings: ConnectionSettings | None = No
     for node in primaries:
         link = NodeLink(node.endpoint, settings, role, 0)
         try:
-            reply = link.call(encode((b"CLUSTER", b"NODES")), 1)[0]
+            reply = link.call(pack((b"CLUSTER", b"NODES")), 1)[0]
         except (rex.RedisError, OSError) as exc:
             raise translate(exc, node.endpoint, role) from exc
         finally:

@@ -63,13 +63,13 @@ from migrate.config import ConnectionSettings, Endpoint
 from migrate.connection import translate
 from migrate.errors import MigrateError, MigrationError
 from migrate.logs import get_logger
-from migrate.run.wire import Reply, encode, is_error
+from migrate.wire import Reply, is_error, pack
 
 log = get_logger(__name__)
 
-ASKING: Final = encode(("ASKING",))
-MULTI: Final = encode(("MULTI",))
-EXEC: Final = encode(("EXEC",))
+ASKING: Final = pack(("ASKING",))
+MULTI: Final = pack(("MULTI",))
+EXEC: Final = pack(("EXEC",))
 OK_REPLY: Final = b"OK"
 NodeKey = tuple[str, int]  # the dialled host and port
 
@@ -262,7 +262,7 @@ class SlotRouter:
                 continue
             part.sent = True
             try:
-                link.send(data)
+                link.send_packed(data, 0)  # receive() reads the replies and counts them
             except _NODE_DOWN as exc:
                 part.broken = True
                 self._node_down(part.key, exc, state)
@@ -440,7 +440,7 @@ class SlotRouter:
             self._node_down(key, exc, state)
             return None
         try:
-            link.send(data)
+            link.send_packed(data, 0)
         except _NODE_DOWN as exc:
             self._node_down(key, exc, state)
             raise self._uncertain_unit(key) from exc
@@ -478,7 +478,7 @@ class _CallState:
         self.uncertain: set[int] = set()
         self.unowned: set[int] = set()
         self.moved_slots: dict[int, NodeKey] = {}
-        self.wait = encode(("WAIT", options.wait_replicas, options.wait_timeout_ms)) if options.wait_replicas else b""
+        self.wait = pack(("WAIT", options.wait_replicas, options.wait_timeout_ms)) if options.wait_replicas else b""
         self.deadline: float | None = None
         self.delay = options.backoff_first
         self.kinds: dict[str, int] = {}

@@ -55,7 +55,7 @@ from migrate.errors import ConnectError, MigrateError
 from migrate.identity import product_of
 from migrate.logs import get_logger
 from migrate.rdb.rewrite import key_slot
-from migrate.run.wire import encode_all, is_error
+from migrate.wire import is_error, pack_all
 
 log = get_logger(__name__)
 
@@ -63,7 +63,7 @@ SLOTS: Final = 16384
 NO_OWNER: Final = -1
 _QUERIES: Final = (("INFO", "server"), ("INFO", "cluster"), ("CLUSTER", "INFO"), ("CLUSTER", "NODES"),
                    ("CLUSTER", "SHARDS"))
-_PROBE: Final = encode_all(_QUERIES)
+_PROBE: Final = pack_all(_QUERIES)
 
 
 class NodeRole(StrEnum):
