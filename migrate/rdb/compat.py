@@ -73,7 +73,7 @@ OPCODES_READ: Final[tuple[tuple[str, Version, frozenset[int]], ...]] = (
     ("redis", (7, 4), frozenset({244})),  # SLOT_INFO; measured: 7.0.15 refuses it, 8.0.2/8.0.6 read it
     ("valkey", (7, 2), frozenset({255, 254, 253, 252, 251, 250, 249, 248, 247, 245})),  # as Redis 7.2
     ("valkey", (9, 0), frozenset({244, 243})),  # SLOT_INFO, SLOT_IMPORT; measured: 8.0.1/8.1.1 refuse 244, 9.1.2 reads
-)
+)  # measured: Valkey 9.1.2 reads SLOT_IMPORT (243) in cluster mode only; started standalone on it, it crashes
 """(product, first release, opcodes added): what a server's RDB loader reads (rdbLoadRioWithLoadingCtx), cumulative.
 Any other byte in opcode position is read as an object type and refused (`Unknown RDB encoding type`). Unknown AUX
 fields are skipped by every release (measured on the whole matrix, 2026-12-01); Valkey 8.0+ parses the AUX field

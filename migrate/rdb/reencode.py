@@ -108,7 +108,8 @@ def _stream(value: StreamValue, target: TargetFormat) -> Reencoded:
 def stream_losses(value: StreamValue, version: int) -> tuple[str, ...]:
     """What stream form `version` cannot carry of this value and a loader cannot derive: a consumer's active-time
     (a v1/v2 loader takes the seen-time), entries-added and max-deleted-id (a v1 loader takes the length and 0-0),
-    a group's entries-read when known (a v1 loader estimates it; the decoder says -1 for "unknown"). First-entry IDs are derived from the entries by every loader."""
+    a group's entries-read when known (a v1 loader estimates it; the decoder gives -1 for "unknown"). First-entry
+    IDs are derived from the entries by every loader."""
     losses = []
     consumers = [c for g in value.groups for c in g.consumers]
     if version < 3 and any(c.active_time_ms not in (None, c.seen_time_ms) for c in consumers):

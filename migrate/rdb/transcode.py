@@ -10,8 +10,10 @@ the header (the target's magic and version), records the target would refuse, an
   (migrate.rdb.reencode), named as changed when the target cannot hold all of the value (field TTLs on Valkey 8);
 - module values and module aux data the target has no module for, and function libraries on a target without
   functions, follow the policy (fail / skip / lossy);
-- opcodes the target's loader does not know (SLOT_INFO before Redis 7.4 / Valkey 9.0, SLOT_IMPORT outside Valkey 9)
-  are dropped: they are size hints and a transient migration state, not data;
+- SLOT_INFO opcodes are dropped for a target whose loader does not know them (Redis before 7.4, Valkey before 9.0):
+  they are size hints, not data. SLOT_IMPORT (Valkey 9: a slot import in progress on the node that saved the file)
+  is always dropped: it describes a job of the source cluster, and a Valkey 9.1.2 started standalone on a file
+  holding one crashes (measured; in cluster mode it marks the job failed and cleans it up). The keys are kept;
 - empty collections are dropped, as every loader skips them (RDB_LOAD_ERR_EMPTY_KEY);
 - keys whose expiry has passed are dropped, as a primary drops them when it loads a file (rdb.c: `iAmPrimary() &&
   expiretime != -1 && expiretime < now`); TranscodeOptions(drop_expired=False) keeps them (what a replica does).
@@ -485,9 +487,8 @@ class _Transcoder:
             return self._module_aux(item)
         if isinstance(item, SlotInfo):
             return None if target.reads_opcode(C.OP_SLOT_INFO) else self._drop_opcode("SLOT_INFO")
-        if isinstance(item, SlotImport):
-            keep = target.reads_opcode(C.OP_SLOT_IMPORT) and target.product == self.dialect == "valkey"
-            return None if keep else self._drop_opcode("SLOT_IMPORT")
+        if isinstance(item, SlotImport):  # always: see the module docstring
+            return self._drop_opcode("SLOT_IMPORT")
         raise TypeError(f"unexpected record {item!r}")
 
     def _select(self, db: int) -> bytes | None:
