@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+import lzf
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -18,7 +19,10 @@ from migrate.rdb import writer
 from migrate.rdb.decode import decode_object
 from migrate.rdb.encodings import listpack_items, read_length, read_string
 from migrate.rdb.reader import skip_value
+from migrate.rdb.reencode import listpack_ex_as_listpack, reencode
+from migrate.rdb.target import target_format
 from migrate.rdb.values import HashValue, PendingEntry, StreamConsumer, StreamEntry, StreamGroup, StreamValue
+from tests import rdb_builders
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -207,3 +211,35 @@ def test_key_record_and_header():
     assert writer.header(11) == b"REDIS0011"
     assert writer.header(80) == b"VALKEY080"
     assert writer.header(9) == b"REDIS0009"
+
+
+# -- the listpack fast path of field-TTL hashes ------------------------------------------------------------------------
+
+@SETTINGS
+@given(st.dictionaries(BLOBS, BLOBS, max_size=20), st.data(), st.sampled_from([23, 25]), st.booleans())
+def test_listpack_ex_fast_path_equals_decoding(fields, data, type_byte, compressed):
+    """Redis 23/25 into a target without field TTLs: copying the entries gives what decode + re-encode gives."""
+    now = 1_800_000_000_000
+    ttl = {f: data.draw(st.sampled_from([0, now - 5, now + 5, (1 << 48) - 1])) for f in fields}
+    blob = rdb_builders.listpack([x for f, v in fields.items() for x in (f, v, ttl[f])])
+    packed = lzf.compress(blob) if compressed else None  # None too when LZF cannot shrink it
+    encoded = (b"\xc3" + writer.length(len(packed)) + writer.length(len(blob)) + packed) if packed else \
+        writer.length(len(blob)) + blob
+    payload = (b"\x00" * 8 if type_byte == 25 else b"") + encoded
+    target = target_format("valkey:8.1")
+    fast = listpack_ex_as_listpack(type_byte, payload, target, now)
+    slow = reencode(decode_object(type_byte, payload, rdb_version=12), "hash", target, now)
+    assert fast is not None
+    assert (fast.losses, fast.fields_expired, fast.empty) == (slow.losses, slow.fields_expired, slow.empty)
+    if not fast.empty:
+        assert fast.type_byte == 16
+        assert roundtrip(fast.type_byte, fast.body, 12) == roundtrip(slow.type_byte, slow.body, 12)
+
+
+def test_listpack_ex_fast_path_declines_what_it_does_not_cover():
+    target = target_format("valkey:8.1")
+    blob = writer.listpack([writer.listpack_entry(x) for x in (b"f", b"v", 0)])
+    assert listpack_ex_as_listpack(25, b"\x00" * 8 + writer.string(blob), target_format("valkey:9.1"), 0) is None
+    assert listpack_ex_as_listpack(25, b"\x00" * 8 + writer.string(blob), target_format("redis:6.0"), 0) is None
+    assert listpack_ex_as_listpack(16, writer.string(blob), target, 0) is None
+    assert listpack_ex_as_listpack(23, writer.string(blob[:-1] + b"\x00"), target, 0) is None  # malformed

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from migrate.rdb import writer
+from migrate.rdb.encodings import FormatProblem, _backlen_size, _listpack_entry, read_string
 from migrate.rdb.target import TargetFormat
 from migrate.rdb.values import HashValue, StreamValue, Value
 
@@ -74,6 +75,80 @@ def _hash(value: HashValue, target: TargetFormat, now_ms: int) -> Reencoded:
     if target.field_ttls and target.product == "redis" and target.reads_type(24, "redis"):
         return Reencoded(*writer.encode_hash_metadata_redis(live), fields_expired=expired)
     return Reencoded(*writer.encode_hash(live.fields), losses=(LOST_FIELD_TTLS,), fields_expired=expired)
+
+
+def listpack_ex_as_listpack(type_byte: int, payload: bytes, target: TargetFormat, now_ms: int) -> Reencoded | None:
+    """The fast path of the commonest conversion: a small Redis hash with field TTLs (23, 25: a listpack of field,
+    value, TTL triplets) into a target without field TTLs that reads HASH_LISTPACK (16: Valkey 8, Redis 7.0). The
+    field and value entries are copied as they are (no decoding); TTL entries are read to drop expired fields and to
+    tell whether TTLs are lost. None: not applicable, or not a well-formed listpack (the caller decodes instead)."""
+    if target.field_ttls or not target.reads_type(16, "redis") or type_byte not in (23, 25):
+        return None
+    try:
+        blob, end = read_string(payload, 8 if type_byte == 25 else 0)
+        kept, ttls, expired = _triplets(blob, now_ms)
+    except (FormatProblem, IndexError, KeyError, ValueError):
+        return None
+    if end != len(payload):
+        return None
+    if not kept:
+        return Reencoded(0, b"", fields_expired=expired, empty="every field expired" if expired else "empty")
+    body = b"".join(kept)
+    count = 2 * len(kept)
+    header = (7 + len(body)).to_bytes(4, "little") + min(count, 65535).to_bytes(2, "little")
+    return Reencoded(16, writer.string(header + body + b"\xff"), losses=(LOST_FIELD_TTLS,) if ttls else (),
+                     fields_expired=expired)
+
+
+def _triplets(blob: bytes, now_ms: int) -> tuple[list[bytes], int, int]:
+    """(the field and value entries of each live field, live TTLs, expired fields) of a (field, value, TTL)
+    listpack."""
+    if len(blob) < 7 or blob[-1] != 0xFF or int.from_bytes(blob[:4], "little") != len(blob):
+        raise ValueError("not a listpack")
+    kept: list[bytes] = []
+    ttls = expired = 0
+    p, end = 6, len(blob) - 1
+    while p < end:
+        field_end = _entry_end(blob, p)
+        value_end = _entry_end(blob, field_end)
+        c = blob[value_end]
+        if c < 0x80:
+            ttl, ttl_end = c, value_end + 2
+        else:
+            ttl_value, data_end = _listpack_entry(blob, value_end, c)
+            if not isinstance(ttl_value, int):
+                raise ValueError("a field TTL that is not an integer")
+            ttl, ttl_end = ttl_value, data_end + _backlen_size(data_end - value_end)
+        if ttl and ttl < now_ms:
+            expired += 1
+        else:
+            ttls += ttl != 0
+            kept.append(blob[p:value_end])  # the field and value entries as they are
+        p = ttl_end
+    if p != end:
+        raise ValueError("listpack entries overrun it")
+    return kept, ttls, expired
+
+
+_INT_ENTRY_SIZE = {0xF1: 4, 0xF2: 5, 0xF3: 6, 0xF4: 10}  # 16/24/32/64-bit integers: encoding, data, one backlen
+
+
+def _entry_end(blob: bytes, p: int) -> int:
+    """Where the listpack entry at p ends, its back-length included (listpack.c encodings; nothing is copied)."""
+    c = blob[p]
+    if c < 0x80:  # 7-bit unsigned integer
+        return p + 2
+    if c < 0xC0:  # string of up to 63 bytes
+        return p + 2 + (c & 0x3F)
+    if c < 0xE0:  # 13-bit signed integer
+        return p + 3
+    if c < 0xF0:  # string of up to 4095 bytes
+        size = 2 + (((c & 0x0F) << 8) | blob[p + 1])
+    elif c == 0xF0:
+        size = 5 + int.from_bytes(blob[p + 1:p + 5], "little")
+    else:
+        return p + _INT_ENTRY_SIZE[c]  # KeyError: not an encoding
+    return p + size + _backlen_size(size)
 
 
 def without_expired_fields(value: HashValue, now_ms: int) -> tuple[HashValue, int]:

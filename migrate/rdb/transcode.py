@@ -54,7 +54,7 @@ from migrate.rdb.records import (
     SlotImport,
     SlotInfo,
 )
-from migrate.rdb.reencode import UnsupportedLogicalType, reencode
+from migrate.rdb.reencode import UnsupportedLogicalType, listpack_ex_as_listpack, reencode
 from migrate.rdb.target import TargetFormat
 from migrate.rdb.writer import key_record
 from migrate.render import display_key
@@ -271,7 +271,7 @@ class _Names:
 class _Tally:
     def __init__(self, limit: int) -> None:
         self.changed, self.skipped, self.empty, self.expired = (_Names(limit) for _ in range(4))
-        self.converted: dict[str, int] = {}
+        self.converted: dict[tuple[int, int], int] = {}  # (source type byte, written type byte) -> keys
         self.fields_expired = 0
         self.aux_kept: list[str] = []
         self.aux_dropped: list[str] = []
@@ -315,6 +315,7 @@ class _Transcoder:
                                 verify_checksum=options.verify_checksum, max_value_bytes=options.max_value_bytes,
                                 chunk_size=options.chunk_size)
         self.dialect = self.reader.product
+        self.label = target.label
         self.actions = self._actions()
         self.current_db = 0
         self.db_refused = False
@@ -413,7 +414,7 @@ class _Transcoder:
             counts[3] += 1
             return b""
         if act == _REFUSED_DB:
-            return self._refuse_key(db, key, type_name, f"database {db} does not exist on {self.target.label} "
+            return self._refuse_key(db, key, type_name, f"database {db} does not exist on {self.label} "
                                     f"(databases {self.target.databases})")
         if act == _MODULE:
             module = C.module_type_name(mid) if mid is not None else None
@@ -421,7 +422,7 @@ class _Transcoder:
                 counts[1] += 1
                 return None
             return self._refuse_key(db, key, f"{type_name} ({module})",
-                                    f"module type {module!r}: {self.target.label} does not have the module")
+                                    f"module type {module!r}: {self.label} does not have the module")
         payload = self.tee.bytes_at(end - size, end)
         if act == _PASS:
             if _is_empty(t, payload, self.dialect):
@@ -436,33 +437,35 @@ class _Transcoder:
         _, db, key, t, expire, idle, freq, _, _, _, _ = item
         counts = self.tally.db(db)
         version = self.reader.rdb_version
-        value = decode_object(t, payload, rdb_version=version, base_offset=offset)
-        try:
-            done = reencode(value, C.logical_type(t, version), self.target, self.now)
-        except UnsupportedLogicalType as exc:
-            return self._refuse_key(db, key, type_name, str(exc))
+        done = listpack_ex_as_listpack(t, payload, self.target, self.now) if self.dialect == "redis" else None
+        if done is None:
+            value = decode_object(t, payload, rdb_version=version, base_offset=offset)
+            try:
+                done = reencode(value, C.logical_type(t, version), self.target, self.now)
+            except UnsupportedLogicalType as exc:
+                return self._refuse_key(db, key, type_name, str(exc))
         self.tally.fields_expired += done.fields_expired
         if done.empty:
             self.tally.empty.add(db, key, type_name, f"{done.empty}, skipped as the server does")
             counts[3] += 1
             return b""
         if done.losses:
-            issue = self._issue(db, key, "key", type_name, f"{self.target.label} cannot hold "
-                                f"{', '.join(done.losses)}", done.losses)
-            if issue.outcome != Policy.LOSSY:
-                return self._drop_key(db, key, type_name, issue)
-            self.tally.changed.add(db, key, type_name, "lost: " + ", ".join(done.losses))
-        kind = f"{type_name} -> {C.type_name(done.type_byte, self.target.rdb_version)}"
+            lost = ", ".join(done.losses)
+            reason = f"{self.label} cannot hold {lost}"
+            if self._issue(db, key, "key", type_name, reason, done.losses) is not Policy.LOSSY:
+                return self._drop_key(db, key, type_name, reason)
+            self.tally.changed.add(db, key, type_name, "lost: " + lost)
+        kind = (t, done.type_byte)
         self.tally.converted[kind] = self.tally.converted.get(kind, 0) + 1
         counts[2] += 1
         return key_record(done.type_byte, key, done.body, expire_ms=expire, idle=idle, freq=freq)
 
     def _refuse_key(self, db: int, key: bytes, type_name: str, reason: str) -> bytes:
-        issue = self._issue(db, key, "key", type_name, reason, ())
-        return self._drop_key(db, key, type_name, issue)
+        self._issue(db, key, "key", type_name, reason, ())
+        return self._drop_key(db, key, type_name, reason)
 
-    def _drop_key(self, db: int, key: bytes, type_name: str, issue: Incompatibility) -> bytes:
-        self.tally.skipped.add(db, key, type_name, issue.reason)
+    def _drop_key(self, db: int, key: bytes, type_name: str, reason: str) -> bytes:
+        self.tally.skipped.add(db, key, type_name, reason)
         self.tally.db(db)[3] += 1
         return b""
 
@@ -506,7 +509,7 @@ class _Transcoder:
         if self.target.reads_opcode(C.OP_FUNCTION2):
             self.tally.functions.append(name)
             return None
-        self._issue(None, None, "function", "FUNCTION2", f"function library {name!r}: {self.target.label} has no "
+        self._issue(None, None, "function", "FUNCTION2", f"function library {name!r}: {self.label} has no "
                     "functions", ())
         self.tally.functions_dropped.append(name)
         return b""
@@ -515,7 +518,7 @@ class _Transcoder:
         if self.target.has_module(item.module_type) and self.target.reads_opcode(C.OP_MODULE_AUX):
             return None
         self._issue(None, None, "module aux", f"MODULE_AUX ({item.module_type})",
-                    f"module data of type {item.module_type!r}: {self.target.label} does not have the module", ())
+                    f"module data of type {item.module_type!r}: {self.label} does not have the module", ())
         self.tally.module_aux_dropped.append(item.module_type)
         return b""
 
@@ -526,28 +529,34 @@ class _Transcoder:
     # -- policy --------------------------------------------------------------------------------------------------
 
     def _issue(self, db: int | None, key: bytes | None, record: str, type_name: str, reason: str,
-               losses: tuple[str, ...]) -> Incompatibility:
-        """Apply the policy: raise under fail (unless collecting), else say whether the record is skipped or written
-        lossily."""
+               losses: tuple[str, ...]) -> Policy:
+        """Apply the policy to a record the target cannot hold as it is: raise under fail (unless collecting for
+        precheck), else say whether it is skipped or written lossily."""
         if self.policy is Policy.FAIL:
             outcome = Policy.FAIL
         elif self.policy is Policy.LOSSY and losses:
             outcome = Policy.LOSSY
         else:
             outcome = Policy.SKIP
-        issue = Incompatibility(db, display_key(key) if key is not None else None, record, type_name, reason, losses,
-                                outcome.value)
-        if self.collect:
+        if self.collect or outcome is Policy.FAIL:
+            issue = Incompatibility(db, display_key(key) if key is not None else None, record, type_name, reason,
+                                    losses, outcome.value)
+            if not self.collect:
+                raise IncompatibleDataError(f"{issue.describe()}; nothing was written",
+                                            "use policy skip or lossy to leave it out or write what the target "
+                                            "holds; precheck() lists every such record")
             self.found.append(issue)
             if self.limit is not None and len(self.found) >= self.limit:
                 raise _Stop
-        elif outcome is Policy.FAIL:
-            raise IncompatibleDataError(f"{issue.describe()}; nothing was written",
-                                        "use policy skip or lossy to leave it out or write what the target holds; "
-                                        "precheck() lists every such record")
-        return issue
+        return outcome
 
     # -- the report ----------------------------------------------------------------------------------------------
+
+    def _converted_names(self) -> dict[str, int]:
+        source, target = self.reader.rdb_version, self.target.rdb_version
+        names = {f"{C.type_name(a, source)} -> {C.type_name(b, target)}": n
+                 for (a, b), n in self.tally.converted.items()}
+        return dict(sorted(names.items()))
 
     def report(self) -> TranscodeReport:
         tally, reader = self.tally, self.reader
@@ -555,11 +564,11 @@ class _Transcoder:
         written = sum(d.keys_written for d in dbs)
         converted = sum(d.converted for d in dbs)
         return TranscodeReport(
-            source=self.name, target=self.target.label, policy=self.policy.value, input_magic=reader.magic,
+            source=self.name, target=self.label, policy=self.policy.value, input_magic=reader.magic,
             input_version=reader.rdb_version, output_version=self.target.rdb_version,
             input_bytes=reader.bytes_read, output_bytes=self.output_bytes,
             seconds=round(time.perf_counter() - self.started, 6), keys_read=sum(d.keys_read for d in dbs),
-            keys_written=written, passed_through=written - converted, converted=dict(sorted(tally.converted.items())),
+            keys_written=written, passed_through=written - converted, converted=self._converted_names(),
             changed=tally.changed.freeze(), skipped=tally.skipped.freeze(), empty=tally.empty.freeze(),
             expired=tally.expired.freeze(), fields_expired=tally.fields_expired, aux_kept=tuple(tally.aux_kept),
             aux_dropped=tuple(tally.aux_dropped), opcodes_dropped=dict(tally.opcodes_dropped),

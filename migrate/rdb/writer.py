@@ -68,11 +68,14 @@ def canonical_int(value: bytes) -> int | None:
     return number if -(1 << 63) <= number < (1 << 63) else None
 
 
+_SHORT_LENGTH: Final = tuple(bytes((n,)) for n in range(64))
+
+
 def string(value: bytes) -> bytes:
     """An RDB string: integer-encoded when it is a canonical int32 of up to 11 characters (rdbTryIntegerEncoding),
     else raw with its length (never LZF-compressed: always valid, and the bytes here are few)."""
     n = len(value)
-    if n <= 11 and n and value[-1] < 0x3A:
+    if 0 < n <= 11 and (0x2F < value[0] < 0x3A or value[0] == 0x2D):  # starts like a number
         number = canonical_int(value)
         if number is not None:
             if -0x80 <= number <= 0x7F:
@@ -82,7 +85,7 @@ def string(value: bytes) -> bytes:
             if -0x80000000 <= number <= 0x7FFFFFFF:
                 return b"\xc2" + (number & 0xFFFFFFFF).to_bytes(4, "little")
     if n < 0x40:
-        return bytes((n,)) + value
+        return _SHORT_LENGTH[n] + value
     return length(n) + value
 
 
@@ -167,12 +170,12 @@ def encode_string(value: bytes) -> tuple[int, bytes]:
 
 
 def encode_list(items: Sequence[bytes]) -> tuple[int, bytes]:
-    return 1, length(len(items)) + b"".join(string(x) for x in items)
+    return 1, b"".join([length(len(items)), *map(string, items)])
 
 
 def encode_set(members: Iterable[bytes]) -> tuple[int, bytes]:
     items = list(members)
-    return 2, length(len(items)) + b"".join(string(x) for x in items)
+    return 2, b"".join([length(len(items)), *map(string, items)])
 
 
 def encode_zset(pairs: Sequence[tuple[bytes, float]]) -> tuple[int, bytes]:
@@ -181,7 +184,10 @@ def encode_zset(pairs: Sequence[tuple[bytes, float]]) -> tuple[int, bytes]:
 
 
 def encode_hash(fields: dict[bytes, bytes]) -> tuple[int, bytes]:
-    return 4, length(len(fields)) + b"".join(string(f) + string(v) for f, v in fields.items())
+    parts = [length(len(fields))]
+    for name, value in fields.items():
+        parts += (string(name), string(value))
+    return 4, b"".join(parts)
 
 
 def encode_hash_2_valkey(value: HashValue) -> tuple[int, bytes]:
