@@ -9,12 +9,15 @@ loader reads, whether it stores hash field TTLs, and which module types it has. 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from migrate.errors import ConfigError
 from migrate.facts import Version, parse_version, rdb_version_written, supports_hash_field_ttl
-from migrate.identity import ServerIdentity
 from migrate.rdb import compat
 from migrate.rdb.writer import header
+
+if TYPE_CHECKING:  # migrate.identity imports redis-py: ~20 MB of RSS a file-to-file transcode does not need
+    from migrate.identity import ServerIdentity
 
 # Type bytes below 22 mean the same to Redis and Valkey; from 22 on each product has its own (constants.py).
 SHARED_TYPES_BELOW = 22
