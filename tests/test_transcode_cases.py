@@ -422,9 +422,38 @@ def test_corrupt_input_fails_cleanly_and_leaves_nothing(tmp_path, name):
         list(transcode_chunks(source, target_format("valkey:8.1"), "lossy"))
 
 
-def test_missing_input_and_bad_policy(tmp_path):
+def test_missing_input_missing_output_folder_and_bad_policy(tmp_path):
+    with pytest.raises(ConfigError, match="cannot create the output file"):
+        transcode(FIXTURES / "redis-6.0.rdb", tmp_path / "no" / "such" / "out.rdb", target_format("valkey:8.1"))
     with pytest.raises(BadInputError, match="cannot open RDB file"):
         transcode(tmp_path / "nonexistent.rdb", tmp_path / "out.rdb", target_format("valkey:8.1"))
     with pytest.raises(ConfigError, match="unknown policy"):
         transcode(FIXTURES / "redis-6.0.rdb", tmp_path / "out.rdb", target_format("valkey:8.1"), "maybe")
     assert list(tmp_path.iterdir()) == []
+
+
+# -- old input versions -----------------------------------------------------------------------------------------------
+
+def test_an_rdb_4_file_without_checksum_becomes_a_valkey_file(servers, tmp_path):
+    """RDB 4 (Redis 2.4 era): no checksum after EOF, second-resolution EXPIRETIME, zipmap and ziplist values; read
+    from a non-seekable stream. The output carries the target's version and a real CRC64."""
+    at = NOW // 1000 + 86_400
+    data = (b"REDIS0004" + select(0)
+            + b"\xfd" + struct.pack("<i", at) + record(0, b"old:ttl", string(b"v"))
+            + record(9, b"old:zipmap", string(zipmap([(b"a", b"1"), (b"b", b"2")])))
+            + record(10, b"old:ziplist", string(ziplist([b"x", 3])))
+            + b"\xff")
+    report = transcode(Trickle(data), tmp_path / "out.rdb", target_format("valkey:8.1"), "fail")
+    assert (report.input_version, report.output_version, report.input_checksum_ok) == (4, 11, None)
+    assert report.passed_through == 3
+    out = tmp_path / "out.rdb"
+    assert out.read_bytes()[:9] == b"REDIS0011"
+    assert list(read_records(out))[-1].checksum_ok is True
+    server = start_on(servers, "valkey-8.1", tmp_path, "out.rdb")
+    try:
+        client = server.client()
+        assert read_expire_at_ms(client, b"old:ttl") == at * 1000
+        assert read_value(client, b"old:zipmap") == HashValue({b"a": b"1", b"b": b"2"})
+        assert read_value(client, b"old:ziplist") == [b"x", b"3"]
+    finally:
+        server.stop()

@@ -32,7 +32,7 @@ import stat
 import tempfile
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -40,7 +40,7 @@ from typing import IO, Final, cast
 
 import anycrc
 
-from migrate.errors import BadInputError, ConfigError, IncompatibleDataError
+from migrate.errors import BadInputError, ConfigError, IncompatibleDataError, MigrationError
 from migrate.rdb import constants as C
 from migrate.rdb.decode import decode_object
 from migrate.rdb.reader import DEFAULT_MAX_VALUE, KeyTuple, RdbReader, Source
@@ -613,26 +613,41 @@ def _is_empty(type_byte: int, payload: bytes, dialect: str) -> bool:
 def transcode(source: Source, output: str | os.PathLike[str], target: TargetFormat,
               policy: Policy | str = Policy.FAIL, options: TranscodeOptions | None = None) -> TranscodeReport:
     """Write `source` (an RDB path or binary stream) as an RDB file `target` loads, atomically: a temporary file in
-    the output's folder, fsync, rename. On any failure (bad input, policy fail, I/O) nothing is left behind and the
-    error is raised: RdbFormatError (BadInputError) for corrupt input, IncompatibleDataError under policy fail."""
+    the output's folder, fsync, rename. On any failure nothing is left behind and the error is raised:
+    RdbFormatError (a BadInputError) for corrupt input, IncompatibleDataError under policy fail, ConfigError when
+    the output cannot be created, MigrationError when it cannot be written (disk full)."""
     options = options or TranscodeOptions()
+    policy = Policy.of(policy)
     final = Path(output)
-    folder = final.parent if str(final.parent) else Path(".")
-    handle, temp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=folder)
+    folder = final.parent
+    try:
+        handle, temp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=folder)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the output file in {folder}: {exc.strerror}",
+                          "check that the folder exists and is writable") from None
     try:
         with os.fdopen(handle, "wb", buffering=options.chunk_size) as out, _opened(source) as (stream, name):
-            job = _Transcoder(stream, name, target, Policy.of(policy), options)
+            job = _Transcoder(stream, name, target, policy, options)
             for piece in job.run():
-                out.write(piece)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temp_name, final)
+                _written(out.write, piece, final)
+            _written(lambda _: out.flush(), b"", final)
+            _written(lambda _: os.fsync(out.fileno()), b"", final)
+        _written(lambda _: os.replace(temp_name, final), b"", final)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(temp_name)
         raise
     _fsync_folder(folder)
     return job.report()
+
+
+def _written(write: Callable[[bytes | memoryview], object], data: bytes | memoryview, final: Path) -> None:
+    """An output write; OSError (disk full, I/O error) becomes MigrationError (the temporary file is then removed)."""
+    try:
+        write(data)
+    except OSError as exc:
+        raise MigrationError(f"cannot write the output file {final}: {exc.strerror}",
+                             "free disk space or choose another folder; nothing was left behind") from None
 
 
 class TranscodeStream:
