@@ -22,7 +22,7 @@ from migrate.errors import BadInputError, ConfigError, IncompatibleDataError
 from migrate.rdb import constants as C
 from migrate.rdb.errors import RdbFormatError
 from migrate.rdb.reader import read_records
-from migrate.rdb.records import KeyRecord
+from migrate.rdb.records import AuxField, KeyRecord
 from migrate.rdb.reencode import LOST_ACTIVE_TIME, LOST_ENTRIES_READ, LOST_FIELD_TTLS, LOST_STREAM_COUNTERS
 from migrate.rdb.target import TargetFormat, target_format
 from migrate.rdb.transcode import TranscodeOptions, precheck, transcode, transcode_chunks
@@ -457,3 +457,17 @@ def test_an_rdb_4_file_without_checksum_becomes_a_valkey_file(servers, tmp_path)
         assert read_value(client, b"old:ziplist") == [b"x", b"3"]
     finally:
         server.stop()
+
+
+def test_aux_fields_can_be_left_out_and_the_input_checksum_unchecked(tmp_path, redis_rdb):
+    target = target_format("valkey:8.1")
+    options = TranscodeOptions(now_ms=NOW, drop_aux=frozenset({"migrate-test"}))
+    report = transcode(redis_rdb, tmp_path / "out.rdb", target, "lossy", options)
+    assert (report.aux_kept, report.aux_dropped) == (("redis-ver",), ("migrate-test",))
+    assert [r.name for r in read_records(tmp_path / "out.rdb") if isinstance(r, AuxField)] == ["redis-ver"]
+    data = redis_rdb.read_bytes()
+    (tmp_path / "bad-crc.rdb").write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+    unchecked = transcode(tmp_path / "bad-crc.rdb", tmp_path / "out2.rdb", target, "lossy",
+                          TranscodeOptions(now_ms=NOW, verify_checksum=False))
+    assert unchecked.input_checksum_ok is False
+    assert list(read_records(tmp_path / "out2.rdb"))[-1].checksum_ok is True  # the output's own CRC is right
