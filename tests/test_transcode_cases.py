@@ -471,3 +471,18 @@ def test_aux_fields_can_be_left_out_and_the_input_checksum_unchecked(tmp_path, r
                           TranscodeOptions(now_ms=NOW, verify_checksum=False))
     assert unchecked.input_checksum_ok is False
     assert list(read_records(tmp_path / "out2.rdb"))[-1].checksum_ok is True  # the output's own CRC is right
+
+
+@pytest.mark.parametrize("target_name", ["valkey-8.0", "redis-7.0"])
+def test_a_malformed_slot_info_aux_field_is_dropped_where_it_would_be_refused(servers, tmp_path, target_name):
+    (tmp_path / "in.rdb").write_bytes(rdb_bytes(b"REDIS0011", aux(b"slot-info", b"garbage"),
+                                                aux(b"slot-info", b"7,1,0"), select(0), record(0, b"k", string(b"v"))))
+    target = target_of(servers.get(target_name))
+    report = transcode(tmp_path / "in.rdb", tmp_path / "out.rdb", target, "fail")
+    expected = (("slot-info",), ("slot-info",)) if target.product == "valkey" else (("slot-info", "slot-info"), ())
+    assert (report.aux_kept, report.aux_dropped) == expected
+    server = start_on(servers, target_name, tmp_path, "out.rdb")
+    try:
+        assert server.client().get(b"k") == b"v"
+    finally:
+        server.stop()

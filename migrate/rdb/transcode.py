@@ -14,10 +14,13 @@ the header (the target's magic and version), records the target would refuse, an
   they are size hints, not data. SLOT_IMPORT (Valkey 9: a slot import in progress on the node that saved the file)
   is always dropped: it describes a job of the source cluster, and a Valkey 9.1.2 started standalone on a file
   holding one crashes (measured; in cluster mode it marks the job failed and cleans it up). The keys are kept;
+- AUX fields are kept (every loader skips the ones it does not know), except those named in options.drop_aux and a
+  malformed `slot-info` for a Valkey target (the one AUX field a loader parses and can refuse);
 - empty collections are dropped, as every loader skips them (RDB_LOAD_ERR_EMPTY_KEY);
 - keys whose expiry has passed are dropped, as a primary drops them when it loads a file (rdb.c: `iAmPrimary() &&
   expiretime != -1 && expiretime < now`); TranscodeOptions(drop_expired=False) keeps them (what a replica does).
-The output CRC64 is computed on the fly over what is written. Memory is bounded by the largest record plus a chunk.
+The output CRC64 is computed on the fly over what is written (anycrc: 34 MiB in 0.004 s measured, under 1% of a
+transcode: no "zero checksum" mode is offered). Memory is bounded by the largest record plus a chunk.
 
 Policy `fail` never leaves an output behind: a file is written to a temporary name in the target folder and renamed
 only when complete; the chunk API runs a pre-pass (precheck) first when the input is a file, so that a replica is
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import stat
 import tempfile
 import time
@@ -66,6 +70,7 @@ DEFAULT_LIST_LIMIT: Final = 1000
 # A collection record of at most this many bytes may be empty (an empty listpack is 7 bytes, an empty ziplist 11,
 # HASH_LISTPACK_EX adds 8): only those are looked at before being copied.
 _MAYBE_EMPTY_SIZE: Final = 20
+_SLOT_INFO_AUX: Final = re.compile(rb"\s*[+-]?(?:0[xX][0-9a-fA-F]+|[0-9]+),\s*[+-]?[0-9]+,\s*[+-]?[0-9]+")
 
 # What happens to a key record, by type byte (the fast path tests these small ints).
 _PASS_STRING: Final = 0  # copied, nothing to check
@@ -475,7 +480,7 @@ class _Transcoder:
         """None: copy it; bytes (maybe empty): write these instead."""
         target, tally = self.target, self.tally
         if isinstance(item, AuxField):
-            if item.name in self.options.drop_aux:
+            if item.name in self.options.drop_aux or self._refused_aux(item):
                 tally.aux_dropped.append(item.name)
                 return b""
             tally.aux_kept.append(item.name)
@@ -493,6 +498,12 @@ class _Transcoder:
         if isinstance(item, SlotImport):  # always: see the module docstring
             return self._drop_opcode("SLOT_IMPORT")
         raise TypeError(f"unexpected record {item!r}")
+
+    def _refused_aux(self, item: AuxField) -> bool:
+        """Every loader skips AUX fields it does not know; the one a loader parses and can refuse is Valkey's
+        `slot-info` (sscanf "%i,%lu,%lu": fewer than three numbers fails the load, measured on 8.0.1-9.1.2)."""
+        return (self.target.product == "valkey" and item.name.lower() == "slot-info"
+                and _SLOT_INFO_AUX.match(item.value) is None)
 
     def _select(self, db: int) -> bytes | None:
         self.current_db = db
