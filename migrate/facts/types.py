@@ -102,6 +102,20 @@ TYPE_BYTES_READ: Final[tuple[tuple[str, Version, frozenset[int]], ...]] = (
 """(product, first release, type bytes added): what a release reads, cumulative by release. Bytes 22+ mean different
 things to Redis and Valkey: a byte >= 22 counts only in data of the reader's own dialect (see reads_type)."""
 
+OPCODES_READ: Final[tuple[tuple[str, Version, frozenset[int]], ...]] = (
+    ("redis", (2, 6), frozenset({255, 254, 253, 252})),  # EOF, SELECTDB, EXPIRETIME, EXPIRETIME_MS
+    ("redis", (3, 2), frozenset({251, 250})),  # RESIZEDB, AUX (rdb.h of 3.2, RDB 7)
+    ("redis", (5, 0), frozenset({249, 248, 247})),  # FREQ, IDLE, MODULE_AUX (rdb.h of 5.0, RDB 9)
+    ("redis", (7, 0), frozenset({245})),  # FUNCTION2; measured: Redis 6.0.16 refuses it, 7.0.15 reads it
+    ("redis", (7, 4), frozenset({244})),  # SLOT_INFO; measured: 7.0.15 refuses it, 8.0.2/8.0.6 read it
+    ("valkey", (7, 2), frozenset({255, 254, 253, 252, 251, 250, 249, 248, 247, 245})),  # as Redis 7.2
+    ("valkey", (9, 0), frozenset({244, 243})),  # SLOT_INFO, SLOT_IMPORT; measured: 8.0.1/8.1.1 refuse 244, 9.1.2 reads
+)  # measured: Valkey 9.1.2 reads SLOT_IMPORT (243) in cluster mode only; started standalone on it, it crashes
+"""(product, first release, opcodes added): what a server's RDB loader reads (rdbLoadRioWithLoadingCtx), cumulative.
+Any other byte in opcode position is read as an object type and refused (`Unknown RDB encoding type`). Unknown AUX
+fields are skipped by every release (measured on the whole matrix, 2026-12-01); Valkey 8.0+ parses the AUX field
+`slot-info` and refuses a malformed one. FUNCTION_PRE_GA (246) was read by Redis 7.0 only and is written by none."""
+
 _COMMON_BY_BYTE: Final = {t.byte: t for t in COMMON_TYPES}
 _REDIS_BY_BYTE: Final = {**_COMMON_BY_BYTE, **{t.byte: t for t in REDIS_TYPES}}
 _VALKEY_BY_BYTE: Final = {**_COMMON_BY_BYTE, **{t.byte: t for t in VALKEY_TYPES}}
@@ -153,6 +167,14 @@ def has_field_ttls(type_byte: int, rdb_version: int | None) -> bool:
 def readable_types(product: str, version: Version) -> frozenset[int]:
     out: frozenset[int] = frozenset()
     for prod, first, added in TYPE_BYTES_READ:
+        if prod == product and version >= first:
+            out |= added
+    return out
+
+
+def readable_opcodes(product: str, version: Version) -> frozenset[int]:
+    out: frozenset[int] = frozenset()
+    for prod, first, added in OPCODES_READ:
         if prod == product and version >= first:
             out |= added
     return out
