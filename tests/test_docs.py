@@ -44,7 +44,9 @@ def test_readme_option_tables_are_the_declared_options():
     from migrate.cli.params import option_table
 
     blocks = dict(re.findall(r"<!-- options:(\w+) -->\n(.*?)\n<!-- /options -->", README, flags=re.S))
-    assert set(blocks) == {"common", "preflight", "run", "verify"}
+    from migrate.cli.params import VERB_OPTIONS
+
+    assert set(blocks) == {"common"} | {verb for verb, options in VERB_OPTIONS.items() if options}
     for verb, table in blocks.items():
         assert table == option_table(verb), f"README option table of {verb} is stale: run scripts/readme-options"
 

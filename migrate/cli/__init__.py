@@ -22,6 +22,9 @@ VERBS = {
                           "Exit 5 on blockers."),
     "verify": LazyVerb("migrate.cli.verify:verify_cmd",
                        "Prove parity between source and target, both directions, key by key (exit 5 on divergence)."),
+    "convert": LazyVerb("migrate.cli.convert:convert_cmd",
+                        "Rewrite an RDB file for another release (exit 5 when --on-incompatible fail meets a key it "
+                        "cannot hold)."),
     "run": LazyVerb("migrate.cli.run:run_cmd",
                     "Copy the data from the source into the target (exit 5 if keys were left busy or --verify found "
                     "divergence)."),

@@ -17,7 +17,8 @@ from migrate.settings import Setting, check_file_keys, load_file, option, resolv
 F = TypeVar("F", bound=Callable[..., Any])
 
 # Each verb's options class ("module:class"), imported only to check a config file's keys.
-VERB_OPTIONS: Final = {"identify": None, "preflight": "migrate.preflight.options:PreflightOptions",
+VERB_OPTIONS: Final = {"identify": None, "convert": "migrate.convert.options:ConvertOptions",
+                       "preflight": "migrate.preflight.options:PreflightOptions",
                        "run": "migrate.run.options:RunOptions", "verify": "migrate.verify.options:VerifyOptions"}
 
 

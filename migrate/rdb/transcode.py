@@ -38,7 +38,6 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 from typing import IO, Final, cast
 
@@ -46,6 +45,7 @@ import anycrc
 
 from migrate.errors import BadInputError, ConfigError, IncompatibleDataError, MigrationError
 from migrate.facts import types as T
+from migrate.incompatible import OnIncompatible
 from migrate.rdb import constants as C
 from migrate.rdb.decode import decode_object
 from migrate.rdb.reader import DEFAULT_MAX_VALUE, KeyTuple, RdbReader, Source
@@ -81,23 +81,7 @@ _MODULE: Final = 3  # copied where the target has the module, else the policy de
 _REFUSED_DB: Final = 4  # the key's database is beyond the target's `databases`
 
 
-class Policy(StrEnum):
-    """What happens to what the target cannot hold as it is (same values as run's --on-incompatible)."""
-
-    FAIL = "fail"  # stop before an output exists
-    SKIP = "skip"  # leave it out, named in the report
-    LOSSY = "lossy"  # write what the target can hold (a hash without its field TTLs), named; skip what it cannot
-
-    def __str__(self) -> str:
-        return self.value
-
-    @classmethod
-    def of(cls, value: Policy | str) -> Policy:
-        """A Policy from itself, its value, or run's OnIncompatible (same values)."""
-        try:
-            return cls(str(value))
-        except ValueError:
-            raise ConfigError(f"unknown policy {value!r}", "use fail, skip or lossy") from None
+Policy = OnIncompatible  # the policy of every verb (migrate.incompatible)
 
 
 @dataclass(frozen=True)

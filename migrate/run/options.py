@@ -10,6 +10,7 @@ from typing import Final
 
 from migrate.config import CommonConfig
 from migrate.errors import ConfigError
+from migrate.incompatible import OnIncompatible as OnIncompatible  # re-exported: part of run's API
 from migrate.selection import KeySelection
 from migrate.settings import group, integer, option, path, positive_number, positive_seconds, size
 
@@ -22,15 +23,6 @@ class Strategy(StrEnum):
     REPLAY = "replay"  # SCAN + DUMP + RESTORE, converting per key
     RELOAD = "reload"  # snapshot (replication download or --from-rdb), flush the target, load every key
     REPLICAOF = "replicaof"  # the target replicates from the source natively
-
-    def __str__(self) -> str:
-        return self.value
-
-
-class OnIncompatible(StrEnum):
-    FAIL = "fail"  # stop at the first key the target cannot hold as it is
-    SKIP = "skip"  # leave such keys out, listed by name
-    LOSSY = "lossy"  # write what the target can hold (e.g. a hash without its field TTLs), listed by name
 
     def __str__(self) -> str:
         return self.value
