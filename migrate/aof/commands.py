@@ -23,7 +23,7 @@ from migrate.aof.errors import AofFormatError
 LINE_MAX: Final = 1023  # fgets(buf, AOF_ANNOTATION_LINE_MAX_LEN = 1024, fp) reads at most 1023 bytes
 DEFAULT_CHUNK: Final = 1 << 20
 _INT_MAX: Final = (1 << 31) - 1
-_BLANKS: Final = b" \t\n\r\v\f"
+BLANKS: Final = b" \t\n\r\v\f"  # isspace() in the C locale
 
 RawCommand = tuple[int, int, tuple[bytes, ...]]  # (offset of '*', offset after the command, argv)
 
@@ -126,7 +126,7 @@ class CommandStream:
             raise _More()
         if buf[p + 1] == 0:
             raise self._format_error(buf, p, base, "a NUL byte after '*'")
-        argc = _c_integer(buf[p + 1:q])
+        argc = c_integer(buf[p + 1:q])
         if not 1 <= argc <= _INT_MAX:
             raise self._format_error(buf, p, base, f"invalid argument count {buf[p:q].strip()!r}")
         return q, argc
@@ -138,7 +138,7 @@ class CommandStream:
         line_end = _line_end(buf, q, eof)
         if buf[q] != 36:  # '$'
             raise self._format_error(buf, q, base, "expected '$' before an argument")
-        length = _c_integer(buf[q + 1:line_end])
+        length = c_integer(buf[q + 1:line_end])
         if length < 0:
             raise self._format_error(buf, q, base, f"invalid argument length {buf[q:line_end].strip()!r}")
         return line_end, length
@@ -165,9 +165,10 @@ def _line_end(buf: bytes, p: int, eof: bool) -> int:
     return len(buf)
 
 
-def _c_integer(text: bytes) -> int:
-    """atoi / strtol: leading blanks, an optional sign, the digits that follow (0 when none)."""
-    text = text.lstrip(_BLANKS)
+def c_integer(text: bytes) -> int:
+    """C atoi, strtol, atoll as the server uses them: leading blanks, an optional sign, the digits that follow (0 when
+    none)."""
+    text = text.lstrip(BLANKS)
     sign = -1 if text[:1] == b"-" else 1
     if text[:1] in (b"-", b"+"):
         text = text[1:]

@@ -21,12 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from migrate.aof.commands import BLANKS, c_integer
 from migrate.aof.errors import AofFormatError
 
 MANIFEST_SUFFIX: Final = ".manifest"
 MAX_LINE: Final = 1024  # MANIFEST_MAX_LINE in src/aof.c
 KIND_OF_TYPE: Final = {"b": "base", "h": "history", "i": "incr"}
-_BLANKS: Final = b" \t\n\r\v\f"  # isspace() in the C locale
 _HEX: Final = b"0123456789abcdefABCDEF"
 _ESCAPES: Final = {ord("n"): 10, ord("r"): 13, ord("t"): 9, ord("b"): 8, ord("a"): 7}
 
@@ -111,7 +111,7 @@ def _entry(raw: bytes, path: Path, number: int) -> ManifestEntry | None:
     fields: dict[str, bytes] = {}
     for key, value in zip(tokens[::2], tokens[1::2], strict=True):
         fields[key.decode("latin-1").lower()] = value.split(b"\0", 1)[0]
-    name, seq, kind = fields.get("file"), _atoll(fields.get("seq", b"")), fields.get("type", b"")[:1]
+    name, seq, kind = fields.get("file"), c_integer(fields.get("seq", b"")), fields.get("type", b"")[:1]
     if name is not None and (b"/" in name or b"\\" in name):
         raise ManifestError("a file name must be a bare name, not a path", path, number)
     if not name or not seq or not kind:
@@ -121,22 +121,12 @@ def _entry(raw: bytes, path: Path, number: int) -> ManifestEntry | None:
     return ManifestEntry(name.decode("utf-8", "surrogateescape"), seq, KIND_OF_TYPE[kind.decode()], number)
 
 
-def _atoll(text: bytes) -> int:
-    """C atoll: leading blanks, an optional sign, then digits up to the first other byte (0 when none)."""
-    text = text.lstrip(_BLANKS)
-    sign = -1 if text[:1] == b"-" else 1
-    if text[:1] in (b"-", b"+"):
-        text = text[1:]
-    digits = len(text) - len(text.lstrip(b"0123456789"))
-    return sign * int(text[:digits]) if digits else 0
-
-
 def split_args(line: bytes) -> list[bytes] | None:
     """sdssplitargs: tokens of a line with the server's quoting rules, None when the quoting is unbalanced."""
     out: list[bytes] = []
     pos, end = 0, len(line)
     while True:
-        while pos < end and line[pos] in _BLANKS:
+        while pos < end and line[pos] in BLANKS:
             pos += 1
         if pos >= end:
             return out
@@ -174,7 +164,7 @@ def _token(line: bytes, pos: int) -> tuple[bytes | None, int]:
             current.append(39)
             pos += 2
         elif c == quote:
-            if nxt and nxt not in _BLANKS:
+            if nxt and nxt not in BLANKS:
                 return None, pos  # a closing quote must be followed by a blank or the end
             return bytes(current), pos + 1
         else:

@@ -64,16 +64,14 @@ _TIME_OPTIONS: Final = frozenset({b"ex", b"px", b"exat", b"pxat"})
 _RELATIVE: Final = frozenset({b"ex", b"px"})
 
 
-def set_(argv: Argv, ctx: Context) -> tuple[Argv, ...]:
-    """SET key value [NX|XX] [GET] [EX s|PX ms|EXAT|PXAT|KEEPTTL]: EX/PX become PXAT (6.0 replication streams)."""
-    if len(argv) <= 3:
-        return (argv,)
-    out = list(argv[:3])
-    i = 3
+def _times_to_pxat(argv: Argv, start: int, options: frozenset[bytes], ctx: Context) -> tuple[Argv, ...]:
+    """argv with each of `options` (EX, PX, EXAT: an option followed by a time) from `start` on as PXAT <ms>."""
+    out = list(argv[:start])
+    i = start
     changed = False
     while i < len(argv):
         option = argv[i].lower()
-        if option in _RELATIVE and i + 1 < len(argv):
+        if option in options and i + 1 < len(argv):
             at = _abs_ms(option, argv[i + 1], ctx.now_ms)
             if at is not None:
                 out += (PXAT, at)
@@ -83,6 +81,13 @@ def set_(argv: Argv, ctx: Context) -> tuple[Argv, ...]:
         out.append(argv[i])
         i += 1
     return (tuple(out),) if changed else (argv,)
+
+
+def set_(argv: Argv, ctx: Context) -> tuple[Argv, ...]:
+    """SET key value [NX|XX] [GET] [EX s|PX ms|EXAT|PXAT|KEEPTTL]: EX/PX become PXAT (6.0 replication streams)."""
+    if len(argv) <= 3:
+        return (argv,)
+    return _times_to_pxat(argv, 3, _RELATIVE, ctx)
 
 
 def setex(argv: Argv, ctx: Context) -> tuple[Argv, ...]:
@@ -185,22 +190,7 @@ def msetex(argv: Argv, ctx: Context) -> tuple[Argv, ...]:
     n = _int(argv[1]) if len(argv) > 1 else None
     if n is None:
         return (argv,)
-    head = 2 + 2 * n
-    out = list(argv[:head])
-    i = head
-    changed = False
-    while i < len(argv):
-        option = argv[i].lower()
-        if option in (b"ex", b"px", b"exat") and i + 1 < len(argv):
-            at = _abs_ms(option, argv[i + 1], ctx.now_ms)
-            if at is not None:
-                out += (PXAT, at)
-                changed = True
-                i += 2
-                continue
-        out.append(argv[i])
-        i += 1
-    return (tuple(out),) if changed else (argv,)
+    return _times_to_pxat(argv, 2 + 2 * n, frozenset({b"ex", b"px", b"exat"}), ctx)
 
 
 def eval_(argv: Argv, ctx: Context) -> tuple[Argv, ...]:
