@@ -165,16 +165,18 @@ def has_field_ttls(type_byte: int, rdb_version: int | None) -> bool:
 
 
 def readable_types(product: str, version: Version) -> frozenset[int]:
-    out: frozenset[int] = frozenset()
-    for prod, first, added in TYPE_BYTES_READ:
-        if prod == product and version >= first:
-            out |= added
-    return out
+    return _cumulative(TYPE_BYTES_READ, product, version)
 
 
 def readable_opcodes(product: str, version: Version) -> frozenset[int]:
+    return _cumulative(OPCODES_READ, product, version)
+
+
+def _cumulative(table: tuple[tuple[str, Version, frozenset[int]], ...], product: str,
+                version: Version) -> frozenset[int]:
+    """What a release has in a table of additions per (product, first release)."""
     out: frozenset[int] = frozenset()
-    for prod, first, added in OPCODES_READ:
+    for prod, first, added in table:
         if prod == product and version >= first:
             out |= added
     return out
