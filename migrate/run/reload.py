@@ -27,7 +27,7 @@ from migrate.run.convert import CachedPlan, Converter, signature
 from migrate.run.load import LoadOutcome, check_snapshot, load_functions, load_snapshot, snapshot_payload
 from migrate.run.options import OnIncompatible, RunConfig, RunOptions
 from migrate.run.result import DbReport, RunResult
-from migrate.run.session import check_writable_target, doomed_stream
+from migrate.run.session import check_writable_target, doomed_stream, flush_dbs
 from migrate.run.snapshot import ReplicationSnapshot
 from migrate.run.spool import check_space, spool_folder, spooled_snapshot
 from migrate.selection import KeySelection
@@ -237,7 +237,7 @@ def _execute(config: RunConfig, source: Server | None, target: Server) -> LoadOu
             snapshot = ReplicationSnapshot(source.endpoint, config.common.connection)
             stream = cast(IO[bytes], stack.enter_context(snapshot))
         reader = stack.enter_context(RdbReader(stream))
-        _flush(target, config.common.connection, _target_dbs(options.selection, source))
+        flush_dbs(target, _target_dbs(options.selection, source))
         try:
             total = sum(source.identity.keyspace.values()) if source is not None else None
             return load_snapshot(config, target, reader, total=total)
@@ -257,20 +257,5 @@ def _refuse_doomed_source(source: Server, target: Server, options: RunOptions) -
         raise ProblemsFound(f"the snapshot would fail to load: {reason}; nothing was flushed",
                             "use --on-incompatible skip or lossy, or drop --no-spool so the snapshot is checked key "
                             "by key")
-
-
-def _flush(target: Server, settings: ConnectionSettings, dbs: list[int] | None) -> None:
-    if dbs is None:
-        with_retries(target.client.flushall, settings, "FLUSHALL on the target", target.endpoint, "target")
-        log.warning("flushed", target=str(target.endpoint), dbs="all")
-        return
-    target.check_databases(dbs)
-    for db in dbs:
-        client = target.db_client(db)
-        try:
-            with_retries(client.flushdb, settings, f"FLUSHDB on target db {db}", target.endpoint, "target")
-        finally:
-            client.close()
-    log.warning("flushed", target=str(target.endpoint), dbs=dbs)
 
 
