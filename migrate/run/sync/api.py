@@ -290,7 +290,7 @@ class SyncJob:
                                on_applied=self._applied, held_offset=offset)
         self.applied = (offset, db)
         self.state.applied_offset = offset
-        self._save()
+        self._save(force=True)  # a kill from now on resumes from here, not from a snapshot
 
     def _record(self, kind: str, reason: str, offset: int) -> None:
         self.resyncs.append(ResyncEvent(kind, reason, offset, time.time()))
@@ -477,12 +477,12 @@ class SyncJob:
             return None
         return replication_offset(reply)
 
-    def _save(self) -> None:
+    def _save(self, force: bool = False) -> None:
         cp = self.checkpoint
         if cp is None:
             return
         cp.phase, cp.replid, (cp.offset, cp.db) = "streaming", self.replid, self.applied
-        cp.save_every(CHECKPOINT_SECONDS)
+        cp.save() if force else cp.save_every(CHECKPOINT_SECONDS)
 
     def note(self, text: str) -> None:
         self.state.notes.append(text)
