@@ -175,14 +175,17 @@ def _fallback(right: Right) -> Right:
 
 SYNC_SOURCE: Final = (
     Right("psync", ("?", "-1"), "follow the source as a replica: its snapshot, then its write stream",
-          when="else the keyspace-notification fallback", required=False, applies=_replicating),
+          when="without it: the keyspace-notification fallback", applies=_replicating),
     Right("replconf", ("listening-port", "0"), "the replication handshake and acknowledgements",
-          when="else the keyspace-notification fallback", required=False, applies=_replicating),
+          when="without it: the keyspace-notification fallback", applies=_replicating),
     Right("info", (), "identify the source; its replication offset (lag, cutover point) and key counts"),
     Right("client|pause", ("1", "WRITE"), "pause the source's writes at the cutover",
           when="source has CLIENT PAUSE WRITE (6.2+)", applies=_source_has("client pause write")),
     Right("client|unpause", (), "end the cutover's write pause", when="source has CLIENT PAUSE WRITE (6.2+)",
           applies=_source_has("client pause write")),
+    *(Right(command, (), "pause writes and read the offset in one transaction: the exact cut point",
+            when="source has CLIENT PAUSE WRITE (6.2+)", applies=_source_has("client pause write"))
+      for command in ("multi", "exec")),
     Right("config|get", ("notify-keyspace-events",), "check that keyspace notifications are on",
           when="the source refuses PSYNC", applies=lambda c: c.sync_fallback),
     Right("psubscribe", ("__keyevent@*__:*",), "hear every key the source writes (keyspace notifications)",
@@ -194,6 +197,8 @@ SYNC_TARGET: Final = (
     Right("@write", (), "apply the source's write stream: whatever the application writes (any write command, as "
           "the source propagates it), so the ACL category, not a list"),
     Right("get", (K,), "read the stream marker (where the target stands) after a lost connection or a kill"),
+    Right("command|list", (), "the target's command set (which commands the stream may pass as they are)",
+          required=False),
     Right("flushall", (), "a full resync empties the sync's databases (keys deleted on the source must go)",
           when="no --db/--db-map", applies=lambda c: not c.selected_dbs),
     Right("flushdb", (), "a full resync empties the sync's databases; --flush-target", when="--db/--db-map",
@@ -287,13 +292,13 @@ def probe(channel: Channel, role: str, rights: tuple[Right, ...], key: bytes) ->
     exec_rights = tuple(r for r in rights if r.command == "exec")
     if is_error(replies[-1]):  # still inside the transaction: only dropping the connection discards it safely
         channel.reset()
-        return Probe(role, tuple(r for r, reply in zip(queued, replies, strict=False) if _denied(reply)),
-                     tuple(r for r, reply in zip(queued, replies, strict=False) if _unknown(reply)), exec_rights,
-                     f"DISCARD refused: {replies[-1]}")
+        return Probe(role, _categories(tuple(r for r, reply in zip(queued, replies, strict=False) if _denied(reply))),
+                     _categories(tuple(r for r, reply in zip(queued, replies, strict=False) if _unknown(reply))),
+                     exec_rights, f"DISCARD refused: {replies[-1]}")
     bare_exec = channel.command("EXEC") if exec_rights else None  # "EXEC without MULTI" when granted
     outcomes = list(zip(queued, replies, strict=False)) + [(r, bare_exec) for r in exec_rights]
-    denied = _categories(tuple(r for r, reply in outcomes if _denied(reply)), rights)
-    unknown = _categories(tuple(r for r, reply in outcomes if _unknown(reply)), rights)
+    denied = _categories(tuple(r for r, reply in outcomes if _denied(reply)))
+    unknown = _categories(tuple(r for r, reply in outcomes if _unknown(reply)))
     return Probe(role, denied, unknown)
 
 
@@ -309,7 +314,7 @@ def _expanded(rights: tuple[Right, ...]) -> tuple[Right, ...]:
     return tuple(out)
 
 
-def _categories(found: tuple[Right, ...], rights: tuple[Right, ...]) -> tuple[Right, ...]:
+def _categories(found: tuple[Right, ...]) -> tuple[Right, ...]:
     """Samples of a category reported as the category's right (once), the other rights as they are."""
     out: dict[str, Right] = {}
     for right in found:

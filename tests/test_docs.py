@@ -44,7 +44,7 @@ def test_readme_option_tables_are_the_declared_options():
     from migrate.cli.params import option_table
 
     blocks = dict(re.findall(r"<!-- options:(\w+) -->\n(.*?)\n<!-- /options -->", README, flags=re.S))
-    assert set(blocks) == {"common", "preflight", "run", "verify"}
+    assert set(blocks) == {"common", "preflight", "run", "cutover", "verify"}
     for verb, table in blocks.items():
         assert table == option_table(verb), f"README option table of {verb} is stale: run scripts/readme-options"
 

@@ -258,3 +258,19 @@ def test_a_non_empty_target_is_refused_and_selections_by_key_are_not_taken(serve
         run(sync_config(source.url, target.url, tmp_path, selection=KeySelection(match="user:*")))
     assert "--db and --db-map" in err.value.message
     assert Path(tmp_path / "sync.checkpoint.json").exists() is False
+
+
+def test_verify_never_counts_the_sync_marker(servers, tmp_path):
+    from migrate.config import CommonConfig, parse_endpoint
+    from migrate.stream import marker_key
+    from migrate.verify import VerifyConfig, VerifyOptions, verify
+    from migrate.verify.options import Level
+
+    source, target = servers.get("redis-7.0"), servers.get("valkey-8.1")
+    for side in (source, target):
+        side.client().set("same", "value")
+    target.client().set(marker_key("sync"), b"v1 offset=10 db=0 at=1")  # a sync before its cutover
+    common = CommonConfig(parse_endpoint(source.url), parse_endpoint(target.url))
+    for level in (Level.COUNT, Level.KEYS, Level.FULL):
+        result = verify(VerifyConfig(common, VerifyOptions(level=level, reverse_scan="always", rounds=0)))
+        assert result.ok, (level, result.divergent)

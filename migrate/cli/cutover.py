@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from migrate.cli.params import ReportOptions, click_option, emit, resolve_for
+from migrate.errors import ConfigError
 from migrate.run.options import CutoverOptions
 from migrate.run.sync.control import request_cutover
 from migrate.settings import build, settings_of
@@ -27,6 +28,8 @@ def cutover_cmd(ctx: click.Context, /, **flags: Any) -> None:
     values = resolve_for(ctx, "cutover", flags, CutoverOptions)
     options: CutoverOptions = build(CutoverOptions, values)
     report: ReportOptions = build(ReportOptions, values)
+    if options.status_file is None:
+        raise ConfigError("give --status-file: the status file of the running sync (its --status-file)")
     status = request_cutover(options.status_file, options.wait)
     emit(render(status, report.format), report.output)
 

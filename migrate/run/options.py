@@ -180,7 +180,7 @@ class RunConfig:
 class CutoverOptions:
     """`migrate cutover`: ask a running `migrate run --strategy sync --cutover manual` to cut over."""
 
-    status_file: Path = option(Path("migrate-sync.status.json"), "The --status-file of the running sync.",
-                               metavar="FILE", parse=path)
+    status_file: Path | None = option(None, "The --status-file of the running sync (required).", metavar="FILE",
+                                      parse=path)
     wait: float = option(120.0, "Wait at most this long for the cutover to finish (0: do not wait).",
                          metavar="SECONDS", parse=non_negative_seconds)

@@ -54,12 +54,12 @@ from migrate.stream import (
     marker_key,
     read_marker,
 )
-from migrate.stream.marker import marker_value
+from migrate.stream.marker import SYNC_STREAM_ID, marker_value
 from migrate.wire import Channel
 
 log = get_logger("migrate.sync")
 
-STREAM_ID: Final = "sync"  # the marker key: __migrate:stream-applied:sync in target db 0
+STREAM_ID: Final = SYNC_STREAM_ID  # the marker key: __migrate:stream-applied:sync in target db 0
 READ_COMMANDS: Final = 2000  # commands parsed per round (the applier batches them by 1,000)
 RECONNECT_SECONDS: Final = 120.0  # a source or target that stays unreachable longer ends the sync (resumable)
 CHECKPOINT_SECONDS: Final = 1.0

@@ -27,7 +27,7 @@ from migrate.run.options import CutoverMode
 from migrate.run.result import CutoverReport, DbCount
 from migrate.server import Server
 from migrate.stream import MARKER_DB, remove_marker
-from migrate.stream.marker import marker_key
+from migrate.stream.marker import SYNC_STREAM_ID, marker_key
 from migrate.wire import Channel, is_error, pack
 
 if TYPE_CHECKING:
@@ -174,7 +174,7 @@ def count_keys(scope: Scope, target: Server, settings: ConnectionSettings, sourc
     channel = Channel(target.endpoint, settings, "target", MARKER_DB)
     try:
         tgt = _keyspace(channel.command("INFO", "keyspace"))
-        marker = int(channel.command("EXISTS", marker_key("sync")) or 0)
+        marker = int(channel.command("EXISTS", marker_key(SYNC_STREAM_ID)) or 0)
     finally:
         channel.close()
     mapping = scope.db_map.table() if not scope.db_map.identity else {db: db for db in set(src) | set(tgt)}
@@ -231,7 +231,7 @@ def _finish(job: SyncJob) -> None:
         job.applier.flush()
     client = job.target.db_client(MARKER_DB)
     try:
-        remove_marker(client, "sync")
+        remove_marker(client, SYNC_STREAM_ID)
     finally:
         client.close()
     if job.link is not None:
