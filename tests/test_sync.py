@@ -274,3 +274,21 @@ def test_verify_never_counts_the_sync_marker(servers, tmp_path):
     for level in (Level.COUNT, Level.KEYS, Level.FULL):
         result = verify(VerifyConfig(common, VerifyOptions(level=level, reverse_scan="always", rounds=0)))
         assert result.ok, (level, result.divergent)
+
+
+@pytest.mark.parametrize(("args", "mode", "possible"), [
+    (FAST, "replication stream", True),
+    ((*RENAMED, "--notify-keyspace-events", "KEA"), "keyspace-notification fallback", True),
+    (RENAMED, "keyspace-notification fallback", False),
+], ids=["psync", "renamed-with-notifications", "renamed-without"])
+def test_preflight_says_which_mode_a_sync_would_use(servers, args, mode, possible):
+    from migrate.config import CommonConfig, parse_endpoint
+    from migrate.preflight import PreflightConfig, preflight
+
+    source, target = servers.get("redis-7.0", *args), servers.get("valkey-8.1")
+    source.client().set("k", "v")
+    result = preflight(PreflightConfig(CommonConfig(parse_endpoint(source.url), parse_endpoint(target.url))))
+    option = next(o for o in result.strategy.options if o.name == "sync")
+    assert option.possible is possible and option.mode.startswith(mode), option
+    if not possible:
+        assert any("notify-keyspace-events" in why for why in option.why_not)

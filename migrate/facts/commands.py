@@ -90,4 +90,5 @@ STRATEGY_COMMANDS: Final[dict[str, dict[str, tuple[str, ...]]]] = {
     "replication": {"source": ("psync", "sync"), "target": ("replicaof",)},
     "replay": {"source": ("scan", "dump", "pttl", "type"), "target": ("restore", "select")},
     "reload": {"source": ("sync",), "target": ("restore", "flushall", "select")},  # source: without an RDB file
+    "sync": {"source": ("psync",), "target": ("restore", "select", "multi", "exec")},  # source: else the fallback
 }

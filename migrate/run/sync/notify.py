@@ -23,6 +23,7 @@ import redis
 from migrate.config import ConnectionSettings
 from migrate.connection import open_client
 from migrate.errors import MigrationError
+from migrate.facts.notifications import notifications_missing
 from migrate.identity import config_value
 from migrate.logs import get_logger
 from migrate.rdb.rewrite import DEFAULT_MAX_COMMAND_BYTES
@@ -43,7 +44,6 @@ from migrate.wire import Channel, is_error, pack
 
 log = get_logger("migrate.sync")
 
-EVENT_CLASSES: Final = "g$lshzxet"  # generic, string, list, set, hash, zset, expired, evicted, stream ("A" = all)
 BATCH: Final = 500
 MISSES: Final = (
     "keyspace notifications are fire-and-forget: events sent while the subscription is down are lost, so a dropped "
@@ -55,17 +55,6 @@ MISSES: Final = (
     "function libraries and ACL users changed after the replay are not followed",
     "no resume: a stopped fallback sync starts over (events missed while it was stopped cannot be recovered)",
 )
-
-
-def notifications_missing(flags: str | None) -> str | None:
-    """Why the source's notify-keyspace-events does not cover every write, or None."""
-    if flags is None:
-        return "its notify-keyspace-events setting cannot be read (CONFIG GET refused)"
-    have = set(flags)
-    if not have & {"K", "E"}:
-        return f"keyspace notifications are off (notify-keyspace-events is {flags!r})"
-    lacking = "" if "A" in have else "".join(c for c in EVENT_CLASSES if c not in have)
-    return f"notify-keyspace-events {flags!r} lacks the event classes {lacking!r}" if lacking else None
 
 
 def follow_notifications(config: RunConfig, source: Server, target: Server, control: SyncControl, refusal: str,
