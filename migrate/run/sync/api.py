@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -194,7 +195,7 @@ class SyncJob:
         self.resyncs: list[ResyncEvent] = []
         self.tallies: dict[int, DbTally] = {}
         self.functions: FunctionsReport | None = None
-        self.offset_client = Channel(source.endpoint, self.settings, "source", 0)
+        self.offset_client = Channel(source.endpoint, self.settings, "source", 0)  # the reporter thread's
         self.observer: Callable[[list[StreamCommand]], None] | None = None  # the cutover's grace period counts writes
 
     # -- the whole sync ---------------------------------------------------------------------------------------------
@@ -230,6 +231,7 @@ class SyncJob:
         self._full_sync(link, "first sync", flush=bool(held) and options.flush_target)
 
     def _resume(self) -> None:
+        _remove_leftovers(self.snapshot_path.parent)
         self.checkpoint = SyncCheckpoint.load(self.options.checkpoint, fingerprint(self.config, self.source,
                                                                                    self.target))
         cp = self.checkpoint
@@ -468,12 +470,14 @@ class SyncJob:
     def waiting_since(self) -> float | None:
         return self.link.waiting_since() if self.link is not None else None
 
-    def read_source_offset(self) -> int | None:
-        """The source's master_repl_offset (INFO replication), or None when it cannot be read now."""
+    def read_source_offset(self, channel: Channel | None = None) -> int | None:
+        """The source's master_repl_offset (INFO replication), or None when it cannot be read now. Without a channel
+        it uses the reporter's own (a channel is never shared between threads)."""
+        channel = channel or self.offset_client
         try:
-            reply = self.offset_client.command("INFO", "replication")
+            reply = channel.command("INFO", "replication")
         except Exception:  # reported as a stale figure, never a failure of the sync
-            self.offset_client.reset()
+            channel.reset()
             return None
         return replication_offset(reply)
 
@@ -501,6 +505,26 @@ class SyncJob:
                 self.checkpoint.save()
         self.snapshot_path.unlink(missing_ok=True)
         shutil.rmtree(self.stream_dir, ignore_errors=True)
+
+
+def _remove_leftovers(folder: Path) -> None:
+    """Snapshot files and stream spools of syncs that were killed (their process is gone)."""
+    for path in folder.glob("migrate-sync-*"):
+        pid = path.name.removeprefix("migrate-sync-").split(".")[0]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        log.info("removing a killed sync's spool", path=str(path))
+        shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def replication_offset(info: Any) -> int | None:

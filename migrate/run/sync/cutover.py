@@ -75,11 +75,11 @@ def attempt(job: SyncJob, number: int) -> CutoverReport | None:
     state, options = job.state, job.options
     state.phase, state.cutover_attempts = "cutover", number
     log.info("cutover", attempt=number, mode=str(options.cutover))
-    _catch_up(job)
     pausing = job.source.identity.capabilities.has("client pause write")
     channel = Channel(job.source.endpoint, job.settings, "source", 0)
     pause_ms: float | None = None
     try:
+        _catch_up(job, channel)
         asked = time.monotonic()
         cut = pause_writes(channel, options.max_pause) if pausing else _offset(channel)
         budget = options.max_pause - min(0.25, options.max_pause / 4) if pausing else MANUAL_DRAIN_SECONDS
@@ -107,11 +107,11 @@ def attempt(job: SyncJob, number: int) -> CutoverReport | None:
     return report
 
 
-def _catch_up(job: SyncJob) -> None:
+def _catch_up(job: SyncJob, channel: Channel) -> None:
     """Bring the lag down before pausing, so the pause only covers the last writes."""
     deadline = time.monotonic() + CATCH_UP_SECONDS
     while time.monotonic() < deadline:
-        offset = job.read_source_offset()
+        offset = job.read_source_offset(channel)
         if offset is not None and job.link is not None and offset - job.applied[0] < 64 * 1024:
             return
         job.pump(0.05)
