@@ -33,6 +33,8 @@ class Context:
     target: Capabilities | None
     flush_target: bool = False
     from_file: bool = False  # reload from --from-rdb / --from-aof: nothing is read from the source
+    selected_dbs: bool = False  # --db / --db-map
+    sync_fallback: bool = False  # sync from a source that refuses replication: replay + keyspace notifications
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,13 @@ class Right:
 
     def needed(self, context: Context) -> bool:
         return self.applies is None or self.applies(context)
+
+
+@dataclass(frozen=True)
+class _Sample(Right):
+    """A command probed on behalf of an ACL category right."""
+
+    category: Right = field(default_factory=lambda: Right("", (), ""))
 
 
 def _source_has(command: str) -> Callable[[Context], bool]:
@@ -151,6 +160,55 @@ VERIFY_READS: Final = (
     Right("config|get", ("maxmemory-policy",), "compare configuration", required=False),
 )
 
+def _replicating(c: Context) -> bool:
+    return not c.sync_fallback
+
+
+def _fallback(right: Right) -> Right:
+    """A replay read, needed by sync only when it falls back to replay + keyspace notifications."""
+    def applies(context: Context) -> bool:
+        return context.sync_fallback and right.needed(context)
+
+    return Right(right.command, right.args, f"{right.why} (fallback: the source refuses replication)", right.required,
+                 "the source refuses PSYNC" + (f"; {right.when}" if right.when else ""), applies)
+
+
+SYNC_SOURCE: Final = (
+    Right("psync", ("?", "-1"), "follow the source as a replica: its snapshot, then its write stream",
+          when="without it: the keyspace-notification fallback", applies=_replicating),
+    Right("replconf", ("listening-port", "0"), "the replication handshake and acknowledgements",
+          when="without it: the keyspace-notification fallback", applies=_replicating),
+    Right("info", (), "identify the source; its replication offset (lag, cutover point) and key counts"),
+    Right("client|pause", ("1", "WRITE"), "pause the source's writes at the cutover",
+          when="source has CLIENT PAUSE WRITE (6.2+)", applies=_source_has("client pause write")),
+    Right("client|unpause", (), "end the cutover's write pause", when="source has CLIENT PAUSE WRITE (6.2+)",
+          applies=_source_has("client pause write")),
+    *(Right(command, (), "pause writes and read the offset in one transaction: the exact cut point",
+            when="source has CLIENT PAUSE WRITE (6.2+)", applies=_source_has("client pause write"))
+      for command in ("multi", "exec")),
+    Right("config|get", ("notify-keyspace-events",), "check that keyspace notifications are on",
+          when="the source refuses PSYNC", applies=lambda c: c.sync_fallback),
+    Right("psubscribe", ("__keyevent@*__:*",), "hear every key the source writes (keyspace notifications)",
+          when="the source refuses PSYNC", applies=lambda c: c.sync_fallback),
+    *(_fallback(r) for r in SOURCE_READS if r.command not in ("info", "function|dump", "function|list")),
+)
+SYNC_TARGET: Final = (
+    *(r for r in TARGET_WRITES if r.command not in ("scan", "flushdb")),
+    Right("@write", (), "apply the source's write stream: whatever the application writes (any write command, as "
+          "the source propagates it), so the ACL category, not a list"),
+    Right("get", (K,), "read the stream marker (where the target stands) after a lost connection or a kill"),
+    Right("command|list", (), "the target's command set (which commands the stream may pass as they are)",
+          required=False),
+    Right("flushall", (), "a full resync empties the sync's databases (keys deleted on the source must go)",
+          when="no --db/--db-map", applies=lambda c: not c.selected_dbs),
+    Right("flushdb", (), "a full resync empties the sync's databases; --flush-target", when="--db/--db-map",
+          applies=lambda c: c.selected_dbs),
+    Right("eval", ("return 1", "0"), "scripts the source propagates verbatim (Redis 6.x, lua-replicate-commands no)",
+          required=False),
+    Right("evalsha", ("0" * 40, "0"), "scripts the source propagates verbatim (Redis 6.x, lua-replicate-commands no)",
+          required=False),
+)
+
 RIGHTS: Final[dict[str, dict[str, tuple[Right, ...]]]] = {
     "replay": {"source": SOURCE_READS, "target": TARGET_WRITES},
     "reload": {"source": SNAPSHOT, "target": (
@@ -165,6 +223,14 @@ RIGHTS: Final[dict[str, dict[str, tuple[Right, ...]]]] = {
                                    when="the source URL has a password"),
                              Right("info", (), "follow the sync"))},
     "verify": {"source": VERIFY_READS, "target": VERIFY_READS},
+    "sync": {"source": SYNC_SOURCE, "target": SYNC_TARGET},
+}
+
+# An ACL category is probed through commands of it that every release has (the probe queues commands, not rules).
+CATEGORY_SAMPLES: Final[dict[str, tuple[tuple[str, Args], ...]]] = {
+    "@write": (("set", (K, "v")), ("del", (K,)), ("incr", (K,)), ("rpush", (K, "v")), ("sadd", (K, "v")),
+               ("zadd", (K, "1", "m")), ("hset", (K, "f", "v")), ("xadd", (K, "*", "f", "v")),
+               ("pexpireat", (K, "1")), ("setrange", (K, "0", "v")), ("swapdb", ("0", "0"))),
 }
 
 
@@ -221,19 +287,40 @@ def probe(channel: Channel, role: str, rights: tuple[Right, ...], key: bytes) ->
         return _probe_by_reading(channel, role, rights, key, f"MULTI refused: {opened}")
     # MULTI is probed by opening the transaction, EXEC by a bare EXEC once it is discarded ("EXEC without MULTI"
     # when granted): queued, EXEC would run the commands queued before it.
-    queued = tuple(r for r in rights if r.command not in ("multi", "exec"))
+    queued = tuple(r for r in _expanded(rights) if r.command not in ("multi", "exec"))
     replies = channel.call(b"".join(pack(r.argv(key)) for r in queued) + pack(("DISCARD",)), len(queued) + 1)
     exec_rights = tuple(r for r in rights if r.command == "exec")
     if is_error(replies[-1]):  # still inside the transaction: only dropping the connection discards it safely
         channel.reset()
-        return Probe(role, tuple(r for r, reply in zip(queued, replies, strict=False) if _denied(reply)),
-                     tuple(r for r, reply in zip(queued, replies, strict=False) if _unknown(reply)), exec_rights,
-                     f"DISCARD refused: {replies[-1]}")
+        return Probe(role, _categories(tuple(r for r, reply in zip(queued, replies, strict=False) if _denied(reply))),
+                     _categories(tuple(r for r, reply in zip(queued, replies, strict=False) if _unknown(reply))),
+                     exec_rights, f"DISCARD refused: {replies[-1]}")
     bare_exec = channel.command("EXEC") if exec_rights else None  # "EXEC without MULTI" when granted
     outcomes = list(zip(queued, replies, strict=False)) + [(r, bare_exec) for r in exec_rights]
-    denied = tuple(r for r, reply in outcomes if _denied(reply))
-    unknown = tuple(r for r, reply in outcomes if _unknown(reply))
+    denied = _categories(tuple(r for r, reply in outcomes if _denied(reply)))
+    unknown = _categories(tuple(r for r, reply in outcomes if _unknown(reply)))
     return Probe(role, denied, unknown)
+
+
+def _expanded(rights: tuple[Right, ...]) -> tuple[Right, ...]:
+    """Category rights replaced by their sample commands, each remembering its category."""
+    out: list[Right] = []
+    for right in rights:
+        if right.command.startswith("@"):
+            out += [_Sample(command, args, right.why, right.required, right.when, category=right)
+                    for command, args in CATEGORY_SAMPLES[right.command]]
+        else:
+            out.append(right)
+    return tuple(out)
+
+
+def _categories(found: tuple[Right, ...]) -> tuple[Right, ...]:
+    """Samples of a category reported as the category's right (once), the other rights as they are."""
+    out: dict[str, Right] = {}
+    for right in found:
+        named = right.category if isinstance(right, _Sample) else right
+        out.setdefault(named.command, named)
+    return tuple(out.values())
 
 
 def _denied(reply: object) -> bool:

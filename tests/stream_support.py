@@ -107,15 +107,17 @@ def x(client: redis.Redis, *args: Any) -> Any:
     return raw(client, *args)
 
 
-def generate(client: redis.Redis, *, counters: int = 200) -> Traffic:
-    """Writes of every kind a source of this release can make, on databases 0-2 of the server behind `client`."""
+def generate(client: redis.Redis, *, counters: int = 200, flushall: bool = True) -> Traffic:
+    """Writes of every kind a source of this release can make, on databases 0-2 of the server behind `client`
+    (`flushall`: starting with a FLUSHALL, so nothing written before may survive on the target)."""
     version = version_of(client)
     traffic = Traffic(version)
-    for db in (0, 1):
-        c = _on(client, db)
-        x(c, "SET", "before-flushall", db)
-        c.close()
-    x(client, "FLUSHALL")  # nothing written before it may survive on the target
+    if flushall:
+        for db in (0, 1):
+            c = _on(client, db)
+            x(c, "SET", "before-flushall", db)
+            c.close()
+        x(client, "FLUSHALL")  # nothing written before it may survive on the target
     for db in (0, 1, 2):
         c = _on(client, db)
         _core(c, db, version)

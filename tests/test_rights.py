@@ -3,6 +3,8 @@ learns all of them in one error (real servers, real ACL users)."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from fixtures.dataset import populate
@@ -115,3 +117,37 @@ def test_preflight_says_reload_needs_sync_when_it_is_renamed(servers):
     result = preflight(PreflightConfig(CommonConfig(parse_endpoint(source.url), parse_endpoint(target.url))))
     reload = next(o for o in result.strategy.options if o.name == "reload")
     assert not reload.possible and any("SYNC" in why for why in reload.why_not), reload
+
+
+def test_sync_runs_with_exactly_the_minimum_rights(servers, tmp_path):
+    from tests.sync_support import FAST, SyncRun, compare, finish, sync_config, traffic
+
+    source, target = servers.get("redis-7.0", *FAST), servers.get("valkey-8.1")
+    populate(source.client(), dbs=(3,))
+    source_rights, target_rights = minimal("sync", source, target)
+    assert {"psync", "replconf", "client|pause", "client|unpause"} <= set(source_rights)
+    assert {"@write", "multi", "exec", "set", "get", "flushall"} <= set(target_rights)
+    stop = tmp_path / "stop"
+    writes = traffic(source.url, "steady", str(stop))
+    job = SyncRun(sync_config(grant(source, "syn", source_rights), grant(target, "syn", target_rights), tmp_path))
+    job.streaming()
+    time.sleep(0.5)
+    stop.touch()
+    finish(writes)
+    job.caught_up(source)
+    result = job.cutover()
+    assert result.sync is not None and result.sync.cutover is not None and result.sync.cutover.paused
+    assert compare(source, target, dbs=(0, 3)) == {}
+
+
+def test_a_sync_user_without_write_rights_learns_it_before_anything_is_written(servers, tmp_path):
+    from tests.sync_support import FAST, sync_config
+
+    source, target = servers.get("redis-7.0", *FAST), servers.get("valkey-8.1")
+    source.client().set("k", "v")
+    source_rights, target_rights = minimal("sync", source, target)
+    target_url = grant(target, "weak", [c for c in target_rights if c not in ("@write",)] + ["restore", "get"])
+    with pytest.raises(PermissionDeniedError) as err:
+        run(sync_config(grant(source, "syn", source_rights), target_url, tmp_path))
+    assert "@WRITE" in err.value.message and "+@write" in err.value.hint
+    assert target.client().dbsize() == 0

@@ -12,9 +12,9 @@ from migrate.rdb.dump import build_dump, parse_dump, restamp
 from migrate.rdb.errors import RdbFormatError
 from migrate.run.checkpoint import Checkpoint, DbState
 from migrate.run.convert import CachedPlan, Route
+from migrate.run.load import redis_glob
 from migrate.run.options import RunOptions, Strategy
 from migrate.run.ratelimit import RateLimiter
-from migrate.run.reload import redis_glob
 from migrate.run.tally import DbTally, KeyIssue
 from migrate.run.writer import restore_command
 from migrate.settings import size as parse_size

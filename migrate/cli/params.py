@@ -19,7 +19,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 # Each verb's options class ("module:class"), imported only to check a config file's keys.
 VERB_OPTIONS: Final = {"identify": None, "convert": "migrate.convert.options:ConvertOptions",
                        "preflight": "migrate.preflight.options:PreflightOptions",
-                       "run": "migrate.run.options:RunOptions", "verify": "migrate.verify.options:VerifyOptions"}
+                       "run": "migrate.run.options:RunOptions", "verify": "migrate.verify.options:VerifyOptions",
+                       "cutover": "migrate.run.options:CutoverOptions"}
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from migrate.config import common_config
 from migrate.errors import ConfigError, Interrupted, ProblemsFound
 from migrate.run import RunConfig, RunOptions, RunResult, run
 from migrate.run.report import render
+from migrate.run.sync.control import SyncControl
 from migrate.settings import build
 
 
@@ -30,11 +31,16 @@ def run_cmd(ctx: click.Context, /, **flags: Any) -> None:
     report: ReportOptions = build(ReportOptions, values)
     if run_options.flush_target and not run_options.yes and not run_options.dry_run:
         run_options = _confirm_flush(run_options, str(common.target))
+    control = SyncControl()
     previous = signal.signal(signal.SIGTERM, _terminated)  # a clean stop: the checkpoint is saved on the way out
+    # `migrate cutover` (or kill -USR1 <pid>) asks a running sync to cut over.
+    previous_usr1 = signal.signal(signal.SIGUSR1, lambda signum, frame: control.request_cutover())
     try:
-        result = run(RunConfig(common, run_options), on_plan=_show_plan if run_options.yes else None)
+        result = run(RunConfig(common, run_options), on_plan=_show_plan if run_options.yes else None,
+                     control=control)
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGUSR1, previous_usr1)
     emit(render(result, report.format), report.output)
     _exit_status(result)
 
@@ -63,6 +69,10 @@ def _exit_status(result: RunResult) -> None:
     if result.busy:
         raise ProblemsFound(f"{len(result.busy)} keys exist on the target and were not overwritten (listed in the "
                             f"report)", "rerun with --replace to overwrite them")
+    cutover = result.sync.cutover if result.sync is not None else None
+    if cutover is not None and not cutover.counts_match:
+        raise ProblemsFound("the key counts of source and target differed at the cutover (see the report)",
+                            "run `migrate verify` to find the keys")
     if result.verify is not None and not result.verify.ok:
         raise ProblemsFound("verification found divergence (see the report)",
                             "the report lists every divergent key and why")

@@ -48,6 +48,11 @@ COMMANDS: Final[dict[str, CommandFact]] = {
     **_family("xsetid entriesadded,xgroup create entriesread", "stream", (7, 0), VALKEY_FORK),
     **_family("pexpiretime", "generic", (7, 0), VALKEY_FORK),
     **_family("function", "functions", (7, 0), VALKEY_FORK),
+    # The sync cutover's write pause. Redis 6.2.0 release notes: CLIENT PAUSE got its WRITE mode (writes wait, reads
+    # go on; expiry and eviction are paused too) and CLIENT UNPAUSE; on 6.0 a pause holds every client and only its
+    # timeout ends it. Measured: Redis 6.0.16 answers `ERR Unknown subcommand or wrong
+    # number of arguments for 'PAUSE'` to CLIENT PAUSE 10 WRITE, and the same for 'UNPAUSE'.
+    **_family("client pause write,client unpause", "connection", (6, 2), VALKEY_FORK),
 }
 """Command (lower case; "command option" for options) -> first release per product. Unknown products get none."""
 
@@ -85,4 +90,5 @@ STRATEGY_COMMANDS: Final[dict[str, dict[str, tuple[str, ...]]]] = {
     "replication": {"source": ("psync", "sync"), "target": ("replicaof",)},
     "replay": {"source": ("scan", "dump", "pttl", "type"), "target": ("restore", "select")},
     "reload": {"source": ("sync",), "target": ("restore", "flushall", "select")},  # source: without an RDB file
+    "sync": {"source": ("psync",), "target": ("restore", "select", "multi", "exec")},  # source: else the fallback
 }

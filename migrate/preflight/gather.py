@@ -114,7 +114,7 @@ def _db_client(endpoint: Endpoint, config: PreflightConfig, db: int) -> redis.Re
     return open_client(endpoint, config.common.connection, "source", db=db)
 
 
-STRATEGIES = ("replay", "reload", "replicaof", "verify")
+STRATEGIES = ("replay", "reload", "replicaof", "sync", "verify")
 
 
 def _rights(common: CommonConfig, source: ServerProfile, target: ServerProfile | None) -> tuple[RightsGap, ...]:

@@ -82,8 +82,8 @@ def _tables(result: PreflightResult) -> list[Table]:
             tables.append((f"Biggest keys (top {len(census.biggest)})", ["DB", "Key", "Type", "Bytes"],
                            [[k.db, k.key, k.type, k.payload or k.memory] for k in census.biggest]))
     tables.append(("Strategies", ["Option", "Possible", "Why not"],
-                   [[TITLES[o.name], "yes" if o.possible else "no", "; ".join(o.why_not)]
-                    for o in result.strategy.options]))
+                   [[TITLES[o.name] + (f": {o.mode}" if o.mode else ""), "yes" if o.possible else "no",
+                     "; ".join(o.why_not)] for o in result.strategy.options]))
     return tables
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from migrate.facts.commands import STRATEGY_COMMANDS
+from migrate.facts.notifications import notifications_missing
 from migrate.facts.releases import accepts_rdb_version
 from migrate.identity import ServerIdentity
 from migrate.preflight.profile import Census, Profile, ServerProfile
@@ -19,14 +20,16 @@ TITLES = {
     "replication": "native replication (REPLICAOF)",
     "replay": "live replay with per-key conversion (migrate run)",
     "reload": "flush-and-reload from an RDB snapshot",
+    "sync": "online sync until a cutover (migrate run --strategy sync)",
 }
 
 
 @dataclass(frozen=True)
 class Option:
-    name: str  # replication | replay | reload
+    name: str  # replication | replay | reload | sync
     possible: bool
     why_not: tuple[str, ...] = ()
+    mode: str = ""  # sync: how it would follow the source (replication stream, or the keyspace-notification fallback)
 
 
 @dataclass(frozen=True)
@@ -42,8 +45,8 @@ class Strategy:
 
 
 def recommend(profile: Profile) -> Strategy:
-    options = (replication_option(profile), replay_option(profile), reload_option(profile))
-    chosen = next((o for o in options if o.possible), None)
+    options = (replication_option(profile), replay_option(profile), reload_option(profile), sync_option(profile))
+    chosen = next((o for o in options[:3] if o.possible), None)  # sync is listed, chosen by the operator
     census = profile.key_census
     conversions = _conversions(census)
     return Strategy(
@@ -103,6 +106,26 @@ def reload_option(profile: Profile) -> Option:
     why += _missing_commands(profile, "reload", ("target",) if profile.rdb_file is not None else ("source", "target"))
     why += _missing_rights(profile, "reload", ("target",) if profile.rdb_file is not None else ("source", "target"))
     return Option("reload", not why, tuple(why))
+
+
+def sync_option(profile: Profile) -> Option:
+    """Whether `run --strategy sync` can follow the source, and how: its replication stream, or (PSYNC renamed or
+    not granted) live replay plus keyspace notifications, which needs notify-keyspace-events on."""
+    why: list[str] = []
+    if profile.source is None or not profile.source.live:
+        why.append("no live source to follow")
+    why += _target_missing(profile)
+    why += _mode_and_databases(profile)
+    why += [w for w in _missing_rights(profile, "sync", ("target",))]
+    refused = _missing_commands(profile, "sync", ("source",)) + _missing_rights(profile, "sync", ("source",))
+    if not refused:
+        return Option("sync", not why, tuple(why), "replication stream (PSYNC)")
+    flags = profile.source.notify_keyspace_events if profile.source is not None else None
+    missing = notifications_missing(flags)
+    mode = "keyspace-notification fallback (" + "; ".join(refused) + ")"
+    if missing is not None:
+        why.append(f"{'; '.join(refused)}, and {missing} (CONFIG SET notify-keyspace-events KEA on the source)")
+    return Option("sync", not why, tuple(why), mode)
 
 
 def _target_missing(profile: Profile) -> list[str]:

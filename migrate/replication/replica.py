@@ -40,6 +40,7 @@ import socket
 import ssl
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
@@ -61,6 +62,8 @@ log = get_logger(__name__)
 
 RECV: Final = 1 << 20
 TICK: Final = 0.5  # longest sleep of the reader thread between checks
+ARRIVAL_SPACING: Final = 0.005  # seconds between two arrival samples (a later chunk waits, keeping its own time)
+MAX_ARRIVALS: Final = 200_000  # samples kept (~1,000 s of stream at the densest spacing; older ones are dropped)
 
 
 @dataclass(frozen=True)
@@ -164,6 +167,11 @@ class ReplicaLink:
         self._snapshot_started = 0.0
         self._snapshot_seconds = 0.0
         self._ack_due = False
+        # (received offset, unix time) of stream chunks, oldest first: when a command arrived (relative expiries of
+        # Redis 6.x count from then) and how long the oldest unapplied byte has waited (lag in seconds).
+        self._arrivals: deque[tuple[int, float]] = deque(maxlen=MAX_ARRIVALS)
+        self._arrival_lock = threading.Lock()
+        self._held_sample: tuple[int, float] | None = None
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
@@ -327,11 +335,32 @@ class ReplicaLink:
                     if reading and time.monotonic() - last_rx > self.options.primary_timeout:
                         raise self._lost(f"no data from the source for {self.options.primary_timeout:g} s")
                     continue
+            if self._held_sample is not None and time.time() - self._held_sample[1] >= ARRIVAL_SPACING:
+                self._release_held_sample()
             data = sock.recv(RECV)
             if not data:
                 raise self._lost("the source closed the connection")
             last_rx = time.monotonic()
             self._on_data(data)
+
+    def _sample_arrival(self, offset: int, at: float) -> None:
+        """Keep (offset, time) samples at least ARRIVAL_SPACING apart; a sample too close to the previous one is held
+        (with its own time) until the spacing has passed, so the last bytes received always get a sample."""
+        with self._arrival_lock:
+            last = self._arrivals[-1][1] if self._arrivals else 0.0
+            if at - last >= ARRIVAL_SPACING:
+                if self._held_sample is not None and self._held_sample[0] < offset:
+                    self._arrivals.append(self._held_sample)
+                self._arrivals.append((offset, at))
+                self._held_sample = None
+            else:
+                self._held_sample = (offset, at)
+
+    def _release_held_sample(self) -> None:
+        with self._arrival_lock:
+            held, self._held_sample = self._held_sample, None
+            if held is not None:
+                self._arrivals.append(held)
 
     def _ack_period(self) -> float:
         # A diskless primary starts the stream at an ACK that comes after it has reaped its RDB child (replconfCommand
@@ -360,6 +389,7 @@ class ReplicaLink:
             data = self._snapshot_bytes(data)
         if data and self._phase == "stream":
             self._received += len(data)
+            self._sample_arrival(self._received, time.time())
             self._stream.put(data)
             if b"GETACK" in data:  # answer at once, even while the caller is busy (a split one waits for the tick)
                 self._ack_due = True
@@ -526,8 +556,31 @@ class ReplicaLink:
             raise ConfigError(f"cannot acknowledge offset {offset}: only {self._parser.offset} was read",
                               "acknowledge the offset of a command returned by read_commands")
         self._applied = max(self._applied, offset)
+        with self._arrival_lock:
+            while self._arrivals and self._arrivals[0][0] <= self._applied:
+                self._arrivals.popleft()
         if flush:
             self._request_ack()
+
+    def arrived_ms(self, offset: int) -> int | None:
+        """Unix ms at which the stream byte at `offset` had arrived (within ARRIVAL_SPACING); None when unknown."""
+        self._release_stale_sample()
+        with self._arrival_lock:
+            for at_offset, at in self._arrivals:
+                if at_offset >= offset:
+                    return int(at * 1000)
+        return None
+
+    def waiting_since(self) -> float | None:
+        """Unix time at which the oldest received byte not yet acknowledged with ack() arrived (None: none waits)."""
+        self._release_stale_sample()
+        with self._arrival_lock:
+            return self._arrivals[0][1] if self._arrivals and self._received > self._applied else None
+
+    def _release_stale_sample(self) -> None:
+        held = self._held_sample
+        if held is not None and time.time() - held[1] >= ARRIVAL_SPACING:
+            self._release_held_sample()
 
     @property
     def position(self) -> Position:

@@ -8,14 +8,17 @@ from collections.abc import Callable
 from migrate.errors import ConfigError
 from migrate.run.options import RunConfig, Strategy
 from migrate.run.result import RunResult
+from migrate.run.sync.control import SyncControl
 from migrate.selection import with_url_databases
 from migrate.verify.result import VerifyResult
 
 
-def run(config: RunConfig, on_plan: Callable[[tuple[str, ...]], None] | None = None) -> RunResult:
+def run(config: RunConfig, on_plan: Callable[[tuple[str, ...]], None] | None = None,
+        control: SyncControl | None = None) -> RunResult:
     """Copy the source into the target as the options say; raises a MigrateError subclass on failure.
 
-    reload and replicaof produce a plan first and hand it to `on_plan` before executing (only with options.yes).
+    reload and replicaof produce a plan first and hand it to `on_plan` before executing (only with options.yes);
+    sync follows the source until its cutover, which `control` (or --cutover auto) asks for.
     """
     config = with_url_databases_applied(config)
     options = config.options.validate()
@@ -25,6 +28,10 @@ def run(config: RunConfig, on_plan: Callable[[tuple[str, ...]], None] | None = N
         from migrate.run.reload import reload
 
         result = reload(config, on_plan)
+    elif options.strategy is Strategy.SYNC:
+        from migrate.run.sync.api import sync
+
+        result = sync(config, control)
     elif options.strategy is Strategy.REPLICAOF:
         from migrate.run.replicaof import replicaof
 

@@ -12,7 +12,16 @@ from migrate.config import CommonConfig
 from migrate.errors import ConfigError
 from migrate.incompatible import OnIncompatible as OnIncompatible  # re-exported: part of run's API
 from migrate.selection import KeySelection
-from migrate.settings import group, integer, option, path, positive_number, positive_seconds, size
+from migrate.settings import (
+    group,
+    integer,
+    non_negative_seconds,
+    option,
+    path,
+    positive_number,
+    positive_seconds,
+    size,
+)
 
 MiB: Final = 1024 * 1024
 DEFAULT_CHECKPOINT: Final = Path("migrate-run.checkpoint.json")
@@ -23,15 +32,33 @@ class Strategy(StrEnum):
     REPLAY = "replay"  # SCAN + DUMP + RESTORE, converting per key
     RELOAD = "reload"  # snapshot (replication download or --from-rdb), flush the target, load every key
     REPLICAOF = "replicaof"  # the target replicates from the source natively
+    SYNC = "sync"  # migrate is a replica of the source: snapshot, then the write stream, until a cutover
 
     def __str__(self) -> str:
         return self.value
 
 
+class CutoverMode(StrEnum):
+    MANUAL = "manual"  # keep syncing until the operator triggers the cutover (SIGUSR1, `migrate cutover`)
+    AUTO = "auto"  # cut over as soon as the target has caught up
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def host_port(text: str) -> tuple[str, int]:
+    """'HOST:PORT' (or ':PORT' for every interface, '[::1]:PORT' for IPv6) -> (host, port)."""
+    host, sep, port = str(text).rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{text!r} is not HOST:PORT")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
 @dataclass(frozen=True)
 class RunOptions:
     strategy: Strategy = option(Strategy.REPLAY, "replay: SCAN/DUMP/RESTORE with per-key conversion; reload: snapshot, "
-                                "flush the target, load; replicaof: native replication when compatible.",
+                                "flush the target, load; replicaof: native replication when compatible; sync: "
+                                "snapshot, then follow the source's writes until a cutover.",
                                 choices=tuple(Strategy), parse=Strategy)
     selection: KeySelection = group(KeySelection)
     batch_size: int = option(1000, "Keys per SCAN and per pipelined round trip.", metavar="N", parse=integer(1))
@@ -42,7 +69,7 @@ class RunOptions:
     yes: bool = option(False, "Confirm: --flush-target, and execute the plan of --strategy reload / replicaof.",
                        short="-y")
     dry_run: bool = option(False, "Read and plan everything, write nothing.")
-    resume: bool = option(False, "Continue an interrupted replay from its checkpoint.")
+    resume: bool = option(False, "Continue an interrupted replay or sync from its checkpoint.")
     checkpoint: Path = option(DEFAULT_CHECKPOINT, "Checkpoint file.", metavar="FILE", parse=path)
     on_incompatible: OnIncompatible = option(
         OnIncompatible.FAIL, "Keys the target cannot hold as they are: fail, skip them, or copy what fits (lossy). "
@@ -54,13 +81,30 @@ class RunOptions:
     spool: bool = option(True, "--strategy reload: take the live snapshot to local disk and check it before the "
                          "target is flushed (--no-spool streams it: a broken stream then leaves the target partial).",
                          switch=True)
-    spool_dir: Path | None = option(None, "--strategy reload: folder for the spooled snapshot.", metavar="DIR",
-                                    parse=path, shown_default="the system's temporary folder")
+    spool_dir: Path | None = option(None, "--strategy reload and sync: folder for the spooled snapshot (and sync's "
+                                    "spooled write stream).", metavar="DIR", parse=path,
+                                    shown_default="the system's temporary folder")
     promote: bool = option(False, "--strategy replicaof: REPLICAOF NO ONE once caught up.")
     verify: bool = option(False, "Run `migrate verify` on the same selection afterwards.")
     progress: bool | None = option(None, "Progress bar on stderr.", switch=True, shown_default="when a terminal")
     sync_timeout: float = option(600.0, "--strategy replicaof: wait at most this long for the sync.",
                                  metavar="SECONDS", parse=positive_seconds)
+    cutover: CutoverMode = option(CutoverMode.MANUAL, "--strategy sync: manual: keep syncing until `migrate cutover` "
+                                  "(or SIGUSR1); auto: cut over once caught up.", choices=tuple(CutoverMode),
+                                  parse=CutoverMode)
+    max_pause: float = option(5.0, "--strategy sync: longest write pause of the source at the cutover (CLIENT PAUSE "
+                              "WRITE); not drained by then, the cutover is called off and syncing goes on.",
+                              metavar="SECONDS", parse=positive_seconds)
+    cutover_grace: float = option(2.0, "--strategy sync: after the cutover, keep applying writes the source still "
+                                  "takes (clients released by the unpause) for this long, and count them.",
+                                  metavar="SECONDS", parse=non_negative_seconds)
+    diskless_sync: bool = option(True, "--strategy sync: let the source stream its snapshot (it first waits its "
+                                 "repl-diskless-sync-delay, 5 s by default on 7.0+); --no-diskless-sync makes it "
+                                 "save an RDB on its own disk and start at once.", switch=True)
+    status_file: Path | None = option(None, "--strategy sync: rewrite this JSON file every second (phase, offsets, "
+                                      "lag, counters, pid).", metavar="FILE", parse=path)
+    metrics_address: tuple[str, int] | None = option(None, "--strategy sync: serve Prometheus metrics on HOST:PORT.",
+                                                     metavar="HOST:PORT", parse=host_port)
     checkpoint_interval: float = 1.0  # seconds between checkpoint writes
 
     @property
@@ -80,8 +124,8 @@ class RunOptions:
             _check_input_file(self.from_rdb, "--from-rdb")
         if self.promote and self.strategy is not Strategy.REPLICAOF:
             raise ConfigError("--promote needs --strategy replicaof")
-        if self.resume and self.strategy is not Strategy.REPLAY:
-            raise ConfigError(f"--resume works with --strategy replay; {self.strategy} starts over",
+        if self.resume and self.strategy not in (Strategy.REPLAY, Strategy.SYNC):
+            raise ConfigError(f"--resume works with --strategy replay and sync; {self.strategy} starts over",
                               "rerun without --resume")
         if self.resume and self.flush_target:
             raise ConfigError("--resume and --flush-target exclude each other",
@@ -89,7 +133,21 @@ class RunOptions:
         if self.strategy is Strategy.REPLICAOF and _filters(self.selection):
             raise ConfigError("--strategy replicaof copies the whole dataset: it takes no --match, --type, "
                               "--exclude, --db or --db-map", "use --strategy replay to copy a selection")
+        if self.strategy is Strategy.SYNC:
+            self._validate_sync()
         return self
+
+    def _validate_sync(self) -> None:
+        sel = self.selection
+        if sel.match or sel.types or sel.exclude:
+            raise ConfigError("--strategy sync follows whole databases: it takes --db and --db-map, not --match, "
+                              "--type or --exclude (a write stream cannot be filtered by key faithfully: scripts, "
+                              "multi-key commands)", "use --strategy replay to copy a selection of keys")
+        if self.dry_run:
+            raise ConfigError("--strategy sync has no dry run", "run `migrate preflight` to see what a sync would "
+                              "meet, then sync for real")
+        if self.flush_target and not self.yes:
+            raise ConfigError("--flush-target empties target databases: confirm with --yes")
 
 
 def _check_input_file(path: Path, flag: str) -> None:
@@ -108,3 +166,13 @@ def _filters(selection: KeySelection) -> bool:
 class RunConfig:
     common: CommonConfig
     options: RunOptions = field(default_factory=RunOptions)
+
+
+@dataclass(frozen=True)
+class CutoverOptions:
+    """`migrate cutover`: ask a running `migrate run --strategy sync --cutover manual` to cut over."""
+
+    status_file: Path | None = option(None, "The --status-file of the running sync (required).", metavar="FILE",
+                                      parse=path)
+    wait: float = option(120.0, "Wait at most this long for the cutover to finish (0: do not wait).",
+                         metavar="SECONDS", parse=non_negative_seconds)

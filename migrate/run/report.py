@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from migrate.render import dump_json, markdown_table, table_text
-from migrate.run.result import RunResult
+from migrate.run.result import RunResult, SyncReport
 from migrate.run.tally import KeyIssue
 from migrate.verify.report import render as render_verify
 
@@ -90,7 +90,32 @@ def _extras(result: RunResult) -> list[str]:
         lines.append(f"replication: full sync {rep.sync_seconds:.2f} s, catch-up {rep.catch_up_seconds:.2f} s, "
                      f"lag {rep.lag_bytes} bytes (source offset {rep.source_offset}, target {rep.target_offset}), "
                      f"{rep.keys} keys on the target, {'promoted' if rep.promoted else 'still a replica'}")
+    if result.sync is not None:
+        lines += _sync_lines(result.sync)
     lines += list(result.notes)
     if result.verify is not None:
         lines.append(f"verify: {result.verify.verdict()}")
+    return lines
+
+
+def _sync_lines(sync: SyncReport) -> list[str]:
+    stream = sync.stream
+    lines = [f"sync ({sync.mode}): applied up to source offset {sync.applied_offset} (replication id {sync.replid}); "
+             f"{stream.get('commands', 0)} source commands read, {stream.get('applied_commands', 0)} applied"]
+    lines += [f"{e.kind} resync at offset {e.offset}: {e.reason}" for e in sync.resyncs]
+    for what in ("skipped", "changed", "failed"):
+        issues = stream.get(what) or {}
+        if issues.get("count"):
+            named = "; ".join(f"db {i['db']} {i['key']}: {i['reason']}" for i in issues["named"][:20])
+            lines.append(f"stream commands {what}: {issues['count']} ({named})")
+    lines += [f"this mode can miss: {miss}" for miss in sync.misses]
+    cut = sync.cutover
+    if cut is not None:
+        pause = f"write pause {cut.pause_ms:.0f} ms" if cut.pause_ms is not None else "no write pause"
+        lines.append(f"cutover ({cut.mode}, attempt {cut.attempts}): {pause}, cut at source offset {cut.cut_offset}, "
+                     f"{cut.after_cutover_writes} write(s) after the cut point applied in the {cut.grace_seconds:g} s "
+                     "grace period")
+        lines += [f"key count target db {c.target_db}: source {c.source_keys}, target {c.target_keys} ({c.verdict})"
+                  for c in cut.counts]
+        lines.append(cut.instructions)
     return lines

@@ -52,6 +52,59 @@ class ReplicationReport:
 
 
 @dataclass(frozen=True)
+class ResyncEvent:
+    """--strategy sync: one (re)start of the replication stream."""
+
+    kind: str  # full (a snapshot, then the stream) | partial (the stream continued from `offset`)
+    reason: str
+    offset: int  # full: the snapshot's offset; partial: the offset continued from
+    at: float  # unix time
+
+
+@dataclass(frozen=True)
+class DbCount:
+    """Key counts of one target database at the cutover, while the source's writes were paused."""
+
+    target_db: int
+    source_keys: int  # in the source databases mapped to it
+    target_keys: int  # the marker key excluded
+    source_volatile: int  # source keys with an expiry (the target expires them on its own clock)
+    verdict: str  # equal | within expiries | differs
+
+
+@dataclass(frozen=True)
+class CutoverReport:
+    mode: str  # auto | manual
+    paused: bool  # False: the source could not pause writes (Redis 6.0), none was taken
+    pause_ms: float | None  # from the pause's reply to the unpause's reply, measured here
+    cut_offset: int  # the source's replication offset at the pause: the target holds everything up to it
+    counts: tuple[DbCount, ...]
+    after_cutover_writes: int  # source commands after the cut point, applied during the grace period
+    after_cutover_keys: tuple[str, ...]  # the first keys they wrote
+    grace_seconds: float
+    attempts: int
+    instructions: str
+
+    @property
+    def counts_match(self) -> bool:
+        return all(c.verdict != "differs" for c in self.counts)
+
+
+@dataclass(frozen=True)
+class SyncReport:
+    """--strategy sync: how the source's stream was followed and how the cutover went."""
+
+    mode: str  # replication | keyspace-notifications
+    replid: str | None
+    applied_offset: int
+    resyncs: tuple[ResyncEvent, ...]
+    stream: dict[str, Any]  # migrate.stream.StreamTally.to_dict(): commands, skipped / changed / failed keys named
+    snapshot_loads: int
+    cutover: CutoverReport | None
+    misses: tuple[str, ...] = ()  # what the mode cannot see (keyspace notifications), reported as such
+
+
+@dataclass(frozen=True)
 class RunResult:
     strategy: str
     source: str  # a description of the source (server label, or the RDB file), never a password
@@ -65,6 +118,7 @@ class RunResult:
     plan: tuple[str, ...] = ()  # reload / replicaof: what was (or would be) done, line by line
     notes: tuple[str, ...] = ()
     replication: ReplicationReport | None = None
+    sync: SyncReport | None = None
     verify: VerifyResult | None = field(default=None, compare=False)  # --verify: migrate.verify's result
 
     @property
@@ -100,6 +154,7 @@ class RunResult:
             "totals": {"copied": self.copied, "expired": self.expired, "skipped": len(self.skipped),
                        "changed": len(self.changed), "busy": len(self.busy)},
             "dbs": self.dbs, "functions": self.functions, "plan": list(self.plan), "notes": list(self.notes),
-            "replication": self.replication, "verify": self.verify.to_json() if self.verify else None,
+            "replication": self.replication, "sync": self.sync,
+            "verify": self.verify.to_json() if self.verify else None,
         })
         return document

@@ -87,6 +87,23 @@ def dbsize(server: Server, db: int) -> int:
                             server.endpoint, server.role))
 
 
+def flush_dbs(target: Server, dbs: list[int] | None) -> None:
+    """Empty target databases: FLUSHALL when `dbs` is None (every database), else FLUSHDB in each."""
+    settings = target.settings
+    if dbs is None:
+        with_retries(target.client.flushall, settings, "FLUSHALL on the target", target.endpoint, "target")
+        log.warning("flushed", target=str(target.endpoint), dbs="all")
+        return
+    target.check_databases(dbs)
+    for db in dbs:
+        client = target.db_client(db)
+        try:
+            with_retries(client.flushdb, settings, f"FLUSHDB on target db {db}", target.endpoint, "target")
+        finally:
+            client.close()
+    log.warning("flushed", target=str(target.endpoint), dbs=dbs)
+
+
 def flushdb(target: Server, db: int) -> None:
     channel = target.channels.channel(db)
     with_retries(lambda: channel.command("FLUSHDB"), target.settings, f"FLUSHDB on target db {db}", target.endpoint,

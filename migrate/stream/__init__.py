@@ -14,7 +14,7 @@ translator.py the per-stream state and the policy, applier.py the exactly-once a
 resp.py the RESP form of units for a relay.
 """
 
-from migrate.stream.applier import Applier, ApplyOptions, TargetErrors
+from migrate.stream.applier import Applier, ApplyOptions, TargetErrors, TargetLostError
 from migrate.stream.fit import Fitter, Outcome, TargetProfile
 from migrate.stream.marker import (
     MARKER_DB,
@@ -31,6 +31,6 @@ from migrate.stream.translator import SourceCommand, Translator
 
 __all__ = [
     "MARKER_DB", "MARKER_PREFIX", "Applier", "ApplyOptions", "Argv", "DbMap", "Fitter", "IssueLog", "Marker",
-    "Outcome", "RespWriter", "SourceCommand", "StreamTally", "TargetCommand", "TargetErrors", "TargetProfile",
-    "Translator", "Unit", "argv_of", "is_marker_key", "marker_key", "read_marker", "remove_marker",
+    "Outcome", "RespWriter", "SourceCommand", "StreamTally", "TargetCommand", "TargetErrors", "TargetLostError",
+    "TargetProfile", "Translator", "Unit", "argv_of", "is_marker_key", "marker_key", "read_marker", "remove_marker",
 ]

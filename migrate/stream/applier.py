@@ -59,6 +59,19 @@ AppliedCallback = Callable[[int, int], None]
 """Called with (applied offset, source db at that offset) each time the target acknowledges a batch."""
 
 
+class TargetLostError(MigrationError):
+    """Reconnected after a lost connection, the target holds less than it had acknowledged (its marker is gone or
+    older): it restarted without persisting everything, or was flushed. Resending the in-flight batches would hide
+    the loss, so the caller must reposition the stream from `marker_offset` (None: from scratch)."""
+
+    default_hint = "the target lost acknowledged writes: continue the stream from the target's marker, or resync"
+
+    def __init__(self, message: str, marker_offset: int | None, expected_offset: int) -> None:
+        super().__init__(message)
+        self.marker_offset = marker_offset
+        self.expected_offset = expected_offset
+
+
 class TargetErrors(StrEnum):
     STOP = "stop"  # raise after the batch holding the error is acknowledged
     RECORD = "record"  # name the key in tally.failed and go on
@@ -108,7 +121,9 @@ class Applier:
 
     def __init__(self, endpoint: Endpoint, settings: ConnectionSettings, stream_id: str,
                  options: ApplyOptions | None = None, *, tally: StreamTally | None = None,
-                 on_applied: AppliedCallback | None = None) -> None:
+                 on_applied: AppliedCallback | None = None, held_offset: int | None = None) -> None:
+        """`held_offset`: the offset the target is known to hold when the applier starts (its marker, read by the
+        caller); a recovery that then finds the marker gone or older raises TargetLostError."""
         self.options = (options or ApplyOptions()).validate()
         self.endpoint = endpoint
         self.settings = settings
@@ -125,6 +140,7 @@ class Applier:
         self._inflight: deque[_Batch] = deque()
         self._marker_at = home  # where this batch's SWAPDBs have moved the marker key
         self.reconnects = 0  # connections lost and recovered through the marker
+        self._held = held_offset  # the offset the target has acknowledged holding (None: nothing known yet)
 
     # -- public ---------------------------------------------------------------------------------------------------
 
@@ -274,7 +290,7 @@ class Applier:
                 "the stream resumes after this batch")
 
     def _acknowledge(self, batch: _Batch) -> None:
-        self.applied_offset = batch.end_offset
+        self.applied_offset = self._held = batch.end_offset
         self.tally.applied_offset = batch.end_offset
         self.tally.applied_commands += batch.commands
         if self.on_applied is not None:
@@ -342,6 +358,7 @@ class Applier:
                 self.link.close()
                 value = self._marker_get()
                 held = parse_marker(self.stream_id, value).offset if value is not None else None
+                self._check_held(held)
                 self._resend(held)
                 self.reconnects += 1
                 log.warning("stream target reconnected", attempt=attempt, marker_offset=held)
@@ -351,6 +368,15 @@ class Applier:
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
         raise translate(exc, self.endpoint, "target") from exc
+
+    def _check_held(self, held: int | None) -> None:
+        """The marker must cover at least what the target acknowledged before: else the target lost writes."""
+        if self._held is None or (held is not None and held >= self._held):
+            return
+        self._inflight.clear()
+        found = "no marker" if held is None else f"its marker at offset {held}"
+        raise TargetLostError(f"the target lost acknowledged writes: it holds {found}, it had acknowledged offset "
+                              f"{self._held} (it restarted without persisting them, or was flushed)", held, self._held)
 
     def _resend(self, held: int | None) -> None:
         """Acknowledge the in-flight batches the marker covers; resend the others (they stay in flight, so a failure

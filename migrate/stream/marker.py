@@ -23,6 +23,7 @@ from migrate.errors import BadInputError
 
 MARKER_PREFIX: Final = b"__migrate:stream-applied:"
 MARKER_DB: Final = 0
+SYNC_STREAM_ID: Final = "sync"  # `migrate run --strategy sync`: its marker is __migrate:stream-applied:sync
 _VALUE: Final = re.compile(rb"^v1 offset=(-?\d+) db=(\d+) at=(\d+)$")
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from migrate.selection import KeySelection
 from migrate.server import Channels
+from migrate.stream.marker import is_marker_key
 from migrate.verify.batch import KeyState, first_round, read_states
 from migrate.verify.digest import NATIVE_TYPES, UNSTABLE, Fingerprint, ReadPlan
 from migrate.verify.dumpeq import DUMP, EQUAL_BODIES, candidates, same_body
@@ -300,7 +301,8 @@ def scan_keys(side: Channels, db: int, selection: KeySelection, sampler: Sampler
         cmd = (*args, b"COUNT", count)
         reply = guarded(lambda c=cmd: _call(side, db, c), (side,), settings, "scan")  # type: ignore[misc]
         cursor, found = as_bytes(reply[0]), reply[1]
-        kept = [k for k in found if selection.wants_key(k)] if selection.exclude else found
+        kept = [k for k in found if selection.wants_key(k) and not is_marker_key(k)] if selection.exclude else \
+            [k for k in found if not is_marker_key(k)]  # a sync's position marker is no data of the source
         yield len(kept), kept if sampler.mode == "all" else [k for k in kept if sampler.wants(k)]
         if cursor == b"0":
             return

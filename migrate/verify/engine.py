@@ -20,6 +20,7 @@ from migrate.activity import Marks, read_marks
 from migrate.connection import translate, with_retries
 from migrate.logs import get_logger
 from migrate.server import Channels, Server
+from migrate.stream.marker import MARKER_DB, SYNC_STREAM_ID, marker_key
 from migrate.verify.compare import Comparison, PairPlan, absent_in_sources, compare_keys, scan_keys
 from migrate.verify.nonkey import diff_nonkey
 from migrate.verify.options import Level, VerifyConfig, VerifyOptions
@@ -39,9 +40,17 @@ def marks(server: Server) -> Marks:
 
 
 def keyspace(server: Server) -> Keyspace:
+    """INFO keyspace, less the marker key a running `--strategy sync` keeps on its target (never a key to compare)."""
     info = with_retries(partial(server.client.info, "keyspace"), server.settings, "INFO keyspace", server.endpoint,
                         server.role)
-    return keyspace_of(info)
+    found = keyspace_of(info)
+    if found.get(MARKER_DB, {}).get("keys"):
+        channel = server.channels.channel(MARKER_DB)
+        markers = with_retries(lambda: channel.command("EXISTS", marker_key(SYNC_STREAM_ID)), server.settings,
+                               "EXISTS", server.endpoint, server.role)
+        if isinstance(markers, int) and markers:
+            found[MARKER_DB] = {**found[MARKER_DB], "keys": int(found[MARKER_DB]["keys"]) - markers}
+    return found
 
 
 class Run:

@@ -1,0 +1,170 @@
+"""`migrate run --strategy sync` applying a source's write stream, against a native replica of the source's own
+version applying the same stream, in the same run: prints the numbers (no file is written).
+
+    .venv/bin/python bench/sync_apply.py [--commands N] [--source redis-7.0] [--target valkey-8.1] [--rounds 3]
+
+Set-up: a source (repl-diskless-sync-delay 0, no output-buffer limit for replicas), a native replica of the same
+binary (REPLICAOF), and `migrate run --strategy sync` in its own process into the target; both caught up.
+
+1. Sustained apply rate of a recorded stream: the replica is frozen with DEBUG SLEEP and the sync process with
+   SIGSTOP while a burst of N writes (SET, INCR, RPUSH, HSET, ZADD, SET EX; 8 pipelined clients) lands on the source,
+   which buffers the stream for both; both are released at the same moment and timed until they have applied the
+   source's final offset (the replica's master_repl_offset, the target's marker). Rate = commands / catch-up time.
+2. Catch-up after a load burst: nobody is frozen; the same burst is written as fast as the source takes it; the time
+   from the end of the burst until each side has applied the source's final offset.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from fixtures.sandbox import LocalServer, start_server  # noqa: E402
+from migrate.stream import marker_key  # noqa: E402
+
+SOURCE_ARGS = ("--repl-diskless-sync-delay", "0", "--client-output-buffer-limit", "replica 0 0 0",
+               "--enable-debug-command", "yes")
+CLIENTS = 8
+
+
+def burst(server: LocalServer, commands: int, tag: str) -> float:
+    """N commands from CLIENTS threads, pipelined by 500; the seconds it took."""
+    per = commands // CLIENTS
+
+    def write(worker: int) -> None:
+        client = server.client()
+        pipe = client.pipeline(transaction=False)
+        for i in range(per):
+            kind = i % 6
+            key = f"{tag}:{worker}:{i % 5000}"
+            if kind == 0:
+                pipe.set(key, "v" * 40)
+            elif kind == 1:
+                pipe.incr(f"{tag}:cnt:{worker}")
+            elif kind == 2:
+                pipe.rpush(f"{tag}:list:{worker}:{i % 100}", i)
+            elif kind == 3:
+                pipe.hset(f"{tag}:hash:{worker}:{i % 100}", f"f{i % 50}", i)
+            elif kind == 4:
+                pipe.zadd(f"{tag}:zset:{worker}:{i % 100}", {f"m{i % 50}": i})
+            else:
+                pipe.set(key + ":ttl", "v", ex=3600)
+            if i % 500 == 499:
+                pipe.execute()
+        pipe.execute()
+        client.close()
+
+    began = time.perf_counter()
+    threads = [threading.Thread(target=write, args=(w,)) for w in range(CLIENTS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - began
+
+
+def offset(client: redis.Redis) -> int:
+    return int(client.info("replication")["master_repl_offset"])
+
+
+def marker_offset(target: redis.Redis) -> int:
+    value = target.get(marker_key("sync"))
+    return int(value.split()[1].split(b"=")[1]) if value else -1
+
+
+def wait_until(check, goal: int, timeout: float = 600.0) -> float:
+    began = time.perf_counter()
+    while check() < goal:
+        if time.perf_counter() - began > timeout:
+            raise TimeoutError(f"not caught up within {timeout} s")
+        time.sleep(0.005)
+    return time.perf_counter() - began
+
+
+def start_sync(source: LocalServer, target: LocalServer, folder: Path) -> subprocess.Popen[bytes]:
+    args = [sys.executable, "-m", "migrate", "--log-level", "warning", "run", "--strategy", "sync", "--source",
+            source.url, "--target", target.url, "--checkpoint", str(folder / "cp.json"), "--spool-dir", str(folder),
+            "--status-file", str(folder / "status.json"), "--no-progress"]
+    return subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def frozen_round(source: LocalServer, replica: redis.Redis, target: redis.Redis, sync: subprocess.Popen[bytes],
+                 commands: int, tag: str) -> tuple[float, float, int]:
+    sleep = max(3.0, commands / 100_000)  # longer than the burst takes
+    sleeper = threading.Thread(target=lambda: replica.execute_command("DEBUG", "SLEEP", sleep))
+    os.kill(sync.pid, signal.SIGSTOP)
+    began = time.perf_counter()
+    sleeper.start()
+    took = burst(source, commands, tag)
+    goal = offset(source.client())
+    sleeper.join()  # the replica wakes up now: release the sync at the same moment
+    os.kill(sync.pid, signal.SIGCONT)
+    assert took < time.perf_counter() - began, "the burst outlasted the freeze: raise the sleep"
+    results: dict[str, float] = {}
+    timer = threading.Thread(target=lambda: results.__setitem__("native", wait_until(lambda: offset(replica), goal)))
+    timer.start()
+    ours = wait_until(lambda: marker_offset(target), goal)
+    timer.join()
+    return ours, results["native"], goal
+
+
+def live_round(source: LocalServer, replica: redis.Redis, target: redis.Redis, commands: int,
+               tag: str) -> tuple[float, float, float]:
+    took = burst(source, commands, tag)
+    goal = offset(source.client())
+    results: dict[str, float] = {}
+    timer = threading.Thread(target=lambda: results.__setitem__("native", wait_until(lambda: offset(replica), goal)))
+    timer.start()
+    ours = wait_until(lambda: marker_offset(target), goal)
+    timer.join()
+    return took, ours, results["native"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--commands", type=int, default=400_000)
+    parser.add_argument("--source", default="redis-7.0")
+    parser.add_argument("--target", default="valkey-8.1")
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp, start_server(args.source, SOURCE_ARGS) as source, \
+            start_server(args.source, ("--enable-debug-command", "yes")) as native, \
+            start_server(args.target) as target:
+        replica, tgt = native.client(), target.client()
+        replica.execute_command("REPLICAOF", "127.0.0.1", source.port)
+        sync = start_sync(source, target, Path(tmp))
+        try:
+            while replica.info("replication").get("master_link_status") != "up" or marker_offset(tgt) < 0:
+                assert sync.poll() is None, sync.stderr.read() if sync.stderr else ""
+                time.sleep(0.05)
+            print(f"source {args.source}, native replica {args.source}, sync target {args.target}, "
+                  f"{args.commands:,} commands per burst, {CLIENTS} pipelined clients")
+            for n in range(args.rounds):
+                ours, theirs, goal = frozen_round(source, replica, tgt, sync, args.commands, f"f{n}")
+                print(f"recorded stream, round {n + 1}: ours {ours:.2f} s ({args.commands / ours:,.0f} commands/s), "
+                      f"native replica {theirs:.2f} s ({args.commands / theirs:,.0f} commands/s), "
+                      f"ratio {theirs / ours:.2f}x (stream end offset {goal:,})")
+            for n in range(args.rounds):
+                took, ours, theirs = live_round(source, replica, tgt, args.commands, f"l{n}")
+                print(f"live burst, round {n + 1}: burst {took:.2f} s ({args.commands / took:,.0f} commands/s); "
+                      f"caught up after its end: ours {ours:.2f} s, native replica {theirs:.2f} s")
+        finally:
+            os.kill(sync.pid, signal.SIGCONT)
+            sync.terminate()
+            sync.wait(30)
+
+
+if __name__ == "__main__":
+    main()

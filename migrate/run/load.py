@@ -1,0 +1,237 @@
+"""Loading an RDB snapshot into a target, shared by `--strategy reload` (after its flush) and `--strategy sync` (the
+snapshot its replication link received): the file is checked first, then its key records go through the per-key
+conversion in batches per source database, into one `TargetWriter` per target database.
+
+    check_snapshot(path, config, target)                  # truncated, corrupt, or doomed under --on-incompatible fail
+    with RdbReader(str(path)) as reader:
+        loaded = load_snapshot(config, target, reader, total=keys)
+    load_functions(target, settings, loaded.extras.functions)
+
+Existing keys on the target follow --replace (RESTORE without REPLACE answers BUSYKEY: the key is reported busy).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+from migrate.config import ConnectionSettings
+from migrate.connection import with_retries
+from migrate.errors import BadInputError, ProblemsFound
+from migrate.rdb.dump import build_dump
+from migrate.rdb.errors import RdbFormatError
+from migrate.rdb.precheck import Precheck, precheck
+from migrate.rdb.reader import RdbReader
+from migrate.rdb.records import End, FunctionRecord, ModuleAux
+from migrate.rdb.rewrite import DEFAULT_MAX_COMMAND_BYTES
+from migrate.render import display_key
+from migrate.run.convert import Converter
+from migrate.run.options import OnIncompatible, RunConfig, RunOptions
+from migrate.run.progress import RunProgress
+from migrate.run.pump import Pump
+from migrate.run.ratelimit import RateLimiter
+from migrate.run.result import FunctionsReport
+from migrate.run.session import proto_max_bulk_len
+from migrate.run.tally import DbTally
+from migrate.run.writer import Item, TargetWriter
+from migrate.selection import KeySelection
+from migrate.server import Server
+from migrate.wire import Channel
+
+BatchCallback = Callable[[int, int], None]
+"""Called after each batch is written with (keys in the batch, payload bytes)."""
+
+
+@dataclass
+class Loaded:
+    """A batch of one source database's keys, in file order."""
+
+    db: int
+    items: list[Item]
+
+
+@dataclass
+class Extras:
+    functions: list[bytes] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    end: End | None = None
+
+
+@dataclass
+class LoadOutcome:
+    tallies: dict[int, DbTally]  # per source database
+    extras: Extras
+
+
+def load_snapshot(config: RunConfig, target: Server, reader: RdbReader, *, total: int | None,
+                  description: str = "reloading", on_batch: BatchCallback | None = None) -> LoadOutcome:
+    """Write every key record of `reader` in the selection into the target; raise on a bad checksum at the end."""
+    options = config.options
+    bulk = proto_max_bulk_len(target)
+    threshold = options.big_key_threshold
+    max_command_bytes = min(DEFAULT_MAX_COMMAND_BYTES, bulk // 2)
+    converter = Converter(target.identity.capabilities, max_command_bytes)
+    loader = _Loader(config, target, converter, min(bulk, threshold) if threshold else bulk)
+    extras = Extras()
+    pump: Pump[Loaded] = Pump(_batches(reader, options, converter, extras))
+    try:
+        with RunProgress(options.show_progress, total, description) as progress:
+            for batch in pump:
+                loader.write(batch)
+                nbytes = sum(len(i[1] or b"") for i in batch.items)
+                progress.advance(len(batch.items), nbytes)
+                if on_batch is not None:
+                    on_batch(len(batch.items), nbytes)
+    finally:
+        pump.stop()
+        loader.close()
+    if extras.end is not None and extras.end.checksum_ok is False:
+        raise BadInputError(f"the snapshot's checksum does not match (stored {extras.end.checksum:#x}, computed "
+                            f"{extras.end.computed:#x})", "the snapshot is corrupt: take a new one")
+    return LoadOutcome(loader.tallies, extras)
+
+
+def check_snapshot(path: Path, config: RunConfig, target: Server) -> Precheck:
+    """Read the whole file before anything is written (or flushed): truncated, corrupt or holding keys the run would
+    have to fail on, it is refused while the target is still untouched."""
+    options = config.options
+    try:
+        check = precheck(path, target.identity.capabilities, lossy=options.on_incompatible is not OnIncompatible.FAIL,
+                         wanted=wanted_records(options.selection))
+    except RdbFormatError as exc:
+        raise BadInputError(f"the snapshot {path} is unusable: {exc.message}; the target was not touched") from None
+    if check.incompatible_total and options.on_incompatible is OnIncompatible.FAIL:
+        raise ProblemsFound(_incompatible_message(check), "use --on-incompatible skip or lossy to load the rest; "
+                            "`migrate preflight --rdb-file FILE` lists them all")
+    return check
+
+
+def _incompatible_message(check: Precheck) -> str:
+    shown = "; ".join(f"db {db} {display_key(key)}: {why}" for db, key, why in check.incompatible[:5])
+    more = f" (and {check.incompatible_total - 5:,} more)" if check.incompatible_total > 5 else ""
+    return (f"{check.incompatible_total:,} keys of the snapshot cannot be loaded into the target: {shown}{more}; "
+            "nothing was flushed or written")
+
+
+def snapshot_payload(converter: Converter, type_byte: int, body: bytes, rdb_version: int) -> bytes:
+    """A RESTORE payload for an RDB record, stamped directly with the target's version when it would be restamped."""
+    decided = converter.cached.get((type_byte, rdb_version))
+    version = decided.restamp_to if decided is not None and decided.restamp_to is not None else rdb_version
+    return build_dump(type_byte, body, version)
+
+
+def wanted_records(selection: KeySelection) -> Callable[[int, bytes, str], bool] | None:
+    """Whether a record of the file is in the selection: (db, key, logical type); None: every record is."""
+    dbs = set(selection.source_dbs({})) if (selection.dbs or selection.db_map) else None
+    match = redis_glob(selection.match) if selection.match else None
+    if dbs is None and match is None and not selection.exclude and not selection.types:
+        return None
+
+    def wanted(db: int, key: bytes, logical: str) -> bool:
+        return ((dbs is None or db in dbs) and (match is None or match.fullmatch(key) is not None)
+                and selection.wants_key(key) and selection.wants_type(logical))
+    return wanted
+
+
+def _batches(reader: RdbReader, options: RunOptions, converter: Converter, extras: Extras) -> Iterator[Loaded]:
+    """Key records as batches per source database; functions and module data outside keys go to `extras`."""
+    wanted = wanted_records(dataclasses.replace(options.selection, types=()))  # types: the writer filters them
+    limiter = RateLimiter(options.rate_limit)
+    size = limiter.batch_size(options.batch_size)
+    version = reader.rdb_version
+    batch = Loaded(-1, [])
+    for item in reader.scan():
+        if type(item) is tuple:
+            _, db, key, type_byte, expire, _, _, body, _, _, _ = item
+            if wanted is not None and not wanted(db, key, ""):
+                continue
+            if db != batch.db or len(batch.items) >= size:
+                if batch.items:
+                    limiter.acquire(len(batch.items))
+                    yield batch
+                batch = Loaded(db, [])
+            payload = snapshot_payload(converter, type_byte, body, version)
+            batch.items.append((key, payload, expire, len(payload)))
+        elif isinstance(item, FunctionRecord):
+            extras.functions.append(item.code)
+        elif isinstance(item, ModuleAux):
+            extras.notes.append(f"module data outside keys ({item.module_type}) is not loaded: recreate it on the "
+                                f"target (e.g. search indexes)")
+        elif isinstance(item, End):
+            extras.end = item
+    if batch.items:
+        yield batch
+
+
+def redis_glob(pattern: str) -> re.Pattern[bytes]:
+    """A SCAN MATCH pattern as a regex over key bytes: * ? [abc] [^a-z] [!a-z] and backslash escapes."""
+    out, i, raw = [], 0, pattern.encode()
+    while i < len(raw):
+        ch = raw[i:i + 1]
+        if ch == b"\\" and i + 1 < len(raw):
+            out.append(re.escape(raw[i + 1:i + 2]))
+            i += 2
+            continue
+        if ch == b"[":
+            end = raw.find(b"]", i + 1)
+            if end > i + 1:
+                body = raw[i + 1:end]
+                negate = body[:1] in (b"^", b"!")
+                body = body[1:] if negate else body
+                out.append(b"[" + (b"^" if negate else b"") + body.replace(b"\\", b"\\\\") + b"]")
+                i = end + 1
+                continue
+        out.append(b".*" if ch == b"*" else b"." if ch == b"?" else re.escape(ch))
+        i += 1
+    return re.compile(b"".join(out), re.DOTALL)
+
+
+class _Loader:
+    """Writes Loaded batches to their target databases, one writer (and connection) per database."""
+
+    def __init__(self, config: RunConfig, target: Server, converter: Converter, restore_limit: int) -> None:
+        self.config = config
+        self.target = target
+        self.converter = converter
+        self.restore_limit = restore_limit
+        self.writers: dict[int, TargetWriter] = {}
+        self.tallies: dict[int, DbTally] = {}
+
+    def write(self, batch: Loaded) -> None:
+        options = self.config.options
+        target_db = options.selection.target_db(batch.db)
+        writer = self.writers.get(batch.db)
+        if writer is None:
+            self.target.check_databases([target_db])
+            link = Channel(self.target.endpoint, self.config.common.connection, "target", target_db)
+            writer = self.writers[batch.db] = TargetWriter(
+                link, self.converter, options.on_incompatible, self.config.common.connection, source_db=batch.db,
+                restore_limit=self.restore_limit, copier=None, types=frozenset(options.selection.types),
+                dry_run=False)
+            self.tallies[batch.db] = DbTally(batch.db, target_db)
+        tally = self.tallies[batch.db]
+        # A key already there: --replace overwrites it, else it is reported busy (after a flush, it came from this
+        # load: a db merged by --db-map). A batch resent after a lost connection overwrites its own keys.
+        writer.write(batch.items, tally, replace=options.replace, retry_replace=True)
+
+    def close(self) -> None:
+        for writer in self.writers.values():
+            writer.link.close()
+
+
+def load_functions(target: Server, settings: ConnectionSettings, codes: list[bytes]) -> FunctionsReport | None:
+    if not codes:
+        return None
+    loaded, failed = 0, []
+    for code in codes:
+        try:
+            with_retries(partial(target.client.execute_command, "FUNCTION", "LOAD", "REPLACE", code), settings,
+                         "FUNCTION LOAD", target.endpoint, "target")
+            loaded += 1
+        except Exception as exc:  # reported: the keys are loaded already
+            failed.append(" ".join(str(exc).split())[:120])
+    return FunctionsReport(loaded, f"{len(failed)} not loaded: {'; '.join(failed)}" if failed else "")

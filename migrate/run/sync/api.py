@@ -1,0 +1,541 @@
+"""Strategy 4, sync: migrate is a replica of the source. The snapshot goes through the per-key conversion into the
+target (as reload loads it, without a flush unless --flush-target), then the source's write stream is translated for
+the target release and applied exactly once (a marker key in each MULTI/EXEC), until a cutover in a short write pause.
+
+    source --PSYNC--> ReplicaLink --snapshot file--> check_snapshot, load_snapshot --> target (RESTORE per key)
+                           |--stream spool--> Translator --> Applier (MULTI ... SET marker EXEC) --> target
+                           `<-- REPLCONF ACK <offset the target acknowledged>
+
+The target's marker is the truth about where it stands: a lost source link continues with PSYNC from the marker's
+offset (partial resync), so does `--resume` after a kill; a source that restarted or outran its backlog, or a target
+that lost acknowledged writes without keeping the marker, means a full resync, which empties the sync's target
+databases first (see `_full_sync`) so that keys deleted on the source do not survive. docs/sync.md has the details.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from migrate.config import ConnectionSettings
+from migrate.errors import ConfigError, ConnectError, MigrateError, MigrationError, TargetNotEmptyError
+from migrate.logs import get_logger
+from migrate.rdb.reader import RdbReader
+from migrate.replication import LinkLostError, LinkOptions, ReplicaLink, StreamCommand
+from migrate.rights import Context, check_rights
+from migrate.run.checkpoint import check_writable
+from migrate.run.load import check_snapshot, load_functions, load_snapshot
+from migrate.run.options import CutoverMode, RunConfig, RunOptions
+from migrate.run.result import DbReport, FunctionsReport, ResyncEvent, RunResult, SyncReport
+from migrate.run.session import check_writable_target, dbsize, flush_dbs, open_servers
+from migrate.run.spool import check_space, spool_folder
+from migrate.run.sync.checkpoint import SyncCheckpoint
+from migrate.run.sync.control import SyncControl
+from migrate.run.sync.report import Reporter
+from migrate.run.sync.state import SyncState
+from migrate.run.tally import DbTally
+from migrate.selection import KeySelection
+from migrate.server import Server
+from migrate.stream import (
+    MARKER_DB,
+    Applier,
+    ApplyOptions,
+    DbMap,
+    Marker,
+    TargetLostError,
+    TargetProfile,
+    Translator,
+    marker_key,
+    read_marker,
+)
+from migrate.stream.marker import SYNC_STREAM_ID, marker_value
+from migrate.wire import Channel
+
+log = get_logger("migrate.sync")
+
+STREAM_ID: Final = SYNC_STREAM_ID  # the marker key: __migrate:stream-applied:sync in target db 0
+READ_COMMANDS: Final = 2000  # commands parsed per round (the applier batches them by 1,000)
+RECONNECT_SECONDS: Final = 120.0  # a source or target that stays unreachable longer ends the sync (resumable)
+CHECKPOINT_SECONDS: Final = 1.0
+CAUGHT_UP_BYTES: Final = 64 * 1024  # --cutover auto starts its pause once the lag is below this
+
+
+def sync(config: RunConfig, control: SyncControl | None = None) -> RunResult:
+    """Follow the source until the cutover; raises a MigrateError subclass on failure (the checkpoint is kept)."""
+    started = time.monotonic()
+    options = config.options
+    control = control or SyncControl()
+    source, target = open_servers(config)
+    try:
+        check_writable_target(target)
+        _refuse_unsupported(options, source, target)
+        check_writable(options.checkpoint)
+        refusal = replication_refused(source)
+        if refusal is not None:
+            from migrate.run.sync.notify import follow_notifications
+
+            return follow_notifications(config, source, target, control, refusal, started)
+        check_rights("sync", {"source": (source, 0), "target": (target, MARKER_DB)}, _rights_context(config, source,
+                                                                                                     target))
+        state = SyncState(source.identity.describe(), target.identity.describe())
+        reporter = Reporter(state, options.status_file, options.metrics_address).start()
+        job = SyncJob(config, source, target, state, control, reporter)
+        try:
+            report = job.run()
+        except (KeyboardInterrupt, MigrateError) as exc:
+            state.state = "stopped" if isinstance(exc, KeyboardInterrupt) or exc.exit_code == 130 else "failed"
+            state.error = None if state.state == "stopped" else getattr(exc, "message", str(exc))
+            if isinstance(exc, MigrateError) and state.state == "failed":
+                exc.hint = f"{exc.hint}; the checkpoint {options.checkpoint} is kept: rerun with --resume"
+            raise
+        finally:
+            job.close()
+            reporter.stop()
+        return RunResult("sync", source.identity.describe(), target.identity.describe(), executed=True, dry_run=False,
+                         resumed=options.resume, seconds=time.monotonic() - started,
+                         dbs=tuple(DbReport.of(t) for _, t in sorted(job.tallies.items())), functions=job.functions,
+                         notes=tuple(state.notes), sync=report)
+    finally:
+        source.close()
+        target.close()
+
+
+def _refuse_unsupported(options: RunOptions, source: Server, target: Server) -> None:
+    for side in (source, target):
+        if side.identity.mode == "cluster":
+            raise ConfigError(f"the {side.role} runs in cluster mode: --strategy sync follows a standalone source "
+                              "into a standalone target", "see README \"Not supported yet\"")
+    if options.cutover is CutoverMode.AUTO and not source.identity.capabilities.has("client pause write"):
+        raise ConfigError(f"--cutover auto needs CLIENT PAUSE WRITE and CLIENT UNPAUSE on the source (Redis 6.2+); "
+                          f"{source.identity.label} can only pause every client, reads included, until a timeout",
+                          "use --cutover manual: stop the application's writes, then run `migrate cutover`")
+
+
+def _rights_context(config: RunConfig, source: Server, target: Server) -> Context:
+    options = config.options
+    return Context(source.identity.capabilities, target.identity.capabilities, options.flush_target,
+                   selected_dbs=bool(options.selection.dbs or options.selection.db_map))
+
+
+def replication_refused(source: Server) -> str | None:
+    """Why the source will not serve us as a replica (PSYNC or REPLCONF renamed, or not granted), or None."""
+    from migrate.rights import Right, probe
+
+    rights = (Right("psync", ("?", "-1"), ""), Right("replconf", ("listening-port", "0"), ""))
+    channel = Channel(source.endpoint, source.settings, "source", 0)
+    try:
+        found = probe(channel, "source", rights, b"migrate:probe")
+    finally:
+        channel.close()
+    missing = [*(f"{r.command.upper()} is renamed or disabled" for r in found.unknown),
+               *(f"the user may not run {r.command.upper()}" for r in found.denied)]
+    return "; ".join(missing) if missing else None
+
+
+@dataclass(frozen=True)
+class Scope:
+    """The target databases of the sync: checked empty at the start, emptied by --flush-target and full resyncs."""
+
+    db_map: DbMap
+    dbs: tuple[int, ...] | None  # None: every database (FLUSHALL)
+
+    @classmethod
+    def of(cls, selection: KeySelection) -> Scope:
+        dbs = (tuple(sorted({selection.target_db(d) for d in selection.source_dbs({})}))
+               if selection.dbs or selection.db_map else None)
+        return cls(DbMap.from_selection(selection), dbs)
+
+    def held(self, target: Server) -> dict[int, int]:
+        """Keys per target database of the scope, now."""
+        if self.dbs is None:
+            return {db: n for db, n in target.identity.keyspace.items() if n}
+        return {db: n for db in self.dbs if (n := dbsize(target, db))}
+
+    def describe(self) -> str:
+        return "every database" if self.dbs is None else "db " + ", ".join(map(str, self.dbs))
+
+
+def fingerprint(config: RunConfig, source: Server, target: Server) -> dict[str, Any]:
+    sel = config.options.selection
+    return {"strategy": "sync", "source": str(source.endpoint.with_db(0)), "target": str(target.endpoint.with_db(0)),
+            "db_map": [list(p) for p in sel.db_map], "dbs": list(sel.dbs)}
+
+
+class SyncJob:
+    """One sync from its first snapshot to its cutover: the link, the translator, the applier and their recovery."""
+
+    def __init__(self, config: RunConfig, source: Server, target: Server, state: SyncState, control: SyncControl,
+                 reporter: Reporter) -> None:
+        self.config = config
+        self.options: RunOptions = config.options
+        self.settings: ConnectionSettings = config.common.connection
+        self.source = source
+        self.target = target
+        self.state = state
+        self.control = control
+        self.reporter = reporter
+        self.scope = Scope.of(self.options.selection)
+        self.profile = TargetProfile.of(target.client)
+        folder = spool_folder(self.options.spool_dir)
+        self.snapshot_path = folder / f"migrate-sync-{state.pid}.rdb"
+        self.stream_dir = folder / f"migrate-sync-{state.pid}.stream"
+        self.link: ReplicaLink | None = None
+        self.applier: Applier | None = None
+        self.translator: Translator | None = None
+        self.checkpoint: SyncCheckpoint | None = None
+        self.replid: str | None = None
+        self.applied = (0, 0)  # (offset, source db there) the target holds: its marker
+        self.resyncs: list[ResyncEvent] = []
+        self.tallies: dict[int, DbTally] = {}
+        self.functions: FunctionsReport | None = None
+        self.offset_client = Channel(source.endpoint, self.settings, "source", 0)  # the reporter thread's
+        self.observer: Callable[[list[StreamCommand]], None] | None = None  # the cutover's grace period counts writes
+
+    # -- the whole sync ---------------------------------------------------------------------------------------------
+
+    def run(self) -> SyncReport:
+        from migrate.run.sync.cutover import cut_over_when_asked
+
+        check_space(self.source, self.snapshot_path.parent)
+        self.reporter.source_offset = self.read_source_offset
+        self.reporter.waiting_since = self.waiting_since
+        if self.options.resume:
+            self._resume()
+        else:
+            self._start()
+        cutover = cut_over_when_asked(self)
+        self.state.phase, self.state.state = "done", "done"
+        assert self.checkpoint is not None
+        self.checkpoint.remove()
+        return SyncReport("replication", self.replid, self.applied[0], tuple(self.resyncs),
+                          self.state.tally.to_dict(), self.state.snapshot_loads, cutover)
+
+    def _start(self) -> None:
+        held = self.scope.held(self.target)
+        options = self.options
+        if held and not (options.replace or options.flush_target):
+            listed = ", ".join(f"db {db} holds {n} keys" for db, n in sorted(held.items()))
+            raise TargetNotEmptyError(f"target is not empty: {listed}")
+        owns = not held or options.flush_target
+        self.checkpoint = SyncCheckpoint(options.checkpoint, fingerprint(self.config, self.source, self.target),
+                                         owns_target=owns)
+        self.checkpoint.save()
+        link = self.connect(None, 0, 0)
+        self._full_sync(link, "first sync", flush=bool(held) and options.flush_target)
+
+    def _resume(self) -> None:
+        _remove_leftovers(self.snapshot_path.parent)
+        self.checkpoint = SyncCheckpoint.load(self.options.checkpoint, fingerprint(self.config, self.source,
+                                                                                   self.target))
+        cp = self.checkpoint
+        marker = self.read_marker()
+        if marker is None or cp.replid is None:
+            why = ("the target holds no marker of this sync" if marker is None else
+                   "the interrupted sync had not finished its snapshot")
+            self.note(f"resume: {why}: full resync")
+            self._full_sync(self.connect(None, 0, 0), f"resume: {why}", flush=True)
+            return
+        if marker.offset != cp.offset:
+            self.note(f"resume: the checkpoint says offset {cp.offset}, the target's marker {marker.offset}: "
+                      f"continuing from the marker (what the target holds)")
+        self.replid, self.applied = cp.replid, (marker.offset, marker.source_db)
+        self._open_stream("resume after an interruption")
+
+    # -- connecting ---------------------------------------------------------------------------------------------------
+
+    def connect(self, replid: str | None, offset: int, db: int) -> ReplicaLink:
+        """A replication link (PSYNC replid offset+1, or PSYNC ? -1), retried while the source is unreachable."""
+        options = LinkOptions(diskless=self.options.diskless_sync, snapshot_path=self.snapshot_path,
+                              spool_dir=self.stream_dir)
+        deadline = time.monotonic() + RECONNECT_SECONDS
+        delay = 0.2
+        while True:
+            try:
+                if replid is None:
+                    return ReplicaLink(self.source.endpoint, self.settings, options=options)
+                return ReplicaLink(self.source.endpoint, self.settings, replid=replid, offset=offset, db=db,
+                                   options=options)
+            except ConnectError as exc:
+                if time.monotonic() + delay > deadline:
+                    raise ConnectError(f"the source stayed unreachable for {RECONNECT_SECONDS:g} s: {exc.message}",
+                                       "rerun with --resume once the source is back") from None
+                log.warning("source unreachable, retrying", error=exc.message, in_seconds=delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    def _open_stream(self, why: str) -> None:
+        """Continue from the target's position: a partial resync, or a full one when the source cannot continue."""
+        offset, db = self.applied
+        link = self.connect(self.replid, offset, db)
+        if not link.sync.partial:
+            self._full_sync(link, f"{why}: {link.sync.reason}", flush=True)
+            return
+        self._record("partial", f"{why}: {link.sync.reason}", offset)
+        self.link, self.replid = link, link.sync.replid
+        self._new_stream(offset, db)
+        self.state.phase = "streaming"
+
+    def _new_stream(self, offset: int, db: int) -> None:
+        """A fresh translator and applier from (offset, db), the position the target holds."""
+        if self.applier is not None:
+            self.applier.close()
+        self.translator = Translator(self.profile, policy=self.options.on_incompatible, db_map=self.scope.db_map,
+                                     source_db=db, tally=self.state.tally)
+        self.applier = Applier(self.target.endpoint, self.settings, STREAM_ID, ApplyOptions(), tally=self.state.tally,
+                               on_applied=self._applied, held_offset=offset)
+        self.applied = (offset, db)
+        self.state.applied_offset = offset
+        self._save(force=True)  # a kill from now on resumes from here, not from a snapshot
+
+    def _record(self, kind: str, reason: str, offset: int) -> None:
+        self.resyncs.append(ResyncEvent(kind, reason, offset, time.time()))
+        self.state.resync, self.state.resync_reason = kind, reason
+        if kind == "full":
+            self.state.full_resyncs += 1
+        else:
+            self.state.partial_resyncs += 1
+        if self.checkpoint is not None:
+            self.checkpoint.full_resyncs, self.checkpoint.partial_resyncs = (self.state.full_resyncs,
+                                                                              self.state.partial_resyncs)
+        log.warning("resync", kind=kind, reason=reason, offset=offset) if self.resyncs[1:] else \
+            log.info("sync started", kind=kind, reason=reason, offset=offset)
+
+    # -- the snapshot -------------------------------------------------------------------------------------------------
+
+    def _full_sync(self, link: ReplicaLink, reason: str, *, flush: bool) -> None:
+        """Load the link's snapshot. A resync first empties the sync's target databases: keys deleted on the source
+        since the last snapshot must not survive; databases that were not empty when the sync began are not the
+        sync's to empty, so a full resync is refused there."""
+        assert link.sync.replid is not None
+        self._record("full", reason, link.sync.offset)
+        self.link, self.replid = link, link.sync.replid
+        self.state.phase, self.state.replid = "snapshot", link.sync.replid
+        if self.applier is not None:
+            self.applier.close()
+            self.applier = None
+        assert self.checkpoint is not None
+        if flush and not self.checkpoint.owns_target:
+            raise MigrationError(f"a full resync is needed ({reason}), but the target's databases held keys of their "
+                                 "own when the sync began: emptying them would delete those, keeping them would keep "
+                                 "keys the source has deleted since", "start over with --flush-target --yes (the "
+                                 "target databases are emptied), or with --strategy replay")
+        self.checkpoint.phase = "snapshot"
+        self.checkpoint.save()
+        path = self._wait_snapshot(link)
+        check_snapshot(path, self.config, self.target)
+        if flush:
+            self._delete_marker()
+            flush_dbs(self.target, None if self.scope.dbs is None else list(self.scope.dbs))
+            self.note(f"full resync ({reason}): target {self.scope.describe()} emptied and loaded again")
+        self._load(path)
+        self._write_marker(link.sync.offset)
+        link.ack(link.sync.offset, flush=True)
+        self._new_stream(link.sync.offset, 0)  # after a full sync the primary starts its stream with a SELECT
+        self.state.phase = "streaming"
+
+    def _wait_snapshot(self, link: ReplicaLink) -> Path:
+        while link.status().phase in ("handshake", "preamble", "snapshot"):
+            self.state.snapshot_bytes = link.status().snapshot_bytes
+            time.sleep(0.2)
+        info = link.wait_snapshot(5)
+        self.state.snapshot_bytes = info.size
+        log.info("snapshot received", bytes=info.size, seconds=round(info.seconds, 3), diskless=info.diskless,
+                 waited=round(link.sync.waited, 3))
+        assert info.path is not None
+        return info.path
+
+    def _load(self, path: Path) -> None:
+        total = sum(self.source.identity.keyspace.values())
+        self.state.snapshot_keys_total, self.state.snapshot_keys_loaded = total, 0
+
+        def loaded(keys: int, nbytes: int) -> None:
+            self.state.snapshot_keys_loaded += keys
+
+        try:
+            with RdbReader(str(path)) as reader:
+                outcome = load_snapshot(self.config, self.target, reader, total=total, description="sync snapshot",
+                                        on_batch=loaded)
+        finally:
+            path.unlink(missing_ok=True)
+        self.tallies = outcome.tallies
+        self.functions = load_functions(self.target, self.settings, outcome.extras.functions)
+        self.state.notes += [n for n in outcome.extras.notes if n not in self.state.notes]
+        self.state.snapshot_loads += 1
+
+    # -- the marker ---------------------------------------------------------------------------------------------------
+
+    def _marker_channel(self) -> Channel:
+        return Channel(self.target.endpoint, self.settings, "target", MARKER_DB)
+
+    def _write_marker(self, offset: int) -> None:
+        channel = self._marker_channel()
+        try:
+            reply = channel.command(b"SET", marker_key(STREAM_ID), marker_value(offset, 0, int(time.time() * 1000)))
+        finally:
+            channel.close()
+        if reply != b"OK":
+            raise MigrationError(f"the target refused to record the stream position: {reply}")
+
+    def _delete_marker(self) -> None:
+        channel = self._marker_channel()
+        try:
+            channel.command(b"DEL", marker_key(STREAM_ID))
+        finally:
+            channel.close()
+
+    def read_marker(self) -> Marker | None:
+        """The target's marker, waiting (RECONNECT_SECONDS at most) while the target is unreachable or loading."""
+        deadline = time.monotonic() + RECONNECT_SECONDS
+        while True:
+            client = None
+            try:
+                client = self.target.db_client(MARKER_DB)
+                return read_marker(client, STREAM_ID)
+            except ConnectError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+            finally:
+                if client is not None:
+                    client.close()
+
+    # -- streaming ----------------------------------------------------------------------------------------------------
+
+    def _applied(self, offset: int, db: int) -> None:
+        self.applied = (offset, db)
+        self.state.applied_offset = offset
+        if self.link is not None and offset <= self.link.position.offset:
+            self.link.ack(offset)
+
+    def pump(self, timeout: float = 0.2) -> int:
+        """Read what the link holds, translate and apply it; recover from lost links. The commands handled."""
+        try:
+            return self._pump(timeout)
+        except LinkLostError as exc:
+            self.state.source_reconnects += 1
+            log.warning("source link lost", error=exc.message)
+            self._continue_after_link_loss(exc)
+        except TargetLostError as exc:
+            self.state.target_reconnects += 1
+            log.warning("target lost acknowledged writes", error=exc.message)
+            self._continue_after_target_loss(exc)
+        return 0
+
+    def _pump(self, timeout: float) -> int:
+        link, translator, applier = self.link, self.translator, self.applier
+        assert link is not None and translator is not None and applier is not None
+        batch = link.read_commands(READ_COMMANDS, timeout=timeout)
+        if batch and self.observer is not None:
+            self.observer(batch)
+        if batch:
+            received = link.arrived_ms(batch[0].offset)
+            feed, apply = translator.feed, applier.apply
+            for argv, offset, _ in batch:
+                unit = feed(argv, offset, received)
+                if unit is not None:
+                    apply(unit)
+        self.state.received_offset = link.received
+        if len(batch) < READ_COMMANDS:
+            applier.flush()  # caught up with what arrived: nothing waits for a full batch
+        self.state.target_reconnects = max(self.state.target_reconnects, applier.reconnects)
+        self._save()
+        return len(batch)
+
+    def _continue_after_link_loss(self, exc: LinkLostError) -> None:
+        if self.applier is not None:
+            self.applier.flush()  # what was translated is on the target: continue right after it
+        if self.link is not None:
+            self.link.close()
+        self._open_stream(f"the source link was lost ({exc.message})")
+
+    def _continue_after_target_loss(self, exc: TargetLostError) -> None:
+        if self.link is not None:
+            self.link.close()
+        marker = self.read_marker()
+        if marker is None:
+            self.note(f"the target lost its data ({exc.message}): full resync")
+            self._full_sync(self.connect(None, 0, 0), "the target lost its data", flush=True)
+            return
+        self.note(f"the target went back to offset {marker.offset} ({exc.message}): the stream continues from there")
+        self.applied = (marker.offset, marker.source_db)
+        self._open_stream("the target lost acknowledged writes")
+
+    def waiting_since(self) -> float | None:
+        return self.link.waiting_since() if self.link is not None else None
+
+    def read_source_offset(self, channel: Channel | None = None) -> int | None:
+        """The source's master_repl_offset (INFO replication), or None when it cannot be read now. Without a channel
+        it uses the reporter's own (a channel is never shared between threads)."""
+        channel = channel or self.offset_client
+        try:
+            reply = channel.command("INFO", "replication")
+        except Exception:  # reported as a stale figure, never a failure of the sync
+            channel.reset()
+            return None
+        return replication_offset(reply)
+
+    def _save(self, force: bool = False) -> None:
+        cp = self.checkpoint
+        if cp is None:
+            return
+        cp.phase, cp.replid, (cp.offset, cp.db) = "streaming", self.replid, self.applied
+        cp.save() if force else cp.save_every(CHECKPOINT_SECONDS)
+
+    def note(self, text: str) -> None:
+        self.state.notes.append(text)
+        log.warning("sync", note=text)
+
+    def close(self) -> None:
+        """Stop everything; the checkpoint keeps the last acknowledged position (the marker has it too)."""
+        for closer in (self.link, self.applier, self.offset_client):
+            if closer is not None:
+                with contextlib.suppress(Exception):
+                    closer.close()
+        if self.checkpoint is not None and self.state.state != "done":
+            with contextlib.suppress(ConfigError):
+                if self.checkpoint.phase == "streaming":
+                    self.checkpoint.replid, (self.checkpoint.offset, self.checkpoint.db) = self.replid, self.applied
+                self.checkpoint.save()
+        self.snapshot_path.unlink(missing_ok=True)
+        shutil.rmtree(self.stream_dir, ignore_errors=True)
+
+
+def _remove_leftovers(folder: Path) -> None:
+    """Snapshot files and stream spools of syncs that were killed (their process is gone)."""
+    for path in folder.glob("migrate-sync-*"):
+        pid = path.name.removeprefix("migrate-sync-").split(".")[0]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        log.info("removing a killed sync's spool", path=str(path))
+        shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def replication_offset(info: Any) -> int | None:
+    """master_repl_offset from an INFO replication reply (bytes)."""
+    if not isinstance(info, bytes):
+        return None
+    for line in info.splitlines():
+        if line.startswith(b"master_repl_offset:"):
+            return int(line.split(b":", 1)[1])
+    return None
+
+
+def with_options(config: RunConfig, **changes: Any) -> RunConfig:
+    return dataclasses.replace(config, options=dataclasses.replace(config.options, **changes))

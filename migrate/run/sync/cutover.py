@@ -1,0 +1,253 @@
+"""The cutover: pause the source's writes, apply the stream up to the pause, compare key counts, unpause, and report.
+
+    MULTI; CLIENT PAUSE <max-pause ms> WRITE; INFO replication; EXEC      one transaction: the offset read is the
+                                                                          cut point, no write can come after it
+    apply the stream until the target acknowledged the cut offset       (bounded by --max-pause: else called off)
+    INFO keyspace on both sides                                           (the marker key left out)
+    CLIENT UNPAUSE                                                        pause measured: PAUSE sent -> UNPAUSE answered
+    grace period: go on applying what the released clients write         counted: clients must be repointed now
+    remove the marker key
+
+Redis 6.0 has no WRITE mode and no UNPAUSE (a pause holds reads too, until its timeout): --cutover auto is refused
+there (api._refuse_unsupported); a manual cutover takes no pause (the operator has stopped the writes) and says so.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Final
+
+from migrate.config import ConnectionSettings
+from migrate.errors import MigrationError, PermissionDeniedError
+from migrate.logs import get_logger
+from migrate.render import display_key, jsonable
+from migrate.replication import StreamCommand
+from migrate.run.options import CutoverMode
+from migrate.run.result import CutoverReport, DbCount
+from migrate.server import Server
+from migrate.stream import MARKER_DB, remove_marker
+from migrate.stream.marker import SYNC_STREAM_ID, marker_key
+from migrate.wire import Channel, is_error, pack
+
+if TYPE_CHECKING:
+    from migrate.run.sync.api import Scope, SyncJob
+
+log = get_logger("migrate.sync")
+
+CATCH_UP_SECONDS: Final = 30.0  # before pausing, the lag must come down within this (else the attempt waits)
+MANUAL_DRAIN_SECONDS: Final = 30.0  # without a pause (Redis 6.0), how long the drain may take
+RETRY_SECONDS: Final = 10.0  # between two --cutover auto attempts
+ATTEMPTS: Final = 3  # --cutover auto gives up after this many attempts called off
+NOT_WRITES: Final = frozenset({b"ping", b"select", b"multi", b"exec", b"replconf"})
+NAMED_KEYS: Final = 20
+
+
+def cut_over_when_asked(job: SyncJob) -> CutoverReport:
+    """Follow the stream until a cutover succeeds (auto: once caught up; manual: once asked)."""
+    attempts, next_try = 0, 0.0
+    while True:
+        job.pump()
+        job.state.cutover_requested = job.control.cutover_requested
+        if job.state.phase != "streaming" or time.monotonic() < next_try or not _due(job):
+            continue
+        attempts += 1
+        report = attempt(job, attempts)
+        if report is not None:
+            return report
+        job.control.clear()
+        if job.options.cutover is CutoverMode.AUTO and attempts >= ATTEMPTS:
+            raise MigrationError(f"the cutover was called off {attempts} times: the target did not catch up within "
+                                 f"--max-pause {job.options.max_pause:g} s", "raise --max-pause, or cut over when "
+                                 "the source takes fewer writes (--cutover manual)")
+        next_try = time.monotonic() + RETRY_SECONDS
+
+
+def _due(job: SyncJob) -> bool:
+    if job.control.cutover_requested:
+        return True
+    if job.options.cutover is not CutoverMode.AUTO or job.link is None or not job.state.source_offset:
+        return False
+    return job.applied[0] >= job.link.received and job.state.source_offset - job.applied[0] < 64 * 1024
+
+
+def attempt(job: SyncJob, number: int) -> CutoverReport | None:
+    state, options = job.state, job.options
+    state.phase, state.cutover_attempts = "cutover", number
+    log.info("cutover", attempt=number, mode=str(options.cutover))
+    pausing = job.source.identity.capabilities.has("client pause write")
+    channel = Channel(job.source.endpoint, job.settings, "source", 0)
+    pause_ms: float | None = None
+    try:
+        _catch_up(job, channel)
+        asked = time.monotonic()
+        cut = pause_writes(channel, options.max_pause) if pausing else _offset(channel)
+        budget = options.max_pause - min(0.25, options.max_pause / 4) if pausing else MANUAL_DRAIN_SECONDS
+        try:
+            drained = _drain(job, cut, asked + budget)
+            counts = count_keys(job.scope, job.target, job.settings, channel) if drained else ()
+        finally:
+            if pausing:
+                unpause_writes(channel)
+                pause_ms = round((time.monotonic() - asked) * 1000, 1)
+    finally:
+        channel.close()
+    if not drained:
+        job.note(f"cutover attempt {number} called off: the target had not applied the stream up to the pause "
+                 f"(offset {cut}, applied {job.applied[0]}) within --max-pause {options.max_pause:g} s; the source's "
+                 f"writes were paused {pause_ms} ms; syncing goes on")
+        state.phase = "streaming"
+        return None
+    log.info("cutover point reached", offset=cut, pause_ms=pause_ms)
+    after, keys = _grace(job, cut, options.cutover_grace)
+    _finish(job)
+    report = CutoverReport(str(options.cutover), pausing, pause_ms, cut, counts, after, keys, options.cutover_grace,
+                           number, instructions(pausing, pause_ms, cut, after, options.cutover_grace))
+    state.cutover = jsonable(report)
+    return report
+
+
+def _catch_up(job: SyncJob, channel: Channel) -> None:
+    """Bring the lag down before pausing, so the pause only covers the last writes."""
+    deadline = time.monotonic() + CATCH_UP_SECONDS
+    while time.monotonic() < deadline:
+        offset = job.read_source_offset(channel)
+        if offset is not None and job.link is not None and offset - job.applied[0] < 64 * 1024:
+            return
+        job.pump(0.05)
+
+
+def pause_writes(channel: Channel, max_pause: float) -> int:
+    """CLIENT PAUSE WRITE and INFO in one transaction: the offset read is the last one a write can have."""
+    data = b"".join(pack(c) for c in (("MULTI",), ("CLIENT", "PAUSE", int(max_pause * 1000), "WRITE"),
+                                      ("INFO", "replication"), ("EXEC",)))
+    replies = channel.call(data, 4)
+    result = replies[3]
+    failed = next((r for r in (*replies[:3], result) if is_error(r)), None)
+    if failed is None and isinstance(result, list):
+        failed = next((r for r in result if is_error(r)), None)
+    if failed is not None or not isinstance(result, list):
+        text = " ".join(str(failed).split())
+        error = PermissionDeniedError if "NOPERM" in text else MigrationError
+        raise error(f"the source refused to pause writes for the cutover: {text}",
+                    "grant the source user +client|pause +client|unpause (README \"Minimum rights\"), or use "
+                    "--cutover manual after stopping the application's writes")
+    offset = _parse_offset(result[1])
+    log.warning("source writes paused", max_ms=int(max_pause * 1000), offset=offset)
+    return offset
+
+
+def _offset(channel: Channel) -> int:
+    log.warning("the source cannot pause writes (no CLIENT PAUSE WRITE): cutting over at its current offset; the "
+                "application's writes must be stopped")
+    return _parse_offset(channel.command("INFO", "replication"))
+
+
+def _parse_offset(info: Any) -> int:
+    from migrate.run.sync.api import replication_offset
+
+    offset = replication_offset(info)
+    if offset is None:
+        raise MigrationError(f"cannot read the source's replication offset (INFO replication answered {info!r:.80})")
+    return offset
+
+
+def unpause_writes(channel: Channel) -> None:
+    reply = channel.command("CLIENT", "UNPAUSE")
+    if is_error(reply):  # the pause still ends by its own timeout (--max-pause)
+        log.warning("CLIENT UNPAUSE refused: the pause ends by its timeout", error=str(reply))
+    else:
+        log.warning("source writes unpaused")
+
+
+def _drain(job: SyncJob, cut: int, deadline: float) -> bool:
+    while job.applied[0] < cut:
+        if time.monotonic() > deadline:
+            return False
+        job.pump(0.02)
+    return True
+
+
+def count_keys(scope: Scope, target: Server, settings: ConnectionSettings, source: Channel) -> tuple[DbCount, ...]:
+    """Key counts per target database, while the source's writes are paused (the marker key not counted)."""
+    src = _keyspace(source.command("INFO", "keyspace"))
+    channel = Channel(target.endpoint, settings, "target", MARKER_DB)
+    try:
+        tgt = _keyspace(channel.command("INFO", "keyspace"))
+        marker = int(channel.command("EXISTS", marker_key(SYNC_STREAM_ID)) or 0)
+    finally:
+        channel.close()
+    mapping = scope.db_map.table() if not scope.db_map.identity else {db: db for db in set(src) | set(tgt)}
+    expected: dict[int, list[int]] = {}
+    for s, t in mapping.items():
+        keys, volatile = src.get(s, (0, 0))
+        entry = expected.setdefault(t, [0, 0])
+        entry[0] += keys
+        entry[1] += volatile
+    out = []
+    for t, (keys, volatile) in sorted(expected.items()):
+        held = tgt.get(t, (0, 0))[0] - (marker if t == MARKER_DB else 0)
+        verdict = "equal" if held == keys else "within expiries" if abs(held - keys) <= volatile else "differs"
+        out.append(DbCount(t, keys, held, volatile, verdict))
+    return tuple(out)
+
+
+def _keyspace(info: Any) -> dict[int, tuple[int, int]]:
+    """db -> (keys, expires) from INFO keyspace."""
+    out: dict[int, tuple[int, int]] = {}
+    for line in info.splitlines() if isinstance(info, bytes) else ():
+        if line.startswith(b"db") and b":" in line:
+            name, _, rest = line.partition(b":")
+            fields = dict(p.split(b"=", 1) for p in rest.split(b",") if b"=" in p)
+            out[int(name[2:])] = (int(fields.get(b"keys", 0)), int(fields.get(b"expires", 0)))
+    return out
+
+
+def _grace(job: SyncJob, cut: int, seconds: float) -> tuple[int, tuple[str, ...]]:
+    """Go on applying for `seconds`: writes the released clients made after the cut point land on the target too."""
+    count, keys = 0, list[str]()
+
+    def observe(batch: list[StreamCommand]) -> None:
+        nonlocal count
+        for argv, offset, _ in batch:
+            if offset > cut and argv[0].lower() not in NOT_WRITES:
+                count += 1
+                if len(keys) < NAMED_KEYS and len(argv) > 1:
+                    keys.append(display_key(argv[1]))
+        job.state.after_cutover_writes = count
+
+    job.observer = observe
+    end = time.monotonic() + seconds
+    try:
+        while time.monotonic() < end:
+            job.pump(min(0.1, max(0.0, end - time.monotonic())))
+    finally:
+        job.observer = None
+    return count, tuple(dict.fromkeys(keys))
+
+
+def _finish(job: SyncJob) -> None:
+    if job.applier is not None:
+        job.applier.flush()
+    client = job.target.db_client(MARKER_DB)
+    try:
+        remove_marker(client, SYNC_STREAM_ID)
+    finally:
+        client.close()
+    if job.link is not None:
+        job.link.ack(job.applied[0], flush=True)
+
+
+def instructions(paused: bool, pause_ms: float | None, cut: int, after: int, grace: float) -> str:
+    if paused:
+        head = (f"The source's writes were paused {pause_ms:.0f} ms; the target holds every write up to source offset "
+                f"{cut}")
+    else:
+        head = (f"No write pause was taken (the source cannot pause writes alone); the target holds every write up to "
+                f"source offset {cut}")
+    return (f"{head}, and the {after} write(s) the source took after that point during the {grace:g} s grace period. "
+            "Repoint the application's clients to the target now: writes the source takes from now on are not "
+            "copied. Then run `migrate verify` to prove parity.")
+
+
+Observer = Callable[[list[StreamCommand]], None]
