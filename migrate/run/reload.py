@@ -448,7 +448,7 @@ class _Loader:
 
     def close(self) -> None:
         for writer in self.writers.values():
-            writer.link.close()
+            writer.target.close()
 
 
 def _load_functions(target: Server, settings: ConnectionSettings, codes: list[bytes]) -> FunctionsReport | None:
