@@ -33,6 +33,9 @@ class Context:
     target: Capabilities | None
     flush_target: bool = False
     from_file: bool = False  # reload from --from-rdb / --from-aof: nothing is read from the source
+    source_cluster: bool = False  # the source is a cluster (its topology is read; shards are read node by node)
+    target_cluster: bool = False  # the target is a cluster (every key routed to the primary owning its slot)
+    read_from_replica: bool = False  # --read-from replica
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,15 @@ def _target_has(command: str) -> Callable[[Context], bool]:
 
 
 K: Final = "{key}"
+
+
+def _cluster_reads(role: str) -> tuple[Right, ...]:
+    """What reading a cluster's topology sends (migrate.cluster.topology.discover) on every node of that side."""
+    applies: Callable[[Context], bool] = (lambda c: c.source_cluster) if role == "source" else (
+        lambda c: c.target_cluster)
+    return tuple(Right(command, args, f"read the {role} cluster's topology, health and open slot migrations",
+                       when=f"the {role} is a cluster", applies=applies)
+                 for command, args in (("cluster|info", ()), ("cluster|nodes", ()), ("cluster|shards", ())))
 EXPIRY_READS: Final = (
     Right("pexpiretime", (K,), "read each key's absolute expiry", when="source has PEXPIRETIME (7.0+)",
           applies=_source_has("pexpiretime")),
@@ -97,6 +109,9 @@ REWRITES: Final = tuple(
         ("rename", (K, K), "", None)))
 TARGET_WRITES: Final = (
     Right("restore", (K, "0", "x"), "write each key"),
+    *_cluster_reads("target"),
+    Right("asking", (), "write into a slot that is migrating (ASK redirection)", when="the target is a cluster",
+          applies=lambda c: c.target_cluster),
     Right("exists", (K,), "leave keys that exist on the target alone (busy keys)"),
     Right("del", (K,), "remove temporary keys of a failed chunked copy"),
     Right("dbsize", (), "refuse a non-empty target; notice a target that lost keys"),
@@ -110,6 +125,9 @@ TARGET_WRITES: Final = (
 )
 SOURCE_READS: Final = (
     Right("scan", ("0",), "list the keys"),
+    *_cluster_reads("source"),
+    Right("readonly", (), "read a shard on its replica", when="--read-from replica on a cluster",
+          applies=lambda c: c.source_cluster and c.read_from_replica),
     Right("dump", (K,), "read each value"),
     *EXPIRY_READS,
     Right("type", (K,), "type of big keys"),
@@ -130,6 +148,8 @@ SNAPSHOT: Final = (
 )
 VERIFY_READS: Final = (
     Right("scan", ("0",), "list the keys"),
+    *_cluster_reads("source"),
+    *_cluster_reads("target"),
     Right("type", (K,), "compare types"),
     *EXPIRY_READS,
     Right("exists", (K,), "look for keys missing on one side"),

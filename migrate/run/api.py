@@ -30,12 +30,25 @@ def run(config: RunConfig, on_plan: Callable[[tuple[str, ...]], None] | None = N
 
         result = replicaof(config, on_plan)
     else:
-        from migrate.run.replay import replay
-
-        result = replay(config)
+        result = _replay(config)
     if options.verify and result.executed and not options.dry_run:
         result = dataclasses.replace(result, verify=_verify(config))
     return result
+
+
+def _replay(config: RunConfig) -> RunResult:
+    """A standalone pair: the replay of migrate.run.replay; a cluster on either side: one unit per shard."""
+    from migrate.cluster.sides import discover_side
+    from migrate.cluster.topology import Standalone
+
+    source, target = discover_side(config.common, "source"), discover_side(config.common, "target")
+    if isinstance(source, Standalone) and isinstance(target, Standalone):
+        from migrate.run.replay import replay
+
+        return replay(config)
+    from migrate.run.sharded import replay_sharded
+
+    return replay_sharded(config, source, target)
 
 
 def with_url_databases_applied(config: RunConfig) -> RunConfig:

@@ -27,6 +27,9 @@ class Strategy(StrEnum):
         return self.value
 
 
+READ_FROM: Final = ("primary", "replica")
+
+
 class OnIncompatible(StrEnum):
     FAIL = "fail"  # stop at the first key the target cannot hold as it is
     SKIP = "skip"  # leave such keys out, listed by name
@@ -69,7 +72,24 @@ class RunOptions:
     progress: bool | None = option(None, "Progress bar on stderr.", switch=True, shown_default="when a terminal")
     sync_timeout: float = option(600.0, "--strategy replicaof: wait at most this long for the sync.",
                                  metavar="SECONDS", parse=positive_seconds)
+    read_from: str = option("primary", "A cluster source: read each shard on its primary, or on an in-sync replica "
+                            "(spares the primaries; a shard without one is read on its primary).",
+                            choices=READ_FROM)
+    workers: int | None = option(None, "Shards copied at once, each in its own process (a cluster source, or a "
+                                 "cluster target).", metavar="N", parse=integer(1),
+                                 shown_default="one per shard, at most one per CPU core")
+    scheduler: str | None = option(None, "Run the per-shard tasks on this Dask distributed scheduler (needs the "
+                                   "`distributed` extra); checkpoints must be in a folder every worker shares.",
+                                   metavar="tcp://HOST:PORT")
+    checkpoint_dir: Path | None = option(None, "Folder of the per-shard checkpoints (shared by every worker with "
+                                         "--scheduler).", metavar="DIR", parse=path,
+                                         shown_default="FILE.shards beside --checkpoint")
     checkpoint_interval: float = 1.0  # seconds between checkpoint writes
+
+    @property
+    def shard_folder(self) -> Path:
+        """Where the per-shard checkpoints go."""
+        return self.checkpoint_dir or self.checkpoint.with_name(self.checkpoint.name + ".shards")
 
     @property
     def show_progress(self) -> bool:
@@ -94,6 +114,16 @@ class RunOptions:
         if self.resume and self.flush_target:
             raise ConfigError("--resume and --flush-target exclude each other",
                               "a resumed run keeps what the interrupted run copied")
+        if self.read_from not in READ_FROM:
+            raise ConfigError(f"--read-from must be one of {', '.join(READ_FROM)}")
+        if self.workers is not None and self.workers < 1:
+            raise ConfigError("--workers must be >= 1")
+        if self.scheduler is not None and not self.scheduler.startswith(("tcp://", "tls://", "inproc://")):
+            raise ConfigError(f"--scheduler {self.scheduler!r} is not a Dask scheduler address",
+                              "give tcp://HOST:PORT (the address `dask scheduler` prints)")
+        if self.scheduler is not None and self.strategy is not Strategy.REPLAY:
+            raise ConfigError(f"--scheduler runs --strategy replay's per-shard tasks; {self.strategy} runs here",
+                              "drop --scheduler")
         if self.strategy is Strategy.REPLICAOF and _filters(self.selection):
             raise ConfigError("--strategy replicaof copies the whole dataset: it takes no --match, --type, "
                               "--exclude, --db or --db-map", "use --strategy replay to copy a selection")

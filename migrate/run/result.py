@@ -52,6 +52,25 @@ class ReplicationReport:
 
 
 @dataclass(frozen=True)
+class ShardReport:
+    """One unit of a sharded replay: a source database of one shard (or of a standalone source)."""
+
+    unit: str
+    source_db: int
+    slots: str  # the shard's slot ranges ("standalone": a standalone source)
+    node: str  # the address read (the shard's primary, or a replica with --read-from replica)
+    copied: int  # keys this shard copied, over every attempt (a resumed shard included)
+    seconds: float  # the last attempt's time
+    keys: int  # keys the last attempt processed
+    resumed_at: int  # the SCAN cursor the last attempt started from (0: from the start)
+    peak_rss_kib: int  # the peak resident memory of the worker process that ran it
+
+    @property
+    def keys_per_second(self) -> float:
+        return self.keys / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass(frozen=True)
 class RunResult:
     strategy: str
     source: str  # a description of the source (server label, or the RDB file), never a password
@@ -66,6 +85,7 @@ class RunResult:
     notes: tuple[str, ...] = ()
     replication: ReplicationReport | None = None
     verify: VerifyResult | None = field(default=None, compare=False)  # --verify: migrate.verify's result
+    shards: tuple[ShardReport, ...] = ()  # a sharded replay (a cluster on either side): per unit
 
     @property
     def copied(self) -> int:
@@ -101,5 +121,6 @@ class RunResult:
                        "changed": len(self.changed), "busy": len(self.busy)},
             "dbs": self.dbs, "functions": self.functions, "plan": list(self.plan), "notes": list(self.notes),
             "replication": self.replication, "verify": self.verify.to_json() if self.verify else None,
+            "shards": self.shards,
         })
         return document
