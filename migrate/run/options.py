@@ -11,7 +11,7 @@ from typing import Final
 from migrate.config import CommonConfig
 from migrate.errors import ConfigError
 from migrate.selection import KeySelection
-from migrate.settings import group, integer, option, path, positive_number, positive_seconds, size
+from migrate.settings import group, integer, option, path, paths, positive_number, positive_seconds, size
 
 MiB: Final = 1024 * 1024
 DEFAULT_CHECKPOINT: Final = Path("migrate-run.checkpoint.json")
@@ -60,8 +60,9 @@ class RunOptions:
         "Skipped and changed keys are listed in the report.", choices=tuple(OnIncompatible), parse=OnIncompatible)
     big_key_threshold: int = option(DEFAULT_BIG_KEY_THRESHOLD, "Copy keys bigger than this in chunks (e.g. 64mb; 0: "
                                     "no size probe).", metavar="SIZE", parse=size, shown_default="16mb")
-    from_rdb: Path | None = option(None, "--strategy reload: load this RDB file instead of a live snapshot.",
-                                   metavar="FILE", parse=path)
+    from_rdb: tuple[Path, ...] = option((), "--strategy reload: load this RDB file instead of a live snapshot "
+                                        "(repeat the flag to load several, e.g. one per source shard).",
+                                        metavar="FILE", parse=paths, multiple=True)
     spool: bool = option(True, "--strategy reload: take the live snapshot to local disk and check it before the "
                          "target is flushed (--no-spool streams it: a broken stream then leaves the target partial).",
                          switch=True)
@@ -91,6 +92,11 @@ class RunOptions:
         """Where the per-shard checkpoints go."""
         return self.checkpoint_dir or self.checkpoint.with_name(self.checkpoint.name + ".shards")
 
+    def __post_init__(self) -> None:
+        given: object = self.from_rdb
+        if isinstance(given, str | Path):  # one file given as a path (library callers)
+            object.__setattr__(self, "from_rdb", (Path(given),))
+
     @property
     def show_progress(self) -> bool:
         return self.progress if self.progress is not None else sys.stderr.isatty()
@@ -102,10 +108,10 @@ class RunOptions:
             raise ConfigError("--rate-limit must be > 0 keys/s")
         if self.big_key_threshold < 0:
             raise ConfigError("--big-key-threshold must be >= 0 bytes (0 disables the size probe)")
-        if self.from_rdb is not None and self.strategy is not Strategy.RELOAD:
+        if self.from_rdb and self.strategy is not Strategy.RELOAD:
             raise ConfigError("--from-rdb needs --strategy reload")
-        if self.from_rdb is not None:
-            _check_input_file(self.from_rdb, "--from-rdb")
+        for file in self.from_rdb:
+            _check_input_file(file, "--from-rdb")
         if self.promote and self.strategy is not Strategy.REPLICAOF:
             raise ConfigError("--promote needs --strategy replicaof")
         if self.resume and self.strategy is not Strategy.REPLAY:
