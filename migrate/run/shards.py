@@ -27,6 +27,7 @@ from typing import Any, Final
 
 from migrate.cluster.errors import ClusterDownError, ClusterUnavailableError, RedirectLoopError
 from migrate.cluster.links import NodeLink
+from migrate.cluster.readers import replica_in_sync
 from migrate.cluster.router import SlotRouter
 from migrate.cluster.topology import NodeInfo, NodeRole, Shard, SlotRange, Topology, discover, read_topology
 from migrate.config import ConnectionSettings, Endpoint
@@ -182,9 +183,18 @@ class _UnitJob:
                                  "resharded)", "rerun with --resume: shards whose slots changed are copied again")
         if self.unit.config.options.read_from == "replica":
             for replica in shard.replicas:
-                if not replica.failing and replica.health == "online":
+                if not replica.failing and self._in_sync(replica):
                     return replica
+            log.warning("no replica in sync: reading the shard on its primary", shard=self.unit.shard_text)
         return shard.primary
+
+    def _in_sync(self, replica: NodeInfo) -> bool:
+        """The replica's own word (INFO replication): the cluster's gossip lags (docs/cluster.md)."""
+        link = NodeLink(replica.endpoint, self.settings, "source", 0, readonly=True)
+        try:
+            return replica_in_sync(link)
+        finally:
+            link.close()
 
     def _source_moved(self, endpoint: Endpoint) -> bool:
         """After a failure: whether the shard is now served by another node (the topology is read again until it
