@@ -45,7 +45,7 @@ def client_of(side: LocalCluster | Any) -> Client:
 def fill(client: Client, count: int = 300, *, field_ttls: bool = False, big: bool = True,
          prefix: str = "k") -> Written:
     """`count` keys of every core type (a third with a TTL), hash-tagged groups, one big list and one big hash (over
-    a 2 KB --big-key-threshold), and with `field_ttls` hashes whose fields expire."""
+    a 10 KB --big-key-threshold), and with `field_ttls` hashes whose fields expire."""
     out = Written()
     pipe = client.pipeline(transaction=False)
     expire_at = int(time.time() * 1000) + 3_600_000
@@ -114,7 +114,7 @@ def run_config(source_url: str, target_url: str, tmp_path: Path, **options: Any)
     common = CommonConfig(parse_endpoint(sources[0]), parse_endpoint(targets[0]), ConnectionSettings(retries=3),
                           tuple(parse_endpoint(u) for u in sources[1:]), tuple(parse_endpoint(u) for u in targets[1:]))
     options.setdefault("checkpoint", tmp_path / "cp.json")
-    options.setdefault("big_key_threshold", 2000)
+    options.setdefault("big_key_threshold", 10_000)  # the big list and hash, not the small streams
     return RunConfig(common, RunOptions(**options))
 
 

@@ -22,7 +22,7 @@ from migrate.cluster.readers import read_migrations
 from migrate.cluster.topology import Shard, Standalone, Topology, discover
 from migrate.config import CommonConfig, ConnectionSettings, Endpoint
 from migrate.connection import translate
-from migrate.errors import ConfigError
+from migrate.errors import ConfigError, MigrateError
 from migrate.identity import keyspace_of
 from migrate.wire import is_error, pack
 
@@ -67,7 +67,11 @@ def cluster_databases(topology: Topology, settings: ConnectionSettings) -> int:
     `cluster-databases` (CONFIG GET; 1 when it cannot be read)."""
     if topology.product != "valkey" or _major(topology.version) < 9:
         return 1
-    reply = _call(topology.shards[0].primary.endpoint, settings, "server", ("CONFIG", "GET", "cluster-databases"))
+    try:
+        reply = _call(topology.shards[0].primary.endpoint, settings, "server", ("CONFIG", "GET",
+                                                                                "cluster-databases"))
+    except MigrateError:  # CONFIG refused to this user: the default
+        return 1
     values = list(reply) if isinstance(reply, list) else []
     try:
         return max(1, int(values[1]))

@@ -32,6 +32,7 @@ from migrate.cluster.router import SlotRouter
 from migrate.cluster.topology import NodeInfo, NodeRole, Shard, SlotRange, Topology, discover, read_topology
 from migrate.config import ConnectionSettings, Endpoint
 from migrate.errors import ConnectError, MigrateError, MigrationError
+from migrate.facts.releases import replica_loses_entries_read
 from migrate.logs import get_logger
 from migrate.rdb.rewrite import DEFAULT_MAX_COMMAND_BYTES
 from migrate.run.bigkeys import BigKeyCopier
@@ -231,6 +232,10 @@ class _UnitJob:
               recovering: bool) -> None:
         unit, options, settings = self.unit, self.unit.config.options, self.settings
         source = Server("source", endpoint, settings)
+        if readonly and replica_loses_entries_read(source.identity.product, source.identity.version):
+            self._note_once(f"read on {source.identity.label} replicas, which do not hold a stream consumer group's "
+                            "entries-read: copied as unknown (-1), so the target shows no lag for those groups "
+                            "(read on the primaries to keep it)")
         links = [NodeLink(endpoint, settings, "source", unit.source_db, readonly=readonly) for _ in range(3)]
         bulk = proto_max_bulk_len(target_server)
         threshold = options.big_key_threshold
@@ -269,6 +274,10 @@ class _UnitJob:
         if reader.probe_disabled:
             self.notes.append(f"size probe unavailable ({reader.probe_disabled}); big keys were detected from their "
                               "DUMP size")
+
+    def _note_once(self, note: str) -> None:
+        if note not in self.notes:
+            self.notes.append(note)
 
     def _restart(self, state: DbState, why: str) -> None:
         state.cursor, state.done, state.tally = 0, False, state.tally.fresh()
