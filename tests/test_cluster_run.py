@@ -4,6 +4,7 @@ bug (a cluster named by one node's URL must be copied whole, and verify must see
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -193,10 +194,8 @@ def _progress(folder: Path, at_least: int, timeout: float = 60) -> int:
     while time.monotonic() < deadline:
         copied = 0
         for path in folder.glob("*.json"):
-            try:
+            with contextlib.suppress(OSError, ValueError, KeyError):
                 copied += sum(int(db["tally"]["copied"]) for db in json.loads(path.read_text())["dbs"].values())
-            except (OSError, ValueError, KeyError):
-                pass
         if copied >= at_least:
             return copied
         time.sleep(0.05)
@@ -288,6 +287,7 @@ def test_kill_9_then_resume_redoes_only_unfinished_shards(clusters: ClusterFacto
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     report = json.loads(resumed.stdout)
     assert report["resumed"] is True and report["totals"]["copied"] == written.total
+    assert any(s["resumed_at"] for s in report["shards"])  # unfinished shards continued from their cursor
     done_before = {name for name, u in units.items() if u["dbs"]["0"]["done"]}
     for shard in report["shards"]:
         if shard["unit"] in done_before:

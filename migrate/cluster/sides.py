@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
+from typing import Final
 
 from redis import exceptions as rex
 
@@ -22,16 +23,38 @@ from migrate.cluster.readers import read_migrations
 from migrate.cluster.topology import Shard, Standalone, Topology, discover
 from migrate.config import CommonConfig, ConnectionSettings, Endpoint
 from migrate.connection import translate
-from migrate.errors import ConfigError, MigrateError
+from migrate.errors import ConfigError, MigrateError, PermissionDeniedError
 from migrate.identity import keyspace_of
 from migrate.wire import is_error, pack
 
 Side = Topology | Standalone
 
 
-def discover_side(common: CommonConfig, role: str) -> Side:
-    """The side as its seeds say: a cluster read from the first seed that answers, or a standalone server."""
-    return discover(common.seeds(role), common.connection, role=role)
+UNKNOWN: Final = "unknown"  # Standalone.product when the user may run neither INFO nor CLUSTER INFO
+
+
+def discover_side(common: CommonConfig, role: str, unknown_ok: bool = False) -> Side:
+    """The side as its seeds say: a cluster read from the first seed that answers, or a standalone server.
+
+    A user refused INFO: CLUSTER INFO tells a standalone server ("cluster support disabled") from a cluster node,
+    which is then refused (its topology needs INFO). Refused both, the mode is unknown: an error, or with `unknown_ok`
+    (preflight, which reports what it could not read) a Standalone whose product is UNKNOWN.
+    """
+    try:
+        return discover(common.seeds(role), common.connection, role=role)
+    except PermissionDeniedError as denied:
+        seed = common.seeds(role)[0]
+        try:
+            _call(seed, common.connection, role, ("CLUSTER", "INFO"))
+        except PermissionDeniedError:
+            if unknown_ok:
+                return Standalone(seed, UNKNOWN, "")
+            raise denied from None
+        except MigrateError as exc:
+            if "cluster support disabled" in exc.message.lower():
+                return Standalone(seed, UNKNOWN, "")
+            raise denied from None
+        raise denied from None  # a cluster node: its topology cannot be read without INFO
 
 
 def require_ready(topology: Topology, role: str, settings: ConnectionSettings) -> None:

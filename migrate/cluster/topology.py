@@ -314,8 +314,8 @@ def discover(seeds: Endpoint | Sequence[Endpoint], settings: ConnectionSettings 
         except MigrateError as exc:
             log.warning("cluster seed did not answer", role=role, seed=str(seed), error=exc.message)
             failures.append(exc)
-    if len({type(f) for f in failures}) == 1 and type(failures[0]) is not ConnectError:
-        raise failures[0]  # every seed failed the same way (credentials, TLS, ...): that error and its hint
+    if len(failures) == 1 or (len({type(f) for f in failures}) == 1 and type(failures[0]) is not ConnectError):
+        raise failures[0]  # one seed, or every seed failed the same way (credentials, TLS): that error and its hint
     reasons = "; ".join(f.message for f in failures)
     raise ClusterUnavailableError(f"no node of the {role} cluster answered: {reasons}")
 

@@ -48,7 +48,7 @@ def gather(config: PreflightConfig) -> Profile:
     if common.source is None and options.rdb_file is None:
         raise ConfigError("nothing to check: give --source URL and/or --rdb-file FILE",
                           "preflight needs a live source or an RDB file (and a --target or --target-version)")
-    source_side = discover_side(common, "source") if common.source else None
+    source_side = discover_side(common, "source", unknown_ok=True) if common.source else None
     target_side = _target_side(config)
     source = _source(common.source, config, source_side) if common.source else None
     target = _target(common.target, config, target_side)
@@ -74,7 +74,7 @@ def _target_side(config: PreflightConfig) -> Side | None:
     if config.common.target is None:
         return None
     try:
-        return discover_side(config.common, "target")
+        return discover_side(config.common, "target", unknown_ok=True)
     except ConnectError:
         return None
 

@@ -59,10 +59,10 @@ def _processed(path: Path) -> tuple[int, int]:
 
 
 def execute(units: Sequence[Unit], workers: int, scheduler: str | None, monitor: Monitor,
-            progress: Progress | None) -> list[UnitOutcome]:
+            progress: Progress | None, connect_timeout: float = 30.0) -> list[UnitOutcome]:
     """Run every unit; outcomes in the units' order."""
     if scheduler is not None:
-        return _on_dask(units, scheduler, monitor)
+        return _on_dask(units, scheduler, monitor, connect_timeout)
     if workers <= 1 or len(units) <= 1:
         return [_in_process(unit, progress) for unit in units]
     return _in_processes(units, workers, monitor)
@@ -115,7 +115,7 @@ def _retry(unit: Unit, attempts: dict[str, int], exc: BaseException) -> None:
                 error=str(exc)[:200])
 
 
-def _on_dask(units: Sequence[Unit], scheduler: str, monitor: Monitor) -> list[UnitOutcome]:
+def _on_dask(units: Sequence[Unit], scheduler: str, monitor: Monitor, connect_timeout: float) -> list[UnitOutcome]:
     """Dask distributed: one task per unit, retried by the scheduler (from the unit's checkpoint) when it raises or
     its worker dies."""
     try:
@@ -124,7 +124,8 @@ def _on_dask(units: Sequence[Unit], scheduler: str, monitor: Monitor) -> list[Un
         raise ConfigError("--scheduler needs Dask distributed, which is not installed",
                           "pip install 'valkey-migrate[distributed]'") from None
     try:
-        client: Any = Client(scheduler, timeout=30, set_as_default=False)  # type: ignore[no-untyped-call]
+        client: Any = Client(scheduler, timeout=max(1.0, connect_timeout),  # type: ignore[no-untyped-call]
+                             set_as_default=False)
     except OSError as exc:
         raise ConfigError(f"no Dask scheduler answered at {scheduler}: {exc}",
                           "start one (`dask scheduler`) and its workers (`dask worker ADDRESS`), or drop --scheduler"

@@ -312,7 +312,8 @@ class _Coordinator:
         with RunProgress(options.show_progress, total) as progress:
             progress.advance(done_before, 0)
             monitor = Monitor(units, progress.advance)
-            outcomes = execute(units, self.workers(len(units)), options.scheduler, monitor, progress.advance)
+            outcomes = execute(units, self.workers(len(units)), options.scheduler, monitor, progress.advance,
+                               self.settings.connect_timeout)
         failed = [o for o in outcomes if o.failed]
         if failed:
             raise self._failure(failed)
