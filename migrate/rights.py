@@ -140,6 +140,7 @@ SOURCE_READS: Final = (
           applies=_source_has("function")),
 )
 SNAPSHOT: Final = (
+    *_cluster_reads("source"),
     Right("sync", (), "take the snapshot over the replication protocol", when="no --from-rdb",
           applies=lambda c: not c.from_file),
     Right("replconf", ("capa", "eof"), "take the snapshot over the replication protocol", when="no --from-rdb",
@@ -148,8 +149,6 @@ SNAPSHOT: Final = (
 )
 VERIFY_READS: Final = (
     Right("scan", ("0",), "list the keys"),
-    *_cluster_reads("source"),
-    *_cluster_reads("target"),
     Right("type", (K,), "compare types"),
     *EXPIRY_READS,
     Right("exists", (K,), "look for keys missing on one side"),
@@ -184,7 +183,8 @@ RIGHTS: Final[dict[str, dict[str, tuple[Right, ...]]]] = {
                              Right("config|set", ("masterauth", "x"), "give the target the source's password",
                                    when="the source URL has a password"),
                              Right("info", (), "follow the sync"))},
-    "verify": {"source": VERIFY_READS, "target": VERIFY_READS},
+    "verify": {"source": (*_cluster_reads("source"), *VERIFY_READS),
+               "target": (*_cluster_reads("target"), *VERIFY_READS)},
 }
 
 

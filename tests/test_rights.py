@@ -115,3 +115,29 @@ def test_preflight_says_reload_needs_sync_when_it_is_renamed(servers):
     result = preflight(PreflightConfig(CommonConfig(parse_endpoint(source.url), parse_endpoint(target.url))))
     reload = next(o for o in result.strategy.options if o.name == "reload")
     assert not reload.possible and any("SYNC" in why for why in reload.why_not), reload
+
+
+def test_cluster_replay_and_verify_run_with_exactly_the_minimum_rights(clusters, tmp_path):
+    """Cluster on both sides: the rights RIGHTS lists for clusters (topology reads, ASKING) and nothing more, granted
+    on every node (ACL users are per node in a cluster)."""
+    from tests.cluster_run_support import cluster_client, diff, fill, run_config
+
+    source, target = clusters.get("redis-7.0", 3), clusters.get("valkey-8.1", 2)
+    fill(cluster_client(source), 200)
+    ctx = Context(identify(source.nodes[0].client()).capabilities, identify(target.nodes[0].client()).capabilities,
+                  source_cluster=True, target_cluster=True)
+    base = ["client|setname", "ping", "select"]
+    granted = {}
+    try:
+        for verb in ("replay", "verify"):
+            for side, role in ((source, "source"), (target, "target")):
+                rights = [r.command for r in needed(verb, role, ctx) if r.required] + base
+                granted[(verb, role)] = [grant(node.server, verb, rights) for node in side.nodes][0]
+        result = run(run_config(granted[("replay", "source")], granted[("replay", "target")], tmp_path))
+        assert result.copied == 202
+        assert diff(cluster_client(source), cluster_client(target)) == []
+        common = run_config(granted[("verify", "source")], granted[("verify", "target")], tmp_path).common
+        assert verify(VerifyConfig(common)).ok
+    finally:
+        for node in (*source.nodes, *target.nodes):
+            node.call("ACL", "DELUSER", "replay", "verify")

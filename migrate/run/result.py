@@ -64,6 +64,7 @@ class ShardReport:
     keys: int  # keys the last attempt processed
     resumed_at: int  # the SCAN cursor the last attempt started from (0: from the start)
     peak_rss_kib: int  # the peak resident memory of the worker process that ran it
+    cpu_seconds: float = 0.0  # the last attempt's CPU time in its worker process
 
     @property
     def keys_per_second(self) -> float:

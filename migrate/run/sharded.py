@@ -177,13 +177,13 @@ class _Coordinator:
         folder = options.shard_folder
         if options.resume:
             manifest = Checkpoint.load(options.checkpoint, self.fingerprint())
-            return manifest, TargetDbs(frozenset(manifest.flush_pending), ())
+            return manifest, TargetDbs(frozenset(manifest.empty_dbs), ())
         state = judge_target_dbs({db: self._held(db) for db in sorted(set(target_dbs))}, self.config)
         for db in state.to_flush:
             if not options.dry_run:
                 self._flush(db)
-        # flush_pending holds the target dbs empty at the start (flushed, or found empty): units may replace there.
-        manifest = Checkpoint(options.checkpoint, self.fingerprint(), flush_pending=sorted(state.empty))
+        # The target dbs empty at the start (flushed, or found empty): any key found there later is this run's.
+        manifest = Checkpoint(options.checkpoint, self.fingerprint(), empty_dbs=sorted(state.empty))
         if not options.dry_run:
             folder.mkdir(parents=True, exist_ok=True)
             for stale in folder.glob("*.json"):
@@ -397,7 +397,8 @@ def _merged(dbs: list[int], target_dbs: list[int], outcomes: list[UnitOutcome]) 
 def _report(unit: Unit, outcome: UnitOutcome) -> ShardReport:
     tally = outcome.tally
     return ShardReport(unit.name, unit.source_db, unit.shard_text, outcome.node, int(tally["copied"]),
-                       round(outcome.seconds, 3), outcome.keys, outcome.resumed_at, outcome.peak_rss_kib)
+                       round(outcome.seconds, 3), outcome.keys, outcome.resumed_at, outcome.peak_rss_kib,
+                       round(outcome.cpu_seconds, 3))
 
 
 def _error_class(name: str) -> type[MigrateError]:

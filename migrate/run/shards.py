@@ -86,6 +86,7 @@ class UnitOutcome:
     seconds: float  # this attempt's copy time
     keys: int  # keys this attempt processed
     peak_rss_kib: int  # the worker process's peak resident memory
+    cpu_seconds: float = 0.0  # CPU time of the worker process (every thread) during this attempt
     notes: tuple[str, ...] = ()
     resumed_at: int = 0  # the SCAN cursor this attempt started from
     error: tuple[str, str, str] | None = None  # (class name, message, hint) of an error retrying cannot fix
@@ -116,6 +117,7 @@ class _UnitJob:
     notes: list[str] = field(default_factory=list)
     node: NodeInfo | None = None
     started: float = field(default_factory=time.monotonic)
+    cpu_started: float = field(default_factory=time.process_time)
     processed: int = 0
     resumed_at: int = 0
     resumed: bool = False  # the unit's checkpoint existed: keys of its last pages may be on the target already
@@ -303,8 +305,8 @@ class _UnitJob:
         state = self.checkpoint.dbs[self.unit.source_db] if self.checkpoint is not None else None
         tally = state.tally if state is not None else DbTally(self.unit.source_db, self.unit.target_db)
         return UnitOutcome(self.unit.name, tally.to_dict(), self.node.address if self.node else "",
-                           time.monotonic() - self.started, self.processed, peak_rss_kib(), tuple(self.notes),
-                           self.resumed_at, error)
+                           time.monotonic() - self.started, self.processed, peak_rss_kib(),
+                           time.process_time() - self.cpu_started, tuple(self.notes), self.resumed_at, error)
 
     def close(self) -> None:
         for close in reversed(self._closers):
