@@ -292,6 +292,7 @@ def test_kill_9_then_resume_redoes_only_unfinished_shards(clusters: ClusterFacto
     for shard in report["shards"]:
         if shard["unit"] in done_before:
             assert shard["keys"] == 0  # a shard finished before the kill is not copied again
+    assert not any("copied again" in note for note in report["notes"])
     assert diff(cluster_client(source), cluster_client(target)) == []
     verified(source.url(), target.url())
 
@@ -306,3 +307,20 @@ def test_verify_names_extra_and_changed_keys_across_clusters(clusters: ClusterFa
     result = verify(VerifyConfig(config.common, VerifyOptions(rounds=1, interval=0.1)))
     found = {(d.key, d.reason.value) for d in result.divergent.keys}
     assert found == {(b"only-on-target", "extra_on_target"), (b"k:6", "value_mismatch")}
+
+
+def test_a_target_that_lost_keys_is_found_on_resume_and_copied_again(clusters: ClusterFactory,
+                                                                     tmp_path: Path) -> None:
+    """The target guard of a sharded run: counted over every target primary at the end and on --resume."""
+    source, target = clusters.get("redis-7.0", 3), clusters.get("valkey-8.1", 2)
+    written = fill(cluster_client(source), 1500, big=False)
+    config = run_config(source.url(), target.url(), tmp_path, workers=1, rate_limit=1500, batch_size=100)
+    thread, out = _in_thread(run, config)
+    _progress(tmp_path / "cp.json.shards", 600)
+    target.primaries[0].call("FLUSHALL")  # a target primary loses what it held (a restart without persistence)
+    thread.join(120)
+    assert "error" not in out, out.get("error")
+    result = out["result"]
+    assert isinstance(result, RunResult) and result.copied == written.total
+    assert any("copied again from the start" in note for note in result.notes), result.notes
+    assert diff(cluster_client(source), cluster_client(target)) == []

@@ -100,18 +100,31 @@ def _in_processes(units: Sequence[Unit], workers: int, monitor: Monitor) -> list
         with cf.ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=worker_context()) as pool:
             running = {pool.submit(copy_unit, unit): unit for unit in todo}
             todo = []
-            while running:
-                done, _ = cf.wait(running, timeout=POLL_SECONDS, return_when=cf.FIRST_COMPLETED)
-                monitor.poll()
-                for future in done:
-                    unit = running.pop(future)
-                    try:
-                        outcomes[unit.name] = future.result()
-                    except (*RETRYABLE, BrokenProcessPool) as exc:
-                        _retry(unit, attempts, exc)
-                        todo.append(unit)
+            try:
+                while running:
+                    done, _ = cf.wait(running, timeout=POLL_SECONDS, return_when=cf.FIRST_COMPLETED)
+                    monitor.poll()
+                    for future in done:
+                        unit = running.pop(future)
+                        try:
+                            outcomes[unit.name] = future.result()
+                        except (*RETRYABLE, BrokenProcessPool) as exc:
+                            _retry(unit, attempts, exc)
+                            todo.append(unit)
+            except BaseException:
+                _stop_workers(pool)  # an interrupt or a failure: no worker goes on copying behind our back
+                raise
         monitor.poll()
     return [outcomes[u.name] for u in units]
+
+
+def _stop_workers(pool: cf.ProcessPoolExecutor) -> None:
+    """Terminate the pool's processes (SIGTERM: a unit stops where it is; its checkpoint is at most one interval old,
+    as after a kill, and --resume continues from it). The executor has no public way before Python 3.14."""
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in list(getattr(pool, "_processes", {}).values()):
+        if process.is_alive():
+            process.terminate()
 
 
 def _retry(unit: Unit, attempts: dict[str, int], exc: BaseException) -> None:
@@ -144,9 +157,13 @@ def _on_dask(units: Sequence[Unit], scheduler: str, monitor: Monitor, connect_ti
     try:
         futures = [client.submit(copy_unit, unit, key=f"migrate-{unit.name}-{token}", retries=SHARD_RETRIES,
                                  pure=False) for unit in units]
-        while not all(f.done() for f in futures):
-            time.sleep(POLL_SECONDS)
-            monitor.poll()
+        try:
+            while not all(f.done() for f in futures):
+                time.sleep(POLL_SECONDS)
+                monitor.poll()
+        except BaseException:
+            client.cancel(futures)  # an interrupt: the tasks stop on the cluster too
+            raise
         monitor.poll()
         return [f.result() for f in futures]
     finally:

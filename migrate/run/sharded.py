@@ -91,8 +91,12 @@ class _Coordinator:
             if isinstance(side, Topology):
                 require_ready(side, role, self.settings)
         refuse_same_cluster(self.source, self.target)
-        self.source_server = self._server("source", self.source)
-        self.target_server = self._server("target", self.target)
+        try:
+            self.source_server = self._server("source", self.source)
+            self.target_server = self._server("target", self.target)
+        except BaseException:
+            self.close()
+            raise
 
     def _server(self, role: str, side: Side) -> Server:
         endpoint = side.shards[0].primary.endpoint if isinstance(side, Topology) else side.endpoint
