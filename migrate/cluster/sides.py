@@ -25,6 +25,7 @@ from migrate.config import CommonConfig, ConnectionSettings, Endpoint
 from migrate.connection import translate
 from migrate.errors import ConfigError, MigrateError, PermissionDeniedError
 from migrate.identity import keyspace_of
+from migrate.identity import refuse_same_cluster as same_nodes
 from migrate.wire import is_error, pack
 
 Side = Topology | Standalone
@@ -78,11 +79,10 @@ def node_ids(topology: Topology) -> frozenset[str]:
 
 
 def refuse_same_cluster(source: Side, target: Side) -> None:
-    """Two clusters sharing a node are one cluster: it would be migrated onto itself."""
-    if isinstance(source, Topology) and isinstance(target, Topology) and node_ids(source) & node_ids(target):
-        raise ConfigError(f"the source and the target are the same cluster (node "
-                          f"{sorted(node_ids(source) & node_ids(target))[0][:12]}... is in both)",
-                          "check --source and --target")
+    """Two clusters sharing a node are one cluster: it would be migrated onto itself (identity.refuse_same_cluster).
+    A cluster and a standalone server are never the same server."""
+    if isinstance(source, Topology) and isinstance(target, Topology):
+        same_nodes(node_ids(source), node_ids(target))
 
 
 def cluster_databases(topology: Topology, settings: ConnectionSettings) -> int:

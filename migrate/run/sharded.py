@@ -18,6 +18,7 @@ libraries, hands the units to an executor, follows their progress, and checks th
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import os
 import time
@@ -214,7 +215,7 @@ class _Coordinator:
                 may_replace = target_db in state.empty or options.replace
                 units.append(Unit(name, self.config, db, target_db, ranges, isinstance(self.target, Topology),
                                   folder / f"{name}.json", {**manifest.fingerprint, "unit": name}, may_replace,
-                                  rate))
+                                  rate, recovering=options.resume))
         if options.resume:
             names = {u.name for u in units}
             for stale in folder.glob("*.json"):
@@ -339,7 +340,7 @@ class _Coordinator:
             lost = self._redo_lost(units, outcomes)
             if not lost:
                 return outcomes
-            again = [u for u in units if u.target_db in lost]
+            again = [dataclasses.replace(u, recovering=True) for u in units if u.target_db in lost]
             redone = dict(zip([u.name for u in again], self._execute(again, total), strict=True))
             outcomes = [redone.get(o.name, o) for o in outcomes]
         if self._redo_lost(units, outcomes):

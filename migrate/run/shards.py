@@ -72,6 +72,9 @@ class Unit:
     fingerprint: dict[str, Any]  # what a resume must match (the run's fingerprint and this unit's name)
     may_replace: bool  # the target db was empty at the start (or --replace): resent or redone keys may replace
     rate_limit: float | None  # this unit's share of --rate-limit
+    # The target may hold this unit's keys already (a resumed run, a unit copied again after the target lost keys):
+    # they are replaced where the target db was empty at the start, not reported busy.
+    recovering: bool = False
 
     @property
     def shard_text(self) -> str:
@@ -249,7 +252,7 @@ class _UnitJob:
         writer = TargetWriter(target, converter, options.on_incompatible, settings, source_db=unit.source_db,
                               restore_limit=min(bulk, threshold) if threshold else bulk, copier=copier,
                               types=frozenset(options.selection.types), dry_run=options.dry_run)
-        replace = options.replace or (state.may_replace and (recovering or self.resumed))
+        replace = options.replace or (state.may_replace and (recovering or self.resumed or unit.recovering))
         pump = Pump(reader.batches(state.cursor))
         page = state.tally.fresh()
         try:
