@@ -18,7 +18,7 @@ from migrate.rdb.rewrite import slot_tag
 from migrate.run import RunResult, run
 from tests.cluster_run_support import cluster_client, diff, fill, run_config
 from tests.cluster_support import ClusterFactory
-from tests.test_cluster_run import _in_thread, _progress, verified
+from tests.test_cluster_run import _in_thread, _progress, slot_migration_during_a_run, verified
 
 
 @pytest.fixture(scope="module")
@@ -87,6 +87,11 @@ def test_a_source_failover_inside_a_dask_task(clusters: ClusterFactory, dask: Lo
     assert isinstance(result, RunResult) and result.copied == 3000
     assert any("failover" in note for note in result.notes), result.notes
     assert diff(cluster_client(source), cluster_client(target)) == []
+
+
+def test_a_target_slot_migration_under_dask_tasks(clusters: ClusterFactory, dask: LocalCluster, tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    slot_migration_during_a_run(clusters, tmp_path, shared, scheduler=dask.scheduler_address, checkpoint_dir=shared)
 
 
 def test_no_scheduler_at_the_address_is_a_clear_error(clusters: ClusterFactory, tmp_path: Path) -> None:

@@ -240,6 +240,12 @@ def test_a_source_failover_during_the_run_is_followed(clusters: ClusterFactory, 
 
 
 def test_a_target_slot_migration_during_the_run_is_followed(clusters: ClusterFactory, tmp_path: Path) -> None:
+    slot_migration_during_a_run(clusters, tmp_path, tmp_path / "cp.json.shards", workers=1)
+
+
+def slot_migration_during_a_run(clusters: ClusterFactory, tmp_path: Path, folder: Path, **options: object) -> None:
+    """A slot of the target migrates (SETSLOT MIGRATING/IMPORTING, MIGRATE, SETSLOT NODE) while the run writes 300
+    keys into it: the writes follow ASK, TRYAGAIN and MOVED, nothing is lost."""
     source, target = clusters.get("redis-7.0", 3), clusters.fresh("valkey-8.1", 2)
     written = fill(cluster_client(source), 2000, big=False)
     tagged = [f"{{moving}}:{i}".encode() for i in range(300)]  # one slot, written all through the run
@@ -248,9 +254,9 @@ def test_a_target_slot_migration_during_the_run_is_followed(clusters: ClusterFac
         pipe.set(key, b"v" * 20)
     pipe.execute()
     slot = key_slot(tagged[0])
-    config = run_config(source.url(), target.url(), tmp_path, workers=1, rate_limit=2000, batch_size=50)
+    config = run_config(source.url(), target.url(), tmp_path, rate_limit=2000, batch_size=50, **options)
     thread, out = _in_thread(run, config)
-    _progress(tmp_path / "cp.json.shards", 100)
+    _progress(folder, 100)
     migration = target.migration(slot, next(n for n in target.primaries if n is not target.owner_of_slot(slot)))
     migration.begin()
     moved_while_running = 0

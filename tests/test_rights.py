@@ -132,7 +132,8 @@ def test_cluster_replay_and_verify_run_with_exactly_the_minimum_rights(clusters,
         for verb in ("replay", "verify"):
             for side, role in ((source, "source"), (target, "target")):
                 rights = [r.command for r in needed(verb, role, ctx) if r.required] + base
-                granted[(verb, role)] = [grant(node.server, verb, rights) for node in side.nodes][0]
+                urls = [grant(node.server, verb, rights) for node in side.nodes]  # the user exists on every node
+                granted[(verb, role)] = urls[0]
         result = run(run_config(granted[("replay", "source")], granted[("replay", "target")], tmp_path))
         assert result.copied == 202
         assert diff(cluster_client(source), cluster_client(target)) == []
