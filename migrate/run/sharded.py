@@ -139,7 +139,7 @@ class _Coordinator:
             strategy="replay", source=describe(self.source, self.source_server),
             target=describe(self.target, self.target_server), executed=True, dry_run=options.dry_run,
             resumed=options.resume, seconds=time.monotonic() - started, dbs=_merged(dbs, target_dbs, outcomes),
-            functions=functions, notes=tuple(self.notes + [n for o in outcomes for n in o.notes]),
+            functions=functions, notes=tuple(dict.fromkeys(self.notes + [n for o in outcomes for n in o.notes])),
             shards=tuple(_report(u, o) for u, o in zip(units, outcomes, strict=True)))
 
     def _source_keyspace(self) -> dict[int, int]:

@@ -276,7 +276,10 @@ class Run:
             return [], ["non-key state (functions, ACL users, config): not compared (--no-nonkey)"]
         src, tgt = Channel.over(self.source.client), Channel.over(self.target.client)
         try:
-            return diff_nonkey(src, tgt, self.source.identity, self.target.identity)
+            diffs, notes = diff_nonkey(src, tgt, self.source.identity, self.target.identity)
+            if self.src.cluster or self.tgt.cluster:  # a cluster node's `databases` is not what it can hold
+                diffs = [d for d in diffs if not (d.kind == "config" and d.name == "databases")]
+            return diffs, notes
         except (rex.RedisError, OSError) as exc:
             raise translate(exc, None, "source or target") from exc
         finally:
