@@ -2,6 +2,6 @@
 `migrate.preflight.registry.check`. Preflight imports this package through the `migrate.checks` entry point
 (pyproject.toml); importing it registers every check of the modules below."""
 
-from checks import capacity, compat, coverage, rights, usage
+from checks import capacity, cluster, compat, coverage, rights, usage
 
-__all__ = ["capacity", "compat", "coverage", "rights", "usage"]
+__all__ = ["capacity", "cluster", "compat", "coverage", "rights", "usage"]

@@ -128,16 +128,13 @@ def persistence(profile: Profile) -> Iterator[Finding]:
                           "fix the source's disk before the cutover")
 
 
-@check("TARGET_IS_REPLICA", "CLUSTER_MODE")
+@check("TARGET_IS_REPLICA")
 def roles(profile: Profile) -> Iterator[Finding]:
     target = _live_target(profile)
-    if target is not None and target.identity is not None and target.identity.role == "slave":
+    if target is not None and target.identity is not None and target.identity.role == "slave" and \
+            profile.target_cluster is None:  # a cluster is written through its primaries, whatever the seed
         yield blocker("TARGET_IS_REPLICA", "the target is a read-only replica of another server",
                       "point --target at a primary, or run REPLICAOF NO ONE on it")
-    for ident, role in ((profile.source_identity, "source"), (profile.target_identity, "target")):
-        if ident is not None and ident.mode == "cluster":
-            yield blocker("CLUSTER_MODE", f"the {role} runs in cluster mode; this tool migrates standalone servers",
-                          "migrate each shard as a standalone pair, or use a cluster-aware tool", role=role)
 
 
 @check("PERSISTENCE_SETTINGS")

@@ -6,10 +6,11 @@ is the redacted URL.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from migrate.errors import ConfigError
@@ -128,8 +129,10 @@ class ConnectionSettings:
 class ServerOptions:
     """The servers as given on the command line (URLs and TLS files); common_config turns them into endpoints."""
 
-    source: str | None = option(None, "Source URL (redis://, rediss://, unix://).", metavar="URL")
-    target: str | None = option(None, "Target URL (redis://, rediss://, unix://).", metavar="URL")
+    source: str | None = option(None, "Source URL (redis://, rediss://, unix://); a cluster: any node's URL, or "
+                                "several comma-separated.", metavar="URL[,URL...]")
+    target: str | None = option(None, "Target URL (redis://, rediss://, unix://); a cluster: any node's URL, or "
+                                "several comma-separated.", metavar="URL[,URL...]")
     tls_ca_file: str | None = option(None, "CA bundle to verify rediss:// servers.", metavar="FILE")
     tls_cert_file: str | None = option(None, "Client certificate for rediss:// (mutual TLS).", metavar="FILE")
     tls_key_file: str | None = option(None, "Client private key for rediss://.", metavar="FILE")
@@ -139,9 +142,17 @@ class ServerOptions:
 
 @dataclass(frozen=True)
 class CommonConfig:
-    source: Endpoint | None
+    source: Endpoint | None  # the first URL given
     target: Endpoint | None
     connection: ConnectionSettings = ConnectionSettings()
+    # More seed nodes of a cluster, after the first (--source URL1,URL2,...): tried in order to read its topology.
+    source_seeds: tuple[Endpoint, ...] = ()
+    target_seeds: tuple[Endpoint, ...] = ()
+
+    def seeds(self, role: str) -> list[Endpoint]:
+        """Every URL given for one side (`source` or `target`), the first one first."""
+        first = self.require_source() if role == "source" else self.require_target()
+        return [first, *(self.source_seeds if role == "source" else self.target_seeds)]
 
     def require_source(self) -> Endpoint:
         if self.source is None:
@@ -159,14 +170,25 @@ def common_config(values: Mapping[str, Any]) -> CommonConfig:
     given: ServerOptions = build(ServerOptions, values)
     tls = TlsOptions(given.tls_ca_file, given.tls_cert_file, given.tls_key_file, not given.tls_insecure)
     _check_tls_options(given, tls)
-    endpoints = []
+    seeds: list[list[Endpoint]] = []
     for role in ("source", "target"):
         url = getattr(given, role)
-        endpoint = parse_endpoint(url, tls, role) if url else None
-        if endpoint and endpoint.uses_tls:
-            endpoint.tls.check_files()
-        endpoints.append(endpoint)
-    return CommonConfig(endpoints[0], endpoints[1], given.connection)
+        endpoints = [parse_endpoint(one, tls, role) for one in split_urls(url)] if url else []
+        for endpoint in endpoints:
+            if endpoint.uses_tls:
+                endpoint.tls.check_files()
+        seeds.append(endpoints)
+    source, target = (tuple(s) for s in seeds)
+    return CommonConfig(source[0] if source else None, target[0] if target else None, given.connection,
+                        source[1:], target[1:])
+
+
+_NEXT_URL: Final = re.compile(r"\s*,\s*(?=(?:rediss?|unix)://)")
+
+
+def split_urls(text: str) -> list[str]:
+    """`URL1,URL2,...`: cut only before a scheme, so a comma inside a password never splits a URL."""
+    return [part for part in _NEXT_URL.split(text.strip()) if part]
 
 
 def _check_tls_options(given: ServerOptions, tls: TlsOptions) -> None:

@@ -135,3 +135,12 @@ def refuse_same_server(source: ServerIdentity, target: ServerIdentity,
                       f"{source.run_id[:12]}...): it would be migrated onto itself",
                       "check --source and --target; to copy between databases of one server, map them with "
                       "--db-map SRC:DST to other databases")
+
+
+def refuse_same_cluster(source_nodes: frozenset[str], target_nodes: frozenset[str]) -> None:
+    """Clusters are told apart by their nodes' ids (CLUSTER NODES), not by URLs or run_ids: a source and a target
+    sharing a node id are one cluster, which would be migrated onto itself (exit 1)."""
+    shared = sorted(source_nodes & target_nodes)
+    if shared:
+        raise ConfigError(f"the source and the target are the same cluster (node {shared[0][:12]}... is in both)",
+                          "check --source and --target: each names a node of its own cluster")

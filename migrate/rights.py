@@ -35,6 +35,9 @@ class Context:
     from_file: bool = False  # reload from --from-rdb / --from-aof: nothing is read from the source
     selected_dbs: bool = False  # --db / --db-map
     sync_fallback: bool = False  # sync from a source that refuses replication: replay + keyspace notifications
+    source_cluster: bool = False  # the source is a cluster (its topology is read; shards are read node by node)
+    target_cluster: bool = False  # the target is a cluster (every key routed to the primary owning its slot)
+    read_from_replica: bool = False  # --read-from replica
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,15 @@ def _target_has(command: str) -> Callable[[Context], bool]:
 
 
 K: Final = "{key}"
+
+
+def _cluster_reads(role: str) -> tuple[Right, ...]:
+    """What reading a cluster's topology sends (migrate.cluster.topology.discover) on every node of that side."""
+    applies: Callable[[Context], bool] = (lambda c: c.source_cluster) if role == "source" else (
+        lambda c: c.target_cluster)
+    return tuple(Right(command, args, f"read the {role} cluster's topology, health and open slot migrations",
+                       when=f"the {role} is a cluster", applies=applies)
+                 for command, args in (("cluster|info", ()), ("cluster|nodes", ()), ("cluster|shards", ())))
 EXPIRY_READS: Final = (
     Right("pexpiretime", (K,), "read each key's absolute expiry", when="source has PEXPIRETIME (7.0+)",
           applies=_source_has("pexpiretime")),
@@ -106,6 +118,9 @@ REWRITES: Final = tuple(
         ("rename", (K, K), "", None)))
 TARGET_WRITES: Final = (
     Right("restore", (K, "0", "x"), "write each key"),
+    *_cluster_reads("target"),
+    Right("asking", (), "write into a slot that is migrating (ASK redirection)", when="the target is a cluster",
+          applies=lambda c: c.target_cluster),
     Right("exists", (K,), "leave keys that exist on the target alone (busy keys)"),
     Right("del", (K,), "remove temporary keys of a failed chunked copy"),
     Right("dbsize", (), "refuse a non-empty target; notice a target that lost keys"),
@@ -119,6 +134,9 @@ TARGET_WRITES: Final = (
 )
 SOURCE_READS: Final = (
     Right("scan", ("0",), "list the keys"),
+    *_cluster_reads("source"),
+    Right("readonly", (), "read a shard on its replica", when="--read-from replica on a cluster",
+          applies=lambda c: c.source_cluster and c.read_from_replica),
     Right("dump", (K,), "read each value"),
     *EXPIRY_READS,
     Right("type", (K,), "type of big keys"),
@@ -131,6 +149,7 @@ SOURCE_READS: Final = (
           applies=_source_has("function")),
 )
 SNAPSHOT: Final = (
+    *_cluster_reads("source"),
     Right("sync", (), "take the snapshot over the replication protocol", when="no --from-rdb",
           applies=lambda c: not c.from_file),
     Right("replconf", ("capa", "eof"), "take the snapshot over the replication protocol", when="no --from-rdb",
@@ -222,7 +241,8 @@ RIGHTS: Final[dict[str, dict[str, tuple[Right, ...]]]] = {
                              Right("config|set", ("masterauth", "x"), "give the target the source's password",
                                    when="the source URL has a password"),
                              Right("info", (), "follow the sync"))},
-    "verify": {"source": VERIFY_READS, "target": VERIFY_READS},
+    "verify": {"source": (*_cluster_reads("source"), *VERIFY_READS),
+               "target": (*_cluster_reads("target"), *VERIFY_READS)},
     "sync": {"source": SYNC_SOURCE, "target": SYNC_TARGET},
 }
 

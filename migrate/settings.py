@@ -250,6 +250,11 @@ def path(value: Any) -> Path:
     return Path(str(value))
 
 
+def paths(values: Any) -> tuple[Path, ...]:
+    """A repeatable path option (a flag given several times; "a,b" in the environment or the file)."""
+    return tuple(path(v) for v in values)
+
+
 _UNITS: Final = {"": 1, "b": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 1024**2, "mb": 1024**2, "mib": 1024**2,
                  "g": 1024**3, "gb": 1024**3, "gib": 1024**3}
 

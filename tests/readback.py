@@ -80,8 +80,10 @@ def read_hash(client: redis.Redis, key: bytes) -> HashValue:
 def has_field_ttls(client: redis.Redis) -> bool:
     try:
         raw(client, "HPEXPIRETIME", b"\x00migrate-probe", "FIELDS", 1, b"f")
-    except redis.ResponseError:
-        return False
+    except redis.ResponseError as exc:
+        # a cluster node that knows the command but not the probe's slot answers MOVED / ASK
+        return isinstance(exc, redis.exceptions.MovedError | redis.exceptions.AskError) or \
+            str(exc).startswith(("MOVED", "ASK"))
     return True
 
 

@@ -31,11 +31,18 @@ def differences(source: redis.Redis, target: redis.Redis, *, ignore: Iterable[by
     within this tolerance (a chunked copy sets them from XPENDING's idle time).
     """
     skip = set(ignore)
-    lossy = set(without_field_ttls)
     src_keys, dst_keys = all_keys(source) - skip, all_keys(target) - skip
     out = [f"missing on target: {k!r}" for k in sorted(src_keys - dst_keys)]
     out += [f"extra on target: {k!r}" for k in sorted(dst_keys - src_keys)]
-    both = sorted(src_keys & dst_keys)
+    return out + compare_keys(source, target, sorted(src_keys & dst_keys), without_field_ttls=without_field_ttls,
+                              pending_tolerance_ms=pending_tolerance_ms)
+
+
+def compare_keys(source: redis.Redis, target: redis.Redis, both: list[bytes], *,
+                 without_field_ttls: Iterable[bytes] = (), pending_tolerance_ms: int | None = None) -> list[str]:
+    """Value and expiry differences of keys present on both sides."""
+    lossy = set(without_field_ttls)
+    out: list[str] = []
     strings = _strings(source, both)
     out += _string_differences(source, target, strings)
     for key in both:

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 EXPECTED_RDB = {"redis-6.0": 9, "redis-7.0": 10, "redis-8.0.2": 12, "redis-8.0.6": 12}
 DOCUMENTED_KEYS = {"schema", "tool_version", "started_at", "duration_s", "ok", "exit_code", "partial",
                    "partial_reasons", "summary", "source", "target", "strategy", "census", "rdb_file", "aof",
-                   "findings"}
+                   "clusters", "findings"}
 
 
 def run(capsys, *args: str) -> tuple[int, str, str]:

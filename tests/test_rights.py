@@ -151,3 +151,30 @@ def test_a_sync_user_without_write_rights_learns_it_before_anything_is_written(s
         run(sync_config(grant(source, "syn", source_rights), target_url, tmp_path))
     assert "@WRITE" in err.value.message and "+@write" in err.value.hint
     assert target.client().dbsize() == 0
+
+
+def test_cluster_replay_and_verify_run_with_exactly_the_minimum_rights(clusters, tmp_path):
+    """Cluster on both sides: the rights RIGHTS lists for clusters (topology reads, ASKING) and nothing more, granted
+    on every node (ACL users are per node in a cluster)."""
+    from tests.cluster_run_support import cluster_client, diff, fill, run_config
+
+    source, target = clusters.get("redis-7.0", 3), clusters.get("valkey-8.1", 2)
+    fill(cluster_client(source), 200)
+    ctx = Context(identify(source.nodes[0].client()).capabilities, identify(target.nodes[0].client()).capabilities,
+                  source_cluster=True, target_cluster=True)
+    base = ["client|setname", "ping", "select"]
+    granted = {}
+    try:
+        for verb in ("replay", "verify"):
+            for side, role in ((source, "source"), (target, "target")):
+                rights = [r.command for r in needed(verb, role, ctx) if r.required] + base
+                urls = [grant(node.server, verb, rights) for node in side.nodes]  # the user exists on every node
+                granted[(verb, role)] = urls[0]
+        result = run(run_config(granted[("replay", "source")], granted[("replay", "target")], tmp_path))
+        assert result.copied == 202
+        assert diff(cluster_client(source), cluster_client(target)) == []
+        common = run_config(granted[("verify", "source")], granted[("verify", "target")], tmp_path).common
+        assert verify(VerifyConfig(common)).ok
+    finally:
+        for node in (*source.nodes, *target.nodes):
+            node.call("ACL", "DELUSER", "replay", "verify")

@@ -109,6 +109,11 @@ def _open(shard: Shard, settings: ConnectionSettings, prefer: Prefer, db: int, r
     return ShardReader(shard, shard.primary, link)
 
 
+def replica_in_sync(link: NodeLink) -> bool:
+    """Whether a replica's own INFO says its link to its primary is up and no sync is in progress."""
+    return _replica_in_sync(link)
+
+
 def _replica_in_sync(link: NodeLink) -> bool:
     try:
         reply = link.command(b"INFO", b"replication")

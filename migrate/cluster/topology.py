@@ -50,7 +50,7 @@ from redis import exceptions as rex
 from migrate.cluster.errors import ClusterUnavailableError, ClusterUnhealthyError, NotAClusterError
 from migrate.cluster.links import NodeLink
 from migrate.config import ConnectionSettings, Endpoint
-from migrate.connection import translate
+from migrate.connection import translate, with_retries
 from migrate.errors import ConnectError, MigrateError
 from migrate.identity import product_of
 from migrate.logs import get_logger
@@ -308,14 +308,17 @@ def discover(seeds: Endpoint | Sequence[Endpoint], settings: ConnectionSettings 
     if not endpoints:
         raise ValueError("discover needs at least one seed endpoint")
     failures: list[MigrateError] = []
+    # One seed: its transient failures are retried like any connection (--retries); several: the next seed is the retry.
+    retries = settings.retries if len(endpoints) == 1 else 1
     for seed in endpoints:
         try:
-            return _read(seed, settings, options, role)
+            return _read(seed, settings, options, role, retries)
         except MigrateError as exc:
-            log.warning("cluster seed did not answer", role=role, seed=str(seed), error=exc.message)
+            if len(endpoints) > 1:  # one seed: its error is the answer, said once
+                log.warning("cluster seed did not answer", role=role, seed=str(seed), error=exc.message)
             failures.append(exc)
-    if len({type(f) for f in failures}) == 1 and type(failures[0]) is not ConnectError:
-        raise failures[0]  # every seed failed the same way (credentials, TLS, ...): that error and its hint
+    if len(failures) == 1 or (len({type(f) for f in failures}) == 1 and type(failures[0]) is not ConnectError):
+        raise failures[0]  # one seed, or every seed failed the same way (credentials, TLS): that error and its hint
     reasons = "; ".join(f.message for f in failures)
     raise ClusterUnavailableError(f"no node of the {role} cluster answered: {reasons}")
 
@@ -329,12 +332,14 @@ def read_topology(seeds: Endpoint | Sequence[Endpoint], settings: ConnectionSett
     return found
 
 
-def _read(seed: Endpoint, settings: ConnectionSettings, options: TopologyOptions, role: str) -> Topology | Standalone:
+def _read(seed: Endpoint, settings: ConnectionSettings, options: TopologyOptions, role: str,
+          retries: int = 1) -> Topology | Standalone:
     # The probe's read timeout is the connect timeout: a node that accepts but never answers must not stall discovery.
-    probe_settings = ConnectionSettings(settings.connect_timeout, settings.connect_timeout, 1)
+    probe_settings = ConnectionSettings(settings.connect_timeout, settings.connect_timeout, retries)
     link = NodeLink(seed, probe_settings, role, 0)
     try:
-        replies = link.call(_PROBE, len(_QUERIES))
+        replies = with_retries(lambda: link.call(_PROBE, len(_QUERIES)), probe_settings,
+                               f"connect to {role} {seed}", seed, role)
     except (rex.RedisError, OSError) as exc:
         raise translate(exc, seed, role) from exc
     finally:

@@ -92,3 +92,20 @@ STRATEGY_COMMANDS: Final[dict[str, dict[str, tuple[str, ...]]]] = {
     "reload": {"source": ("sync",), "target": ("restore", "flushall", "select")},  # source: without an RDB file
     "sync": {"source": ("psync",), "target": ("restore", "select", "multi", "exec")},  # source: else the fallback
 }
+
+
+# Commands that take several keys (COMMAND INFO: more than one key spec, or a key range), which a cluster runs only
+# when all their keys hash to one slot (else -CROSSSLOT), and the commands that group others (MULTI/EXEC, scripts,
+# functions) whose keys must share a slot too. Source: COMMAND INFO key specs of Redis 7.0 / Valkey 8.1 (key-spec
+# counts and `RANGE` last-key -1), and the cluster specification (cluster.c getNodeByQuery: CROSSSLOT when the keys
+# of one command, or of a MULTI block, are in different slots). Listed by the name INFO commandstats uses.
+MULTI_KEY_COMMANDS: Final = frozenset({
+    "mget", "mset", "msetnx", "del", "unlink", "exists", "touch", "watch", "rename", "renamenx", "copy", "smove",
+    "sdiff", "sdiffstore", "sinter", "sinterstore", "sintercard", "sunion", "sunionstore", "zdiff", "zdiffstore",
+    "zinter", "zinterstore", "zintercard", "zunion", "zunionstore", "zrangestore", "lmove", "blmove", "rpoplpush",
+    "brpoplpush", "lmpop", "blmpop", "zmpop", "bzmpop", "blpop", "brpop", "bzpopmin", "bzpopmax", "pfcount",
+    "pfmerge", "bitop", "geosearchstore", "georadius", "georadiusbymember", "sort", "sort_ro", "xread",
+    "xreadgroup", "object|freq",
+})
+GROUPING_COMMANDS: Final = frozenset({"multi", "exec", "eval", "evalsha", "eval_ro", "evalsha_ro", "fcall",
+                                      "fcall_ro"})

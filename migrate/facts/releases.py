@@ -33,6 +33,19 @@ VALKEY_FOREIGN_RANGE: Final = range(12, 80)
 VALKEY_RELAXED_FROM: Final[Version] = (9, 0)
 FOREIGN_TYPE_BYTES_REFUSED: Final = range(22, 244)
 
+# Replicas that do not hold a stream consumer group's entries-read: XINFO GROUPS on the replica says -1 where its
+# primary says the real count (measured 2026-12-01 with XADD + XGROUP CREATE + XREADGROUP on the primary, WAIT 1, then
+# XINFO STREAM FULL on both: Redis 7.0.15 replica -1; Redis 8.0.2, Valkey 8.1.1 and 9.1.2 replicas equal to the
+# primary; Valkey forked Redis 7.2.4, so 7.2 keeps it). Reading a shard on such a replica (--read-from replica) copies
+# the -1: the target then shows no lag for that group.
+REPLICA_LOSES_ENTRIES_READ: Final[dict[str, tuple[Version, Version]]] = {"redis": ((7, 0), (7, 1))}
+
+
+def replica_loses_entries_read(product: str, version: Version) -> bool:
+    span = REPLICA_LOSES_ENTRIES_READ.get(product)
+    return span is not None and span[0] <= version[:2] <= span[1]
+
+
 def parse_version(text: str) -> Version:
     parts = []
     for piece in text.strip().split("."):

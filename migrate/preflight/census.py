@@ -8,11 +8,12 @@ kind (type, encoding, hash field TTLs or not) serializes to the same type byte, 
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import operator
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -115,6 +116,38 @@ def take_census(client_for: Callable[[int], redis.Redis], keyspace: dict[int, Ke
             break
         finally:
             wire.close()
+    census = build_census(tally, options, time.monotonic() - started, note)
+    gaps = tuple(Gap("source", f"{cmd} (census)", reason) for cmd, reason in tally.refused.items())
+    return census, gaps
+
+
+def take_cluster_census(nodes: Sequence[tuple[Callable[[int], redis.Redis], dict[int, KeyspaceDb]]],
+                        keyspace: dict[int, KeyspaceDb], source: ServerIdentity, target: ServerIdentity | None,
+                        options: PreflightOptions) -> tuple[Census, tuple[Gap, ...]]:
+    """The census of a cluster: each database sampled on every primary holding keys of it (the --sample split
+    evenly between them, so the sample spans every shard), counted as one keyspace."""
+    started = time.monotonic()
+    tally = Tally(options)
+    limiter = RateLimiter(options.rate_limit)
+    note = ""
+    for db in sorted(d for d in keyspace if keyspace[d].keys and (not options.dbs or d in options.dbs)):
+        tally.dbs[db] = DbTally(keyspace[db].keys)
+        holding = [(client_for, own[db]) for client_for, own in nodes if db in own and own[db].keys]
+        share = -(-options.sample // max(1, len(holding)))
+        for i, (client_for, own) in enumerate(holding):
+            # census_db stops at --sample keys examined in the db: node i may take the shares of the nodes before
+            tally.options = dataclasses.replace(options, sample=min(options.sample, share * (i + 1)))
+            wire = Channel.over(client_for(db))
+            try:
+                census_db(wire, db, own, source, target, tally, limiter)
+            except (rex.ConnectionError, rex.TimeoutError, OSError) as exc:
+                note = f"census interrupted in db {db}: {' '.join(str(exc).split())[:160]}"
+                break
+            finally:
+                wire.close()
+        tally.options = options
+        if note:
+            break
     census = build_census(tally, options, time.monotonic() - started, note)
     gaps = tuple(Gap("source", f"{cmd} (census)", reason) for cmd, reason in tally.refused.items())
     return census, gaps

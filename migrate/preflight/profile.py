@@ -242,6 +242,62 @@ class RightsGap:
 
 
 @dataclass(frozen=True)
+class NodeFacts:
+    """One cluster node as preflight read it (its own INFO, not the cluster's gossip)."""
+
+    node_id: str
+    address: str
+    role: str  # primary | replica
+    health: str  # the cluster's view: online | loading | pfail | fail | ...
+    version: str | None = None  # product and version the node reports; None: it could not be read
+    link: str | None = None  # a replica's master_link_status (up | down)
+    error: str | None = None  # why the node could not be read
+
+
+@dataclass(frozen=True)
+class ShardFacts:
+    slots: str  # slot ranges, e.g. "0-5460"
+    slot_count: int
+    primary: NodeFacts
+    replicas: tuple[NodeFacts, ...] = ()
+    keys: int | None = None  # keys on the primary (every database)
+    used_memory: int | None = None
+    maxmemory: int | None = None  # 0: unlimited
+
+
+@dataclass(frozen=True)
+class ClusterFacts:
+    """A cluster side: health, and every shard with its primary and replicas."""
+
+    role: str  # source | target
+    product: str
+    version: str
+    state: str  # cluster_state of the node that answered
+    problems: tuple[str, ...]  # what makes it unfit: state, uncovered slots, failing nodes, slots migrating
+    shards: tuple[ShardFacts, ...]
+    databases: int = 1  # databases a node has (Valkey 9.0+: cluster-databases)
+
+
+@dataclass(frozen=True)
+class ProjectedShard:
+    """A target shard and the share of the source's data its slots will hold (estimated from sampled key names)."""
+
+    slots: str
+    keys: int
+    memory: int  # bytes of MEMORY USAGE, scaled up from the sample
+    maxmemory: int | None  # the shard primary's maxmemory (0: unlimited)
+
+
+@dataclass(frozen=True)
+class SpreadFacts:
+    """Where the source's keys land: key names sampled on every source node, hashed to their slots."""
+
+    sampled: int
+    hash_tagged: KeyGroup = KeyGroup()  # keys with a {hash tag}
+    target_shards: tuple[ProjectedShard, ...] = ()  # empty when the target is not a cluster
+
+
+@dataclass(frozen=True)
 class Profile:
     source: ServerProfile | None  # None: offline (--rdb-file only)
     target: ServerProfile | None  # None: no target given
@@ -250,6 +306,9 @@ class Profile:
     aof: AofFacts | None = None
     rights: tuple[RightsGap, ...] = ()  # only the strategies and sides with something missing
     partial: tuple[str, ...] = ()  # why this profile is incomplete
+    source_cluster: ClusterFacts | None = None  # the source is a cluster
+    target_cluster: ClusterFacts | None = None  # the target is a cluster
+    spread: SpreadFacts | None = None  # a cluster on either side: how the source's keys spread over slots
 
     @property
     def source_identity(self) -> ServerIdentity | None:

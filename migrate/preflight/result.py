@@ -63,6 +63,9 @@ class PreflightResult:
             "census": jsonable(p.census) if p.census else None,
             "rdb_file": jsonable(p.rdb_file) if p.rdb_file else None,
             "aof": jsonable(p.aof) if p.aof else None,
+            "clusters": {"source": jsonable(p.source_cluster) if p.source_cluster else None,
+                         "target": jsonable(p.target_cluster) if p.target_cluster else None,
+                         "spread": jsonable(p.spread) if p.spread else None},
             "findings": [jsonable(f) for f in self.findings],
         }
 

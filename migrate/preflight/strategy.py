@@ -80,7 +80,7 @@ def replication_option(profile: Profile) -> Option:
                        + ", ".join(f"{n} {a}" for a, n in sorted(not_as_is.items())))
     why += _missing_commands(profile, "replication")
     why += _missing_rights(profile, "replicaof")
-    why += _mode_and_databases(profile)
+    why += _mode_and_databases(profile, "replication")
     return Option("replication", not why, tuple(why))
 
 
@@ -155,12 +155,15 @@ def _missing_rights(profile: Profile, strategy: str, roles: tuple[str, ...] = ("
             if gap.strategy == strategy and gap.role in roles and (gap.denied or gap.unknown)]
 
 
-def _mode_and_databases(profile: Profile) -> list[str]:
+def _mode_and_databases(profile: Profile, strategy: str = "replay") -> list[str]:
     why = []
     source, target = profile.source_identity, profile.target_identity
     for ident, role in ((source, "source"), (target, "target")):
-        if ident is not None and ident.mode == "cluster":
-            why.append(f"the {role} runs in cluster mode (this tool handles standalone servers)")
+        if ident is not None and ident.mode == "cluster" and strategy == "replication":
+            why.append(f"the {role} is a cluster (a cluster node only replicates within its own cluster)")
+    for side in (profile.source_cluster, profile.target_cluster):
+        if side is not None and side.problems:
+            why.append(f"the {side.role} cluster is not fit to migrate ({'; '.join(side.problems)})")
     if target is not None and target.role == "slave" and profile.target is not None and profile.target.live:
         why.append("the target is a read-only replica")
     return why

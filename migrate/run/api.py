@@ -35,14 +35,40 @@ def run(config: RunConfig, on_plan: Callable[[tuple[str, ...]], None] | None = N
     elif options.strategy is Strategy.REPLICAOF:
         from migrate.run.replicaof import replicaof
 
+        _refuse_clusters(config, "replicaof")
         result = replicaof(config, on_plan)
     else:
-        from migrate.run.replay import replay
-
-        result = replay(config)
+        result = _replay(config)
     if options.verify and result.executed and not options.dry_run:
         result = dataclasses.replace(result, verify=_verify(config))
     return result
+
+
+def _refuse_clusters(config: RunConfig, strategy: str) -> None:
+    """Native replication is between two standalone servers: a cluster node replicates within its cluster only."""
+    from migrate.cluster.sides import discover_side
+    from migrate.cluster.topology import Topology
+
+    for role in ("source", "target"):
+        if isinstance(discover_side(config.common, role), Topology):
+            raise ConfigError(f"--strategy {strategy} needs standalone servers: the {role} is a cluster (a cluster "
+                              "node only replicates from a primary of its own cluster)",
+                              "use --strategy replay (one worker per shard) or --strategy reload")
+
+
+def _replay(config: RunConfig) -> RunResult:
+    """A standalone pair: the replay of migrate.run.replay; a cluster on either side: one unit per shard."""
+    from migrate.cluster.sides import discover_side
+    from migrate.cluster.topology import Standalone
+
+    source, target = discover_side(config.common, "source"), discover_side(config.common, "target")
+    if isinstance(source, Standalone) and isinstance(target, Standalone):
+        from migrate.run.replay import replay
+
+        return replay(config)
+    from migrate.run.sharded import replay_sharded
+
+    return replay_sharded(config, source, target)
 
 
 def with_url_databases_applied(config: RunConfig) -> RunConfig:

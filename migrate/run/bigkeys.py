@@ -27,7 +27,9 @@ from migrate.facts.types import CORE_TYPES
 from migrate.identity import ServerIdentity
 from migrate.rdb.rewrite import TEMP_KEY_TTL_MS, Command, batched, command_bytes, temp_key
 from migrate.run.policy import Incompatibility, Verdict
-from migrate.wire import Channel, is_error, pack_all
+from migrate.run.targets import TargetLink, as_target
+from migrate.run.transactions import key_of
+from migrate.wire import Channel, is_error, pack
 
 MIN_COUNT: Final = 10
 MAX_COUNT: Final = 10_000
@@ -45,11 +47,11 @@ Judge = Callable[[Incompatibility], Verdict]
 
 
 class BigKeyCopier:
-    def __init__(self, source: Channel, target: Channel, source_id: ServerIdentity, target_id: ServerIdentity,
-                 settings: ConnectionSettings, *, chunk_bytes: int, max_command_bytes: int,
+    def __init__(self, source: Channel, target: Channel | TargetLink, source_id: ServerIdentity,
+                 target_id: ServerIdentity, settings: ConnectionSettings, *, chunk_bytes: int, max_command_bytes: int,
                  max_value_bytes: int) -> None:
         self.source = source
-        self.target = target
+        self.target = as_target(target)
         self.source_id = source_id
         self.target_id = target_id
         self.settings = settings
@@ -110,7 +112,7 @@ class BigKeyCopier:
 
     def _discard(self, tmp: bytes) -> None:
         with contextlib.suppress(Exception):  # best effort: the temporary key expires by itself
-            self.target.command("DEL", tmp)
+            self.target.keyed(tmp, [pack(("DEL", tmp))])
 
     def _read(self, *args: Any) -> Any:
         reply = with_retries(lambda: self.source.command(*args), self.settings, f"read {args[0]}",
@@ -120,7 +122,8 @@ class BigKeyCopier:
         return reply
 
     def _write(self, commands: Sequence[Command]) -> list[Any]:
-        replies = self.target.call(pack_all(commands), len(commands))
+        # Every command of one copy is on the key or its temporary key: one slot, one node of a cluster.
+        replies = self.target.keyed(key_of(commands[0]), [pack(c) for c in commands])
         for command, reply in zip(commands, replies, strict=True):
             if is_error(reply):
                 error = translate(reply, self.target.endpoint, "target")

@@ -53,6 +53,7 @@ class Checkpoint:
     source_run_id: str = ""  # the servers' run_ids when the state was saved (a different one: it restarted)
     target_run_id: str = ""
     flush_pending: list[int] = field(default_factory=list)  # --flush-target: target dbs not flushed yet
+    empty_dbs: list[int] = field(default_factory=list)  # a sharded replay: target dbs empty at the start (ours)
     started_at: float = field(default_factory=time.time)
     saved_at: float = 0.0
     _saver: threading.Thread | None = field(default=None, repr=False)
@@ -62,7 +63,7 @@ class Checkpoint:
         data = {"format": FORMAT, "fingerprint": self.fingerprint, "started_at": self.started_at,
                 "saved_at": time.time(), "functions_done": self.functions_done,
                 "source_run_id": self.source_run_id, "target_run_id": self.target_run_id,
-                "flush_pending": self.flush_pending,
+                "flush_pending": self.flush_pending, "empty_dbs": self.empty_dbs,
                 "dbs": {str(db): state.to_dict() for db, state in sorted(self.dbs.items())}}
         return json.dumps({**data, "checksum": _checksum(data)}, indent=1, ensure_ascii=True)
 
@@ -131,7 +132,7 @@ class Checkpoint:
             raise BadInputError(f"checkpoint {path} is damaged: {exc}") from None
         return cls(path, fingerprint, dbs, bool(data.get("functions_done")), str(data.get("source_run_id", "")),
                    str(data.get("target_run_id", "")), [int(db) for db in data.get("flush_pending", [])],
-                   float(data.get("started_at", 0)))
+                   [int(db) for db in data.get("empty_dbs", [])], float(data.get("started_at", 0)))
 
 
 def check_writable(path: Path) -> None:

@@ -1,11 +1,14 @@
-"""Loading an RDB snapshot into a target, shared by `--strategy reload` (after its flush) and `--strategy sync` (the
-snapshot its replication link received): the file is checked first, then its key records go through the per-key
-conversion in batches per source database, into one `TargetWriter` per target database.
+"""Loading RDB snapshots into a target, shared by `--strategy reload` (after its flush; a cluster source gives one
+snapshot per primary) and `--strategy sync` (the snapshot its replication link received): a file is checked first,
+then its key records go through the per-key conversion in batches per source database, into one `TargetWriter` per
+target database (a connection to a standalone target, or a slot router over a cluster target).
 
     check_snapshot(path, config, target)                  # truncated, corrupt, or doomed under --on-incompatible fail
     with RdbReader(str(path)) as reader:
         loaded = load_snapshot(config, target, reader, total=keys)
     load_functions(target, settings, loaded.extras.functions)
+
+Several snapshots into one target share a `SnapshotLoader` (its writers, tallies and progress).
 
 Existing keys on the target follow --replace (RESTORE without REPLACE answers BUSYKEY: the key is reported busy).
 """
@@ -19,6 +22,9 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
+from migrate.cluster.router import SlotRouter
+from migrate.cluster.sides import check_cluster_dbs
+from migrate.cluster.topology import Topology
 from migrate.config import ConnectionSettings
 from migrate.connection import with_retries
 from migrate.errors import BadInputError, ProblemsFound
@@ -37,6 +43,7 @@ from migrate.run.ratelimit import RateLimiter
 from migrate.run.result import FunctionsReport
 from migrate.run.session import proto_max_bulk_len
 from migrate.run.tally import DbTally
+from migrate.run.targets import DirectTarget, RoutedTarget, TargetLink
 from migrate.run.writer import Item, TargetWriter
 from migrate.selection import KeySelection
 from migrate.server import Server
@@ -70,29 +77,13 @@ class LoadOutcome:
 def load_snapshot(config: RunConfig, target: Server, reader: RdbReader, *, total: int | None,
                   description: str = "reloading", on_batch: BatchCallback | None = None) -> LoadOutcome:
     """Write every key record of `reader` in the selection into the target; raise on a bad checksum at the end."""
-    options = config.options
-    bulk = proto_max_bulk_len(target)
-    threshold = options.big_key_threshold
-    max_command_bytes = min(DEFAULT_MAX_COMMAND_BYTES, bulk // 2)
-    converter = Converter(target.identity.capabilities, max_command_bytes)
-    loader = _Loader(config, target, converter, min(bulk, threshold) if threshold else bulk)
-    extras = Extras()
-    pump: Pump[Loaded] = Pump(_batches(reader, options, converter, extras))
+    loader = SnapshotLoader(config, target)
     try:
-        with RunProgress(options.show_progress, total, description) as progress:
-            for batch in pump:
-                loader.write(batch)
-                nbytes = sum(len(i[1] or b"") for i in batch.items)
-                progress.advance(len(batch.items), nbytes)
-                if on_batch is not None:
-                    on_batch(len(batch.items), nbytes)
+        with RunProgress(config.options.show_progress, total, description) as progress:
+            loader.load(reader, progress, on_batch)
     finally:
-        pump.stop()
         loader.close()
-    if extras.end is not None and extras.end.checksum_ok is False:
-        raise BadInputError(f"the snapshot's checksum does not match (stored {extras.end.checksum:#x}, computed "
-                            f"{extras.end.computed:#x})", "the snapshot is corrupt: take a new one")
-    return LoadOutcome(loader.tallies, extras)
+    return LoadOutcome(loader.tallies, loader.extras)
 
 
 def check_snapshot(path: Path, config: RunConfig, target: Server) -> Precheck:
@@ -142,6 +133,7 @@ def _batches(reader: RdbReader, options: RunOptions, converter: Converter, extra
     wanted = wanted_records(dataclasses.replace(options.selection, types=()))  # types: the writer filters them
     limiter = RateLimiter(options.rate_limit)
     size = limiter.batch_size(options.batch_size)
+    extras.end = None  # this snapshot's end (several are loaded one after the other)
     version = reader.rdb_version
     batch = Loaded(-1, [])
     for item in reader.scan():
@@ -190,40 +182,70 @@ def redis_glob(pattern: str) -> re.Pattern[bytes]:
     return re.compile(b"".join(out), re.DOTALL)
 
 
-class _Loader:
-    """Writes Loaded batches to their target databases, one writer (and connection) per database."""
+class SnapshotLoader:
+    """Writes snapshots' batches to their target databases, one writer (a connection, or a slot router over a
+    cluster target) per database; tallies per source database add up over every snapshot loaded."""
 
-    def __init__(self, config: RunConfig, target: Server, converter: Converter, restore_limit: int) -> None:
+    def __init__(self, config: RunConfig, target: Server, target_topology: Topology | None = None) -> None:
         self.config = config
         self.target = target
-        self.converter = converter
-        self.restore_limit = restore_limit
+        self.topology = target_topology
+        bulk = proto_max_bulk_len(target)
+        threshold = config.options.big_key_threshold
+        self.converter = Converter(target.identity.capabilities, min(DEFAULT_MAX_COMMAND_BYTES, bulk // 2))
+        self.restore_limit = min(bulk, threshold) if threshold else bulk
         self.writers: dict[int, TargetWriter] = {}
         self.tallies: dict[int, DbTally] = {}
+        self.extras = Extras()
+
+    def load(self, reader: RdbReader, progress: RunProgress, on_batch: BatchCallback | None = None) -> None:
+        """One snapshot into the target; a bad checksum at its end raises."""
+        extras = self.extras
+        pump: Pump[Loaded] = Pump(_batches(reader, self.config.options, self.converter, extras))
+        try:
+            for batch in pump:
+                self.write(batch)
+                nbytes = sum(len(i[1] or b"") for i in batch.items)
+                progress.advance(len(batch.items), nbytes)
+                if on_batch is not None:
+                    on_batch(len(batch.items), nbytes)
+        finally:
+            pump.stop()
+        if extras.end is not None and extras.end.checksum_ok is False:
+            raise BadInputError(f"the snapshot's checksum does not match (stored {extras.end.checksum:#x}, computed "
+                                f"{extras.end.computed:#x})", "the snapshot is corrupt: take a new one")
 
     def write(self, batch: Loaded) -> None:
         options = self.config.options
         target_db = options.selection.target_db(batch.db)
         writer = self.writers.get(batch.db)
         if writer is None:
-            self.target.check_databases([target_db])
-            link = Channel(self.target.endpoint, self.config.common.connection, "target", target_db)
             writer = self.writers[batch.db] = TargetWriter(
-                link, self.converter, options.on_incompatible, self.config.common.connection, source_db=batch.db,
-                restore_limit=self.restore_limit, copier=None, types=frozenset(options.selection.types),
-                dry_run=False)
+                self._target(target_db), self.converter, options.on_incompatible, self.config.common.connection,
+                source_db=batch.db, restore_limit=self.restore_limit, copier=None,
+                types=frozenset(options.selection.types), dry_run=False)
             self.tallies[batch.db] = DbTally(batch.db, target_db)
         tally = self.tallies[batch.db]
         # A key already there: --replace overwrites it, else it is reported busy (after a flush, it came from this
         # load: a db merged by --db-map). A batch resent after a lost connection overwrites its own keys.
         writer.write(batch.items, tally, replace=options.replace, retry_replace=True)
 
+    def _target(self, db: int) -> TargetLink:
+        settings = self.config.common.connection
+        if self.topology is not None:
+            check_cluster_dbs(self.topology, [db], "target", settings)
+            return RoutedTarget(SlotRouter(self.topology, settings, db=db, role="target"))
+        self.target.check_databases([db])
+        return DirectTarget(Channel(self.target.endpoint, settings, "target", db))
+
     def close(self) -> None:
         for writer in self.writers.values():
-            writer.link.close()
+            writer.target.close()
 
 
 def load_functions(target: Server, settings: ConnectionSettings, codes: list[bytes]) -> FunctionsReport | None:
+    """FUNCTION LOAD REPLACE of each library (several snapshots of one cluster carry the same ones: loaded once)."""
+    codes = list(dict.fromkeys(codes))
     if not codes:
         return None
     loaded, failed = 0, []

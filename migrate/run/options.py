@@ -18,6 +18,7 @@ from migrate.settings import (
     non_negative_seconds,
     option,
     path,
+    paths,
     positive_number,
     positive_seconds,
     size,
@@ -36,6 +37,9 @@ class Strategy(StrEnum):
 
     def __str__(self) -> str:
         return self.value
+
+
+READ_FROM: Final = ("primary", "replica")
 
 
 class CutoverMode(StrEnum):
@@ -76,8 +80,9 @@ class RunOptions:
         "Skipped and changed keys are listed in the report.", choices=tuple(OnIncompatible), parse=OnIncompatible)
     big_key_threshold: int = option(DEFAULT_BIG_KEY_THRESHOLD, "Copy keys bigger than this in chunks (e.g. 64mb; 0: "
                                     "no size probe).", metavar="SIZE", parse=size, shown_default="16mb")
-    from_rdb: Path | None = option(None, "--strategy reload: load this RDB file instead of a live snapshot.",
-                                   metavar="FILE", parse=path)
+    from_rdb: tuple[Path, ...] = option((), "--strategy reload: load this RDB file instead of a live snapshot "
+                                        "(repeat the flag to load several, e.g. one per source shard).",
+                                        metavar="FILE", parse=paths, multiple=True)
     spool: bool = option(True, "--strategy reload: take the live snapshot to local disk and check it before the "
                          "target is flushed (--no-spool streams it: a broken stream then leaves the target partial).",
                          switch=True)
@@ -105,7 +110,29 @@ class RunOptions:
                                       "lag, counters, pid).", metavar="FILE", parse=path)
     metrics_address: tuple[str, int] | None = option(None, "--strategy sync: serve Prometheus metrics on HOST:PORT.",
                                                      metavar="HOST:PORT", parse=host_port)
+    read_from: str = option("primary", "A cluster source: read each shard on its primary, or on an in-sync replica "
+                            "(spares the primaries; a shard without one is read on its primary).",
+                            choices=READ_FROM)
+    workers: int | None = option(None, "Shards copied at once, each in its own process (a cluster source, or a "
+                                 "cluster target).", metavar="N", parse=integer(1),
+                                 shown_default="one per shard, at most one per CPU core")
+    scheduler: str | None = option(None, "Run the per-shard tasks on this Dask distributed scheduler (needs the "
+                                   "`distributed` extra); checkpoints must be in a folder every worker shares.",
+                                   metavar="tcp://HOST:PORT")
+    checkpoint_dir: Path | None = option(None, "Folder of the per-shard checkpoints (shared by every worker with "
+                                         "--scheduler).", metavar="DIR", parse=path,
+                                         shown_default="FILE.shards beside --checkpoint")
     checkpoint_interval: float = 1.0  # seconds between checkpoint writes
+
+    @property
+    def shard_folder(self) -> Path:
+        """Where the per-shard checkpoints go."""
+        return self.checkpoint_dir or self.checkpoint.with_name(self.checkpoint.name + ".shards")
+
+    def __post_init__(self) -> None:
+        given: object = self.from_rdb
+        if isinstance(given, str | Path):  # one file given as a path (library callers)
+            object.__setattr__(self, "from_rdb", (Path(given),))
 
     @property
     def show_progress(self) -> bool:
@@ -118,10 +145,10 @@ class RunOptions:
             raise ConfigError("--rate-limit must be > 0 keys/s")
         if self.big_key_threshold < 0:
             raise ConfigError("--big-key-threshold must be >= 0 bytes (0 disables the size probe)")
-        if self.from_rdb is not None and self.strategy is not Strategy.RELOAD:
+        if self.from_rdb and self.strategy is not Strategy.RELOAD:
             raise ConfigError("--from-rdb needs --strategy reload")
-        if self.from_rdb is not None:
-            _check_input_file(self.from_rdb, "--from-rdb")
+        for file in self.from_rdb:
+            _check_input_file(file, "--from-rdb")
         if self.promote and self.strategy is not Strategy.REPLICAOF:
             raise ConfigError("--promote needs --strategy replicaof")
         if self.resume and self.strategy not in (Strategy.REPLAY, Strategy.SYNC):
@@ -130,6 +157,16 @@ class RunOptions:
         if self.resume and self.flush_target:
             raise ConfigError("--resume and --flush-target exclude each other",
                               "a resumed run keeps what the interrupted run copied")
+        if self.read_from not in READ_FROM:
+            raise ConfigError(f"--read-from must be one of {', '.join(READ_FROM)}")
+        if self.workers is not None and self.workers < 1:
+            raise ConfigError("--workers must be >= 1")
+        if self.scheduler is not None and not self.scheduler.startswith(("tcp://", "tls://", "inproc://")):
+            raise ConfigError(f"--scheduler {self.scheduler!r} is not a Dask scheduler address",
+                              "give tcp://HOST:PORT (the address `dask scheduler` prints)")
+        if self.scheduler is not None and self.strategy is not Strategy.REPLAY:
+            raise ConfigError(f"--scheduler runs --strategy replay's per-shard tasks; {self.strategy} runs here",
+                              "drop --scheduler")
         if self.strategy is Strategy.REPLICAOF and _filters(self.selection):
             raise ConfigError("--strategy replicaof copies the whole dataset: it takes no --match, --type, "
                               "--exclude, --db or --db-map", "use --strategy replay to copy a selection")

@@ -12,10 +12,22 @@ import contextlib
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
 from typing import IO, Final, cast
 
-from migrate.config import ConnectionSettings
-from migrate.connection import with_retries
+from migrate.cluster.links import NodeLink
+from migrate.cluster.sides import (
+    Side,
+    check_cluster_dbs,
+    discover_side,
+    primary_keyspace,
+    refuse_same_cluster,
+    require_ready,
+)
+from migrate.cluster.topology import Topology
+from migrate.config import ConnectionSettings, Endpoint
+from migrate.connection import translate, with_retries
 from migrate.errors import MigrateError, ProblemsFound
 from migrate.identity import config_value, refuse_same_server
 from migrate.logs import get_logger
@@ -24,9 +36,10 @@ from migrate.rdb.reader import RdbReader
 from migrate.rdb.rewrite import DEFAULT_MAX_COMMAND_BYTES
 from migrate.rights import Context, check_rights
 from migrate.run.convert import CachedPlan, Converter, signature
-from migrate.run.load import LoadOutcome, check_snapshot, load_functions, load_snapshot, snapshot_payload
+from migrate.run.load import LoadOutcome, SnapshotLoader, check_snapshot, load_functions, snapshot_payload
 from migrate.run.options import OnIncompatible, RunConfig, RunOptions
-from migrate.run.result import DbReport, RunResult
+from migrate.run.progress import RunProgress
+from migrate.run.result import DbReport, FunctionsReport, RunResult
 from migrate.run.session import check_writable_target, doomed_stream, flush_dbs
 from migrate.run.snapshot import ReplicationSnapshot
 from migrate.run.spool import check_space, spool_folder, spooled_snapshot
@@ -40,58 +53,129 @@ SAMPLE_KEYS: Final = 2000
 PlanSink = Callable[[tuple[str, ...]], None]
 
 
+@dataclass
+class Sides:
+    """Both sides of a reload: a standalone server, or a cluster (its first primary stands for its identity)."""
+
+    target: Server
+    source: Server | None  # None: --from-rdb
+    target_topology: Topology | None = None
+    source_topology: Topology | None = None
+
+    @property
+    def source_nodes(self) -> list[Endpoint]:
+        """Whose snapshots are loaded: every primary of a cluster source, else the source."""
+        if self.source_topology is not None:
+            return [s.primary.endpoint for s in self.source_topology.shards]
+        return [self.source.endpoint] if self.source is not None else []
+
+    @property
+    def target_primaries(self) -> list[Endpoint]:
+        if self.target_topology is not None:
+            return [s.primary.endpoint for s in self.target_topology.shards]
+        return [self.target.endpoint]
+
+    def describe_source(self, options: RunOptions) -> str:
+        if options.from_rdb:
+            return ", ".join(map(str, options.from_rdb))
+        if self.source is None:
+            return "?"
+        return _cluster_label(self.source, self.source_topology)
+
+    def describe_target(self) -> str:
+        return _cluster_label(self.target, self.target_topology)
+
+
+def _cluster_label(server: Server, topology: Topology | None) -> str:
+    if topology is None:
+        return server.identity.describe()
+    return f"{server.identity.label} cluster, {len(topology.shards)} shards (RDB {server.identity.rdb_version or '?'})"
+
+
+def open_sides(config: RunConfig, stack: ExitStack) -> Sides:
+    """Both sides read from their seeds (a cluster from any node), checked before anything is planned."""
+    common, options, settings = config.common, config.options, config.common.connection
+    target_side = discover_side(common, "target")
+    source_side = discover_side(common, "source") if not options.from_rdb else None
+    for side, role in ((source_side, "source"), (target_side, "target")):
+        if isinstance(side, Topology):
+            require_ready(side, role, settings)
+    if source_side is not None:
+        refuse_same_cluster(source_side, target_side)
+
+    def server(role: str, side: Side) -> Server:
+        opened = Server(role, side.shards[0].primary.endpoint if isinstance(side, Topology) else side.endpoint,
+                        settings)
+        stack.callback(opened.close)
+        return opened
+
+    sides = Sides(server("target", target_side), server("source", source_side) if source_side else None,
+                  target_side if isinstance(target_side, Topology) else None,
+                  source_side if isinstance(source_side, Topology) else None)
+    if sides.source is not None and sides.source_topology is None and sides.target_topology is None:
+        refuse_same_server(sides.source.identity, sides.target.identity, options.selection.database_pairs())
+    if sides.target_topology is None:
+        check_writable_target(sides.target)
+    else:
+        dbs = _target_dbs(options.selection, sides.source)
+        check_cluster_dbs(sides.target_topology, dbs if dbs is not None else [0], "target", settings)
+    return sides
+
+
 def reload(config: RunConfig, on_plan: PlanSink | None = None) -> RunResult:
     started = time.monotonic()
-    common, options = config.common, config.options
-    settings = common.connection
+    options = config.options
+    settings = config.common.connection
     with ExitStack() as stack:
-        target = Server("target", common.require_target(), settings)
-        stack.callback(target.close)
-        source = None
-        if options.from_rdb is None:
-            source = Server("source", common.require_source(), settings)
-            stack.callback(source.close)
-            refuse_same_server(source.identity, target.identity, options.selection.database_pairs())
-        check_writable_target(target)
-        _check_rights(config, source, target)
-        plan = _plan(config, source, target)
+        sides = open_sides(config, stack)
+        source, target = sides.source, sides.target
+        _check_rights(config, sides)
+        plan = _plan(config, sides)
         if on_plan is not None:
             on_plan(plan)
-        what = str(options.from_rdb) if options.from_rdb else source.identity.describe() if source else "?"
+        what, where = sides.describe_source(options), sides.describe_target()
         if not options.yes or options.dry_run:
             note = "nothing done: dry run" if options.dry_run else "nothing done: rerun with --yes to execute"
-            return RunResult("reload", what, target.identity.describe(), executed=False, dry_run=options.dry_run,
+            return RunResult("reload", what, where, executed=False, dry_run=options.dry_run,
                              resumed=False, seconds=time.monotonic() - started, plan=plan, notes=(note,))
-        loaded = _execute(config, source, target)
+        loaded = _execute(config, sides)
         tallies, extras = loaded.tallies, loaded.extras
-        functions = load_functions(target, settings, extras.functions)
-        return RunResult("reload", what, target.identity.describe(), executed=True, dry_run=False, resumed=False,
+        functions = _load_functions(sides, settings, extras.functions)
+        del source, target
+        return RunResult("reload", what, where, executed=True, dry_run=False, resumed=False,
                          seconds=time.monotonic() - started,
                          dbs=tuple(DbReport.of(t) for _, t in sorted(tallies.items())),
                          functions=functions, plan=plan, notes=tuple(extras.notes))
     raise AssertionError("unreachable")  # pragma: no cover - ExitStack does not swallow exceptions
 
 
-def _check_rights(config: RunConfig, source: Server | None, target: Server) -> None:
+def _check_rights(config: RunConfig, both: Sides) -> None:
     options = config.options
+    source, target = both.source, both.target
     sides: dict[str, tuple[Server, int]] = {"target": (target, options.selection.target_db(0))}
     if source is not None:
         sides["source"] = (source, 0)
     check_rights("reload", sides, Context(source.identity.capabilities if source else None,
                                            target.identity.capabilities, options.flush_target,
-                                           from_file=source is None))
+                                           from_file=source is None,
+                                           source_cluster=both.source_topology is not None,
+                                           target_cluster=both.target_topology is not None))
 
 
 # -- the plan ---------------------------------------------------------------------------------------------------------
 
 
-def _plan(config: RunConfig, source: Server | None, target: Server) -> tuple[str, ...]:
+def _plan(config: RunConfig, sides: Sides) -> tuple[str, ...]:
     options = config.options
-    lines = [_snapshot_line(options, source), _check_line(options)]
-    lines.append(_flush_line(options.selection, target, source))
+    source, target = sides.source, sides.target
+    lines = [_snapshot_line(options, sides), _check_line(options)]
+    lines.append(_flush_line(options.selection, sides))
+    routed = (f", each key written to the target primary owning its slot ({len(sides.target_primaries)} primaries)"
+              if sides.target_topology is not None else "")
     lines.append(f"load: every key through the per-key conversion (as is, restamped, or rewritten with commands), "
-                 f"batches of {options.batch_size}, --on-incompatible {options.on_incompatible}")
-    lines.append(_estimate(config, source, target))
+                 f"batches of {options.batch_size}, --on-incompatible {options.on_incompatible}{routed}")
+    lines.append(_estimate(config, source, target, _source_keys(sides, config.common.connection)
+                           if sides.source_topology is not None else None))
     lines.append("rollback: the flush deletes the target's current data and this tool cannot bring it back: back the "
                  "target up first (BGSAVE and keep its RDB file); the source is only read")
     return tuple(lines)
@@ -100,21 +184,24 @@ def _plan(config: RunConfig, source: Server | None, target: Server) -> tuple[str
 def _check_line(options: RunOptions) -> str:
     judged = ("and for keys the target cannot hold (--on-incompatible fail stops here, naming them)"
               if options.on_incompatible is OnIncompatible.FAIL else "")
-    if options.from_rdb is not None or options.spool:
-        where = "" if options.from_rdb is not None else f" in {spool_folder(options.spool_dir)}"
+    if options.from_rdb or options.spool:
+        where = "" if options.from_rdb else f" in {spool_folder(options.spool_dir)}"
         return (f"check: before anything is flushed, the snapshot{where} is read in full for completeness and its "
                 f"checksum {judged}".rstrip())
     return ("check: --no-spool streams the snapshot into the flushed target: if the stream breaks, the target is left "
             "partial (judged beforehand only from the source's modules and field TTLs)")
 
 
-def _snapshot_line(options: RunOptions, source: Server | None) -> str:
-    if options.from_rdb is not None:
-        size = options.from_rdb.stat().st_size
-        with RdbReader(options.from_rdb) as reader:
-            return (f"snapshot: RDB file {options.from_rdb} ({size:,} bytes, {reader.magic} version "
-                    f"{reader.rdb_version})")
+def _snapshot_line(options: RunOptions, sides: Sides) -> str:
+    if options.from_rdb:
+        return "; ".join(_file_line(file) for file in options.from_rdb)
+    source = sides.source
     assert source is not None
+    if sides.source_topology is not None:
+        nodes = ", ".join(e.address for e in sides.source_nodes)
+        return (f"snapshot: replication download (SYNC) of each of the {len(sides.source_nodes)} primaries of the "
+                f"{_cluster_label(source, sides.source_topology)} ({nodes}), one after the other; nothing on the "
+                "source is modified")
     diskless = config_value(source.client, "repl-diskless-sync")
     delay = config_value(source.client, "repl-diskless-sync-delay")
     wait = f" after its repl-diskless-sync-delay of {delay} s" if delay and delay != "0" else ""
@@ -126,9 +213,18 @@ def _snapshot_line(options: RunOptions, source: Server | None) -> str:
             f"{source.identity.describe()} at {source.endpoint}, {where}; nothing on the source is modified")
 
 
-def _flush_line(selection: KeySelection, target: Server, source: Server | None) -> str:
+def _file_line(file: Path) -> str:
+    with RdbReader(file) as reader:
+        return f"snapshot: RDB file {file} ({file.stat().st_size:,} bytes, {reader.magic} version {reader.rdb_version})"
+
+
+def _flush_line(selection: KeySelection, sides: Sides) -> str:
+    target, source = sides.target, sides.source
     dbs = _target_dbs(selection, source)
     held = sum(target.identity.keyspace.values())
+    if sides.target_topology is not None:
+        what = "FLUSHALL" if dbs is None else f"FLUSHDB of db {', '.join(map(str, dbs))}"
+        return f"flush: {what} on each of the {len(sides.target_primaries)} primaries of the {sides.describe_target()}"
     if dbs is None:
         return f"flush: FLUSHALL on {target.identity.describe()} at {target.endpoint} (it holds {held:,} keys now)"
     listed = ", ".join(str(db) for db in dbs)
@@ -143,13 +239,14 @@ def _target_dbs(selection: KeySelection, source: Server | None) -> list[int] | N
     return None
 
 
-def _estimate(config: RunConfig, source: Server | None, target: Server) -> str:
-    """Time to read and convert a sample, plus the target's time to take the same bytes (sent as ECHO, a no-op)."""
+def _estimate(config: RunConfig, source: Server | None, target: Server, total: int | None = None) -> str:
+    """Time to read and convert a sample, plus the target's time to take the same bytes (sent as ECHO, a no-op).
+    A cluster's sample comes from its first primary; `total` is the whole cluster's key count."""
     options = config.options
     converter = Converter(target.identity.capabilities, DEFAULT_MAX_COMMAND_BYTES)
     began = time.perf_counter()
-    if options.from_rdb is not None:
-        payloads, keys = _sample_file(options, converter)
+    if options.from_rdb:
+        payloads, keys = _sample_file(options.from_rdb[0], converter)
     else:
         assert source is not None
         payloads, keys = _sample_source(source, config.common.connection, converter)
@@ -158,23 +255,23 @@ def _estimate(config: RunConfig, source: Server | None, target: Server) -> str:
         return "estimate: not measured (no keys in the sample, or the source user may not SCAN and DUMP)"
     write_s = _echo_time(target, config.common.connection, payloads)
     per_key = (read_s + write_s) / len(payloads)
+    keys = total if total is not None else keys
     seconds = per_key * keys
     return (f"estimate: about {keys:,} keys in {seconds:,.1f} s (measured on a sample of {len(payloads)} keys: "
             f"{read_s / len(payloads) * 1e6:.1f} µs/key to read and convert, {write_s / len(payloads) * 1e6:.1f} "
             f"µs/key for the target to take the bytes)")
 
 
-def _sample_file(options: RunOptions, converter: Converter) -> tuple[list[bytes], int]:
-    assert options.from_rdb is not None
+def _sample_file(file: Path, converter: Converter) -> tuple[list[bytes], int]:
     payloads: list[bytes] = []
-    with RdbReader(options.from_rdb) as reader, contextlib.suppress(RdbFormatError):  # reported by the check
+    with RdbReader(file) as reader, contextlib.suppress(RdbFormatError):  # reported by the check
         for item in reader.scan():
             if type(item) is tuple:
                 payloads.append(snapshot_payload(converter, item[3], item[7], reader.rdb_version))
                 if len(payloads) >= SAMPLE_KEYS:
                     break
     consumed = max(1, reader.bytes_read)
-    size = options.from_rdb.stat().st_size
+    size = file.stat().st_size
     return payloads, int(len(payloads) * size / consumed) if len(payloads) >= SAMPLE_KEYS else len(payloads)
 
 
@@ -218,34 +315,60 @@ def _echo_time(target: Server, settings: ConnectionSettings, payloads: list[byte
 # -- execution --------------------------------------------------------------------------------------------------------
 
 
-def _execute(config: RunConfig, source: Server | None, target: Server) -> LoadOutcome:
-    options = config.options
+def _execute(config: RunConfig, sides: Sides) -> LoadOutcome:
+    """Every snapshot checked (spooled or given) before the flush, then loaded one after the other."""
+    options, settings = config.options, config.common.connection
     with ExitStack() as stack:
-        path = options.from_rdb
-        if path is None and options.spool:
-            assert source is not None
+        files: list[Path] = list(options.from_rdb)
+        streamed: list[Endpoint] = []
+        if not files and options.spool:
             folder = spool_folder(options.spool_dir)
-            check_space(source, folder)
-            path = stack.enter_context(spooled_snapshot(source, folder))
-        stream: IO[bytes] | str
-        if path is not None:
-            check_snapshot(path, config, target)
-            stream = str(path)
-        else:
-            assert source is not None
-            _refuse_doomed_source(source, target, options)
-            snapshot = ReplicationSnapshot(source.endpoint, config.common.connection)
-            stream = cast(IO[bytes], stack.enter_context(snapshot))
-        reader = stack.enter_context(RdbReader(stream))
-        flush_dbs(target, _target_dbs(options.selection, source))
+            for node in _node_servers(sides, settings, stack):
+                check_space(node, folder)  # node by node: the free space left after the snapshots already taken
+                files.append(stack.enter_context(spooled_snapshot(node, folder)))
+        elif not files:
+            streamed = sides.source_nodes
+            for node in _node_servers(sides, settings, stack):
+                _refuse_doomed_source(node, sides.target, options)
+        for file in files:
+            check_snapshot(file, config, sides.target)
+        _flush(sides, settings, _target_dbs(options.selection, sides.source))
         try:
-            total = sum(source.identity.keyspace.values()) if source is not None else None
-            return load_snapshot(config, target, reader, total=total)
+            loader = SnapshotLoader(config, sides.target, sides.target_topology)
+            stack.callback(loader.close)
+            progress = stack.enter_context(RunProgress(options.show_progress, _source_keys(sides, settings),
+                                                       "reloading"))
+            for file in files:
+                with RdbReader(str(file)) as reader:
+                    loader.load(reader, progress)
+            for endpoint in streamed:
+                with ReplicationSnapshot(endpoint, settings) as snapshot, \
+                        RdbReader(cast(IO[bytes], snapshot)) as reader:
+                    loader.load(reader, progress)
+            return LoadOutcome(loader.tallies, loader.extras)
         except MigrateError as exc:  # the target was flushed: every error from here on says so first
             exc.message = f"the target was flushed and holds a partial load: {exc.message}"
             exc.hint = f"{exc.hint}; reload again once the cause is fixed (the target's data was replaced)"
             raise
     raise AssertionError("unreachable")  # pragma: no cover - ExitStack does not swallow exceptions
+
+
+def _node_servers(sides: Sides, settings: ConnectionSettings, stack: ExitStack) -> list[Server]:
+    """A Server per source node whose snapshot is taken (the source itself when standalone)."""
+    if sides.source_topology is None:
+        return [sides.source] if sides.source is not None else []
+    servers = []
+    for endpoint in sides.source_nodes:
+        server = Server("source", endpoint, settings)
+        stack.callback(server.close)
+        servers.append(server)
+    return servers
+
+
+def _source_keys(sides: Sides, settings: ConnectionSettings) -> int | None:
+    if sides.source_topology is not None:
+        return sum(primary_keyspace(sides.source_topology, settings, "source").values())
+    return sum(sides.source.identity.keyspace.values()) if sides.source is not None else None
 
 
 def _refuse_doomed_source(source: Server, target: Server, options: RunOptions) -> None:
@@ -259,3 +382,37 @@ def _refuse_doomed_source(source: Server, target: Server, options: RunOptions) -
                             "by key")
 
 
+def _flush(sides: Sides, settings: ConnectionSettings, dbs: list[int] | None) -> None:
+    target = sides.target
+    if sides.target_topology is not None:
+        for endpoint in sides.target_primaries:
+            for db in dbs or [0]:
+                link = NodeLink(endpoint, settings, "target", db)
+                try:
+                    reply = with_retries(lambda: link.command("FLUSHALL" if dbs is None else "FLUSHDB"),  # noqa: B023
+                                         settings, "flush a target primary", endpoint, "target")
+                finally:
+                    link.close()
+                if is_error(reply):
+                    raise translate(reply, endpoint, "target")
+        log.warning("flushed", target=sides.describe_target(), primaries=len(sides.target_primaries),
+                    dbs=dbs or "all")
+        return
+    flush_dbs(target, dbs)
+
+
+def _load_functions(sides: Sides, settings: ConnectionSettings, codes: list[bytes]) -> FunctionsReport | None:
+    """Function libraries of the snapshots (each shard's carries them: loaded once each) on every target primary."""
+    codes = list(dict.fromkeys(codes))
+    if not codes:
+        return None
+    if sides.target_topology is None:
+        return load_functions(sides.target, settings, codes)
+    report = None
+    for endpoint in sides.target_primaries:
+        target = Server("target", endpoint, settings)
+        try:
+            report = load_functions(target, settings, codes)
+        finally:
+            target.close()
+    return report

@@ -303,9 +303,10 @@ class SourceReader:
     """Reads one source database in batches: SCAN, MEMORY USAGE (big keys), DUMP + expiry, pipelined."""
 
     def __init__(self, link: Channel, source: Server, options: RunOptions, limiter: RateLimiter,
-                 settings: ConnectionSettings) -> None:
+                 settings: ConnectionSettings, scan_link: Channel | None = None) -> None:
         self.link = link  # DUMP and expiries
-        self.scan_link = Channel(link.endpoint, settings, "source", link.db)  # SCAN, INFO and the size probe
+        # SCAN, INFO and the size probe (a cluster replica's reader gives a second READONLY link)
+        self.scan_link = scan_link or Channel(link.endpoint, settings, "source", link.db)
         self.source = source
         self.options = options
         self.limiter = limiter

@@ -42,6 +42,14 @@ def _db_rows(result: RunResult) -> list[list[Any]]:
              _counts(d.by_type), _counts(d.by_route)] for d in result.dbs]
 
 
+SHARD_COLUMNS = ("source db", "slots", "read from", "copied", "seconds", "keys/s", "resumed at", "peak MiB")
+
+
+def _shard_rows(result: RunResult) -> list[list[Any]]:
+    return [[s.source_db, s.slots, s.node or "-", s.copied, f"{s.seconds:.2f}", f"{s.keys_per_second:,.0f}",
+             s.resumed_at or "-", f"{s.peak_rss_kib / 1024:.0f}"] for s in result.shards]
+
+
 def _counts(counts: dict[str, int]) -> str:
     return ", ".join(f"{name} {n}" for name, n in counts.items()) or "-"
 
@@ -58,6 +66,8 @@ def _human(result: RunResult) -> str:
         parts.append(_summary(result))
     if result.dbs:
         parts.append(table_text("Databases", DB_COLUMNS, _db_rows(result)))
+    if result.shards:
+        parts.append(table_text("Shards", SHARD_COLUMNS, _shard_rows(result)))
     for title, issues in _issue_sections(result):
         parts.append(table_text(title, ISSUE_COLUMNS, [[i.db, i.key, i.reason] for i in issues]))
     parts += _extras(result)
@@ -72,6 +82,8 @@ def _markdown(result: RunResult) -> str:
         parts += [_summary(result), ""]
     if result.dbs:
         parts += ["## Databases", "", markdown_table(DB_COLUMNS, _db_rows(result)), ""]
+    if result.shards:
+        parts += ["## Shards", "", markdown_table(SHARD_COLUMNS, _shard_rows(result)), ""]
     for title, issues in _issue_sections(result):
         parts += [f"## {title}", "", markdown_table(ISSUE_COLUMNS, [[i.db, i.key, i.reason] for i in issues]), ""]
     extras = _extras(result)

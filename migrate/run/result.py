@@ -105,6 +105,26 @@ class SyncReport:
 
 
 @dataclass(frozen=True)
+class ShardReport:
+    """One unit of a sharded replay: a source database of one shard (or of a standalone source)."""
+
+    unit: str
+    source_db: int
+    slots: str  # the shard's slot ranges ("standalone": a standalone source)
+    node: str  # the address read (the shard's primary, or a replica with --read-from replica)
+    copied: int  # keys this shard copied, over every attempt (a resumed shard included)
+    seconds: float  # the last attempt's time
+    keys: int  # keys the last attempt processed
+    resumed_at: int  # the SCAN cursor the last attempt started from (0: from the start)
+    peak_rss_kib: int  # the peak resident memory of the worker process that ran it
+    cpu_seconds: float = 0.0  # the last attempt's CPU time in its worker process
+
+    @property
+    def keys_per_second(self) -> float:
+        return self.keys / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass(frozen=True)
 class RunResult:
     strategy: str
     source: str  # a description of the source (server label, or the RDB file), never a password
@@ -120,6 +140,7 @@ class RunResult:
     replication: ReplicationReport | None = None
     sync: SyncReport | None = None
     verify: VerifyResult | None = field(default=None, compare=False)  # --verify: migrate.verify's result
+    shards: tuple[ShardReport, ...] = ()  # a sharded replay (a cluster on either side): per unit
 
     @property
     def copied(self) -> int:
@@ -156,5 +177,6 @@ class RunResult:
             "dbs": self.dbs, "functions": self.functions, "plan": list(self.plan), "notes": list(self.notes),
             "replication": self.replication, "sync": self.sync,
             "verify": self.verify.to_json() if self.verify else None,
+            "shards": self.shards,
         })
         return document

@@ -68,8 +68,13 @@ class TargetDbs:
 
 def prepare_target_dbs(target: Server, dbs: list[int], config: RunConfig) -> TargetDbs:
     """Refuse non-empty target databases unless --replace or --flush-target (with --yes)."""
+    return judge_target_dbs({db: dbsize(target, db) for db in sorted(set(dbs))}, config)
+
+
+def judge_target_dbs(sizes: dict[int, int], config: RunConfig) -> TargetDbs:
+    """prepare_target_dbs over key counts already read (a cluster's: summed over its primaries)."""
     options = config.options
-    sizes = {db: dbsize(target, db) for db in sorted(set(dbs))}
+    dbs = sorted(sizes)
     busy = {db: n for db, n in sizes.items() if n}
     if busy and options.flush_target:
         if not options.yes:

@@ -13,29 +13,37 @@ from migrate.connection import translate
 from migrate.errors import MigrateError, MigrationError
 from migrate.rdb.rewrite import Command, command_bytes
 from migrate.render import display_key
-from migrate.wire import Channel, is_error, pack_all
+from migrate.run.targets import TargetLink, as_target
+from migrate.wire import Channel, is_error, pack
 
 TRANSACTION_BYTES: Final = 8 * 1024 * 1024
 TRANSACTION_COMMANDS: Final = 1000
-_MULTI: Final = b"*1\r\n$5\r\nMULTI\r\n"
-_EXEC: Final = b"*1\r\n$4\r\nEXEC\r\n"
 
 
-def apply_commands(channel: Channel, commands: Iterable[Command], *, batch_bytes: int = TRANSACTION_BYTES,
-                   batch_commands: int = TRANSACTION_COMMANDS) -> int:
+def apply_commands(channel: Channel | TargetLink, commands: Iterable[Command], *,
+                   batch_bytes: int = TRANSACTION_BYTES, batch_commands: int = TRANSACTION_COMMANDS) -> int:
     """Send the commands in transactions of at most `batch_bytes` / `batch_commands`; return how many were sent.
 
-    A refused command raises our error for it (OOM, READONLY, NOPERM keep their class and hint; any other refusal is
-    a MigrationError naming the command and its key).
+    The commands rebuild one key (its temporary key is in the same slot): on a cluster each transaction goes to the
+    primary owning that slot. A refused command raises our error for it (OOM, READONLY, NOPERM keep their class and
+    hint; any other refusal is a MigrationError naming the command and its key).
     """
+    target = as_target(channel)
     sent = 0
     for batch in _batches(commands, batch_bytes, batch_commands):
-        replies = channel.call(_MULTI + pack_all(batch) + _EXEC, len(batch) + 2)
+        replies = target.unit(key_of(batch[0]), [pack(c) for c in batch])
         failed = _first_failure(batch, replies)
         if failed is not None:
-            raise _refused(channel, *failed)
+            raise _refused(target, *failed)
         sent += len(batch)
     return sent
+
+
+def key_of(command: Command) -> bytes:
+    """The key a rewriter's command writes (XGROUP names it after its subcommand)."""
+    at = 2 if command[0] == "XGROUP" else 1
+    key = command[at] if len(command) > at else b""
+    return key if isinstance(key, bytes) else str(key).encode()
 
 
 def _batches(commands: Iterable[Command], batch_bytes: int, batch_commands: int) -> Iterator[list[Command]]:
@@ -67,7 +75,7 @@ def _first_failure(batch: list[Command], replies: list[Any]) -> tuple[Command, A
     return None
 
 
-def _refused(channel: Channel, command: Command, reply: Any) -> MigrateError:
+def _refused(channel: TargetLink, command: Command, reply: Any) -> MigrateError:
     error = translate(reply, channel.endpoint, channel.role)
     if type(error) is not MigrationError:
         return error  # OOM, NOPERM, READONLY: their own class and hint

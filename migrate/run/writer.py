@@ -18,6 +18,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any, Final
 
+from migrate.cluster.errors import UncertainWriteError
 from migrate.config import ConnectionSettings
 from migrate.connection import translate, with_retries
 from migrate.errors import MigrationError, ValueTooBigError
@@ -28,6 +29,7 @@ from migrate.run.convert import CachedPlan, Converter, Rewrite, Route, logical_o
 from migrate.run.options import OnIncompatible
 from migrate.run.policy import Incompatibility, Verdict, judge
 from migrate.run.tally import DbTally, KeyIssue
+from migrate.run.targets import TargetLink, as_target
 from migrate.run.transactions import apply_commands
 from migrate.wire import Channel, ReplyError, is_error, pack
 
@@ -71,10 +73,14 @@ class _Restores:
     def keys(self) -> list[bytes]:
         return [row[0] for row in self.rows]
 
-    def encoded(self, force_replace: bool) -> bytes:
+    def commands(self, force_replace: bool) -> list[bytes]:
         if force_replace and not self.replace:
-            return b"".join([restore_command(k, p, e, True) for k, p, e, _ in self.rows])
-        return b"".join(self.parts)
+            return [restore_command(k, p, e, True) for k, p, e, _ in self.rows]
+        return self.parts
+
+    def with_replace(self, index: int) -> bytes:
+        key, payload, expire_at, _ = self.rows[index]
+        return restore_command(key, payload, expire_at, True)
 
     def count_ok(self, tally: DbTally, indexes: Sequence[int]) -> None:
         """Count restored keys per type and path (decisions are shared objects: counted by identity, then named)."""
@@ -93,10 +99,11 @@ class _Restores:
 
 
 class TargetWriter:
-    def __init__(self, link: Channel, converter: Converter, policy: OnIncompatible, settings: ConnectionSettings, *,
-                 source_db: int, restore_limit: int, copier: BigKeyCopier | None, types: frozenset[str],
+    def __init__(self, link: Channel | TargetLink, converter: Converter, policy: OnIncompatible,
+                 settings: ConnectionSettings, *, source_db: int, restore_limit: int, copier: BigKeyCopier | None,
+                 types: frozenset[str],
                  dry_run: bool) -> None:
-        self.link = link
+        self.target = as_target(link)
         self.converter = converter
         self.policy = policy
         self.settings = settings
@@ -201,11 +208,13 @@ class TargetWriter:
             nonlocal attempts
             attempts += 1
             # A batch resent after a lost connection may be half applied: REPLACE when the target db is ours.
-            # (A LOADING reply raises inside the channel: the target restarted, the batch is resent.)
-            return self.link.call_ok(batch.encoded(attempts > 1 and retry_replace), count)
+            # (A LOADING reply raises inside the channel: the target restarted, the batch is resent.) A cluster
+            # target resends only the commands whose outcome is unknown, with REPLACE on the same condition.
+            return self.target.restore(batch.keys, batch.commands(attempts > 1 and retry_replace),
+                                       batch.with_replace if retry_replace else None)
 
-        replies = with_retries(send, self.settings, f"RESTORE a batch into db {self.link.db}", self.link.endpoint,
-                               "target")
+        replies = with_retries(send, self.settings, f"RESTORE a batch into db {self.target.db}",
+                               self.target.endpoint, "target")
         if replies is None:
             batch.count_ok(tally, range(count))
             return
@@ -223,7 +232,7 @@ class TargetWriter:
         if any(marker in text for marker in REFUSED_PAYLOAD):
             judge(self.policy, self.db, Incompatibility(key, f"the target refused the payload: {text}"), tally)
             return
-        error = translate(reply, self.link.endpoint, "target")
+        error = translate(reply, self.target.endpoint, "target")
         if type(error) is MigrationError:  # not OOM / READONLY / NOPERM: name the key
             error = MigrationError(f"target refused RESTORE of key {display_key(key)} (db {self.db}): {text}")
         raise error
@@ -232,11 +241,11 @@ class TargetWriter:
 
     def _rewrite(self, key: bytes, expire_at: int | None, rewrite: Rewrite, tally: DbTally, replace: bool) -> None:
         if not self.dry_run:
-            if not replace and self.link.command("EXISTS", key):
+            if not replace and self.target.keyed(key, [pack(("EXISTS", key))])[0]:
                 tally.busy.append(KeyIssue(self.db, display_key(key), BUSY_REASON))
                 return
             try:
-                apply_commands(self.link, rewrite.commands)
+                self._apply(rewrite.commands)
             except ValueTooBigError as exc:  # the value cannot exist on the target
                 self._discard_temp(rewrite.commands)
                 judge(self.policy, self.db, Incompatibility(key, exc.message), tally)
@@ -247,11 +256,20 @@ class TargetWriter:
         tally.by_type[rewrite.logical] += 1
         tally.by_route[(Route.CHUNKED if rewrite.chunked else Route.REWRITE).value] += 1
 
+    def _apply(self, commands: Sequence[Command]) -> None:
+        """The rewrite's transactions; one whose outcome is unknown (a cluster node lost mid-EXEC) is redone from the
+        start: the temporary key is dropped first, and every other command rewrites the key as a whole."""
+        try:
+            apply_commands(self.target, commands)
+        except UncertainWriteError:
+            self._discard_temp(commands)
+            apply_commands(self.target, commands)
+
     def _discard_temp(self, commands: Sequence[Command]) -> None:
         """Delete the temporary key a failed rewrite was building (it would expire by itself within the hour)."""
         key = commands[0][1] if commands and len(commands[0]) > 1 else b""
         if isinstance(key, bytes) and TEMP_KEY_MARK in key:
-            self.link.command("DEL", key)
+            self.target.keyed(key, [pack(("DEL", key))])
 
     def _big(self, item: Item, tally: DbTally, replace: bool) -> None:
         key, _, expire_at, size = item

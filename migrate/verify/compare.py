@@ -317,9 +317,11 @@ def _one(cmd: tuple[Any, ...]) -> Any:
     return replies[0]
 
 
-def absent_in_sources(source: Channels, source_dbs: tuple[int, ...], keys: list[bytes], settings: Any) -> list[bytes]:
-    """Keys present in none of the source databases; one multi-key EXISTS per db when all are there."""
-    if len(source_dbs) == 1 and count_existing(source, source_dbs[0], keys, settings) == len(keys):
+def absent_in_sources(source: Channels, source_dbs: tuple[int, ...], keys: list[bytes], settings: Any,
+                      multi_key: bool = True) -> list[bytes]:
+    """Keys present in none of the source databases; one multi-key EXISTS per db when all are there (not on a
+    cluster node: keys of several slots in one command answer CROSSSLOT)."""
+    if multi_key and len(source_dbs) == 1 and count_existing(source, source_dbs[0], keys, settings) == len(keys):
         return []
     absent = list(keys)
     for db in source_dbs:

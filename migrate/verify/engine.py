@@ -12,24 +12,25 @@ Non-key state (functions, ACL users, config) is diffed at every level unless swi
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
 from functools import partial
 
 from redis import exceptions as rex
 
 from migrate.activity import Marks, read_marks
-from migrate.connection import translate, with_retries
+from migrate.connection import translate
 from migrate.logs import get_logger
 from migrate.server import Channels, Server
-from migrate.stream.marker import MARKER_DB, SYNC_STREAM_ID, marker_key
 from migrate.verify.compare import Comparison, PairPlan, absent_in_sources, compare_keys, scan_keys
 from migrate.verify.nonkey import diff_nonkey
 from migrate.verify.options import Level, VerifyConfig, VerifyOptions
-from migrate.verify.plan import DbPlan, Keyspace, key_count, keyspace_of, plan_databases
+from migrate.verify.plan import DbPlan, Keyspace, key_count, plan_databases
 from migrate.verify.result import DbSummary, Listing, NonKeyDiff, SampleInfo, VerifyResult
 from migrate.verify.rounds import RecheckContext, Tracker, locate_missing, recheck
 from migrate.verify.sample import BottomK, Sampler
+from migrate.verify.sides import VerifySide
 from migrate.verify.stillness import Stillness
-from migrate.verify.workers import Workers
+from migrate.verify.workers import Nodes, Workers
 from migrate.wire import Channel
 
 log = get_logger(__name__)
@@ -39,33 +40,23 @@ def marks(server: Server) -> Marks:
     return read_marks(server.client, server.settings, server.endpoint, server.role)
 
 
-def keyspace(server: Server) -> Keyspace:
-    """INFO keyspace, less the marker key a running `--strategy sync` keeps on its target (never a key to compare)."""
-    info = with_retries(partial(server.client.info, "keyspace"), server.settings, "INFO keyspace", server.endpoint,
-                        server.role)
-    found = keyspace_of(info)
-    if found.get(MARKER_DB, {}).get("keys"):
-        channel = server.channels.channel(MARKER_DB)
-        markers = with_retries(lambda: channel.command("EXISTS", marker_key(SYNC_STREAM_ID)), server.settings,
-                               "EXISTS", server.endpoint, server.role)
-        if isinstance(markers, int) and markers:
-            found[MARKER_DB] = {**found[MARKER_DB], "keys": int(found[MARKER_DB]["keys"]) - markers}
-    return found
-
-
 class Run:
-    def __init__(self, config: VerifyConfig, options: VerifyOptions, source: Server, target: Server,
-                 started: float) -> None:
+    def __init__(self, config: VerifyConfig, options: VerifyOptions, source: Server | VerifySide,
+                 target: Server | VerifySide, started: float) -> None:
         self.config = config
         self.options = options
-        self.source = source
-        self.target = target
+        self.src = source if isinstance(source, VerifySide) else VerifySide(source)
+        self.tgt = target if isinstance(target, VerifySide) else VerifySide(target)
+        self.source, self.target = self.src.server, self.tgt.server
         self.started = started
-        self.src_ks = keyspace(source)
-        self.tgt_ks = keyspace(target)
-        self.plan: DbPlan = plan_databases(options, source.identity, target.identity, self.src_ks, self.tgt_ks)
-        source.check_databases(sorted({p.source_db for p in self.plan.pairs}), "--db / --db-map")
-        target.check_databases(sorted({p.target_db for p in self.plan.pairs}))
+        self.src_ks = self.src.keyspace()
+        self.tgt_ks = self.tgt.keyspace()
+        self.plan: DbPlan = plan_databases(options, self.source.identity, self.target.identity, self.src_ks,
+                                           self.tgt_ks)
+        if not self.src.cluster:
+            self.source.check_databases(sorted({p.source_db for p in self.plan.pairs}), "--db / --db-map")
+        if not self.tgt.cluster:
+            self.target.check_databases(sorted({p.target_db for p in self.plan.pairs}))
         self.tracker = Tracker(options.max_report_keys, options.recheck_limit)
         # Mostly strings in the last batch: start the next one with PTTL + GETRANGE instead of TYPE + PTTL.
         self.strings_first = False
@@ -83,7 +74,7 @@ class Run:
             sample = self.key_level()
             rounds_run = self.recheck()
             locate_missing(self.tracker, self.target.channels, sorted(self.tgt_ks), self.config.connection,
-                           self.options.batch_size)
+                           self.options.batch_size, self._target_split() if self.tgt.cluster else None)
             divergent = self.tracker.finish()
             summaries = self.summaries()
         nonkey, notes = self.nonkey()
@@ -108,7 +99,7 @@ class Run:
             rounds_run += 1
             log.info("recheck", round=rounds_run, what="key counts", wait_s=self.options.interval)
             time.sleep(self.options.interval)
-            src_ks, tgt_ks = keyspace(self.source), keyspace(self.target)
+            src_ks, tgt_ks = self.src.keyspace(), self.tgt.keyspace()
 
     def _count_summaries(self, src_ks: Keyspace, tgt_ks: Keyspace) -> list[DbSummary]:
         expected = {t: sum(key_count(src_ks, s) for s in sources) for t, sources in self.plan.reverse}
@@ -122,11 +113,11 @@ class Run:
         sampler, sampled = self.sampler()
         workers = Workers(self.options.workers, self.config.source, self.config.target, self.config.connection)
         try:
-            before = (marks(self.source), marks(self.target)) if self.may_count() else None
+            before = (self.src.marks(), self.tgt.marks()) if self.may_count() else None
             for pair in self.plan.pairs:
                 self.forward(pair, sampler, sampled, workers)
             workers.drain()
-            proof = Stillness(*before, marks(self.source), marks(self.target)) if before else None
+            proof = Stillness(*before, self.src.marks(), self.tgt.marks()) if before else None
             for target_db, source_dbs in self.plan.reverse:
                 if proof is not None and self.proven(proof, target_db, source_dbs):
                     continue
@@ -168,42 +159,57 @@ class Run:
         bottom = BottomK(opts.sample, opts.seed)
         for pair in self.plan.pairs:
             counter = self.tracker.counter(pair.source_db, pair.target_db)
-            for kept, keys in scan_keys(self.source.channels, pair.source_db, opts.selection, Sampler("all"),
-                                        opts.batch_size, self.config.connection):
-                counter.in_scope += kept
-                for key in keys:
-                    bottom.offer(pair.source_db, key)
+            for node in self.src.nodes:
+                for kept, keys in scan_keys(self.src.channels(node), pair.source_db, opts.selection, Sampler("all"),
+                                            opts.batch_size, self.config.connection):
+                    counter.in_scope += kept
+                    for key in keys:
+                        bottom.offer(pair.source_db, key)
         threshold = bottom.threshold if bottom.seen > opts.sample else 1.0
         return Sampler("count", threshold, opts.seed), bottom.keys_by_db()
 
     def forward(self, pair: PairPlan, sampler: Sampler, sampled: dict[int, list[bytes]] | None,
                 workers: Workers) -> None:
-        opts, counter = self.options, self.tracker.counter(pair.source_db, pair.target_db)
-        if sampled is None:
-            batches = scan_keys(self.source.channels, pair.source_db, opts.selection, sampler, opts.batch_size,
-                                self.config.connection)
-        else:
-            keys = sampled.get(pair.source_db, [])
-            batches = ((0, keys[i:i + opts.batch_size]) for i in range(0, len(keys), opts.batch_size))
-        for kept, keys in batches:
+        counter = self.tracker.counter(pair.source_db, pair.target_db)
+        for kept, keys in self._forward_batches(pair, sampler, sampled):
             counter.in_scope += kept
             counter.sampled += len(keys)
-            if keys:
-                job = partial(self._compare_job, pair, keys, self.strings_first)
-                workers.submit(job, partial(self._record, pair, True))
+            for (source, target), group in self._pairs_of(keys):
+                job = partial(self._compare_job, pair, group, self.strings_first)
+                workers.submit(job, partial(self._record, pair, True), (source, target))
         log.info("scanned", source_db=pair.source_db, target_db=pair.target_db, keys=counter.sampled,
                  mismatches=len(self.tracker.pending))
+
+    def _forward_batches(self, pair: PairPlan, sampler: Sampler,
+                         sampled: dict[int, list[bytes]] | None) -> Iterator[tuple[int, list[bytes]]]:
+        """The source's keys: every node's SCAN (a cluster: each primary), or the sampled keys."""
+        opts = self.options
+        if sampled is not None:
+            keys = sampled.get(pair.source_db, [])
+            yield from ((0, keys[i:i + opts.batch_size]) for i in range(0, len(keys), opts.batch_size))
+            return
+        for node in self.src.nodes:
+            yield from scan_keys(self.src.channels(node), pair.source_db, opts.selection, sampler, opts.batch_size,
+                                 self.config.connection)
+
+    def _pairs_of(self, keys: list[bytes]) -> list[tuple[Nodes, list[bytes]]]:
+        """Keys grouped by the source node and the target node holding them (one group between two servers)."""
+        out: list[tuple[Nodes, list[bytes]]] = []
+        for source, group in self.src.split(keys):
+            out += [((source, target), part) for target, part in self.tgt.split(group)]
+        return out
 
     def reverse(self, target_db: int, source_dbs: tuple[int, ...], sampler: Sampler, workers: Workers) -> None:
         opts = self.options
         pair = next(p for p in self.plan.pairs if p.source_db == source_dbs[0] and p.target_db == target_db)
         counter = self.tracker.counter(pair.source_db, target_db)
-        for _, keys in scan_keys(self.target.channels, target_db, opts.selection, sampler, opts.batch_size,
-                                 self.config.connection):
-            counter.target_scanned += len(keys)
-            if keys:
-                job = partial(self._extra_job, pair, source_dbs, keys)
-                workers.submit(job, partial(self._record, pair, False))
+        for node in self.tgt.nodes:
+            for _, keys in scan_keys(self.tgt.channels(node), target_db, opts.selection, sampler, opts.batch_size,
+                                     self.config.connection):
+                counter.target_scanned += len(keys)
+                for source, group in self.src.split(keys):
+                    job = partial(self._extra_job, pair, source_dbs, group)
+                    workers.submit(job, partial(self._record, pair, False), (source, node))
 
     # Jobs run on a worker thread with that thread's connections; _record runs on the main thread.
 
@@ -215,7 +221,7 @@ class Run:
 
     def _extra_job(self, pair: PairPlan, source_dbs: tuple[int, ...], keys: list[bytes], source: Channels,
                    target: Channels) -> Comparison:
-        absent = absent_in_sources(source, source_dbs, keys, self.config.connection)
+        absent = absent_in_sources(source, source_dbs, keys, self.config.connection, not self.src.cluster)
         return self._compare_job(pair, absent, False, source, target) if absent else Comparison(0, [])
 
     def _record(self, pair: PairPlan, counted: bool, result: Comparison) -> None:
@@ -230,10 +236,22 @@ class Run:
 
     def recheck(self) -> int:
         pairs = {(p.source_db, p.target_db): p for p in self.plan.pairs}
+        split = self._recheck_split if self.src.cluster or self.tgt.cluster else None
         ctx = RecheckContext(self.source.channels, self.target.channels, pairs, self.options.level is Level.FULL,
                              self.options.ttl_tolerance_ms, self.options.selection,
-                             self.config.connection, self.options.batch_size)
+                             self.config.connection, self.options.batch_size, split)
         return recheck(self.tracker, ctx, self.options.rounds, self.options.interval)
+
+    def _recheck_split(self, keys: list[bytes]) -> list[tuple[Channels, Channels, list[bytes]]]:
+        return [(self.src.channels(source), self.tgt.channels(target), group)
+                for (source, target), group in self._pairs_of(keys)]
+
+    def _target_split(self) -> Callable[[list[bytes]], list[tuple[Channels, list[bytes]]]]:
+        return lambda keys: [(self.tgt.channels(node), group) for node, group in self.tgt.split(keys)]
+
+    def close(self) -> None:
+        self.src.close()
+        self.tgt.close()
 
     def summaries(self) -> list[DbSummary]:
         out = []
@@ -252,7 +270,10 @@ class Run:
             return [], ["non-key state (functions, ACL users, config): not compared (--no-nonkey)"]
         src, tgt = Channel.over(self.source.client), Channel.over(self.target.client)
         try:
-            return diff_nonkey(src, tgt, self.source.identity, self.target.identity)
+            diffs, notes = diff_nonkey(src, tgt, self.source.identity, self.target.identity)
+            if self.src.cluster or self.tgt.cluster:  # a cluster node's `databases` is not what it can hold
+                diffs = [d for d in diffs if not (d.kind == "config" and d.name == "databases")]
+            return diffs, notes
         except (rex.RedisError, OSError) as exc:
             raise translate(exc, None, "source or target") from exc
         finally:

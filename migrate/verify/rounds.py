@@ -104,6 +104,9 @@ class Tracker:
         return Listing(tuple(keys), final.total + self.unrechecked.total)
 
 
+Split = Callable[[list[bytes]], list[tuple[Channels, Channels, list[bytes]]]]
+
+
 @dataclass(frozen=True)
 class RecheckContext:
     source: Channels
@@ -114,6 +117,10 @@ class RecheckContext:
     selection: KeySelection
     settings: ConnectionSettings
     batch_size: int
+    split: Split | None = None  # clusters: the keys of a batch grouped by the (source node, target node) holding them
+
+    def groups(self, keys: list[bytes]) -> list[tuple[Channels, Channels, list[bytes]]]:
+        return self.split(keys) if self.split is not None else [(self.source, self.target, keys)]
 
 
 def recheck(tracker: Tracker, ctx: RecheckContext, rounds: int, interval: float,
@@ -139,9 +146,11 @@ def _pending_by_pair(tracker: Tracker) -> dict[PairKey, list[bytes]]:
 
 def _recheck_batch(tracker: Tracker, ctx: RecheckContext, pair_key: PairKey, keys: list[bytes], round_no: int) -> None:
     source_db, target_db = pair_key
-    result = compare_keys(ctx.source, ctx.target, ctx.pairs[pair_key], keys, ctx.full, ctx.tolerance_ms,
-                          ctx.selection, ctx.settings)
-    still = {key: (reason, detail) for key, reason, detail in result.mismatches}
+    still = {}
+    for source, target, group in ctx.groups(keys):
+        result = compare_keys(source, target, ctx.pairs[pair_key], group, ctx.full, ctx.tolerance_ms,
+                              ctx.selection, ctx.settings)
+        still.update({key: (reason, detail) for key, reason, detail in result.mismatches})
     for key in keys:
         slot = (source_db, target_db, key)
         verdict = still.get(key)
@@ -154,7 +163,8 @@ def _recheck_batch(tracker: Tracker, ctx: RecheckContext, pair_key: PairKey, key
 
 
 def locate_missing(tracker: Tracker, target: Channels, target_dbs: list[int], settings: ConnectionSettings,
-                   batch_size: int) -> None:
+                   batch_size: int, split: Callable[[list[bytes]], list[tuple[Channels, list[bytes]]]] | None = None
+                   ) -> None:
     """A key missing from its target db but present in another target db is reported as such (once, not twice)."""
     by_db: dict[int, list[tuple[int, int, bytes]]] = {}
     extras: dict[tuple[int, bytes], tuple[int, int, bytes]] = {}
@@ -167,10 +177,8 @@ def locate_missing(tracker: Tracker, target: Channels, target_dbs: list[int], se
         for other in (db for db in target_dbs if db != target_db):
             for start in range(0, len(slots), batch_size):
                 batch = slots[start:start + batch_size]
-                keys = [slot[2] for slot in batch]
-                if count_existing(target, other, keys, settings) == 0:
-                    continue
-                for slot, found in zip(batch, exists_each(target, other, keys, settings), strict=True):
+                for slot, found in zip(batch, _found(target, other, [s[2] for s in batch], settings, split),
+                                       strict=True):
                     if found and tracker.pending[slot].reason is Reason.MISSING:
                         source_db, _, key = slot
                         tracker.pending[slot] = KeyDiff(source_db, target_db, key, Reason.IN_OTHER_DB,
@@ -178,3 +186,16 @@ def locate_missing(tracker: Tracker, target: Channels, target_dbs: list[int], se
                         extra = extras.pop((other, key), None)
                         if extra is not None:
                             del tracker.pending[extra]
+
+
+def _found(target: Channels, db: int, keys: list[bytes], settings: ConnectionSettings,
+           split: Callable[[list[bytes]], list[tuple[Channels, list[bytes]]]] | None) -> list[bool]:
+    """Whether each key exists in `db`: one multi-key EXISTS first on a standalone target, per node on a cluster."""
+    if split is None:
+        if count_existing(target, db, keys, settings) == 0:
+            return [False] * len(keys)
+        return exists_each(target, db, keys, settings)
+    found: dict[bytes, bool] = {}
+    for node, group in split(keys):
+        found.update(zip(group, exists_each(node, db, group, settings), strict=True))
+    return [found[k] for k in keys]

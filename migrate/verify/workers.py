@@ -17,40 +17,50 @@ from typing import Any
 from migrate.config import ConnectionSettings, Endpoint
 from migrate.server import Channels
 
+Nodes = tuple[Endpoint, Endpoint]  # (source node, target node) a job reads
+
 
 class Workers:
     def __init__(self, workers: int, source: Endpoint, target: Endpoint, settings: ConnectionSettings) -> None:
         # 0 workers: jobs run in the calling thread (no overlap; simplest to profile and debug).
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="verify") if workers else None
         self.limit = 2 * workers
-        self.endpoints = (source, target)
+        self.endpoints = (source, target)  # the default pair (a cluster's jobs name the nodes they read)
         self.settings = settings
         self.local = threading.local()
         self.created: list[Channels] = []
         self.lock = threading.Lock()
         self.inflight: deque[tuple[Future[Any], Callable[[Any], None]]] = deque()
 
-    def sides(self) -> tuple[Channels, Channels]:
-        """This thread's own source and target connections."""
-        sides: tuple[Channels, Channels] | None = getattr(self.local, "sides", None)
-        if sides is None:
-            source, target = self.endpoints
-            sides = (Channels("source", source, self.settings), Channels("target", target, self.settings))
-            self.local.sides = sides
-            with self.lock:
-                self.created.extend(sides)
-        return sides
+    def sides(self, nodes: Nodes | None = None) -> tuple[Channels, Channels]:
+        """This thread's own connections to a source and a target node (default: the two servers)."""
+        source, target = nodes or self.endpoints
+        pool: dict[str, dict[tuple[str, int, int], Channels]] | None = getattr(self.local, "pool", None)
+        if pool is None:
+            pool = self.local.pool = {"source": {}, "target": {}}
+        return self._channels(pool, "source", source), self._channels(pool, "target", target)
 
-    def submit(self, job: Callable[[Channels, Channels], Any], done: Callable[[Any], None]) -> None:
+    def _channels(self, pool: dict[str, dict[tuple[str, int, int], Channels]], role: str,
+                  endpoint: Endpoint) -> Channels:
+        key = (endpoint.host if not endpoint.path else endpoint.path, endpoint.port, endpoint.db)
+        found = pool[role].get(key)
+        if found is None:
+            found = pool[role][key] = Channels(role, endpoint, self.settings)
+            with self.lock:
+                self.created.append(found)
+        return found
+
+    def submit(self, job: Callable[[Channels, Channels], Any], done: Callable[[Any], None],
+               nodes: Nodes | None = None) -> None:
         if self.executor is None:
-            done(self._run(job))
+            done(self._run(job, nodes))
             return
-        self.inflight.append((self.executor.submit(self._run, job), done))
+        self.inflight.append((self.executor.submit(self._run, job, nodes), done))
         while len(self.inflight) > self.limit:
             self._finish_one()
 
-    def _run(self, job: Callable[[Channels, Channels], Any]) -> Any:
-        return job(*self.sides())
+    def _run(self, job: Callable[[Channels, Channels], Any], nodes: Nodes | None = None) -> Any:
+        return job(*self.sides(nodes))
 
     def _finish_one(self) -> None:
         future, done = self.inflight.popleft()

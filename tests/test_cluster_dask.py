@@ -1,0 +1,103 @@
+"""The per-shard tasks on a Dask distributed cluster (a local cluster of worker processes, as `dask scheduler` and
+`dask worker` would run on other hosts): the same copy, progress from the shared checkpoint folder, a worker killed
+mid-task (the task runs again and continues from its checkpoint), and a source failover followed inside a task."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from distributed import Client, LocalCluster
+
+from migrate.errors import ConfigError
+from migrate.rdb.rewrite import slot_tag
+from migrate.run import RunResult, run
+from tests.cluster_run_support import cluster_client, diff, fill, run_config
+from tests.cluster_support import ClusterFactory
+from tests.test_cluster_run import _in_thread, _progress, slot_migration_during_a_run, verified
+
+
+@pytest.fixture(scope="module")
+def dask() -> Iterator[LocalCluster]:
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                           silence_logs=40)
+    try:
+        yield cluster
+    finally:
+        cluster.close()
+
+
+def test_shards_run_on_dask_workers(clusters: ClusterFactory, dask: LocalCluster, tmp_path: Path) -> None:
+    source, target = clusters.get("redis-7.0", 3), clusters.get("valkey-8.1", 2)
+    written = fill(cluster_client(source), 400)
+    shared = tmp_path / "shared"  # the folder every worker reads and writes (a network share across hosts)
+    result = run(run_config(source.url(), target.url(), tmp_path, scheduler=dask.scheduler_address,
+                            checkpoint_dir=shared))
+    assert result.copied == written.total and len(result.shards) == 3
+    with Client(dask.scheduler_address) as client:
+        worker_pids = set(client.run(os.getpid).values())
+    assert os.getpid() not in worker_pids  # the tasks ran in the workers, not here
+    assert diff(cluster_client(source), cluster_client(target)) == []
+    assert not shared.exists()  # finished: the shards' checkpoints are gone
+    verified(source.url(), target.url())
+
+
+def test_a_worker_killed_mid_task_is_retried_from_the_checkpoint(clusters: ClusterFactory, dask: LocalCluster,
+                                                                tmp_path: Path) -> None:
+    source, target = clusters.get("redis-7.0", 3), clusters.get("valkey-8.1", 2)
+    written = fill(cluster_client(source), 3000, big=False)
+    shared = tmp_path / "shared"
+    config = run_config(source.url(), target.url(), tmp_path, scheduler=dask.scheduler_address, checkpoint_dir=shared,
+                        rate_limit=900, batch_size=50, checkpoint_interval=0.2)
+    thread, out = _in_thread(run, config)
+    _progress(shared, 600)
+    with Client(dask.scheduler_address) as client:
+        busy = [w for w, tasks in client.processing().items() if tasks]
+        pid = client.run(os.getpid, workers=busy[:1])[busy[0]]
+    os.kill(pid, signal.SIGKILL)  # the worker process dies mid-task; its nanny starts a new one
+    thread.join(180)
+    assert "error" not in out, out.get("error")
+    result = out["result"]
+    assert isinstance(result, RunResult) and result.copied == written.total
+    assert any(s.resumed_at for s in result.shards), result.shards  # continued from a saved cursor
+    assert diff(cluster_client(source), cluster_client(target)) == []
+    verified(source.url(), target.url())
+
+
+def test_a_source_failover_inside_a_dask_task(clusters: ClusterFactory, dask: LocalCluster, tmp_path: Path) -> None:
+    source, target = clusters.fresh("redis-8.0.2", 3, 1), clusters.get("valkey-9.1", 2)
+    tag = slot_tag(100).decode()
+    pipe = cluster_client(source).pipeline(transaction=False)
+    for i in range(3000):
+        pipe.set(f"{{{tag}}}:{i}", "v")
+    pipe.execute()
+    shared = tmp_path / "shared"
+    config = run_config(source.url(), target.url(), tmp_path, scheduler=dask.scheduler_address, checkpoint_dir=shared,
+                        rate_limit=1500, batch_size=100)
+    thread, out = _in_thread(run, config)
+    _progress(shared, 300)
+    source.failover(source.replicas_of(source.owner_of_slot(100))[0])
+    thread.join(120)
+    assert "error" not in out, out.get("error")
+    result = out["result"]
+    assert isinstance(result, RunResult) and result.copied == 3000
+    assert any("failover" in note for note in result.notes), result.notes
+    assert diff(cluster_client(source), cluster_client(target)) == []
+
+
+def test_a_target_slot_migration_under_dask_tasks(clusters: ClusterFactory, dask: LocalCluster, tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    slot_migration_during_a_run(clusters, tmp_path, shared, scheduler=dask.scheduler_address, checkpoint_dir=shared)
+
+
+def test_no_scheduler_at_the_address_is_a_clear_error(clusters: ClusterFactory, tmp_path: Path) -> None:
+    source, target = clusters.get("redis-7.0", 3), clusters.get("valkey-8.1", 2)
+    cluster_client(source).set("a", "1")
+    started = time.monotonic()
+    with pytest.raises(ConfigError) as refused:
+        run(run_config(source.url(), target.url(), tmp_path, scheduler="tcp://127.0.0.1:1"))
+    assert "no Dask scheduler answered" in refused.value.message and time.monotonic() - started < 60
