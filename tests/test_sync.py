@@ -113,6 +113,8 @@ def test_kill_9_then_resume_continues_with_a_partial_resync(servers, tmp_path):
                            capture_output=True, text=True, timeout=60)
     assert asked.returncode == 0, asked.stderr
     assert "cutover done" in asked.stdout and "write pause" in asked.stdout
+    cut = json.loads(status.read_text())["cut_offset"]
+    assert f"cutover point reached at source offset {cut} " in asked.stderr and "repoint" in asked.stderr
     out, err = third.communicate(timeout=60)
     assert third.returncode == 0, err[-2000:]
     report = json.loads(out)
@@ -186,6 +188,8 @@ def test_auto_cutover_under_traffic_pauses_writes_and_keeps_those_made_during_th
     writes = traffic(source.url, "steady", str(stop))
     time.sleep(0.3)
     job = SyncRun(sync_config(source.url, target.url, tmp_path, cutover=CutoverMode.AUTO, cutover_grace=1.5))
+    # the moment to repoint clients is in the status file as soon as the pause ends, during the grace period
+    grace = job.wait(lambda s: s["phase"] in ("grace", "done"), what="the cutover point")
     result = job.join()
     status = job.status()
     stop.touch()
@@ -197,6 +201,8 @@ def test_auto_cutover_under_traffic_pauses_writes_and_keeps_those_made_during_th
     assert cutover.counts_match, cutover.counts
     assert "Repoint" in cutover.instructions
     assert status["phase"] == "done" and status["cutover"]["pause_ms"] == cutover.pause_ms
+    assert grace["phase"] == "grace" and grace["cut_offset"] == cutover.cut_offset
+    assert grace["pause_ms"] == cutover.pause_ms and grace["state"] == "running"
     source_log = source.client().lrange("log", 0, -1)
     target_log = target.client().lrange("log", 0, -1)
     assert target_log and target_log == source_log[:len(target_log)]  # nothing lost up to where the copy stopped

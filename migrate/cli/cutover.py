@@ -30,8 +30,18 @@ def cutover_cmd(ctx: click.Context, /, **flags: Any) -> None:
     report: ReportOptions = build(ReportOptions, values)
     if options.status_file is None:
         raise ConfigError("give --status-file: the status file of the running sync (its --status-file)")
-    status = request_cutover(options.status_file, options.wait)
+    status = request_cutover(options.status_file, options.wait, on_cut=_announce)
     emit(render(status, report.format), report.output)
+
+
+def _announce(status: dict[str, Any]) -> None:
+    """The moment to repoint clients, said as soon as it comes (the grace period's outcome follows when it ends)."""
+    pause = status.get("pause_ms")
+    paused = f"the source's writes were paused {pause:.0f} ms" if pause is not None else "no write pause"
+    cut = status.get("cut_offset")
+    where = f" at source offset {cut}" if cut is not None else ""
+    click.echo(f"cutover point reached{where} ({paused}): repoint the application's clients to the target now",
+               err=True)
 
 
 def render(status: dict[str, Any], fmt: str) -> str:

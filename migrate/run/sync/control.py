@@ -7,6 +7,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +31,12 @@ class SyncControl:
         self._cutover.clear()
 
 
-def request_cutover(status_file: Path, wait: float) -> dict[str, Any]:
+def request_cutover(status_file: Path, wait: float,
+                    on_cut: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Ask the sync whose status file this is to cut over (SIGUSR1 to its pid); wait up to `wait` seconds for it to
-    finish. Returns the last status document; raises when there is no such sync or the cutover did not finish."""
+    finish, calling `on_cut` once with the status when the cutover point is reached (phase grace: the moment to
+    repoint clients). Returns the last status document; raises when there is no such sync or the cutover did not
+    finish."""
     from migrate.run.sync.report import read_status
 
     status = read_status(status_file)
@@ -52,6 +56,9 @@ def request_cutover(status_file: Path, wait: float) -> dict[str, Any]:
     while wait and time.monotonic() < deadline:
         time.sleep(0.2)
         status = read_status(status_file)
+        if on_cut is not None and (status.get("phase") == "grace" or status.get("cutover")):
+            on_cut(status)
+            on_cut = None
         if status.get("state") != "running":
             break
     else:

@@ -99,6 +99,7 @@ def attempt(job: SyncJob, number: int) -> CutoverReport | None:
         state.phase = "streaming"
         return None
     log.info("cutover point reached", offset=cut, pause_ms=pause_ms)
+    state.reach_cut(cut, pause_ms)
     after, keys = _grace(job, cut, options.cutover_grace)
     _finish(job)
     report = CutoverReport(str(options.cutover), pausing, pause_ms, cut, counts, after, keys, options.cutover_grace,

@@ -297,6 +297,7 @@ class NotifyFollower:
                                f"--max-pause {self.options.max_pause:g} s")
             state.phase = "streaming"
             return None
+        state.reach_cut(None, pause_ms)  # notifications carry no offset
         after = self._grace(self.options.cutover_grace)
         report = CutoverReport(str(self.options.cutover), pausing, pause_ms, 0, counts, after, (),
                                self.options.cutover_grace, number,

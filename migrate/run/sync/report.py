@@ -100,8 +100,10 @@ class Reporter:
         self._server: Any = None
         self._logged = 0.0
         self._offset_read = 0.0
+        self._writing = threading.Lock()  # the ticking thread and a milestone (state.published) both write
 
     def start(self) -> Reporter:
+        self.state.published = self.write
         if self.status_file is not None:
             self.status_file.parent.mkdir(parents=True, exist_ok=True)
             self.write()  # a status file exists from the first moment (and an unwritable folder fails now)
@@ -121,7 +123,8 @@ class Reporter:
     def write(self) -> None:
         if self.status_file is not None:
             try:
-                write_status(self.status_file, self.state.document())
+                with self._writing:  # the document is taken under the lock: an older one never replaces a newer one
+                    write_status(self.status_file, self.state.document())
             except OSError as exc:
                 raise ConfigError(f"cannot write the status file {self.status_file}: {exc.strerror or exc}",
                                   "give --status-file a path in a writable folder") from None
@@ -164,5 +167,6 @@ class Reporter:
             with contextlib.suppress(Exception):
                 self._server.shutdown()
                 self._server.server_close()
+        self.state.published = None
         with contextlib.suppress(ConfigError):
             self.write()

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from migrate.stream.model import StreamTally
 
-PHASES = ("snapshot", "streaming", "cutover", "done")
+PHASES = ("snapshot", "streaming", "cutover", "grace", "done")
 
 
 @dataclass
@@ -21,7 +22,7 @@ class SyncState:
     source: str  # the servers as described to users (redacted endpoints, never a password)
     target: str
     mode: str = "replication"  # or keyspace-notifications
-    phase: str = "snapshot"  # snapshot | streaming | cutover | done
+    phase: str = "snapshot"  # snapshot | streaming | cutover | grace | done
     state: str = "running"  # running | stopped (SIGINT/SIGTERM, resumable) | failed | done
     pid: int = field(default_factory=os.getpid)
     started_at: float = field(default_factory=time.time)
@@ -44,9 +45,12 @@ class SyncState:
     cutover_attempts: int = 0
     after_cutover_writes: int = 0
     cutover: dict[str, Any] | None = None
+    cut_offset: int | None = None  # the cutover point from the moment the pause ends (phase grace); None: notified
+    pause_ms: float | None = None
     notes: list[str] = field(default_factory=list)
     error: str | None = None
     tally: StreamTally = field(default_factory=StreamTally)
+    published: Callable[[], None] | None = field(default=None, repr=False, compare=False)  # the status file's writer
 
     @property
     def lag_bytes(self) -> int:
@@ -70,6 +74,13 @@ class SyncState:
             "cutover_attempts": self.cutover_attempts, "after_cutover_writes": self.after_cutover_writes,
         }
 
+    def reach_cut(self, cut: int | None, pause_ms: float | None) -> None:
+        """The cutover point is reached and the source's writes flow again: clients are to be repointed now, so the
+        status file says so at once (not at the next tick)."""
+        self.phase, self.cut_offset, self.pause_ms = "grace", cut, pause_ms
+        if self.published is not None:
+            self.published()
+
     def document(self) -> dict[str, Any]:
         """The status file's content (docs/sync.md describes every field)."""
         return {
@@ -80,5 +91,6 @@ class SyncState:
             "received_offset": self.received_offset, "applied_offset": self.applied_offset,
             "lag_bytes": self.lag_bytes, "lag_seconds": self.lag_seconds,
             "snapshot_keys_total": self.snapshot_keys_total, "cutover_requested": self.cutover_requested,
-            "counters": self.counters(), "cutover": self.cutover, "notes": list(self.notes), "error": self.error,
+            "counters": self.counters(), "cut_offset": self.cut_offset, "pause_ms": self.pause_ms,
+            "cutover": self.cutover, "notes": list(self.notes), "error": self.error,
         }
