@@ -12,6 +12,7 @@ from migrate.server import Server
 from migrate.verify.engine import Run
 from migrate.verify.options import VerifyConfig
 from migrate.verify.result import VerifyResult
+from migrate.verify.routes import Digests
 
 
 def verify(config: VerifyConfig) -> VerifyResult:
@@ -29,7 +30,8 @@ def verify(config: VerifyConfig) -> VerifyResult:
         source.check_databases([src for src, _ in pairs], "--db / --db-map")
         target.check_databases([dst for _, dst in pairs])
         check_rights("verify", {"source": (source, pairs[0][0]), "target": (target, pairs[0][1])},
-                     Context(source.identity.capabilities, target.identity.capabilities))
+                     Context(source.identity.capabilities, target.identity.capabilities,
+                             digests=options.server_digests is not Digests.NEVER))
         return Run(config, options, servers[0], servers[1], started).execute()
     finally:
         for server in servers:

@@ -9,6 +9,7 @@ from migrate.config import CommonConfig, ConnectionSettings, Endpoint
 from migrate.errors import ConfigError
 from migrate.selection import KeySelection
 from migrate.settings import group, integer, non_negative_seconds, option, positive_number
+from migrate.verify.routes import Digests, ValueMethod
 
 REVERSE_SCAN = ("auto", "always")
 
@@ -50,8 +51,15 @@ class VerifyOptions:
     reverse_scan: str = option("auto", "Scan the target for extra keys: always, or auto: not where neither server "
                                "changed during the pass and the key counts prove there is none.",
                                choices=REVERSE_SCAN)
-    dump_bodies: bool = option(True, "At --level full, settle small collections whose DUMP bodies are equal on both "
-                               "sides before reading them type-natively.", switch=True)
+    dump_bodies: bool = option(True, "At --level full, read small values with DUMP where that costs less (off: "
+                               "type-native reads only, as --value-method native).", switch=True)
+    value_method: ValueMethod = option(ValueMethod.AUTO, "At --level full, how small values are read: auto (per "
+                                       "type, the measured cheapest), dump (one DUMP per side, decoded where the "
+                                       "bodies differ), native (type-native reads only).",
+                                       choices=tuple(ValueMethod), parse=ValueMethod)
+    server_digests: Digests = option(Digests.NEVER, "At --level full, settle values by DEBUG DIGEST-VALUE where both "
+                                     "servers allow it: never, big (values over 16 KiB), always (no value read; "
+                                     "more server CPU).", choices=tuple(Digests), parse=Digests)
 
     @property
     def ttl_tolerance_ms(self) -> int:

@@ -1,0 +1,98 @@
+"""How each value is read at --level full: the method per type, learned from the data while verification runs.
+
+Methods (reported per key, `methods` in the JSON report):
+- dump-body: one DUMP per side, equal bodies (dumpeq.py);
+- decoded-dump: one DUMP per side, bodies that differ decoded and compared as canonical values (decoded.py);
+- digest: DEBUG DIGEST-VALUE on both sides, equal digests (srvdigest.py); no value is read;
+- native: type-native reads (digest.py), whose replies settle the key at once when both servers sent the same ones.
+
+Which one is tried first, per type, measured on Redis 7.0 / 8.0 -> Valkey 8.1 / 9.1 (bench/RESULTS.md, "verify by
+value type"; server CPU per small value, Python per key): strings are read with GETRANGE (a DUMP costs Valkey 2 us
+where GETRANGE costs 0.6); lists with LRANGE (1.1-1.7 us against a DUMP's 1.3-2.3, and both servers send the same
+reply after a migration); hashes, zsets, sets and streams are DUMPed (a DUMP costs 1.2-3.5 us where ZRANGE costs
+3-6, HSCAN 2-3.5, XINFO STREAM + XRANGE + XINFO GROUPS 5). A type whose bodies keep differing (Redis 7.0's hashtable
+sets against Valkey's listpacks, its type-19 streams against type 21) is read type-natively from then on, where that
+costs less than decoding both payloads in Python (sets: SSCAN replies compare at once; streams without groups: the
+three replies are the same bytes on both servers), and decoded where it does not; a small share of its keys keeps
+trying DUMP, so a change in the data is noticed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Final
+
+
+class Method(StrEnum):
+    """What proved a key's value equal (or found it different). Values are part of the JSON report."""
+
+    DUMP_BODY = "dump-body"
+    DECODED_DUMP = "decoded-dump"
+    DIGEST = "digest"
+    NATIVE = "native"
+
+
+class ValueMethod(StrEnum):
+    """--value-method: auto (per type, as measured), dump (DUMP and decode every small value), native (never DUMP)."""
+
+    AUTO = "auto"
+    DUMP = "dump"
+    NATIVE = "native"
+
+
+class Digests(StrEnum):
+    """--server-digests: never, big (values over the DUMP limit, instead of chunked reads), always (every value)."""
+
+    NEVER = "never"
+    BIG = "big"
+    ALWAYS = "always"
+
+
+# Types DUMPed first under --value-method auto.
+DUMP_FIRST: Final = frozenset({b"hash", b"zset", b"set", b"stream"})
+# After bodies kept differing: read these type-natively (cheaper than decoding both sides), decode the others.
+NATIVE_WHEN_BODIES_DIFFER: Final = frozenset({b"set", b"hash", b"list", b"zset"})
+LEARN: Final = 32  # DUMP outcomes seen before a type may leave the DUMP path
+RETRY_EVERY: Final = 64  # a type read type-natively still tries DUMP for one key in this many
+DECAY: Final = 256  # outcomes weigh less as they age: counts halve beyond this total
+
+
+@dataclass
+class Odds:
+    equal: int = 0
+    differ: int = 0
+    skipped: int = 0  # keys of this type not DUMPed since it left the DUMP path
+
+
+@dataclass
+class Routes:
+    """The per-type choice for one verification (shared by its worker threads: a counter lost to a race only delays
+    a switch; every method decides every key correctly)."""
+
+    method: ValueMethod = ValueMethod.AUTO
+    odds: dict[bytes, Odds] = field(default_factory=dict)
+    digests_refused: bool = False  # a server refused DEBUG DIGEST-VALUE during this verification
+
+    def dumps(self, kind: bytes) -> bool:
+        """Whether a small value of this type is DUMPed (else read type-natively)."""
+        if self.method is not ValueMethod.AUTO:
+            return self.method is ValueMethod.DUMP and kind != b"string"
+        if kind not in DUMP_FIRST:
+            return False
+        odds = self.odds.get(kind)
+        if odds is None or odds.equal + odds.differ < LEARN or odds.equal >= odds.differ:
+            return True
+        if kind not in NATIVE_WHEN_BODIES_DIFFER:
+            return True  # decoding both payloads still costs less than the type-native reads
+        odds.skipped += 1
+        return odds.skipped % RETRY_EVERY == 0
+
+    def note(self, kind: bytes, equal: bool, count: int = 1) -> None:
+        odds = self.odds.setdefault(kind, Odds())
+        if equal:
+            odds.equal += count
+        else:
+            odds.differ += count
+        if odds.equal + odds.differ > DECAY:
+            odds.equal, odds.differ = odds.equal // 2, odds.differ // 2
