@@ -27,7 +27,7 @@ from migrate.verify.options import Level, VerifyConfig, VerifyOptions
 from migrate.verify.plan import DbPlan, Keyspace, key_count, keyspace_of, plan_databases
 from migrate.verify.result import DbSummary, Listing, NonKeyDiff, SampleInfo, VerifyResult
 from migrate.verify.rounds import RecheckContext, Tracker, locate_missing, recheck
-from migrate.verify.routes import Digests, Method, Routes, ValueMethod
+from migrate.verify.routes import Digests, Method, Routes, ValueMethod, cheap_dump
 from migrate.verify.sample import BottomK, Sampler
 from migrate.verify.srvdigest import allowed
 from migrate.verify.stillness import Stillness
@@ -41,18 +41,23 @@ def marks(server: Server) -> Marks:
     return read_marks(server.client, server.settings, server.endpoint, server.role)
 
 
-def next_first_round(result: Comparison, digest_all: bool) -> FirstRound:
+def next_first_round(result: Comparison, digest_all: bool, routes: Routes) -> FirstRound:
     """The first round of the next batch, from the types of this one (fullread.py): mostly strings, lists, sets or
     hashes: the expiry and that type's first read; mostly other values settled by equal DUMP bodies (zsets,
     streams): the expiry and MEMORY USAGE, then DUMP (no TYPE: the payload has it); otherwise TYPE, expiry and
-    MEMORY USAGE. Digests of every value need the type first."""
+    MEMORY USAGE. Digests of every value need the type first; --value-method dump DUMPs every small value."""
     if digest_all:
         return FirstRound.TYPED
+    if routes.method is ValueMethod.DUMP:
+        return FirstRound.DUMP
     if 2 * result.strings >= result.compared:
         return FirstRound.STRINGS
     kind, count = max(result.kinds.items(), key=lambda item: item[1], default=(b"", 0))
-    if 2 * count >= result.compared and kind in FIRST_BY_KIND:
-        return FIRST_BY_KIND[kind]
+    if 2 * count >= result.compared:
+        if routes.dump_first(kind):
+            return FirstRound.DUMP
+        if kind in FIRST_BY_KIND:
+            return FIRST_BY_KIND[kind]
     if 5 * result.methods.get(Method.DUMP_BODY.value, 0) >= 4 * result.compared:
         return FirstRound.DUMP
     return FirstRound.TYPED
@@ -95,7 +100,8 @@ class Run:
         source.check_databases(sorted({p.source_db for p in self.plan.pairs}), "--db / --db-map")
         target.check_databases(sorted({p.target_db for p in self.plan.pairs}))
         self.tracker = Tracker(options.max_report_keys, options.recheck_limit)
-        self.routes = Routes(options.value_method if options.dump_bodies else ValueMethod.NATIVE)
+        self.routes = Routes(options.value_method if options.dump_bodies else ValueMethod.NATIVE,
+                             cheap_dump(source.identity.product, source.identity.version))
         # The first round of the next batch, from the types of the last one (fullread.py).
         self.first = FirstRound.TYPED
         self.counted: set[int] = set()  # target dbs whose extra keys were ruled out by counting (no reverse SCAN)
@@ -255,7 +261,7 @@ class Run:
             counter.compared += result.compared
             counter.unseen += result.unseen
             if result.compared:
-                self.first = next_first_round(result, pair.digest_all)
+                self.first = next_first_round(result, pair.digest_all, self.routes)
         for key, reason, detail in result.mismatches:
             self.tracker.record(pair.source_db, pair.target_db, key, reason, detail)
 

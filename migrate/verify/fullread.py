@@ -184,7 +184,7 @@ class FullRead:
         elif mode is FirstRound.TYPED:
             for side, replies in ((self.src, src), (self.tgt, tgt)):
                 self.probed(side, replies, typed=True, expiry=bool(expiry))
-            self.values([(i, self.route(i)) for i in everyone])
+            self.values(self.route_all(everyone))
         else:
             for side, replies in ((self.src, src), (self.tgt, tgt)):
                 self.probed(side, replies, typed=False, expiry=bool(expiry))
@@ -227,7 +227,7 @@ class FullRead:
             self._native(i, [s_val], [t_val])
         if others:
             self.probe(others)
-            self.values([(i, self.route(i)) for i in others])
+            self.values(self.route_all(others))
 
     def probed(self, side: Sides, replies: list[Any], typed: bool, expiry: bool,
                positions: list[int] | None = None) -> None:
@@ -287,7 +287,7 @@ class FullRead:
                                                                                              chunk)))
         if others:
             self.probe(others)
-            self.values([(i, self.route(i)) for i in others])
+            self.values(self.route_all(others))
 
     def probe(self, positions: list[int]) -> None:
         """TYPE (+ MEMORY USAGE) for keys whose type is not known yet (their expiry is)."""
@@ -316,6 +316,30 @@ class FullRead:
         if small(s_size) and small(t_size) and self.s.routes.dumps(kind):
             return READ_DUMP
         return READ_NATIVE
+
+    def route_all(self, positions: list[int] | range) -> list[tuple[int, str | None]]:
+        """route() for many keys, with the per-type choices made once (the hot path of a mixed batch)."""
+        src_kinds, tgt_kinds, src_sizes, tgt_sizes = self.src.kinds, self.tgt.kinds, self.src.sizes, self.tgt.sizes
+        wants, routes, refused = self.s.wants, self.s.routes, self.refused
+        dumps: dict[bytes, bool] = {}
+        digesting = bool(self.s.digest_kinds) and not routes.digests_refused
+        out: list[tuple[int, str | None]] = []
+        for i in positions:
+            kind = src_kinds[i]
+            if kind is None or kind == NONE or kind != tgt_kinds[i] or (wants is not None and not wants(kind)):
+                continue
+            if digesting or kind not in NATIVE_TYPES or i in refused:
+                out.append((i, self.route(i)))
+                continue
+            s_size, t_size = src_sizes[i], tgt_sizes[i]
+            if 0 < s_size <= DUMP_LIMIT and 0 < t_size <= DUMP_LIMIT:
+                wanted = dumps.get(kind)
+                if wanted is None:
+                    wanted = dumps[kind] = routes.dumps(kind)
+                out.append((i, READ_DUMP if wanted else READ_NATIVE))
+            else:
+                out.append((i, READ_NATIVE))
+        return out
 
     def digests(self, kind: bytes, s_size: Any, t_size: Any) -> bool:
         s = self.s
@@ -353,9 +377,10 @@ class FullRead:
             by_need.setdefault(need, []).append(i)
         later: list[tuple[int, str | None]] = []
         dumps = by_need.get(READ_DUMP, [])
-        if dumps:
-            sizes = [max(self.src.sizes[i], self.tgt.sizes[i], 1) for i in dumps]
-            first, *rest = budget_groups(dumps, sizes, DUMP_BUDGET)
+        if dumps and len(dumps) * DUMP_LIMIT > DUMP_BUDGET:  # else they fit in one round whatever their sizes
+            src_sizes, tgt_sizes = self.src.sizes, self.tgt.sizes
+            sizes = [max(src_sizes[i], tgt_sizes[i], 1) for i in dumps]
+            first, *rest = [dumps] if sum(sizes) <= DUMP_BUDGET else budget_groups(dumps, sizes, DUMP_BUDGET)
             by_need[READ_DUMP] = first
             later += [(i, READ_DUMP) for group in rest for i in group]
         natives = by_need.get(READ_NATIVE, [])
@@ -399,7 +424,7 @@ class FullRead:
             return []
         for i, s_kind, t_kind in zip(positions, src, tgt, strict=True):  # TYPE
             self.src.kinds[i], self.tgt.kinds[i] = check(s_kind), check(t_kind)
-        return [(i, self.route(i)) for i in positions]
+        return self.route_all(positions)
 
     def _dumps(self, positions: list[int], src: list[Any], tgt: list[Any]) -> list[tuple[int, str | None]]:
         """Equal bodies settle their keys (the common case, kept lean); the rest goes through _dumped."""

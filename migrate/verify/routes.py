@@ -65,19 +65,31 @@ class Odds:
     skipped: int = 0  # keys of this type not DUMPed since it left the DUMP path
 
 
+# Releases whose DUMP costs the server less than reading a small hash type-natively (server CPU per 20-field hash,
+# bench/RESULTS.md "verify: where the time goes"): Redis 7.0 DUMP 1.4 us + MEMORY USAGE 0.4 against HSCAN 3.5; from
+# 7.2 on (Redis 8.0, Valkey) DUMP has a fixed cost of about 1.5 us more (2.7-2.9 us) and HSCAN costs 1.8-3.0.
+CHEAP_DUMP_BEFORE: Final[dict[str, tuple[int, int]]] = {"redis": (7, 2)}
+
+
+def cheap_dump(product: str, version: tuple[int, ...]) -> bool:
+    first = CHEAP_DUMP_BEFORE.get(product)
+    return first is not None and tuple(version[:2]) < first
+
+
 @dataclass
 class Routes:
     """The per-type choice for one verification (shared by its worker threads: a counter lost to a race only delays
     a switch; every method decides every key correctly)."""
 
     method: ValueMethod = ValueMethod.AUTO
+    source_dumps_cheaply: bool = False  # cheap_dump() of the source: a batch of hashes is DUMPed, not HSCANned
     odds: dict[bytes, Odds] = field(default_factory=dict)
     digests_refused: bool = False  # a server refused DEBUG DIGEST-VALUE during this verification
 
     def dumps(self, kind: bytes) -> bool:
         """Whether a small value of this type is DUMPed (else read type-natively)."""
         if self.method is not ValueMethod.AUTO:
-            return self.method is ValueMethod.DUMP and kind != b"string"
+            return self.method is ValueMethod.DUMP
         if kind not in DUMP_FIRST:
             return False
         odds = self.odds.get(kind)
@@ -87,6 +99,14 @@ class Routes:
             return True  # decoding both payloads still costs less than the type-native reads
         odds.skipped += 1
         return odds.skipped % RETRY_EVERY == 0
+
+    def dump_first(self, kind: bytes) -> bool:
+        """Whether a batch mostly of this type starts with MEMORY USAGE and DUMP rather than a type-native read
+        (fullread.KIND_FIRST): zsets and streams always (ZRANGE, XINFO cost more than DUMP everywhere), hashes where
+        the source DUMPs cheaply; none whose bodies keep differing."""
+        if kind == b"hash" and not self.source_dumps_cheaply:
+            return False
+        return kind in (b"hash", b"zset", b"stream") and self.dumps(kind)
 
     def note(self, kind: bytes, equal: bool, count: int = 1) -> None:
         odds = self.odds.setdefault(kind, Odds())
