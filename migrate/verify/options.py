@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from migrate.config import CommonConfig, ConnectionSettings, Endpoint
@@ -84,7 +84,16 @@ class VerifyOptions:
             raise ConfigError(f"--reverse-scan must be one of {', '.join(REVERSE_SCAN)}")
         if self.interval < 0 or self.ttl_tolerance < 0:
             raise ConfigError("--interval and --ttl-tolerance must be >= 0")
-        return self
+        return self._with_enums()
+
+    def _with_enums(self) -> VerifyOptions:
+        """The library also takes plain strings for the enumerated options: make them the enum members."""
+        try:
+            return replace(self, value_method=ValueMethod(self.value_method),
+                           server_digests=Digests(self.server_digests))
+        except ValueError as exc:
+            raise ConfigError(f"invalid option value: {exc}", "--value-method auto|dump|native, "
+                              "--server-digests never|big|always") from None
 
     def _validate_count_level(self) -> None:
         sel = self.selection
