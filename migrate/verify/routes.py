@@ -6,15 +6,16 @@ Methods (reported per key, `methods` in the JSON report):
 - digest: DEBUG DIGEST-VALUE on both sides, equal digests (srvdigest.py); no value is read;
 - native: type-native reads (digest.py), whose replies settle the key at once when both servers sent the same ones.
 
-Which one is tried first, per type, measured on Redis 7.0 / 8.0 -> Valkey 8.1 / 9.1 (bench/RESULTS.md, "verify by
-value type"; server CPU per small value, Python per key): strings are read with GETRANGE (a DUMP costs Valkey 2 us
-where GETRANGE costs 0.6); lists with LRANGE (1.1-1.7 us against a DUMP's 1.3-2.3, and both servers send the same
-reply after a migration); hashes, zsets, sets and streams are DUMPed (a DUMP costs 1.2-3.5 us where ZRANGE costs
-3-6, HSCAN 2-3.5, XINFO STREAM + XRANGE + XINFO GROUPS 5). A type whose bodies keep differing (Redis 7.0's hashtable
-sets against Valkey's listpacks, its type-19 streams against type 21) is read type-natively from then on, where that
-costs less than decoding both payloads in Python (sets: SSCAN replies compare at once; streams without groups: the
-three replies are the same bytes on both servers), and decoded where it does not; a small share of its keys keeps
-trying DUMP, so a change in the data is noticed.
+Which one is tried first for a small value of a type (--value-method auto), from server CPU per command measured on
+Redis 7.0 / 8.0 and Valkey 8.1 / 9.1 (bench/RESULTS.md, "verify: where the time goes") and Python CPU per key:
+strings are read with GETRANGE (a DUMP costs Valkey and Redis 8 about 1.9 us, GETRANGE 0.6); lists with LRANGE (1.1-1.7
+us, about a DUMP's cost, and both servers send the same reply after a migration, settled without a digest); hashes,
+zsets, sets and streams are DUMPed (ZRANGE costs 3-6 us, XINFO STREAM + XRANGE + XINFO GROUPS about 5, a DUMP 1.2-3.5
+and MEMORY USAGE 0.4). A type whose bodies keep differing is read type-natively from then on where decoding both
+payloads in Python costs more than the reads (sets: about 7 us of Python per key against a SMEMBERS / SSCAN reply
+compared as a set; hashes, lists, zsets alike), and still decoded where it does not (streams, whose type-native reads
+take three to five commands); one batch in RETRY_EVERY keeps trying DUMP, so a change in the data is noticed. The first
+round of a batch made mostly of one type follows the same measurements (fullread.py).
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ DUMP_FIRST: Final = frozenset({b"hash", b"zset", b"set", b"stream"})
 # After bodies kept differing: read these type-natively (cheaper than decoding both sides), decode the others.
 NATIVE_WHEN_BODIES_DIFFER: Final = frozenset({b"set", b"hash", b"list", b"zset"})
 LEARN: Final = 32  # DUMP outcomes seen before a type may leave the DUMP path
-RETRY_EVERY: Final = 64  # a type read type-natively still tries DUMP for one key in this many
+RETRY_EVERY: Final = 64  # a type read type-natively still tries DUMP in one batch in this many
 DECAY: Final = 256  # outcomes weigh less as they age: counts halve beyond this total
 
 
