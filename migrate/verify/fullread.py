@@ -530,7 +530,7 @@ def empty(kind: bytes, reply: Any) -> bool:
     """A first read that shows no value: the key does not exist (no collection is empty)."""
     if kind in (b"set", b"hash"):  # a SCAN reply: no element and the cursor back at 0 (a step may return none)
         return type(reply) is list and len(reply) == 2 and reply[0] == b"0" and reply[1] == []
-    return reply == []
+    return type(reply) is list and not reply
 
 
 def _within(size: Any, limit: int) -> bool:
