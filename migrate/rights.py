@@ -38,6 +38,7 @@ class Context:
     source_cluster: bool = False  # the source is a cluster (its topology is read; shards are read node by node)
     target_cluster: bool = False  # the target is a cluster (every key routed to the primary owning its slot)
     read_from_replica: bool = False  # --read-from replica
+    digests: bool = False  # verify --server-digests big/always: DEBUG DIGEST-VALUE is tried
 
 
 @dataclass(frozen=True)
@@ -162,9 +163,10 @@ VERIFY_READS: Final = (
     *EXPIRY_READS,
     Right("exists", (K,), "look for keys missing on one side"),
     Right("info", (), "identify the server; the counting proof"),
-    Right("dump", (K,), "settle values by their DUMP bodies", required=False),
-    Right("memory|usage", (K,), "settle values by their DUMP bodies", required=False),
-    Right("object|encoding", (K,), "settle values by their DUMP bodies", required=False),
+    Right("dump", (K,), "read small values in one command (--level full)", required=False),
+    Right("memory|usage", (K,), "find values small enough to read in one command (--level full)", required=False),
+    Right("debug", ("digest-value", K), "settle values by server-side digests", required=False,
+          when="--server-digests big or always", applies=lambda c: c.digests),
     *(Right(command, args, "compare values at --level full", when="--level full")
       for command, args in (("get", (K,)), ("getrange", (K, "0", "1")), ("strlen", (K,)), ("lrange", (K, "0", "1")),
                             ("llen", (K,)), ("sscan", (K, "0")), ("scard", (K,)), ("zrange", (K, "0", "1")),

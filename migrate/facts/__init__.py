@@ -7,5 +7,6 @@ source) and the comments beside each table.
 - commands: the first release of each command (and command option) per product, the standard command set, and what
   each migration strategy needs;
 - modules: Redis modules, their RDB type names and commands, and their Valkey counterparts;
+- digests: what DEBUG DIGEST-VALUE covers and which releases give the same digest for the same value;
 - capabilities: a target release's capabilities derived from the tables above, the one value the engine is given.
 """

@@ -14,6 +14,7 @@ from migrate.server import Server
 from migrate.verify.engine import Run
 from migrate.verify.options import VerifyConfig
 from migrate.verify.result import VerifyResult
+from migrate.verify.routes import Digests
 from migrate.verify.sides import VerifySide
 
 
@@ -35,7 +36,8 @@ def verify(config: VerifyConfig) -> VerifyResult:
         source.check_databases([src for src, _ in pairs], "--db / --db-map")
         target.check_databases([dst for _, dst in pairs])
         check_rights("verify", {"source": (source, pairs[0][0]), "target": (target, pairs[0][1])},
-                     Context(source.identity.capabilities, target.identity.capabilities))
+                     Context(source.identity.capabilities, target.identity.capabilities,
+                             digests=options.server_digests is not Digests.NEVER))
         return Run(config, options, servers[0], servers[1], started).execute()
     finally:
         for server in servers:
@@ -62,7 +64,8 @@ def _verify_clusters(config: VerifyConfig, source: Side, target: Side, started: 
                 check_cluster_dbs(side, dbs, view.role, settings, flag)
         check_rights("verify", {"source": (sides[0].server, pairs[0][0]), "target": (sides[1].server, pairs[0][1])},
                      Context(sides[0].server.identity.capabilities, sides[1].server.identity.capabilities,
-                             source_cluster=sides[0].cluster, target_cluster=sides[1].cluster))
+                             source_cluster=sides[0].cluster, target_cluster=sides[1].cluster,
+                             digests=options.server_digests is not Digests.NEVER))
         run = Run(config, options, sides[0], sides[1], started)
         return run.execute()
     finally:

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from migrate.selection import KeySelection
 from migrate.server import Channels
 from migrate.stream.marker import is_marker_key
 from migrate.verify.batch import KeyState, first_round, read_states
-from migrate.verify.digest import NATIVE_TYPES, UNSTABLE, Fingerprint, ReadPlan
-from migrate.verify.dumpeq import DUMP, EQUAL_BODIES, candidates, same_body
+from migrate.verify.digest import NATIVE_TYPES, UNSTABLE, ReadPlan
+from migrate.verify.fullread import NONE, FirstRound, FullRead, Outcome, Setup
 from migrate.verify.lockstep import drive, exchange, guarded
 from migrate.verify.replies import as_bytes, check
 from migrate.verify.result import Reason
+from migrate.verify.routes import Method, Routes, ValueMethod
 from migrate.verify.sample import Sampler
 from migrate.wire import Packed, parse
 
@@ -167,10 +168,16 @@ class PairPlan:
     source_plan: ReadPlan
     target_plan: ReadPlan
     expiry: bytes = b"PTTL"  # or PEXPIRETIME when both servers have it; b"": no TTL in either database
+    digest_kinds: frozenset[bytes] = frozenset()  # types settled by DEBUG DIGEST-VALUE (srvdigest.py); none: off
+    digest_all: bool = False  # every value of those types (--server-digests always), not only those over DUMP_LIMIT
 
     @property
     def absolute(self) -> bool:
         return self.expiry == b"PEXPIRETIME"
+
+    def new_routes(self) -> Routes:
+        """The per-type methods for a comparison that is not part of a verification (tests, one-off calls)."""
+        return Routes(ValueMethod.AUTO if self.source_plan.dump_bodies else ValueMethod.NATIVE)
 
 
 Record = Callable[[int, int, bytes, Reason, str], None]
@@ -182,6 +189,8 @@ class Comparison:
     mismatches: list[tuple[bytes, Reason, str]]
     strings: int = 0  # source keys that are strings: picks the next batch's first round
     unseen: int = 0  # keys the target did not show (missing there, or gone from both sides): for stillness.py
+    methods: dict[str, int] = field(default_factory=dict)  # keys whose values each method compared (routes.Method)
+    kinds: dict[bytes, int] = field(default_factory=dict)  # source keys per type (--level full): the next first round
 
 
 # In equal raw replies, what a key gone from both sides answers: TYPE `none`, PTTL/PEXPIRETIME -2. The same bytes
@@ -204,72 +213,75 @@ def settled(raw: bytes, full: bool, strings_first: bool, string_chunk: int) -> b
 
 
 def compare_keys(source: Channels, target: Channels, pair: PairPlan, keys: list[bytes], full: bool, tolerance_ms: int,
-                 selection: KeySelection, settings: Any, strings_first: bool = False) -> Comparison:
-    """Read both sides for `keys` (same round trips) and classify every key."""
+                 selection: KeySelection, settings: Any, strings_first: bool = False,
+                 first: FirstRound | None = None, routes: Routes | None = None) -> Comparison:
+    """Read both sides for `keys` (same round trips) and classify every key. At --level full, `first` (or
+    `strings_first`) picks the first round (fullread.py) and `routes` the method per type (shared by the batches of
+    one verification; a fresh one otherwise)."""
     def wants_type(kind: bytes) -> bool:
         return kind != b"none" and selection.wants_type(logical_type(kind))
 
     if not keys:
         return Comparison(0, [])
     wants = wants_type if selection.types else None
-    strings_first = strings_first and full
-    probe = full and not strings_first and pair.source_plan.dump_bodies  # the first round also asks for dumpeq.py
-    chunk = pair.source_plan.string_chunk
-    packed = first_round(keys, strings_first, chunk, pair.expiry, probe)  # the same bytes go to both servers
+    if full:
+        mode = first or (FirstRound.STRINGS if strings_first else FirstRound.TYPED)
+        return compare_values_of(source, target, pair, keys, tolerance_ms, wants, settings, mode,
+                                 routes or pair.new_routes())
+    packed = first_round(keys, pair.expiry)  # the same bytes to both servers
 
     def job() -> Any:
-        first: tuple[Any, Any] = (None, None)
-        if wants is None or probe:
+        first_replies: tuple[Any, Any] = (None, None)
+        if wants is None:
             # The first round as raw bytes: equal bytes from both servers mean every reply is equal.
             src_raw, tgt_raw = exchange([(source, pair.source_db, packed.data), (target, pair.target_db, packed.data)])
-            if src_raw == tgt_raw and wants is None:
-                if settled(src_raw, full, strings_first, chunk):
-                    return Comparison(len(keys), [], len(keys) if strings_first else 0, unseen_in(src_raw, len(keys)))
-                if strings_first:
-                    return _unsettled(parse(src_raw, packed.count), chunk)
-            src_first = parse(src_raw, packed.count)
-            first = (src_first, src_first if src_raw == tgt_raw else parse(tgt_raw, packed.count))
-        known = settle_by_dump(source, target, pair, keys, first[0], first[1]) if probe else {}
-        return drive([(source, pair.source_db,
-                       read_states(keys, full, pair.source_plan, wants, packed, strings_first, first[0], known)),
-                      (target, pair.target_db,
-                       read_states(keys, full, pair.target_plan, wants, packed, strings_first, first[1], known))])
+            if src_raw == tgt_raw and settled(src_raw, False, False, pair.source_plan.string_chunk):
+                return Comparison(len(keys), [], 0, unseen_in(src_raw, len(keys)))
+            first_replies = (parse(src_raw, packed.count), parse(tgt_raw, packed.count))
+        return drive([(source, pair.source_db, read_states(keys, wants, packed, first_replies[0])),
+                      (target, pair.target_db, read_states(keys, wants, packed, first_replies[1]))])
 
     outcome = guarded(job, (source, target), settings, "compare keys")
     if isinstance(outcome, Comparison):
         return outcome
-    if isinstance(outcome, tuple):  # equal strings; the other keys of the batch still need their values compared
-        positions, gone = outcome
-        rest = compare_keys(source, target, pair, [keys[i] for i in positions], full, tolerance_ms, selection,
-                            settings)
-        equal = len(keys) - len(positions)
-        return Comparison(equal + rest.compared, rest.mismatches, equal + rest.strings, gone + rest.unseen)
     return _verdicts(keys, outcome, wants, tolerance_ms, pair.absolute)
 
 
-def settle_by_dump(source: Channels, target: Channels, pair: PairPlan, keys: list[bytes], src_first: list[Any],
-                   tgt_first: list[Any]) -> dict[int, Fingerprint]:
-    """Keys whose small collections have equal DUMP bodies on both sides (dumpeq.py): settled, not read."""
-    settled_keys: dict[int, Fingerprint] = {}
-    for group in candidates(src_first, tgt_first, len(keys)):
-        cmds = Packed(b"".join([DUMP % (len(keys[i]), keys[i]) for i in group]), len(group))
-        src, tgt = drive([(source, pair.source_db, _many(cmds)), (target, pair.target_db, _many(cmds))])
-        settled_keys.update((i, EQUAL_BODIES) for i, a, b in zip(group, src, tgt, strict=True) if same_body(a, b))
-    return settled_keys
+def compare_values_of(source: Channels, target: Channels, pair: PairPlan, keys: list[bytes], tolerance_ms: int,
+                      wants: Callable[[bytes], bool] | None, settings: Any, mode: FirstRound,
+                      routes: Routes) -> Comparison:
+    """--level full: types, expiries and values of a batch (fullread.py), then the verdict of every key."""
+    setup = Setup(source, target, pair.source_db, pair.target_db, pair.source_plan, pair.target_plan, pair.expiry,
+                  routes, pair.digest_kinds, pair.digest_all, wants)
 
+    def job() -> tuple[FullRead, Outcome | None]:
+        read = FullRead(setup, keys)
+        return read, read.run(mode)
 
-def _unsettled(replies: list[Any], chunk: int) -> tuple[tuple[int, ...], int]:
-    """Positions, in equal PEXPIRETIME/PTTL + GETRANGE replies, of the keys that are not short strings (WRONGTYPE
-    for other types; any other error is raised), and how many of the others are gone from both sides."""
-    expiries = replies[0::2]
-    for reply in expiries:
-        check(reply)
-    rest = tuple(i for i, first in enumerate(replies[1::2]) if type(first) is not bytes or len(first) >= chunk)
-    for i in rest:
-        if not (type(replies[2 * i + 1]) is bytes or str(replies[2 * i + 1]).startswith("WRONGTYPE")):
-            check(replies[2 * i + 1])
-    gone = expiries.count(-2) - sum(1 for i in rest if expiries[i] == -2)
-    return rest, gone
+    read, outcome = guarded(job, (source, target), settings, "compare keys")
+    if outcome is None:  # an equal first round: every key a whole string / list / set / hash, or gone from both
+        kind, gone = read.settled_batch or (b"string", 0)
+        # A strings round counts the keys gone among the strings (it never looks at a reply to tell).
+        strings = len(keys) if kind == b"string" else 0
+        return Comparison(len(keys), [], strings, gone, {Method.NATIVE.value: len(keys) - gone},
+                          {kind: len(keys) - gone})
+    src, tgt = outcome.src, outcome.tgt
+    states = [list(zip([k or NONE for k in side.kinds], side.ttls, side.fps, strict=True)) for side in (src, tgt)]
+    if wants is None and states[0] == states[1] and all(fp is None or type(fp) is bytes for fp in src.fps):
+        # Same types, expiries and settled values on both sides (the common case): no verdict to work out.
+        strings = src.kinds.count(b"string")
+        unseen = sum(1 for kind, ttl, _ in states[1] if kind == NONE or ttl == -2)
+        result = Comparison(len(keys), [], strings, unseen)
+    else:
+        result = _verdicts(keys, states, wants, tolerance_ms, pair.absolute)
+    methods: dict[str, int] = {}
+    for method in outcome.methods.values():
+        methods[method.value] = methods.get(method.value, 0) + 1
+    kinds: dict[bytes, int] = {}
+    for known in src.kinds:
+        if known is not None and known != NONE:
+            kinds[known] = kinds.get(known, 0) + 1
+    return replace(result, strings=result.strings + read.gone_strings, methods=methods, kinds=kinds)
 
 
 def _verdicts(keys: list[bytes], states: list[list[KeyState]], wants: Callable[[bytes], bool] | None,

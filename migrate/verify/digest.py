@@ -38,6 +38,7 @@ Reader = Generator[list[Cmd], list[Any], T]
 Fingerprint = Any  # bytes (small string) | dict[str, Any] (components)
 
 NATIVE_TYPES = frozenset({b"string", b"list", b"set", b"zset", b"hash", b"stream"})
+WHOLE_READS = {b"set": b"SMEMBERS", b"hash": b"HGETALL"}  # for values MEMORY USAGE says are small
 MASK64 = (1 << 64) - 1
 # XINFO STREAM fields compared when both servers report them (7.0+; absent on 6.x).
 STREAM_OPTIONAL_FIELDS = (
@@ -59,12 +60,17 @@ class ReadPlan:
     inflight: int = 256  # keys whose first chunks are read in the same round trip
     big_inflight: int = 16  # values longer than one chunk read side by side (memory: this x READ_AHEAD x chunk)
     field_ttls: bool = False  # read hash field TTLs (server supports them and the db may hold some)
+    holds_field_ttls: bool = False  # the server can store hash field TTLs at all (decoded.py: which side lacks them)
     dump_bodies: bool = True  # settle small collections by equal DUMP bodies first (dumpeq.py)
 
 
-def first_commands(kind: bytes, key: bytes, plan: ReadPlan) -> list[Cmd]:
-    """The commands every value of this type starts with (the batch sends them for many keys at once)."""
+def first_commands(kind: bytes, key: bytes, plan: ReadPlan, whole: bool = False) -> list[Cmd]:
+    """The commands every value of this type starts with (the batch sends them for many keys at once). `whole`: the
+    value is known to be small (MEMORY USAGE), so a set or hash is read whole (SMEMBERS, HGETALL: cheaper for the
+    server than a SCAN, and both servers answer them in the same order after a migration)."""
     chunk = plan.chunk
+    if whole and kind in WHOLE_READS and not (kind == b"hash" and plan.field_ttls):
+        return [(WHOLE_READS[kind], key)]
     if kind == b"string":
         return [(b"GETRANGE", key, 0, plan.string_chunk - 1)]
     if kind == b"list":
@@ -80,8 +86,12 @@ def first_commands(kind: bytes, key: bytes, plan: ReadPlan) -> list[Cmd]:
     return [(b"DUMP", key)]
 
 
-def reader(kind: bytes, key: bytes, replies: list[Any], plan: ReadPlan) -> Reader[Fingerprint]:
-    """The reader of one value, given the replies to its first_commands."""
+def reader(kind: bytes, key: bytes, replies: list[Any], plan: ReadPlan, whole: bool = False) -> Reader[Fingerprint]:
+    """The reader of one value, given the replies to its first_commands (`whole`: as first_commands)."""
+    if whole and kind in WHOLE_READS and not (kind == b"hash" and plan.field_ttls):
+        if failed(replies[0]):
+            return _unstable()
+        return read_unordered(key, kind, [b"0", replies[0]], plan)  # as the one reply of a complete SCAN
     if kind == b"string":
         return read_string(key, replies[0], plan.string_chunk)
     if kind in (b"list", b"zset"):
@@ -262,7 +272,8 @@ class FieldTtls:
 
 
 def read_stream(key: bytes, replies: list[Any], chunk: int) -> Reader[Fingerprint]:
-    """Entries in order, stream metadata and consumer groups (PEL ids and owners, consumers, last-delivered-id)."""
+    """Entries in order, stream metadata and consumer groups (PEL ids, owners and delivery counts, consumers,
+    last-delivered-id)."""
     info_reply, entries, groups_reply = replies
     if failed(info_reply) or failed(entries) or failed(groups_reply):
         return {UNSTABLE: True}
@@ -306,12 +317,17 @@ def stream_groups(key: bytes, groups: list[dict[bytes, Any]], chunk: int) -> Rea
         for consumer in sorted(as_bytes(as_map(c).get(b"name")) for c in check(consumers)):
             digest.update(b"c" + lp(consumer))
         while True:
-            for entry_id, owner, *_ in check(rows):
-                digest.update(b"p" + lp(entry_id) + lp(owner))
+            for entry_id, owner, _, deliveries in check(rows):  # idle time: relative, read a moment apart
+                digest.update(b"p" + lp(entry_id) + lp(owner) + lp(b"%d" % deliveries))
             if len(rows) < chunk:
                 break
             rows = (yield [(b"XPENDING", key, name, next_id(rows[-1][0]), b"+", chunk)])[0]
     return digest.digest()
+
+
+def _unstable() -> Reader[Fingerprint]:
+    yield from ()
+    return {UNSTABLE: True}
 
 
 def lp(data: bytes) -> bytes:

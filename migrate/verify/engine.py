@@ -22,13 +22,16 @@ from migrate.connection import translate
 from migrate.logs import get_logger
 from migrate.server import Channels, Server
 from migrate.verify.compare import Comparison, PairPlan, absent_in_sources, compare_keys, scan_keys
+from migrate.verify.fullread import KIND_FIRST, FirstRound
 from migrate.verify.nonkey import diff_nonkey
 from migrate.verify.options import Level, VerifyConfig, VerifyOptions
 from migrate.verify.plan import DbPlan, Keyspace, key_count, plan_databases
 from migrate.verify.result import DbSummary, Listing, NonKeyDiff, SampleInfo, VerifyResult
 from migrate.verify.rounds import RecheckContext, Tracker, locate_missing, recheck
+from migrate.verify.routes import Digests, Method, Routes, ValueMethod, cheap_dump
 from migrate.verify.sample import BottomK, Sampler
 from migrate.verify.sides import VerifySide
+from migrate.verify.srvdigest import allowed
 from migrate.verify.stillness import Stillness
 from migrate.verify.workers import Nodes, Workers
 from migrate.wire import Channel
@@ -38,6 +41,42 @@ log = get_logger(__name__)
 
 def marks(server: Server) -> Marks:
     return read_marks(server.client, server.settings, server.endpoint, server.role)
+
+
+def next_first_round(result: Comparison, digest_all: bool, routes: Routes) -> FirstRound:
+    """The first round of the next batch, from the types of this one (fullread.py): mostly strings, lists, sets or
+    hashes: the expiry and that type's first read; mostly other values settled by equal DUMP bodies (zsets,
+    streams): the expiry and MEMORY USAGE, then DUMP (no TYPE: the payload has it); otherwise TYPE, expiry and
+    MEMORY USAGE. Digests of every value need the type first; --value-method dump DUMPs every small value."""
+    if digest_all:
+        return FirstRound.TYPED
+    if routes.method is ValueMethod.DUMP:
+        return FirstRound.DUMP
+    if 2 * result.strings >= result.compared:
+        return FirstRound.STRINGS
+    kind, count = max(result.kinds.items(), key=lambda item: item[1], default=(b"", 0))
+    if 2 * count >= result.compared:
+        if routes.dump_first(kind):
+            return FirstRound.DUMP
+        if kind in FIRST_BY_KIND:
+            return FIRST_BY_KIND[kind]
+    if 5 * result.methods.get(Method.DUMP_BODY.value, 0) >= 4 * result.compared:
+        return FirstRound.DUMP
+    return FirstRound.TYPED
+
+
+FIRST_BY_KIND = {kind: mode for mode, kind in KIND_FIRST.items()}
+
+
+def debug_allowed(server: Server) -> bool:
+    """Whether this server answers DEBUG DIGEST-VALUE (enabled, and allowed to this user): asked once."""
+    channel = Channel.over(server.client)
+    try:
+        return allowed(channel)
+    except (rex.RedisError, OSError) as exc:
+        raise translate(exc, server.endpoint, server.role) from exc
+    finally:
+        channel.close()
 
 
 class Run:
@@ -51,15 +90,19 @@ class Run:
         self.started = started
         self.src_ks = self.src.keyspace()
         self.tgt_ks = self.tgt.keyspace()
+        digests = options.level is Level.FULL and options.server_digests is not Digests.NEVER \
+            and debug_allowed(self.source) and debug_allowed(self.target)
         self.plan: DbPlan = plan_databases(options, self.source.identity, self.target.identity, self.src_ks,
-                                           self.tgt_ks)
+                                           self.tgt_ks, digests)
         if not self.src.cluster:
             self.source.check_databases(sorted({p.source_db for p in self.plan.pairs}), "--db / --db-map")
         if not self.tgt.cluster:
             self.target.check_databases(sorted({p.target_db for p in self.plan.pairs}))
         self.tracker = Tracker(options.max_report_keys, options.recheck_limit)
-        # Mostly strings in the last batch: start the next one with PTTL + GETRANGE instead of TYPE + PTTL.
-        self.strings_first = False
+        self.routes = Routes(options.value_method if options.dump_bodies else ValueMethod.NATIVE,
+                             cheap_dump(self.source.identity.product, self.source.identity.version))
+        # The first round of the next batch, from the types of the last one (fullread.py).
+        self.first = FirstRound.TYPED
         self.counted: set[int] = set()  # target dbs whose extra keys were ruled out by counting (no reverse SCAN)
 
     def execute(self) -> VerifyResult:
@@ -175,7 +218,7 @@ class Run:
             counter.in_scope += kept
             counter.sampled += len(keys)
             for (source, target), group in self._pairs_of(keys):
-                job = partial(self._compare_job, pair, group, self.strings_first)
+                job = partial(self._compare_job, pair, group, self.first)
                 workers.submit(job, partial(self._record, pair, True), (source, target))
         log.info("scanned", source_db=pair.source_db, target_db=pair.target_db, keys=counter.sampled,
                  mismatches=len(self.tracker.pending))
@@ -213,24 +256,26 @@ class Run:
 
     # Jobs run on a worker thread with that thread's connections; _record runs on the main thread.
 
-    def _compare_job(self, pair: PairPlan, keys: list[bytes], strings_first: bool, source: Channels,
+    def _compare_job(self, pair: PairPlan, keys: list[bytes], first: FirstRound, source: Channels,
                      target: Channels) -> Comparison:
         return compare_keys(source, target, pair, keys, self.options.level is Level.FULL,
                             self.options.ttl_tolerance_ms, self.options.selection, self.config.connection,
-                            strings_first)
+                            first=first, routes=self.routes)
 
     def _extra_job(self, pair: PairPlan, source_dbs: tuple[int, ...], keys: list[bytes], source: Channels,
                    target: Channels) -> Comparison:
         absent = absent_in_sources(source, source_dbs, keys, self.config.connection, not self.src.cluster)
-        return self._compare_job(pair, absent, False, source, target) if absent else Comparison(0, [])
+        return self._compare_job(pair, absent, FirstRound.TYPED, source, target) if absent else Comparison(0, [])
 
     def _record(self, pair: PairPlan, counted: bool, result: Comparison) -> None:
+        counter = self.tracker.counter(pair.source_db, pair.target_db)
+        for method, count in result.methods.items():
+            counter.methods[method] = counter.methods.get(method, 0) + count
         if counted:
-            counter = self.tracker.counter(pair.source_db, pair.target_db)
             counter.compared += result.compared
             counter.unseen += result.unseen
             if result.compared:
-                self.strings_first = 2 * result.strings >= result.compared
+                self.first = next_first_round(result, pair.digest_all, self.routes)
         for key, reason, detail in result.mismatches:
             self.tracker.record(pair.source_db, pair.target_db, key, reason, detail)
 
@@ -260,7 +305,8 @@ class Run:
             out.append(DbSummary(pair.source_db, pair.target_db, key_count(self.src_ks, pair.source_db),
                                  key_count(self.tgt_ks, pair.target_db), c.in_scope, c.compared, c.target_scanned,
                                  c.divergent, c.changed, c.not_compared, sampled=c.sampled,
-                                 extra_check="count" if pair.target_db in self.counted else "scan"))
+                                 extra_check="count" if pair.target_db in self.counted else "scan",
+                                 methods=dict(c.methods)))
         return out
 
     # ---- non-key state -------------------------------------------------------------------------------------------

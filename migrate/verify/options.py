@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from migrate.config import CommonConfig, ConnectionSettings, Endpoint
 from migrate.errors import ConfigError
 from migrate.selection import KeySelection
 from migrate.settings import group, integer, non_negative_seconds, option, positive_number
+from migrate.verify.routes import Digests, ValueMethod
 
 REVERSE_SCAN = ("auto", "always")
 
@@ -50,8 +51,15 @@ class VerifyOptions:
     reverse_scan: str = option("auto", "Scan the target for extra keys: always, or auto: not where neither server "
                                "changed during the pass and the key counts prove there is none.",
                                choices=REVERSE_SCAN)
-    dump_bodies: bool = option(True, "At --level full, settle small collections whose DUMP bodies are equal on both "
-                               "sides before reading them type-natively.", switch=True)
+    dump_bodies: bool = option(True, "At --level full, read small values with DUMP where that costs less (off: "
+                               "type-native reads only, as --value-method native).", switch=True)
+    value_method: ValueMethod = option(ValueMethod.AUTO, "At --level full, how small values are read: auto (per "
+                                       "type, the measured cheapest), dump (one DUMP per side, decoded where the "
+                                       "bodies differ), native (type-native reads only).",
+                                       choices=tuple(ValueMethod), parse=ValueMethod)
+    server_digests: Digests = option(Digests.NEVER, "At --level full, settle values by DEBUG DIGEST-VALUE where both "
+                                     "servers allow it: never, big (values over 16 KiB), always (no value read; "
+                                     "more server CPU).", choices=tuple(Digests), parse=Digests)
 
     @property
     def ttl_tolerance_ms(self) -> int:
@@ -76,7 +84,16 @@ class VerifyOptions:
             raise ConfigError(f"--reverse-scan must be one of {', '.join(REVERSE_SCAN)}")
         if self.interval < 0 or self.ttl_tolerance < 0:
             raise ConfigError("--interval and --ttl-tolerance must be >= 0")
-        return self
+        return self._with_enums()
+
+    def _with_enums(self) -> VerifyOptions:
+        """The library also takes plain strings for the enumerated options: make them the enum members."""
+        try:
+            return replace(self, value_method=ValueMethod(self.value_method),
+                           server_digests=Digests(self.server_digests))
+        except ValueError as exc:
+            raise ConfigError(f"invalid option value: {exc}", "--value-method auto|dump|native, "
+                              "--server-digests never|big|always") from None
 
     def _validate_count_level(self) -> None:
         sel = self.selection

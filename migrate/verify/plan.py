@@ -11,6 +11,8 @@ from migrate.selection import KeySelection
 from migrate.verify.compare import PairPlan
 from migrate.verify.digest import ReadPlan
 from migrate.verify.options import VerifyOptions
+from migrate.verify.routes import Digests
+from migrate.verify.srvdigest import agreeing_kinds
 
 # INFO keyspace fields counting keys that hold hash field TTLs (Redis 7.4+, Valkey 9.0+).
 FIELD_TTL_KEYSPACE_FIELDS = ("subexpiry", "keys_with_volatile_items")
@@ -41,14 +43,14 @@ def key_count(keyspace: Keyspace, db: int) -> int:
 
 
 def plan_databases(options: VerifyOptions, src: ServerIdentity, tgt: ServerIdentity, src_ks: Keyspace,
-                   tgt_ks: Keyspace) -> DbPlan:
+                   tgt_ks: Keyspace, digests: bool = False) -> DbPlan:
     """With --db/--db-map: those databases only. Without: every database used on either side, each to itself."""
     selection: KeySelection = options.selection
     if selection.dbs or selection.db_map:
         source_dbs = selection.source_dbs({db: key_count(src_ks, db) for db in src_ks})
     else:
         source_dbs = sorted(set(src_ks) | set(tgt_ks))
-    pairs = tuple(_pair(options, src, tgt, src_ks, tgt_ks, s, selection.target_db(s)) for s in source_dbs)
+    pairs = tuple(_pair(options, src, tgt, src_ks, tgt_ks, s, selection.target_db(s), digests) for s in source_dbs)
     reverse: dict[int, list[int]] = {}
     for pair in pairs:
         reverse.setdefault(pair.target_db, []).append(pair.source_db)
@@ -56,7 +58,8 @@ def plan_databases(options: VerifyOptions, src: ServerIdentity, tgt: ServerIdent
 
 
 def _pair(options: VerifyOptions, src: ServerIdentity, tgt: ServerIdentity, src_ks: Keyspace, tgt_ks: Keyspace,
-          source_db: int, target_db: int) -> PairPlan:
+          source_db: int, target_db: int, digests: bool) -> PairPlan:
+    """`digests`: both servers allow DEBUG DIGEST-VALUE and --server-digests asks for it (srvdigest.py)."""
     src_may, tgt_may = may_hold_field_ttls(src, src_ks, source_db), may_hold_field_ttls(tgt, tgt_ks, target_db)
     if src.hash_field_ttl and tgt.hash_field_ttl:
         # Both can hold them: read both sides whenever either may have some, so each difference shows.
@@ -66,7 +69,10 @@ def _pair(options: VerifyOptions, src: ServerIdentity, tgt: ServerIdentity, src_
     expiry = b"PEXPIRETIME" if has_expiretime(src) and has_expiretime(tgt) else b"PTTL"
     if not (volatile(src_ks, source_db) or volatile(tgt_ks, target_db)):
         expiry = b""  # no key with a TTL on either side: TYPE alone tells existence and type
-    return PairPlan(source_db, target_db, _with_ttls(base, src_may), _with_ttls(base, tgt_may), expiry)
+    kinds = agreeing_kinds(src, tgt, src_may or tgt_may) if digests else frozenset()
+    return PairPlan(source_db, target_db, _with_ttls(base, src_may, src.hash_field_ttl),
+                    _with_ttls(base, tgt_may, tgt.hash_field_ttl), expiry, kinds,
+                    options.server_digests is Digests.ALWAYS)
 
 
 def volatile(keyspace: Keyspace, db: int) -> bool:
@@ -80,8 +86,8 @@ def has_expiretime(ident: ServerIdentity) -> bool:
     return first is not None and ident.version >= first
 
 
-def _with_ttls(plan: ReadPlan, field_ttls: bool) -> ReadPlan:
-    return replace(plan, field_ttls=field_ttls)
+def _with_ttls(plan: ReadPlan, field_ttls: bool, holds: bool) -> ReadPlan:
+    return replace(plan, field_ttls=field_ttls, holds_field_ttls=holds)
 
 
 def may_hold_field_ttls(ident: ServerIdentity, keyspace: Keyspace, db: int) -> bool:

@@ -58,11 +58,19 @@ SECTIONS = (("divergent", "Divergent keys"), ("changed", "Changed during verific
             ("not_compared", "Not compared (counted, not divergent)"))
 
 
+def methods_line(result: VerifyResult) -> list[str]:
+    """--level full: how many values each method compared (verify/routes.py)."""
+    if not result.methods:
+        return []
+    return ["values compared by: " + ", ".join(f"{name} {count:,}" for name, count in result.methods.items())]
+
+
 def _header(result: VerifyResult) -> list[str]:
     opts = result.options
     return [f"source: {result.source} ({result.source_server})",
             f"target: {result.target} ({result.target_server})",
             sample_line(result),
+            *methods_line(result),
             f"TTL tolerance: {opts.ttl_tolerance_ms} ms; recheck rounds run: {result.rounds_run} of {opts.rounds} "
             f"(interval {opts.interval:g} s); took {result.duration_s:.2f} s"]
 

@@ -14,10 +14,12 @@ JSON schema `migrate.verify/1` (documented in docs/verify.md; fields are only ev
       "rounds": {"requested": int, "run": int, "interval_s": number},
       "totals": {"source_keys", "target_keys", "compared", "target_scanned", "divergent",
                  "changed_during_verification", "not_compared", "unrechecked": int},
+      "methods": {"dump-body": int, "decoded-dump": int, "digest": int, "native": int},  # --level full: keys
+                                          # whose values each method compared ({} at other levels)
       "by_reason": {reason: int},         # divergent and not-compared keys per reason
       "databases": [{"source_db", "target_db", "source_keys", "target_keys", "keys_in_scope", "keys_sampled",
                      "compared", "target_scanned", "divergent", "changed_during_verification", "not_compared": int,
-                     "count_match": bool, "extra_keys_check": "scan" | "count"}],
+                     "count_match": bool, "extra_keys_check": "scan" | "count", "methods": {method: int}}],
       "divergent_keys": [KEY], "divergent_keys_omitted": int,
       "changed_keys": [KEY], "changed_keys_omitted": int,
       "not_compared_keys": [KEY], "not_compared_keys_omitted": int,
@@ -39,6 +41,7 @@ from typing import Any
 
 from migrate.render import display_key
 from migrate.verify.options import Level, VerifyOptions
+from migrate.verify.routes import Method
 
 SCHEMA = "migrate.verify/1"
 
@@ -87,6 +90,8 @@ class DbSummary:
     # How extra target keys were ruled out: scan (the reverse pass read every target key) or count (neither server
     # changed during the forward pass and the counts prove there is none: verify/stillness.py).
     extra_check: str = "scan"
+    # --level full: keys whose values each method compared (verify/routes.py Method), forward and reverse passes.
+    methods: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -142,6 +147,13 @@ class VerifyResult:
     unrechecked: int  # mismatches beyond recheck_limit, counted as divergent without recheck
     duration_s: float
     options: VerifyOptions = field(repr=False, default_factory=VerifyOptions)
+
+    @property
+    def methods(self) -> dict[str, int]:
+        """Keys whose values each method compared, all databases (every method named, in the order of Method)."""
+        if self.level is not Level.FULL:
+            return {}
+        return {m.value: sum(db.methods.get(m.value, 0) for db in self.databases) for m in Method}
 
     @property
     def count_mismatches(self) -> tuple[DbSummary, ...]:
@@ -200,6 +212,7 @@ class VerifyResult:
             "ttl_tolerance_ms": opts.ttl_tolerance_ms,
             "rounds": {"requested": opts.rounds, "run": self.rounds_run, "interval_s": opts.interval},
             "totals": self.totals(),
+            "methods": self.methods,
             "by_reason": dict(self.by_reason),
             "databases": [_db_json(db) for db in self.databases],
             **_listing_json("divergent_keys", self.divergent),
@@ -224,7 +237,7 @@ def _db_json(db: DbSummary) -> dict[str, Any]:
             "target_keys": db.target_keys, "keys_in_scope": db.in_scope, "keys_sampled": db.sampled,
             "compared": db.compared, "target_scanned": db.target_scanned, "divergent": db.divergent,
             "changed_during_verification": db.changed, "not_compared": db.not_compared,
-            "count_match": db.count_match, "extra_keys_check": db.extra_check}
+            "count_match": db.count_match, "extra_keys_check": db.extra_check, "methods": dict(db.methods)}
 
 
 def _listing_json(name: str, listing: Listing) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from migrate.config import ConnectionSettings
 from migrate.logs import get_logger
@@ -44,6 +44,7 @@ def _order(diff: KeyDiff) -> tuple[int, int, str, bytes]:
 
 @dataclass
 class Counters:
+    methods: dict[str, int] = field(default_factory=dict)  # keys compared per method (routes.Method), both passes
     in_scope: int = 0
     sampled: int = 0
     compared: int = 0
