@@ -8,7 +8,7 @@ from migrate.facts.modules import MODULES, ModuleFact, module_for_name, module_f
 from migrate.facts.releases import VALKEY_FOREIGN_RANGE, VALKEY_RELAXED_FROM, accepts_rdb_version
 from migrate.facts.types import CORE_TYPES
 from migrate.preflight.findings import Finding, blocker, info, warning
-from migrate.preflight.profile import Census, Profile
+from migrate.preflight.profile import Census, EmptyKeys, Profile
 from migrate.preflight.registry import check
 
 
@@ -212,7 +212,7 @@ def functions(profile: Profile) -> Iterator[Finding]:
                       "target (`migrate run` copies them; replication does too)", libraries=tuple(missing))
 
 
-@check("RDB_FILE_UNREADABLE", "RDB_FILE")
+@check("RDB_FILE_UNREADABLE", "RDB_FILE", "RDB_EMPTY_KEYS")
 def rdb_file(profile: Profile) -> Iterator[Finding]:
     facts = profile.rdb_file
     if facts is None:
@@ -227,6 +227,19 @@ def rdb_file(profile: Profile) -> Iterator[Finding]:
     yield info("RDB_FILE", f"RDB file {facts.path}: RDB {facts.rdb_version} written by {writer}, {keys} keys, "
                f"{facts.size} bytes", "", path=facts.path, rdb_version=facts.rdb_version, keys=keys,
                functions=facts.functions)
+    if facts.empty is not None:
+        yield empty_keys_finding("RDB_EMPTY_KEYS", f"RDB file {facts.path}", facts.empty)
+
+
+def empty_keys_finding(code: str, where: str, empty: EmptyKeys) -> Finding:
+    """Empty collections in a file: skipped by `migrate run` (and by a server loading the file, except empty intsets
+    and zipmaps, for which Redis 7.0+ and Valkey refuse the whole file)."""
+    refused = (f"; {empty.refused} of them (empty intsets or zipmaps) make Redis 7.0+ and Valkey refuse the whole "
+               "file" if empty.refused else "")
+    make = warning if empty.refused else info
+    return make(code, f"{where} holds {empty.keys} empty collections: skipped, as a server loading the file skips "
+                f"them{refused}", "nothing to do: `migrate run` skips and names them (an empty collection holds no "
+                "data)", keys=empty.keys, refused=empty.refused, examples=empty.examples)
 
 
 @check("AOF_UNREADABLE", "AOF_BASE_REFUSED", "AOF_COMMANDS_UNSUPPORTED", "AOF_FILES")

@@ -14,7 +14,7 @@ from migrate.run.checkpoint import Checkpoint, DbState
 from migrate.run.convert import CachedPlan, Route
 from migrate.run.options import RunOptions, Strategy
 from migrate.run.ratelimit import RateLimiter
-from migrate.run.reload import redis_glob
+from migrate.run.rdbload import redis_glob
 from migrate.run.tally import DbTally, KeyIssue
 from migrate.run.writer import restore_command
 from migrate.settings import size as parse_size

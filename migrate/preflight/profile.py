@@ -205,6 +205,21 @@ class RdbFileFacts:
     census: Census | None = None
     functions: tuple[str, ...] = ()
     error: str | None = None  # one line when the file could not be read
+    empty: EmptyKeys | None = None  # empty collections in the file
+
+
+@dataclass(frozen=True)
+class EmptyKeys:
+    """Empty collections in a file: a server loading it skips them (`skipped`), or refuses the whole file for an
+    empty intset or zipmap (`refused`, Redis 7.0+ and Valkey); `migrate run` skips both and names them."""
+
+    skipped: int
+    refused: int
+    examples: tuple[str, ...]  # "db N key (TYPE)" of the first few
+
+    @property
+    def keys(self) -> int:
+        return self.skipped + self.refused
 
 
 @dataclass(frozen=True)

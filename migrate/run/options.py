@@ -59,6 +59,9 @@ class RunOptions:
                                     "no size probe).", metavar="SIZE", parse=size, shown_default="16mb")
     from_rdb: Path | None = option(None, "--strategy reload: load this RDB file instead of a live snapshot.",
                                    metavar="FILE", parse=path)
+    from_aof: Path | None = option(None, "--strategy reload: load this AOF instead of a live snapshot: a Redis 7+ "
+                                   "appendonly directory (or its manifest), or a single appendonly.aof.",
+                                   metavar="PATH", parse=path)
     spool: bool = option(True, "--strategy reload: take the live snapshot to local disk and check it before the "
                          "target is flushed (--no-spool streams it: a broken stream then leaves the target partial).",
                          switch=True)
@@ -86,6 +89,8 @@ class RunOptions:
             raise ConfigError("--from-rdb needs --strategy reload")
         if self.from_rdb is not None:
             _check_input_file(self.from_rdb, "--from-rdb")
+        if self.from_aof is not None:
+            self._check_aof()
         if self.promote and self.strategy is not Strategy.REPLICAOF:
             raise ConfigError("--promote needs --strategy replicaof")
         if self.resume and self.strategy is not Strategy.REPLAY:
@@ -98,6 +103,27 @@ class RunOptions:
             raise ConfigError("--strategy replicaof copies the whole dataset: it takes no --match, --type, "
                               "--exclude, --db or --db-map", "use --strategy replay to copy a selection")
         return self
+
+
+    def _check_aof(self) -> None:
+        assert self.from_aof is not None
+        if self.strategy is not Strategy.RELOAD:
+            raise ConfigError("--from-aof needs --strategy reload")
+        if self.from_rdb is not None:
+            raise ConfigError("--from-rdb and --from-aof exclude each other", "give one input file")
+        if not self.from_aof.exists():
+            raise ConfigError(f"--from-aof: not found: {self.from_aof}",
+                              "give the AOF directory (appenddirname), its manifest, or an appendonly.aof file")
+        selection = self.selection
+        if selection.match or selection.types or selection.exclude:
+            raise ConfigError("--from-aof replays commands, which --match, --type and --exclude cannot select (a "
+                              "command may touch several keys, of any type)",
+                              "select databases with --db / --db-map, or load the whole file")
+
+    @property
+    def from_file(self) -> Path | None:
+        """The input file of a reload (--from-rdb or --from-aof); None: a live snapshot."""
+        return self.from_rdb or self.from_aof
 
 
 def _check_input_file(path: Path, flag: str) -> None:

@@ -9,63 +9,46 @@ memory, never written to our disk.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass, field
-from functools import partial
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Final, cast
 
+from migrate.aof import AofInput
 from migrate.config import ConnectionSettings
 from migrate.connection import with_retries
 from migrate.errors import BadInputError, MigrateError, ProblemsFound
 from migrate.identity import config_value, refuse_same_server
 from migrate.logs import get_logger
-from migrate.rdb.dump import build_dump
 from migrate.rdb.errors import RdbFormatError
 from migrate.rdb.precheck import Precheck, precheck
 from migrate.rdb.reader import RdbReader
-from migrate.rdb.records import End, FunctionRecord, ModuleAux
 from migrate.rdb.rewrite import DEFAULT_MAX_COMMAND_BYTES
 from migrate.render import display_key
 from migrate.rights import Context, check_rights
+from migrate.run.aofload import check_aof, load_aof, open_input
+from migrate.run.aofload import commands_of as aof_commands
+from migrate.run.aofload import describe as describe_aof
 from migrate.run.convert import CachedPlan, Converter, signature
 from migrate.run.options import OnIncompatible, RunConfig, RunOptions
 from migrate.run.progress import RunProgress
-from migrate.run.pump import Pump
-from migrate.run.ratelimit import RateLimiter
-from migrate.run.result import DbReport, FunctionsReport, RunResult
-from migrate.run.session import check_writable_target, doomed_stream, proto_max_bulk_len
+from migrate.run.rdbload import Extras, KeyLoader, load_functions, load_records, restore_payload, wanted_records
+from migrate.run.result import CommandsReport, DbReport, FunctionsReport, RunResult
+from migrate.run.session import check_writable_target, doomed_stream
 from migrate.run.snapshot import ReplicationSnapshot
 from migrate.run.spool import check_space, spool_folder, spooled_snapshot
 from migrate.run.tally import DbTally
-from migrate.run.writer import Item, TargetWriter
 from migrate.selection import KeySelection
 from migrate.server import Server
+from migrate.stream import StreamTally, TargetProfile, Translator
 from migrate.wire import Channel, is_error, pack
 
 log = get_logger(__name__)
 
 SAMPLE_KEYS: Final = 2000
 PlanSink = Callable[[tuple[str, ...]], None]
-
-
-@dataclass
-class Loaded:
-    """A batch of one source database's keys, in file order."""
-
-    db: int
-    items: list[Item]
-
-
-@dataclass
-class Extras:
-    functions: list[bytes] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    end: End | None = None
 
 
 def reload(config: RunConfig, on_plan: PlanSink | None = None) -> RunResult:
@@ -76,27 +59,50 @@ def reload(config: RunConfig, on_plan: PlanSink | None = None) -> RunResult:
         target = Server("target", common.require_target(), settings)
         stack.callback(target.close)
         source = None
-        if options.from_rdb is None:
+        aof = open_input(config) if options.from_aof is not None else None  # a bad input: refused before anything
+        if options.from_file is None:
             source = Server("source", common.require_source(), settings)
             stack.callback(source.close)
             refuse_same_server(source.identity, target.identity, options.selection.database_pairs())
         check_writable_target(target)
         _check_rights(config, source, target)
-        plan = _plan(config, source, target)
+        plan = _plan(config, source, target, aof)
         if on_plan is not None:
             on_plan(plan)
-        what = str(options.from_rdb) if options.from_rdb else source.identity.describe() if source else "?"
+        what = str(options.from_file) if options.from_file else source.identity.describe() if source else "?"
         if not options.yes or options.dry_run:
             note = "nothing done: dry run" if options.dry_run else "nothing done: rerun with --yes to execute"
             return RunResult("reload", what, target.identity.describe(), executed=False, dry_run=options.dry_run,
                              resumed=False, seconds=time.monotonic() - started, plan=plan, notes=(note,))
-        tallies, extras = _execute(config, source, target)
-        functions = _load_functions(target, settings, extras.functions)
+        done = _execute_aof(config, target, aof) if aof is not None else _execute(config, source, target)
         return RunResult("reload", what, target.identity.describe(), executed=True, dry_run=False, resumed=False,
-                         seconds=time.monotonic() - started,
-                         dbs=tuple(DbReport.of(t) for _, t in sorted(tallies.items())),
-                         functions=functions, plan=plan, notes=tuple(extras.notes))
+                         seconds=time.monotonic() - started, dbs=_db_reports(config, done), functions=done.functions,
+                         plan=plan, notes=tuple(done.notes), commands=done.commands)
     raise AssertionError("unreachable")  # pragma: no cover - ExitStack does not swallow exceptions
+
+
+@dataclass
+class _Done:
+    """What a load did: per source database tallies, the notes, functions and (from an AOF) the command part."""
+
+    tallies: dict[int, DbTally]
+    notes: list[str]
+    functions: FunctionsReport | None = None
+    commands: CommandsReport | None = None
+    stream: StreamTally | None = None
+
+
+def _db_reports(config: RunConfig, done: _Done) -> tuple[DbReport, ...]:
+    """One report per source database; the keys the command translation skipped or changed join their database."""
+    tallies = dict(done.tallies)
+    if done.stream is not None:
+        for attr in ("skipped", "changed"):
+            for issue in getattr(done.stream, attr).issues:
+                tally = tallies.get(issue.db)
+                if tally is None:
+                    tally = tallies[issue.db] = DbTally(issue.db, config.options.selection.target_db(issue.db))
+                getattr(tally, attr).append(issue)
+    return tuple(DbReport.of(t) for _, t in sorted(tallies.items()))
 
 
 def _check_rights(config: RunConfig, source: Server | None, target: Server) -> None:
@@ -112,13 +118,22 @@ def _check_rights(config: RunConfig, source: Server | None, target: Server) -> N
 # -- the plan ---------------------------------------------------------------------------------------------------------
 
 
-def _plan(config: RunConfig, source: Server | None, target: Server) -> tuple[str, ...]:
+def _plan(config: RunConfig, source: Server | None, target: Server, aof: AofInput | None) -> tuple[str, ...]:
     options = config.options
-    lines = [_snapshot_line(options, source), _check_line(options)]
+    if aof is not None:
+        lines = [describe_aof(aof), _aof_check_line(options)]
+    else:
+        lines = [_snapshot_line(options, source), _check_line(options)]
     lines.append(_flush_line(options.selection, target, source))
     lines.append(f"load: every key through the per-key conversion (as is, restamped, or rewritten with commands), "
                  f"batches of {options.batch_size}, --on-incompatible {options.on_incompatible}")
-    lines.append(_estimate(config, source, target))
+    if aof is not None:
+        lines.append(f"load: then the AOF's commands, translated for {target.identity.label} (databases, MULTI/EXEC "
+                     "blocks kept atomic, relative expiries made absolute, RESTOREs through the per-key conversion) "
+                     "and pipelined")
+        lines.append(_aof_estimate(config, target, aof))
+    else:
+        lines.append(_estimate(config, source, target))
     lines.append("rollback: the flush deletes the target's current data and this tool cannot bring it back: back the "
                  "target up first (BGSAVE and keep its RDB file); the source is only read")
     return tuple(lines)
@@ -133,6 +148,13 @@ def _check_line(options: RunOptions) -> str:
                 f"checksum {judged}".rstrip())
     return ("check: --no-spool streams the snapshot into the flushed target: if the stream breaks, the target is left "
             "partial (judged beforehand only from the source's modules and field TTLs)")
+
+
+def _aof_check_line(options: RunOptions) -> str:
+    judged = (", and for keys and commands the target cannot take (--on-incompatible fail stops here, naming them)"
+              if options.on_incompatible is OnIncompatible.FAIL else "")
+    return ("check: before anything is flushed, the AOF is read in full as a server loads it (manifest, every file, "
+            f"RDB parts and their checksums, a torn tail){judged}")
 
 
 def _snapshot_line(options: RunOptions, source: Server | None) -> str:
@@ -191,13 +213,34 @@ def _estimate(config: RunConfig, source: Server | None, target: Server) -> str:
             f"µs/key for the target to take the bytes)")
 
 
+def _aof_estimate(config: RunConfig, target: Server, aof: AofInput) -> str:
+    """Time to read and translate a sample of the commands, plus the target's time to take their bytes (as ECHO)."""
+    translator = Translator(TargetProfile.of(target.client), policy=OnIncompatible.SKIP)
+    began = time.perf_counter()
+    sample = list(aof_commands(aof, SAMPLE_KEYS))
+    units = [u for u in (translator.feed(argv, 0) for argv, _ in sample) if u is not None]
+    read_s = time.perf_counter() - began
+    rdb = sum(f.size for f in aof.files if f.format == "rdb")
+    if not sample:
+        return f"estimate: not measured (no command file); the RDB part ({rdb:,} bytes) loads as --from-rdb does"
+    payloads = [pack(argv) for unit in units for _, argv in unit.commands]
+    write_s = _echo_time(target, config.common.connection, payloads) if payloads else 0.0
+    per_command = (read_s + write_s) / len(sample)
+    command_bytes = sum(f.size for f in aof.files if f.format == "aof")
+    commands = int(len(sample) * command_bytes / max(1, sum(size for _, size in sample)))
+    rdb_note = f"; the RDB part ({rdb:,} bytes) loads as --from-rdb does" if rdb else ""
+    return (f"estimate: about {commands:,} commands in {per_command * commands:,.1f} s (measured on a sample of "
+            f"{len(sample):,}: {read_s / len(sample) * 1e6:.1f} µs each to read and translate, "
+            f"{write_s / len(sample) * 1e6:.1f} µs for the target to take the bytes){rdb_note}")
+
+
 def _sample_file(options: RunOptions, converter: Converter) -> tuple[list[bytes], int]:
     assert options.from_rdb is not None
     payloads: list[bytes] = []
     with RdbReader(options.from_rdb) as reader, contextlib.suppress(RdbFormatError):  # reported by the check
         for item in reader.scan():
             if type(item) is tuple:
-                payloads.append(_payload(converter, item[3], item[7], reader.rdb_version))
+                payloads.append(restore_payload(converter, item[3], item[7], reader.rdb_version))
                 if len(payloads) >= SAMPLE_KEYS:
                     break
     consumed = max(1, reader.bytes_read)
@@ -245,7 +288,25 @@ def _echo_time(target: Server, settings: ConnectionSettings, payloads: list[byte
 # -- execution --------------------------------------------------------------------------------------------------------
 
 
-def _execute(config: RunConfig, source: Server | None, target: Server) -> tuple[dict[int, DbTally], Extras]:
+def _execute_aof(config: RunConfig, target: Server, aof: AofInput) -> _Done:
+    options = config.options
+    check = check_aof(aof, config, target)
+    _flush(target, config.common.connection, _target_dbs(options.selection, None))
+    try:
+        with RunProgress(options.show_progress, check.commands + check.rdb_keys, "reloading") as progress:
+            load = load_aof(check, config, target, progress)
+    except MigrateError as exc:  # the target was flushed: every error from here on says so first
+        _say_flushed(exc)
+        raise
+    return _Done(load.loader.tallies, load.extras.notes, load.functions, load.commands, load.stream)
+
+
+def _say_flushed(exc: MigrateError) -> None:
+    exc.message = f"the target was flushed and holds a partial load: {exc.message}"
+    exc.hint = f"{exc.hint}; reload again once the cause is fixed (the target's data was replaced)"
+
+
+def _execute(config: RunConfig, source: Server | None, target: Server) -> _Done:
     options = config.options
     with ExitStack() as stack:
         path = options.from_rdb
@@ -266,33 +327,23 @@ def _execute(config: RunConfig, source: Server | None, target: Server) -> tuple[
         reader = stack.enter_context(RdbReader(stream))
         _flush(target, config.common.connection, _target_dbs(options.selection, source))
         try:
-            return _load(config, source, target, reader, stack)
+            tallies, extras = _load(config, source, target, reader, stack)
+            functions = load_functions(target, config.common.connection, extras.functions)
         except MigrateError as exc:  # the target was flushed: every error from here on says so first
-            exc.message = f"the target was flushed and holds a partial load: {exc.message}"
-            exc.hint = f"{exc.hint}; reload again once the cause is fixed (the target's data was replaced)"
+            _say_flushed(exc)
             raise
+        return _Done(tallies, extras.notes, functions)
     raise AssertionError("unreachable")  # pragma: no cover - ExitStack does not swallow exceptions
 
 
 def _load(config: RunConfig, source: Server | None, target: Server, reader: RdbReader,
           stack: ExitStack) -> tuple[dict[int, DbTally], Extras]:
-    options = config.options
-    bulk = proto_max_bulk_len(target)
-    threshold = options.big_key_threshold
-    max_command_bytes = min(DEFAULT_MAX_COMMAND_BYTES, bulk // 2)
-    converter = Converter(target.identity.capabilities, max_command_bytes)
-    loader = _Loader(config, target, converter, min(bulk, threshold) if threshold else bulk)
+    loader = KeyLoader(config, target)
     stack.callback(loader.close)
     extras = Extras()
     total = sum(source.identity.keyspace.values()) if source is not None else None
-    progress = stack.enter_context(RunProgress(options.show_progress, total, "reloading"))
-    pump: Pump[Loaded] = Pump(_batches(reader, options, converter, extras))
-    try:
-        for batch in pump:
-            loader.write(batch)
-            progress.advance(len(batch.items), sum(len(i[1] or b"") for i in batch.items))
-    finally:
-        pump.stop()
+    progress = stack.enter_context(RunProgress(config.options.show_progress, total, "reloading"))
+    load_records(reader.scan(), reader.rdb_version, loader, progress, extras)
     if extras.end is not None and extras.end.checksum_ok is False:
         raise BadInputError(f"the snapshot's checksum does not match (stored {extras.end.checksum:#x}, computed "
                             f"{extras.end.computed:#x})", "the snapshot is corrupt: take a new one")
@@ -305,7 +356,7 @@ def _refuse_doomed_file(path: Path, config: RunConfig, target: Server) -> None:
     options = config.options
     try:
         check = precheck(path, target.identity.capabilities, lossy=options.on_incompatible is not OnIncompatible.FAIL,
-                         wanted=_wanted(options.selection))
+                         wanted=wanted_records(options.selection))
     except RdbFormatError as exc:
         raise BadInputError(f"the snapshot {path} is unusable: {exc.message}; the target was not touched") from None
     if check.incompatible_total and options.on_incompatible is OnIncompatible.FAIL:
@@ -344,122 +395,3 @@ def _flush(target: Server, settings: ConnectionSettings, dbs: list[int] | None) 
         finally:
             client.close()
     log.warning("flushed", target=str(target.endpoint), dbs=dbs)
-
-
-def _payload(converter: Converter, type_byte: int, body: bytes, rdb_version: int) -> bytes:
-    """A RESTORE payload for an RDB record, stamped directly with the target's version when it would be restamped."""
-    decided = converter.cached.get((type_byte, rdb_version))
-    version = decided.restamp_to if decided is not None and decided.restamp_to is not None else rdb_version
-    return build_dump(type_byte, body, version)
-
-
-def _wanted(selection: KeySelection) -> Callable[[int, bytes, str], bool] | None:
-    """Whether a record of the file is in the selection: (db, key, logical type); None: every record is."""
-    dbs = set(selection.source_dbs({})) if (selection.dbs or selection.db_map) else None
-    match = redis_glob(selection.match) if selection.match else None
-    if dbs is None and match is None and not selection.exclude and not selection.types:
-        return None
-
-    def wanted(db: int, key: bytes, logical: str) -> bool:
-        return ((dbs is None or db in dbs) and (match is None or match.fullmatch(key) is not None)
-                and selection.wants_key(key) and selection.wants_type(logical))
-    return wanted
-
-
-def _batches(reader: RdbReader, options: RunOptions, converter: Converter, extras: Extras) -> Iterator[Loaded]:
-    """Key records as batches per source database; functions and module data outside keys go to `extras`."""
-    wanted = _wanted(dataclasses.replace(options.selection, types=()))  # types: the writer filters, after conversion
-    limiter = RateLimiter(options.rate_limit)
-    size = limiter.batch_size(options.batch_size)
-    version = reader.rdb_version
-    batch = Loaded(-1, [])
-    for item in reader.scan():
-        if type(item) is tuple:
-            _, db, key, type_byte, expire, _, _, body, _, _, _ = item
-            if wanted is not None and not wanted(db, key, ""):
-                continue
-            if db != batch.db or len(batch.items) >= size:
-                if batch.items:
-                    limiter.acquire(len(batch.items))
-                    yield batch
-                batch = Loaded(db, [])
-            payload = _payload(converter, type_byte, body, version)
-            batch.items.append((key, payload, expire, len(payload)))
-        elif isinstance(item, FunctionRecord):
-            extras.functions.append(item.code)
-        elif isinstance(item, ModuleAux):
-            extras.notes.append(f"module data outside keys ({item.module_type}) is not loaded: recreate it on the "
-                                f"target (e.g. search indexes)")
-        elif isinstance(item, End):
-            extras.end = item
-    if batch.items:
-        yield batch
-
-
-def redis_glob(pattern: str) -> re.Pattern[bytes]:
-    """A SCAN MATCH pattern as a regex over key bytes: * ? [abc] [^a-z] [!a-z] and backslash escapes."""
-    out, i, raw = [], 0, pattern.encode()
-    while i < len(raw):
-        ch = raw[i:i + 1]
-        if ch == b"\\" and i + 1 < len(raw):
-            out.append(re.escape(raw[i + 1:i + 2]))
-            i += 2
-            continue
-        if ch == b"[":
-            end = raw.find(b"]", i + 1)
-            if end > i + 1:
-                body = raw[i + 1:end]
-                negate = body[:1] in (b"^", b"!")
-                body = body[1:] if negate else body
-                out.append(b"[" + (b"^" if negate else b"") + body.replace(b"\\", b"\\\\") + b"]")
-                i = end + 1
-                continue
-        out.append(b".*" if ch == b"*" else b"." if ch == b"?" else re.escape(ch))
-        i += 1
-    return re.compile(b"".join(out), re.DOTALL)
-
-
-class _Loader:
-    """Writes Loaded batches to their target databases, one writer (and connection) per database."""
-
-    def __init__(self, config: RunConfig, target: Server, converter: Converter, restore_limit: int) -> None:
-        self.config = config
-        self.target = target
-        self.converter = converter
-        self.restore_limit = restore_limit
-        self.writers: dict[int, TargetWriter] = {}
-        self.tallies: dict[int, DbTally] = {}
-
-    def write(self, batch: Loaded) -> None:
-        options = self.config.options
-        target_db = options.selection.target_db(batch.db)
-        writer = self.writers.get(batch.db)
-        if writer is None:
-            self.target.check_databases([target_db])
-            link = Channel(self.target.endpoint, self.config.common.connection, "target", target_db)
-            writer = self.writers[batch.db] = TargetWriter(
-                link, self.converter, options.on_incompatible, self.config.common.connection, source_db=batch.db,
-                restore_limit=self.restore_limit, copier=None, types=frozenset(options.selection.types),
-                dry_run=False)
-            self.tallies[batch.db] = DbTally(batch.db, target_db)
-        tally = self.tallies[batch.db]
-        # The target was flushed: a key already there came from this load (a db merged by --db-map): reported busy.
-        writer.write(batch.items, tally, replace=options.replace, retry_replace=True)
-
-    def close(self) -> None:
-        for writer in self.writers.values():
-            writer.link.close()
-
-
-def _load_functions(target: Server, settings: ConnectionSettings, codes: list[bytes]) -> FunctionsReport | None:
-    if not codes:
-        return None
-    loaded, failed = 0, []
-    for code in codes:
-        try:
-            with_retries(partial(target.client.execute_command, "FUNCTION", "LOAD", "REPLACE", code), settings,
-                         "FUNCTION LOAD", target.endpoint, "target")
-            loaded += 1
-        except Exception as exc:  # reported: the keys are loaded already
-            failed.append(" ".join(str(exc).split())[:120])
-    return FunctionsReport(loaded, f"{len(failed)} not loaded: {'; '.join(failed)}" if failed else "")

@@ -78,6 +78,14 @@ class Translator:
             return source_db
         return self._map.get(source_db)
 
+    def passes(self, raw_name: bytes) -> bool:
+        """Commands of this name (lower case) go to the target as they are and change no translator state: a pass
+        that only looks for what the target cannot take may skip them."""
+        plan = self._plans.get(raw_name)
+        if plan is None:
+            plan = self._plans[raw_name] = self._plan(raw_name)
+        return plan[0]
+
     def translate(self, commands: Iterable[SourceCommand], received_ms: int | None = None) -> Iterator[Unit]:
         for argv, end_offset in commands:
             unit = self.feed(argv, end_offset, received_ms)
