@@ -230,3 +230,53 @@ def test_a_copy_of_a_live_aof_directory_loads(servers: ServerFactory, capsys: An
     state = expected_state("valkey-9.1-rdb-base")
     assert code == 0, err
     assert same_state(canonical_state(target.client()), state, tolerance(state)) == []
+
+
+# -- preflight --aof-dir: offline, like --rdb-file ------------------------------------------------------------------
+
+def preflight_aof(capsys: Any, path: Path, target: str) -> tuple[int, dict[str, Any], str]:
+    code = run_cli(["preflight", "--aof-dir", str(path), "--target-version", target, "--format", "json"])
+    out, err = capsys.readouterr()
+    return code, json.loads(out) if out.strip() else {}, err
+
+
+def findings(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {f["code"]: f for f in report["findings"]}
+
+
+@pytest.mark.parametrize("fixture", ["redis-6.0-preamble", "redis-7.0-aof-base", "redis-8.0.6-rdb-base"])
+def test_preflight_reads_an_aof_offline(capsys: Any, fixture: str) -> None:
+    from migrate.aof import summarize_aof
+
+    summary = summarize_aof(CORPUS / fixture)
+    code, report, err = preflight_aof(capsys, CORPUS / fixture, "valkey:8.1")
+    found = findings(report)
+    hfe = fixture.startswith("redis-8")  # its RDB base holds hashes with field TTLs: Valkey 8.1 cannot keep them
+    assert code == (ExitCode.PROBLEMS if hfe else 0), err
+    assert ("HFE_UNSUPPORTED" in found) == hfe
+    aof = report["aof"]
+    assert aof["error"] is None and sum(aof["commands"].values()) == summary.commands
+    assert aof["rdb_keys"] == summary.keys_in_rdb and aof["transactions"] == summary.transactions >= 2
+    assert "AOF_FILES" in found and report["strategy"]["recommended"] == "reload"
+    lacking = found.get("AOF_COMMANDS_UNSUPPORTED", {}).get("evidence", {}).get("commands", {})
+    assert set(lacking) == ({"hpexpireat", "hpersist", "hsetex"} if hfe else set())
+    if summary.keys_in_rdb:  # the RDB part's census, classified for the target
+        assert report["aof"]["census"]["dbs"] and report["strategy"]["keys"] == summary.keys_in_rdb
+
+
+def test_preflight_names_a_torn_tail_and_refuses_what_a_server_refuses(capsys: Any) -> None:
+    code, report, err = preflight_aof(capsys, BAD / "open-transaction", "valkey:9.1")
+    truncated = findings(report)["AOF_TRUNCATED"]
+    assert code == 0 and truncated["severity"] == "warning" and truncated["evidence"]["dropped_commands"] == 3
+    for name, says in BAD_INPUTS:
+        code, _, err = preflight_aof(capsys, BAD / name, "valkey:9.1")
+        assert code == ExitCode.BAD_INPUT and says in error_line(err), (name, err)
+
+
+def test_preflight_flags_module_commands(capsys: Any, tmp_path: Path) -> None:
+    aof = _write_aof(tmp_path / "aof", _resp(b"SELECT", b"0") + _resp(b"JSON.SET", b"doc", b"$", b"{}") +
+                     _resp(b"SET", b"plain", b"v"))
+    code, report, _ = preflight_aof(capsys, aof, "valkey:9.1")
+    module = findings(report)["AOF_MODULE_COMMANDS"]
+    assert code == ExitCode.PROBLEMS and module["severity"] == "blocker" and module["evidence"]["commands"] == {
+        "json.set": 1}
