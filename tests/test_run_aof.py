@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from fixtures.aof_state import canonical_state, same_state
+from migrate.aof import AofReader
 from migrate.cli import run_cli
 from migrate.errors import ExitCode
 from tests.aof_support import BAD, CORPUS, expected_state, server_on_aof, tolerance
@@ -280,3 +281,33 @@ def test_preflight_flags_module_commands(capsys: Any, tmp_path: Path) -> None:
     module = findings(report)["AOF_MODULE_COMMANDS"]
     assert code == ExitCode.PROBLEMS and module["severity"] == "blocker" and module["evidence"]["commands"] == {
         "json.set": 1}
+
+
+def test_a_plan_over_its_memory_budget_goes_on_parsing(servers: ServerFactory, capsys: Any,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The check pass keeps at most PLAN_ENTRIES entries of the load plan (memory bounded by that, not by the
+    file): past them, the load parses the rest of the file; the result is the same."""
+    from migrate.run import aofload
+
+    monkeypatch.setattr(aofload, "PLAN_ENTRIES", 7)
+    state = expected_state("redis-8.0.6-aof-base")
+    target = servers.get("valkey-9.1")
+    code, report, err = reload_aof(capsys, target, CORPUS / "redis-8.0.6-aof-base")
+    assert code == 0, err
+    assert same_state(canonical_state(target.client()), state, tolerance(state)) == []
+    assert report["commands"]["read"] == sum(1 for _ in AofReader(CORPUS / "redis-8.0.6-aof-base").commands_only())
+
+
+def test_a_command_the_target_refuses_inside_a_forwarded_run_is_named(servers: ServerFactory, capsys: Any,
+                                                                      tmp_path: Path) -> None:
+    """Commands the target takes as they are go out as the bytes the file holds; a refusal among them (the target
+    already differs: here a key of another type) still names the command and key, and says the target was
+    flushed."""
+    commands = (_resp(b"SET", b"a", b"1") + _resp(b"SET", b"k", b"v") + _resp(b"LPUSH", b"k", b"x") +
+                _resp(b"SET", b"b", b"2"))
+    aof = _write_aof(tmp_path / "aof", commands)
+    target = servers.get("valkey-9.1")
+    code, _, err = reload_aof(capsys, target, aof)
+    line = error_line(err)
+    assert code == ExitCode.MIGRATION and "LPUSH k" in line and "WRONGTYPE" in line, line
+    assert line.startswith("error: the target was flushed and holds a partial load")

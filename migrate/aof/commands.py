@@ -61,7 +61,8 @@ class CommandStream:
         self.chunk_size = chunk_size
         self.truncated_at: int | None = None
         self.fast = fast
-        self.exact_from: int | None = None  # where the exact parser took over (None: it was not needed)
+        self.exact_from: int | None = None  # where the exact parser took over
+        self.canonical = False  # the fast path read up to the end: only the last command needed the exact rules
         self._start = start
         self._stop = stop
         self._path = path
@@ -95,24 +96,29 @@ class CommandStream:
         pos = start  # where the next command starts, by the canonical lengths so far
         held: RawCommand | None = None  # parsed, waiting for the next command's header to prove its end
         heads = _HEADS
+        extra = _EXTRA_DIGITS
         while True:
             try:
                 reply = gets()
             except hiredis.ProtocolError:
                 break
             if reply is False:
-                if fed >= size:
-                    break
-                data = read(min(FAST_CHUNK, size - fed))
+                data = read(min(FAST_CHUNK, size - fed)) if fed < size else b""
                 if not data:
+                    self.canonical = True
                     break
                 prev, prev_base, cur, cur_base = cur, cur_base, data, fed
                 fed += len(data)
                 reader.feed(data)
                 continue
+            if type(reply) is not list:  # a bulk string, an error, a number...: the exact rules decide
+                break
             argv = tuple(reply)
             argc = len(argv)
-            try:
+            try:  # the canonical length: one digit per length counted, plus the digits past the first
+                length = (sum(map(len, argv)) + sum(map(extra.__getitem__, map(len, argv))) + 6 * argc + 4
+                          + extra[argc])
+            except IndexError:  # an argument of 100,000 bytes or more
                 length = _canonical_length(argv, argc)
             except TypeError:  # a nil, an integer, a nested array: the exact rules decide
                 break
@@ -224,6 +230,7 @@ class CommandStream:
 
 _HEADS: Final = tuple(b"*%d\r\n$" % n for n in range(64))
 _DIGITS: Final = bytes(len(str(n)) for n in range(100_000))
+_EXTRA_DIGITS: Final = bytes(len(str(n)) - 1 for n in range(100_000))  # digits of n past the first
 
 
 def _canonical_length(argv: tuple[bytes, ...], argc: int) -> int:

@@ -16,12 +16,17 @@ source never had. RESTOREs of the AOF are loaded like RDB keys (per-key conversi
 
 from __future__ import annotations
 
+import os
 import time
+from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Final
 
-from migrate.aof import AofCommand, AofInput, AofReader, FileEnd, Truncation, open_aof_input
+import hiredis
+from hiredis import pack_command
+
+from migrate.aof import AofInput, AofReader, FileEnd, Truncation, open_aof_input
 from migrate.aof.commands import CommandStream
 from migrate.aof.discover import AofFileInfo
 from migrate.errors import BadInputError, ProblemsFound
@@ -36,11 +41,14 @@ from migrate.run.result import CommandsReport, FunctionsReport
 from migrate.server import Server
 from migrate.stream import Applier, ApplyOptions, DbMap, StreamTally, TargetProfile, Translator, Unit
 from migrate.stream.model import Argv
+from migrate.stream.translator import QuickPlan
 
 STREAM_ID: Final = "reload-aof"
 SHOWN: Final = 5  # keys named in a refusal (the report of a run names them all)
-PROGRESS_EVERY: Final = 10_000
-_SELECT_0: Final[Argv] = (b"SELECT", b"0")
+RUN_COMMANDS: Final = 1000  # commands forwarded as read, per run (about one applier batch)
+RUN_BYTES: Final = 1 << 20
+PLAN_ENTRIES: Final = 1_000_000  # (start, end, count) entries the check pass keeps for the load: 24 MB at most
+TRANSLATE: Final = -1
 
 
 @dataclass(frozen=True)
@@ -54,6 +62,74 @@ class AofCheck:
     commands: int
     rdb_keys: int
     module_aux: tuple[str, ...] = ()
+    plans: dict[str, FilePlan] = field(default_factory=dict)  # file name -> how the load goes through its commands
+
+
+class FilePlan:
+    """How the load goes through one file's commands, found by the check pass: a flat array of (start, end, count)
+    entries in file order. count > 0: a run of that many commands the target takes as they are, forwarded as the
+    bytes the file holds and never parsed again; count == TRANSLATE: one command for the translator. The plan covers
+    the commands up to `covered_up_to`; any after it (the plan outgrew its memory budget) are parsed at load time.
+    The file's last command is always translated: the exact parser read it, and its bytes may not be canonical.
+    `names`: the forwarded commands per name as spelled (for the report)."""
+
+    def __init__(self, start: int, budget: int) -> None:
+        self.entries = array("q")
+        self.covered_up_to = start
+        self.names: dict[bytes, int] = {}
+        self.budget = budget  # entries left
+        self.full = budget <= 0
+        self._run: list[int] = [0, 0, 0]  # start, end, count of the run being built
+        self._run_names: dict[bytes, int] = {}
+        self._last: tuple[int, int, bytes] = (0, 0, b"")  # the last command of the open run
+
+    def forward(self, offset: int, end: int, name: bytes) -> None:
+        if self.full:
+            return
+        run = self._run
+        if run[2] and (offset != run[1] or run[2] >= RUN_COMMANDS or end - run[0] > RUN_BYTES):
+            self._close()
+        if not run[2]:
+            run[0] = offset
+        run[1] = end
+        run[2] += 1
+        self._last = (offset, end, name)
+        self._run_names[name] = self._run_names.get(name, 0) + 1
+
+    def translate(self, offset: int, end: int) -> None:
+        if self.full:
+            return
+        self._close()
+        self._add(offset, end, TRANSLATE)
+
+    def finish(self) -> FilePlan:
+        if self._run[2] and not self.full:  # the last command goes to the translator
+            offset, end, name = self._last
+            self._run[1] = offset
+            self._run[2] -= 1
+            self._run_names[name] -= 1
+            self._close()
+            self._add(offset, end, TRANSLATE)
+        return self
+
+    def _close(self) -> None:
+        start, end, count = self._run
+        if count and self._add(start, end, count):
+            for name, n in self._run_names.items():
+                self.names[name] = self.names.get(name, 0) + n
+        self._run[2] = 0
+        self._run_names = {}
+
+    def _add(self, start: int, end: int, count: int) -> bool:
+        if count == 0:
+            return True
+        if self.budget <= 0:
+            self.full = True
+            return False
+        self.entries.extend((start, end, count))
+        self.covered_up_to = end
+        self.budget -= 1
+        return True
 
 
 @dataclass
@@ -65,6 +141,8 @@ class AofLoad:
     functions: FunctionsReport | None = None
     commands: CommandsReport | None = None
     stream: StreamTally | None = None
+    applier: Applier = field(init=False)
+    restored: int = 0  # RESTOREs of the AOF loaded through the per-key path
 
 
 def open_input(config: RunConfig) -> AofInput:
@@ -80,9 +158,11 @@ def check_aof(aof: AofInput, config: RunConfig, target: Server) -> AofCheck:
     start, and under --on-incompatible fail (ProblemsFound, exit 5) when keys or commands cannot be taken."""
     options = config.options
     judge = options.on_incompatible is OnIncompatible.FAIL
-    translator = (Translator(TargetProfile.of(target.client), policy=OnIncompatible.SKIP,
-                             db_map=DbMap.from_selection(options.selection)) if judge else None)
+    translator = Translator(TargetProfile.of(target.client), policy=OnIncompatible.SKIP,
+                            db_map=DbMap.from_selection(options.selection))
     reader = AofReader(aof, capture_payload=False)
+    plans: dict[str, FilePlan] = {}
+    budget = PLAN_ENTRIES
     rdb_ends: dict[str, int] = {}
     stops: dict[str, int] = {}
     incompatible: list[tuple[int, str, str]] = []
@@ -100,16 +180,19 @@ def check_aof(aof: AofInput, config: RunConfig, target: Server) -> AofCheck:
         if info.format == "empty":
             stops[info.name] = 0
             continue
-        if translator is not None and translator.db != 0:
-            translator.feed(_SELECT_0, 0)  # every file is replayed by a new client, in database 0
-        stops[info.name] = _check_commands(reader, info, start, index == len(aof.files) - 1, translator)
-    if translator is not None:
-        skipped = translator.tally.skipped
-        incompatible += [(i.db, i.key, i.reason) for i in skipped.issues]
-        incompatible_total += skipped.count
+        translator.new_client()  # every file is replayed by a new client, in database 0
+        plan = FilePlan(start, budget)
+        stops[info.name] = _check_commands(reader, info, start, index == len(aof.files) - 1, translator, plan)
+        if reader.canonical.get(info.name) and translator.db_map.identity:
+            plans[info.name] = plan.finish()
+            budget = plan.budget
+    skipped = translator.tally.skipped
+    incompatible += [(i.db, i.key, i.reason) for i in skipped.issues]
+    incompatible_total += skipped.count
     if judge and incompatible_total:
         _refuse(incompatible, incompatible_total)
-    return AofCheck(aof, rdb_ends, stops, reader.truncation, reader.commands, rdb_keys, tuple(sorted(module_aux)))
+    return AofCheck(aof, rdb_ends, stops, reader.truncation, reader.commands, rdb_keys, tuple(sorted(module_aux)),
+                    plans)
 
 
 def _check_rdb_part(info: AofFileInfo, config: RunConfig, target: Server) -> Precheck:
@@ -124,17 +207,26 @@ def _check_rdb_part(info: AofFileInfo, config: RunConfig, target: Server) -> Pre
                             "not touched", "a server refuses to load it too: restore the file from a backup") from None
 
 
-def _check_commands(reader: AofReader, info: AofFileInfo, start: int, last: bool,
-                    translator: Translator | None) -> int:
-    """Read a file's commands (the reader raises what a server refuses); judge those the target may not take."""
+def _check_commands(reader: AofReader, info: AofFileInfo, start: int, last: bool, translator: Translator,
+                    plan: FilePlan) -> int:
+    """Read a file's commands (the reader raises what a server refuses); translate, to judge them, those the target
+    may not take as they are; plan the load. Returns where the loaded commands end."""
     stop = start
-    passes = translator.passes if translator is not None else None
-    for event in reader.command_part(info, start, last):
-        if isinstance(event, AofCommand):
-            if translator is not None and passes is not None:
-                argv = event.argv
-                if not passes(argv[0].lower()):
-                    translator.feed(argv, event.seq)
+    quick: dict[bytes, QuickPlan] = {}
+    forward, translate, feed = plan.forward, plan.translate, translator.feed
+    hot = translator.followed and not translator.in_group  # changes only with a command the translator takes
+    for event in reader.command_part(info, start, last, raw=True):
+        if type(event) is tuple:
+            offset, end, argv = event
+            q = quick.get(argv[0])
+            if q is None:
+                q = quick[argv[0]] = translator.quick_plan(argv[0])
+            if hot and (q[0] or len(argv) == q[1] or (q[2] is not None and q[2](argv))):
+                forward(offset, end, argv[0])
+            else:
+                feed(argv, end)
+                translate(offset, end)
+                hot = translator.followed and not translator.in_group
         elif isinstance(event, FileEnd):
             stop = event.loaded_up_to  # the byte after the last command the server applies
     return stop
@@ -158,8 +250,8 @@ def load_aof(check: AofCheck, config: RunConfig, target: Server, progress: RunPr
     translator = Translator(TargetProfile.of(target.client), policy=options.on_incompatible,
                             db_map=DbMap.from_selection(options.selection))
     load.stream = translator.tally
-    restored = 0
     applier = Applier(target.endpoint, settings, STREAM_ID, ApplyOptions(marker=False), tally=translator.tally)
+    load.applier = applier
     try:
         for info in check.input.files:
             start = check.rdb_ends.get(info.name, 0)
@@ -169,15 +261,121 @@ def load_aof(check: AofCheck, config: RunConfig, target: Server, progress: RunPr
                 load.extras.functions = []
             if info.format == "empty":
                 continue
-            if translator.db != 0:
-                translator.feed(_SELECT_0, 0)
-            restored += _load_commands(info, start, check.stops[info.name], translator, applier, load, progress)
+            translator.new_client()
+            stop = check.stops[info.name]
+            with _CommandLoad(info, translator, load, progress) as commands:
+                plan = check.plans.get(info.name)
+                if plan is not None:
+                    commands.planned(plan)
+                    start = plan.covered_up_to
+                if start < stop:
+                    commands.parsed(start, stop)
         applier.flush()
     finally:
         applier.close()
         load.loader.close()
-    load.commands = _report(check, translator.tally, restored)
+    load.commands = _report(check, translator.tally, load.restored)
     return load
+
+
+class _CommandLoad:
+    """One file's commands into the target: the planned part (runs forwarded as read, the rest translated), then
+    whatever the plan does not cover, parsed (runs of commands the target takes as they are still forwarded)."""
+
+    def __init__(self, info: AofFileInfo, translator: Translator, load: AofLoad, progress: RunProgress) -> None:
+        self.info = info
+        self.translator = translator
+        self.load = load
+        self.applier = load.applier
+        self.progress = progress
+        self.fd = os.open(info.path, os.O_RDONLY)
+
+    def __enter__(self) -> _CommandLoad:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self.fd)
+
+    def forward(self, start: int, end: int, count: int) -> None:
+        translator = self.translator
+        self.applier.apply_raw(translator.target_db(translator.db) or 0, os.pread(self.fd, end - start, start),
+                               count, end, translator.db)
+        self.progress.advance(count, end - start)
+
+    def planned(self, plan: FilePlan) -> None:
+        entries = plan.entries
+        i, n = 0, len(entries)
+        while i < n:
+            start, end, count = entries[i], entries[i + 1], entries[i + 2]
+            if count != TRANSLATE:
+                self.forward(start, end, count)
+                i += 3
+                continue
+            j = i  # consecutive commands to translate: one read
+            while j + 3 < n and entries[j + 5] == TRANSLATE and entries[j + 3] == end and end - start < RUN_BYTES:
+                j += 3
+                end = entries[j + 1]
+            self.translated(self._commands(start, end, (j - i) // 3 + 1), end)
+            i = j + 3
+        self.translator.count_passed(plan.names)
+
+    def _commands(self, start: int, end: int, count: int) -> list[Argv]:
+        """The commands of [start, end): canonical RESP (hiredis), else (the file's last command) by the exact
+        rules."""
+        parsed = _parse(os.pread(self.fd, end - start, start), count)
+        if parsed is None:
+            parsed = [argv for _, _, argv in CommandStream(self.info.path, self.info.name, start, stop=end, fast=False)]
+        if len(parsed) != count:
+            raise BadInputError(f"the AOF file {self.info.name} changed after it was checked",
+                                "take a stable copy of the AOF and reload again")
+        return parsed
+
+    def translated(self, commands: list[Argv], end: int) -> None:
+        feed = self.translator.feed
+        for argv in commands:
+            self.unit(feed(argv, end))
+        self.progress.advance(len(commands), 0)
+
+    def unit(self, unit: Unit | None) -> None:
+        if unit is None:
+            return
+        if len(unit.commands) == 1 and not unit.group and _is_restore(unit.commands[0][1][0]):
+            self.applier.flush()  # a RESTORE goes through the per-key path: everything before it is applied first
+            self.load.restored += _restore(unit, self.load)
+        else:
+            self.applier.apply(unit)
+
+    def parsed(self, start: int, stop: int) -> None:
+        """Commands parsed here (a file the check pass could not plan): runs the target takes as they are are still
+        forwarded as read."""
+        translator = self.translator
+        quick: dict[bytes, QuickPlan] = {}
+        names: dict[bytes, int] = {}
+        run_start = run_end = count = 0
+        for offset, end, argv in CommandStream(self.info.path, self.info.name, start, stop=stop):
+            name = argv[0]
+            q = quick.get(name)
+            if q is None:
+                q = quick[name] = translator.quick_plan(name)
+            if ((q[0] or len(argv) == q[1] or (q[2] is not None and q[2](argv))) and translator.followed
+                    and not translator.in_group):
+                if count and (offset != run_end or count >= RUN_COMMANDS):
+                    self.forward(run_start, run_end, count)
+                    count = 0
+                if not count:
+                    run_start = offset
+                count += 1
+                run_end = end
+                names[name] = names.get(name, 0) + 1
+                continue
+            if count:
+                self.forward(run_start, run_end, count)
+                count = 0
+            self.unit(translator.feed(argv, end))
+            self.progress.advance(1, 0)
+        if count:
+            self.forward(run_start, run_end, count)
+        translator.count_passed(names)
 
 
 def _load_rdb_part(info: AofFileInfo, load: AofLoad, progress: RunProgress) -> None:
@@ -189,26 +387,25 @@ def _load_rdb_part(info: AofFileInfo, load: AofLoad, progress: RunProgress) -> N
                             "the file changed after it was checked: take a stable copy of the AOF") from None
 
 
-def _load_commands(info: AofFileInfo, start: int, stop: int, translator: Translator, applier: Applier,
-                   load: AofLoad, progress: RunProgress) -> int:
-    """Translate and apply one file's commands up to `stop` (what the check pass found loadable)."""
-    restored = n = 0
-    feed = translator.feed
-    apply = applier.apply
-    for _, end, argv in CommandStream(info.path, info.name, start, stop=stop):
-        unit = feed(argv, end)
-        n += 1
-        if unit is not None:
-            if len(unit.commands) == 1 and not unit.group and _is_restore(unit.commands[0][1][0]):
-                applier.flush()  # a RESTORE goes through the per-key path: everything before it is applied first
-                restored += _restore(unit, load)
-            else:
-                apply(unit)
-        if n == PROGRESS_EVERY:
-            progress.advance(n, 0)
-            n = 0
-    progress.advance(n, 0)
-    return restored
+def _parse(data: bytes, count: int) -> list[Argv] | None:
+    """`count` commands in canonical RESP and nothing else, or None (hiredis reads them otherwise than the server)."""
+    reader = hiredis.Reader()
+    reader.feed(data)
+    try:
+        commands = [reader.gets() for _ in range(count)]
+        rest = reader.gets()
+    except hiredis.ProtocolError:
+        return None
+    if rest is not False or reader.has_data():
+        return None
+    out = []
+    for reply in commands:
+        if type(reply) is not list or not reply or any(type(a) is not bytes for a in reply):
+            return None
+        out.append(tuple(reply))
+    if sum(len(pack_command(argv)) for argv in out) != len(data):
+        return None  # lengths that were not canonical
+    return out
 
 
 def _is_restore(name: bytes) -> bool:
