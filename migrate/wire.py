@@ -198,10 +198,9 @@ class Channel:
         except (OSError, hiredis.ProtocolError, rex.InvalidResponse) as exc:
             raise self._lost(exc) from exc
         self.pending -= count
-        for reply in replies:
-            if isinstance(reply, rex.ConnectionError):
-                self.reset()
-                raise reply
+        if any(issubclass(kind, rex.ConnectionError) for kind in set(map(type, replies))):  # one pass in C
+            self.reset()
+            raise next(r for r in replies if isinstance(r, rex.ConnectionError))
         return replies
 
     @staticmethod

@@ -311,3 +311,23 @@ def test_a_command_the_target_refuses_inside_a_forwarded_run_is_named(servers: S
     line = error_line(err)
     assert code == ExitCode.MIGRATION and "LPUSH k" in line and "WRONGTYPE" in line, line
     assert line.startswith("error: the target was flushed and holds a partial load")
+
+
+@pytest.mark.parametrize("where", ["middle", "last"])
+def test_commands_that_are_not_canonical_resp_load_as_the_server_reads_them(servers: ServerFactory, capsys: Any,
+                                                                           tmp_path: Path, where: str) -> None:
+    """A length written `$03` (a server's loader reads it with strtol, a target's protocol parser refuses it): such a
+    command is parsed by the server's rules and sent re-encoded, never forwarded as its bytes."""
+    odd = b"*3\r\n$3\r\nSET\r\n$03\r\nodd\r\n$1\r\nv\r\n"
+    plain = b"".join(_resp(b"SET", b"k%d" % i, b"v") for i in range(50))
+    aof = _write_aof(tmp_path / "aof", plain + odd + plain.replace(b"$2\r\nk", b"$2\r\nj") if where == "middle"
+                     else plain + odd)
+    target = servers.get("valkey-9.1")
+    code, _, err = reload_aof(capsys, target, aof)
+    assert code == 0, err
+    ground = server_on_aof("redis-7.0", aof, tmp_path / "server")
+    try:
+        truth = canonical_state(ground.client())
+    finally:
+        ground.stop()
+    assert "odd" in truth["dbs"]["0"] and same_state(canonical_state(target.client()), truth) == []

@@ -23,6 +23,7 @@ proven, and the file's last command (whose end nothing follows) is always parsed
 from __future__ import annotations
 
 import os
+from array import array
 from collections.abc import Generator, Iterator
 from typing import Final
 
@@ -96,7 +97,9 @@ class CommandStream:
         pos = start  # where the next command starts, by the canonical lengths so far
         held: RawCommand | None = None  # parsed, waiting for the next command's header to prove its end
         heads = _HEADS
+        nheads = len(heads)
         extra = _EXTRA_DIGITS
+        cost = _ARG_COST
         while True:
             try:
                 reply = gets()
@@ -115,17 +118,16 @@ class CommandStream:
                 break
             argv = tuple(reply)
             argc = len(argv)
-            try:  # the canonical length: one digit per length counted, plus the digits past the first
-                length = (sum(map(len, argv)) + sum(map(extra.__getitem__, map(len, argv))) + 6 * argc + 4
-                          + extra[argc])
+            try:  # the canonical length: `*<argc>\r\n`, then `$<len>\r\n<bytes>\r\n` per argument
+                length = sum(map(cost.__getitem__, map(len, argv))) + 4 + extra[argc]
             except IndexError:  # an argument of 100,000 bytes or more
                 length = _canonical_length(argv, argc)
             except TypeError:  # a nil, an integer, a nested array: the exact rules decide
                 break
-            head = heads[argc] if argc < len(heads) else b"*%d\r\n$" % argc
+            head = heads[argc] if argc < nheads else b"*%d\r\n$" % argc
             at = pos - cur_base
-            if not (cur.startswith(head, at) if 0 <= at <= len(cur) - len(head)
-                    else _at(fh, pos, len(head), cur, cur_base, prev, prev_base) == head) or not argc:
+            if not (at >= 0 and cur.startswith(head, at)) and (
+                    not argc or _at(fh, pos, len(head), cur, cur_base, prev, prev_base) != head):
                 break  # the held command was not what its canonical length says (or an empty command)
             if held is not None:
                 yield held
@@ -231,6 +233,7 @@ class CommandStream:
 _HEADS: Final = tuple(b"*%d\r\n$" % n for n in range(64))
 _DIGITS: Final = bytes(len(str(n)) for n in range(100_000))
 _EXTRA_DIGITS: Final = bytes(len(str(n)) - 1 for n in range(100_000))  # digits of n past the first
+_ARG_COST: Final = array("i", (n + 5 + len(str(n)) for n in range(100_000)))  # bytes of `$<n>\r\n<n bytes>\r\n`
 
 
 def _canonical_length(argv: tuple[bytes, ...], argc: int) -> int:

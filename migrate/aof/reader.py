@@ -99,11 +99,11 @@ class AofReader:
         state = _FileState(info, start)
         state.raw = raw
         stream = CommandStream(info.path, info.name, start, self.chunk_size)
+        alone = True  # outside any transaction (the common case, handled inline)
         for command in stream:
             argv = command[2]
             name = argv[0]
-            if state.pending is None and not state.streaming and not state.reverting and not (
-                    len(name) == 5 and name.lower() == b"multi"):  # the common case, inline: a command on its own
+            if alone and not (len(name) == 5 and name.lower() == b"multi"):
                 self.commands += 1
                 state.yielded += 1
                 yield command if raw else AofCommand(argv, info.name, command[0], self.commands, state.db, False)
@@ -112,6 +112,7 @@ class AofReader:
                 state.loaded_up_to = command[1]
                 continue
             yield from self._step(state, command)
+            alone = state.pending is None and not state.streaming and not state.reverting
         self.canonical[info.name] = stream.canonical
         if state.pending is not None or state.reverting:
             self._end_truncated(state, "open-transaction", last)

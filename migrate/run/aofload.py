@@ -49,6 +49,7 @@ RUN_COMMANDS: Final = 1000  # commands forwarded as read, per run (about one app
 RUN_BYTES: Final = 1 << 20
 PLAN_ENTRIES: Final = 1_000_000  # (start, end, count) entries the check pass keeps for the load: 24 MB at most
 TRANSLATE: Final = -1
+APPLY: Final = ApplyOptions(marker=False)
 
 
 @dataclass(frozen=True)
@@ -79,51 +80,41 @@ class FilePlan:
         self.names: dict[bytes, int] = {}
         self.budget = budget  # entries left
         self.full = budget <= 0
-        self._run: list[int] = [0, 0, 0]  # start, end, count of the run being built
-        self._run_names: dict[bytes, int] = {}
-        self._last: tuple[int, int, bytes] = (0, 0, b"")  # the last command of the open run
+        self._last: tuple[int, int, bytes] | None = None  # the run that ends the file: entry index, last offset, name
 
-    def forward(self, offset: int, end: int, name: bytes) -> None:
-        if self.full:
+    def run(self, start: int, end: int, count: int, names: dict[bytes, int],
+            last_command: tuple[int, bytes] | None = None) -> None:
+        """`count` commands the target takes as they are, [start, end) of the file; `last_command` (its offset and
+        name) when the run ends the file: that command is kept apart by `finish`."""
+        if not self._add(start, end, count):
             return
-        run = self._run
-        if run[2] and (offset != run[1] or run[2] >= RUN_COMMANDS or end - run[0] > RUN_BYTES):
-            self._close()
-        if not run[2]:
-            run[0] = offset
-        run[1] = end
-        run[2] += 1
-        self._last = (offset, end, name)
-        self._run_names[name] = self._run_names.get(name, 0) + 1
+        for name, n in names.items():
+            self.names[name] = self.names.get(name, 0) + n
+        if last_command is not None:
+            self._last = (len(self.entries) - 3, *last_command)
 
     def translate(self, offset: int, end: int) -> None:
-        if self.full:
-            return
-        self._close()
         self._add(offset, end, TRANSLATE)
 
     def finish(self) -> FilePlan:
-        if self._run[2] and not self.full:  # the last command goes to the translator
-            offset, end, name = self._last
-            self._run[1] = offset
-            self._run[2] -= 1
-            self._run_names[name] -= 1
-            self._close()
-            self._add(offset, end, TRANSLATE)
+        """The file's last command goes to the translator when it ends a run (the exact parser read it)."""
+        if self._last is None:
+            return self
+        index, offset, name = self._last
+        if index != len(self.entries) - 3:
+            return self  # a command to translate came after the run: the run does not end the file
+        end, count = self.entries[index + 1], self.entries[index + 2]
+        if count == 1:
+            self.entries[index + 2] = TRANSLATE
+        else:
+            self.entries[index + 1] = offset
+            self.entries[index + 2] = count - 1
+            self.entries.extend((offset, end, TRANSLATE))  # within the budget: it replaces nothing it did not have
+        self.names[name] -= 1
         return self
 
-    def _close(self) -> None:
-        start, end, count = self._run
-        if count and self._add(start, end, count):
-            for name, n in self._run_names.items():
-                self.names[name] = self.names.get(name, 0) + n
-        self._run[2] = 0
-        self._run_names = {}
-
     def _add(self, start: int, end: int, count: int) -> bool:
-        if count == 0:
-            return True
-        if self.budget <= 0:
+        if self.full or self.budget <= 0:
             self.full = True
             return False
         self.entries.extend((start, end, count))
@@ -207,28 +198,46 @@ def _check_rdb_part(info: AofFileInfo, config: RunConfig, target: Server) -> Pre
                             "not touched", "a server refuses to load it too: restore the file from a backup") from None
 
 
-def _check_commands(reader: AofReader, info: AofFileInfo, start: int, last: bool, translator: Translator,
+def _check_commands(reader: AofReader, info: AofFileInfo, start: int, is_last_file: bool, translator: Translator,
                     plan: FilePlan) -> int:
     """Read a file's commands (the reader raises what a server refuses); translate, to judge them, those the target
-    may not take as they are; plan the load. Returns where the loaded commands end."""
+    may not take as they are; plan the load. Returns where the loaded commands end. (The hot loop of the check pass:
+    the run being planned is kept in locals.)"""
     stop = start
     quick: dict[bytes, QuickPlan] = {}
-    forward, translate, feed = plan.forward, plan.translate, translator.feed
+    feed = translator.feed
     hot = translator.followed and not translator.in_group  # changes only with a command the translator takes
-    for event in reader.command_part(info, start, last, raw=True):
+    run_start = run_end = count = last = 0
+    name = b""
+    names: dict[bytes, int] = {}
+    for event in reader.command_part(info, start, is_last_file, raw=True):
         if type(event) is tuple:
             offset, end, argv = event
-            q = quick.get(argv[0])
+            name = argv[0]
+            q = quick.get(name)
             if q is None:
-                q = quick[argv[0]] = translator.quick_plan(argv[0])
+                q = quick[name] = translator.quick_plan(name)
             if hot and (q[0] or len(argv) == q[1] or (q[2] is not None and q[2](argv))):
-                forward(offset, end, argv[0])
-            else:
-                feed(argv, end)
-                translate(offset, end)
-                hot = translator.followed and not translator.in_group
+                if count and (offset != run_end or count >= RUN_COMMANDS or end - run_start > RUN_BYTES):
+                    plan.run(run_start, run_end, count, names)
+                    count, names = 0, {}
+                if not count:
+                    run_start = offset
+                count += 1
+                run_end = end
+                last = offset
+                names[name] = names.get(name, 0) + 1
+                continue
+            if count:
+                plan.run(run_start, run_end, count, names)
+                count, names = 0, {}
+            feed(argv, end)
+            plan.translate(offset, end)
+            hot = translator.followed and not translator.in_group
         elif isinstance(event, FileEnd):
             stop = event.loaded_up_to  # the byte after the last command the server applies
+    if count:
+        plan.run(run_start, run_end, count, names, last_command=(last, name))
     return stop
 
 
@@ -250,7 +259,7 @@ def load_aof(check: AofCheck, config: RunConfig, target: Server, progress: RunPr
     translator = Translator(TargetProfile.of(target.client), policy=options.on_incompatible,
                             db_map=DbMap.from_selection(options.selection))
     load.stream = translator.tally
-    applier = Applier(target.endpoint, settings, STREAM_ID, ApplyOptions(marker=False), tally=translator.tally)
+    applier = Applier(target.endpoint, settings, STREAM_ID, APPLY, tally=translator.tally)
     load.applier = applier
     try:
         for info in check.input.files:
@@ -347,18 +356,20 @@ class _CommandLoad:
 
     def parsed(self, start: int, stop: int) -> None:
         """Commands parsed here (a file the check pass could not plan): runs the target takes as they are are still
-        forwarded as read."""
+        forwarded as read, while the parser's fast path proves them canonical (a target reads only canonical RESP the
+        way the server that wrote the file did)."""
         translator = self.translator
         quick: dict[bytes, QuickPlan] = {}
         names: dict[bytes, int] = {}
         run_start = run_end = count = 0
-        for offset, end, argv in CommandStream(self.info.path, self.info.name, start, stop=stop):
+        stream = CommandStream(self.info.path, self.info.name, start, stop=stop)
+        for offset, end, argv in stream:
             name = argv[0]
             q = quick.get(name)
             if q is None:
                 q = quick[name] = translator.quick_plan(name)
             if ((q[0] or len(argv) == q[1] or (q[2] is not None and q[2](argv))) and translator.followed
-                    and not translator.in_group):
+                    and not translator.in_group and stream.exact_from is None):  # canonical bytes only
                 if count and (offset != run_end or count >= RUN_COMMANDS):
                     self.forward(run_start, run_end, count)
                     count = 0

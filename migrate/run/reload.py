@@ -112,7 +112,7 @@ def _check_rights(config: RunConfig, source: Server | None, target: Server) -> N
         sides["source"] = (source, 0)
     check_rights("reload", sides, Context(source.identity.capabilities if source else None,
                                            target.identity.capabilities, options.flush_target,
-                                           from_file=source is None))
+                                           from_file=source is None, from_aof=options.from_aof is not None))
 
 
 # -- the plan ---------------------------------------------------------------------------------------------------------
