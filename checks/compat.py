@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from migrate.facts.modules import MODULES, ModuleFact, module_for_name, module_for_type
+from migrate.facts.modules import MODULES, ModuleFact, module_for_command, module_for_name, module_for_type
 from migrate.facts.releases import VALKEY_FOREIGN_RANGE, VALKEY_RELAXED_FROM, accepts_rdb_version
 from migrate.facts.types import CORE_TYPES
 from migrate.preflight.findings import Finding, blocker, info, warning
-from migrate.preflight.profile import Census, Profile
+from migrate.preflight.profile import AofFacts, Census, EmptyKeys, Profile
 from migrate.preflight.registry import check
 
 
@@ -212,7 +212,7 @@ def functions(profile: Profile) -> Iterator[Finding]:
                       "target (`migrate run` copies them; replication does too)", libraries=tuple(missing))
 
 
-@check("RDB_FILE_UNREADABLE", "RDB_FILE")
+@check("RDB_FILE_UNREADABLE", "RDB_FILE", "RDB_EMPTY_KEYS")
 def rdb_file(profile: Profile) -> Iterator[Finding]:
     facts = profile.rdb_file
     if facts is None:
@@ -227,32 +227,83 @@ def rdb_file(profile: Profile) -> Iterator[Finding]:
     yield info("RDB_FILE", f"RDB file {facts.path}: RDB {facts.rdb_version} written by {writer}, {keys} keys, "
                f"{facts.size} bytes", "", path=facts.path, rdb_version=facts.rdb_version, keys=keys,
                functions=facts.functions)
+    if facts.empty is not None:
+        yield empty_keys_finding("RDB_EMPTY_KEYS", f"RDB file {facts.path}", facts.empty)
 
 
-@check("AOF_UNREADABLE", "AOF_BASE_REFUSED", "AOF_COMMANDS_UNSUPPORTED", "AOF_FILES")
+def empty_keys_finding(code: str, where: str, empty: EmptyKeys) -> Finding:
+    """Empty collections in a file: skipped by `migrate run` (and by a server loading the file, except empty intsets
+    and zipmaps, for which Redis 7.0+ and Valkey refuse the whole file)."""
+    refused = (f"; {empty.refused} of them (empty intsets or zipmaps) make Redis 7.0+ and Valkey refuse the whole "
+               "file" if empty.refused else "")
+    make = warning if empty.refused else info
+    return make(code, f"{where} holds {empty.keys} empty collections: skipped, as a server loading the file skips "
+                f"them{refused}", "nothing to do: `migrate run` skips and names them (an empty collection holds no "
+                "data)", keys=empty.keys, refused=empty.refused, examples=empty.examples)
+
+
+@check("AOF_UNREADABLE", "AOF_BASE_REFUSED", "AOF_COMMANDS_UNSUPPORTED", "AOF_MODULE_COMMANDS", "AOF_FILES",
+       "AOF_TRUNCATED", "AOF_EMPTY_KEYS")
 def aof_dir(profile: Profile) -> Iterator[Finding]:
     aof, target = profile.aof, profile.target_identity
     if aof is None:
         return
     if aof.error:
-        yield warning("AOF_UNREADABLE", f"AOF directory {aof.directory} could not be read: {aof.error}",
-                      "check the path and permissions", directory=aof.directory)
+        yield blocker("AOF_UNREADABLE", f"AOF {aof.directory} cannot be loaded: {aof.error}",
+                      aof.hint or "a server refuses it too: restore the files from a backup, or give the complete "
+                      "directory", directory=aof.directory)
         return
     files = {f.name: f"{f.kind}, {f.format or '?'}" + (f" RDB {f.rdb_version}" if f.rdb_version else "")
-             for f in aof.files}
-    yield info("AOF_FILES", f"AOF {aof.directory}: {len(aof.files)} files (manifest {aof.manifest or 'none'})", "",
-               files=files, commands=dict(sorted(aof.commands.items(), key=lambda kv: -kv[1])[:20]))
+             + f", {f.commands} commands" for f in aof.files}
+    yield info("AOF_FILES", f"AOF {aof.directory} ({aof.layout}): {len(aof.files)} files (manifest "
+               f"{aof.manifest or 'none'}), {aof.rdb_keys} keys in its RDB part, {sum(aof.commands.values())} "
+               f"commands in databases {', '.join(map(str, aof.databases)) or '-'}, {aof.transactions} MULTI/EXEC "
+               "blocks", "", files=files, commands=dict(sorted(aof.commands.items(), key=lambda kv: -kv[1])[:20]),
+               history=aof.history)
+    yield from _aof_truncation(aof)
     base = aof.base_rdb_version
     if target is not None and base is not None and not accepts_rdb_version(target.product, target.version, base,
                                                                             target.relaxed):
         yield warning("AOF_BASE_REFUSED", f"the AOF base file is RDB {base}, which {target.label} does not load: the "
-                      "AOF directory cannot be copied to the target", "migrate with replay instead of copying files",
-                      rdb_version=base)
-    lacking = _aof_commands_lacking(aof.commands, profile)
+                      "AOF directory cannot be copied to the target", "load it with `migrate run --strategy reload "
+                      "--from-aof PATH` (converted key by key) instead of copying the files", rdb_version=base)
+    yield from _aof_commands(aof.commands, profile)
+    if aof.empty is not None:
+        yield empty_keys_finding("AOF_EMPTY_KEYS", f"the RDB part of AOF {aof.directory}", aof.empty)
+
+
+def _aof_truncation(aof: AofFacts) -> Iterator[Finding]:
+    t = aof.truncation
+    if t is None:
+        return
+    what = (f"ends inside a MULTI/EXEC block ({t.dropped_commands} commands a server reverts)"
+            if t.reason == "open-transaction" else "ends inside a command")
+    yield warning("AOF_TRUNCATED", f"the AOF's last file {t.file} {what}: a server loads it up to offset "
+                  f"{t.loaded_up_to} of {t.size} (aof-load-truncated yes) and so does `migrate run --from-aof`; "
+                  f"{t.size - t.loaded_up_to} bytes are not loaded", "expected after a crash or a full disk; take "
+                  "a fresh copy if the writer is still running", file=t.file, loaded_up_to=t.loaded_up_to,
+                  size=t.size, reason=t.reason, dropped_commands=t.dropped_commands)
+
+
+def _aof_commands(commands: dict[str, int], profile: Profile) -> Iterator[Finding]:
+    from checks.usage import lacks  # one rule for "the target lacks this command"
+
+    target = profile.target_identity
+    modules = {c: n for c, n in commands.items() if module_for_command(c) is not None}
+    lacking = {c: n for c, n in _aof_commands_lacking(commands, profile).items() if c not in modules}
     if lacking:
         yield warning("AOF_COMMANDS_UNSUPPORTED", f"the AOF replays commands {target.label if target else 'the target'}"
-                      f" lacks: {', '.join(sorted(lacking))}", "do not load this AOF into the target; use replay",
+                      f" lacks: {', '.join(sorted(lacking))}", "`migrate run --from-aof` translates what has an "
+                      "equivalent and applies --on-incompatible to the rest (fail by default: nothing is flushed)",
                       commands=lacking)
+    if modules:
+        names = sorted({m.title for c in modules if (m := module_for_command(c)) is not None})
+        missing = {c: n for c, n in modules.items() if target is None or lacks(profile, c)}
+        make = blocker if missing and target is not None else warning
+        yield make("AOF_MODULE_COMMANDS", f"the AOF replays {sum(modules.values())} commands of module(s) "
+                   f"{', '.join(names)}" + (f", which {target.label} does not have" if missing and target else ""),
+                   "load the module's counterpart on the target, or reload with --on-incompatible skip (the keys "
+                   "they write are named)", commands=modules)
 
 
 def _aof_commands_lacking(commands: dict[str, int], profile: Profile) -> dict[str, int]:

@@ -39,6 +39,7 @@ class Context:
     target_cluster: bool = False  # the target is a cluster (every key routed to the primary owning its slot)
     read_from_replica: bool = False  # --read-from replica
     digests: bool = False  # verify --server-digests big/always: DEBUG DIGEST-VALUE is tried
+    from_aof: bool = False  # reload from --from-aof: the AOF's commands are replayed
 
 
 @dataclass(frozen=True)
@@ -151,11 +152,11 @@ SOURCE_READS: Final = (
 )
 SNAPSHOT: Final = (
     *_cluster_reads("source"),
-    Right("sync", (), "take the snapshot over the replication protocol", when="no --from-rdb",
+    Right("sync", (), "take the snapshot over the replication protocol", when="no --from-rdb or --from-aof",
           applies=lambda c: not c.from_file),
-    Right("replconf", ("capa", "eof"), "take the snapshot over the replication protocol", when="no --from-rdb",
-          applies=lambda c: not c.from_file),
-    Right("info", (), "identify the source", when="no --from-rdb", applies=lambda c: not c.from_file),
+    Right("replconf", ("capa", "eof"), "take the snapshot over the replication protocol",
+          when="no --from-rdb or --from-aof", applies=lambda c: not c.from_file),
+    Right("info", (), "identify the source", when="no --from-rdb or --from-aof", applies=lambda c: not c.from_file),
 )
 VERIFY_READS: Final = (
     Right("scan", ("0",), "list the keys"),
@@ -235,7 +236,9 @@ RIGHTS: Final[dict[str, dict[str, tuple[Right, ...]]]] = {
     "reload": {"source": SNAPSHOT, "target": (
         Right("flushall", (), "empty the target before loading", when="no --db/--db-map"),
         Right("flushdb", (), "empty the selected target databases", when="--db/--db-map"),
-        *(r for r in TARGET_WRITES if r.command not in ("flushdb", "scan")))},
+        *(r for r in TARGET_WRITES if r.command not in ("flushdb", "scan")),
+        Right("select", ("0",), "replay the AOF's commands in their databases (and the rights of every command it "
+              "replays, typically +@write)", when="--from-aof", applies=lambda c: c.from_aof))},
     "replicaof": {"source": (Right("info", (), "identify the source; replication offsets"),
                              Right("command|info", ("psync",), "refuse a source that does not accept replicas",
                                    required=False)),

@@ -193,16 +193,31 @@ class Channel:
         """The next `count` replies. A LOADING reply raises (the server restarts: the round must be redone)."""
         try:
             sock, reader = self._socket(), self._reader
-            replies = self._recv_array(sock, reader, count) if count > 1 and not reader.has_data() else \
-                self._recv_each(sock, reader, count)
+            replies = self._drain(reader, count) if reader.has_data() else []
+            rest = count - len(replies)
+            if rest > 1 and not reader.has_data():
+                replies += self._recv_array(sock, reader, rest)
+            elif rest:
+                replies += self._recv_each(sock, reader, rest)
         except (OSError, hiredis.ProtocolError, rex.InvalidResponse) as exc:
             raise self._lost(exc) from exc
         self.pending -= count
-        for reply in replies:
-            if isinstance(reply, rex.ConnectionError):
-                self.reset()
-                raise reply
+        if any(issubclass(kind, rex.ConnectionError) for kind in set(map(type, replies))):  # one pass in C
+            self.reset()
+            raise next(r for r in replies if isinstance(r, rex.ConnectionError))
         return replies
+
+    @staticmethod
+    def _drain(reader: Any, count: int) -> list[Reply]:
+        """The complete replies already read (at most `count`): with none left half-read, the rest can then be read
+        as one array (see _recv_array)."""
+        out: list[Reply] = []
+        while len(out) < count:
+            reply = reader.gets(False)
+            if reply is False:
+                break
+            out.append(reply)
+        return out
 
     @staticmethod
     def _recv_each(sock: socket.socket, reader: Any, count: int) -> list[Reply]:

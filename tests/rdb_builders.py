@@ -154,3 +154,88 @@ def _listpack_entry(item: bytes | int) -> bytes:
 def listpack(items: list[bytes | int]) -> bytes:
     body = b"".join(_listpack_entry(i) for i in items)
     return struct.pack("<IH", 6 + len(body) + 1, min(len(items), 65535)) + body + b"\xff"
+
+
+# -- whole RDB files ----------------------------------------------------------------------------------------------
+
+# (key, type byte, serialized value, absolute expiry in ms or None[, opcodes written before the type byte: IDLE, FREQ])
+RdbKey = tuple[bytes, int, bytes, int | None] | tuple[bytes, int, bytes, int | None, bytes]
+
+
+def rdb_file(version: int, dbs: dict[int, list[RdbKey]], *, aux: dict[bytes, bytes] | None = None,
+             magic: bytes = b"REDIS") -> bytes:
+    """A whole RDB file as a server of that format writes it: magic and version, aux fields (RDB 7+), per database a
+    SELECTDB, then its keys (expiries as EXPIRETIME_MS, or EXPIRETIME in seconds before RDB 3), EOF and the CRC64
+    (RDB 5+; older files end at EOF)."""
+    head = magic + (b"%04d" % version if magic == b"REDIS" else b"%03d" % version)
+    out = bytearray(head)
+    if version >= 7:
+        for name, value in (aux if aux is not None else {b"redis-ver": b"255.255.255"}).items():
+            out += b"\xfa" + string(name) + string(value)
+    for db, keys in sorted(dbs.items()):
+        out += b"\xfe" + length(db)
+        for spec in keys:
+            key, type_byte, value, expire_ms = spec[:4]
+            if expire_ms is not None:
+                out += (b"\xfc" + struct.pack("<q", expire_ms) if version >= 3 else
+                        b"\xfd" + struct.pack("<i", expire_ms // 1000))
+            out += (spec[4] if len(spec) > 4 else b"") + bytes([type_byte]) + string(key) + value
+    out += b"\xff"
+    if version >= 5:
+        out += struct.pack("<Q", CRC64.calc(bytes(out)))
+    return bytes(out)
+
+
+# -- streams (type 15, STREAM_LISTPACKS: Redis 5.0 to 6.2) ---------------------------------------------------------
+
+STREAM_DELETED = 1  # STREAM_ITEM_FLAG_DELETED
+STREAM_SAMEFIELDS = 2  # STREAM_ITEM_FLAG_SAMEFIELDS
+StreamEntrySpec = tuple[int, tuple[int, int], list[tuple[bytes, bytes]]]  # (flags, id, fields)
+
+
+def stream_id_raw(ms: int, seq: int) -> bytes:
+    return struct.pack(">QQ", ms, seq)
+
+
+def stream_node(master: tuple[int, int], master_fields: list[bytes], entries: list[StreamEntrySpec],
+                live: int | None = None, deleted: int | None = None) -> bytes:
+    """A stream listpack node: the master entry (live count, deleted count, master fields, 0), then each entry (flags,
+    id deltas, values only when SAMEFIELDS else the field count and pairs, lp-count). The counts default to what the
+    flags say; give others to build a node whose header disagrees with its entries."""
+    flagged = sum(1 for flags, _, _ in entries if flags & STREAM_DELETED)
+    items: list[bytes | int] = [len(entries) - flagged if live is None else live,
+                                flagged if deleted is None else deleted, len(master_fields), *master_fields, 0]
+    for flags, (ms, seq), fields in entries:
+        body: list[bytes | int] = [flags, ms - master[0], seq - master[1]]
+        if flags & STREAM_SAMEFIELDS:
+            body += [v for _, v in fields]
+        else:
+            body += [len(fields), *(x for pair in fields for x in pair)]
+        items += [*body, len(body)]
+    return listpack(items)
+
+
+def stream_15(nodes: list[tuple[tuple[int, int], bytes]], length_: int, last_id: tuple[int, int],
+              groups: bytes = b"\x00") -> bytes:
+    """A STREAM_LISTPACKS (type 15) value: the nodes (master id, listpack), length, last id, then `groups` as
+    stream_group_15 builds them (a count first)."""
+    body = length(len(nodes))
+    for master, node in nodes:
+        body += string(stream_id_raw(*master)) + string(node)
+    return body + length(length_) + length(last_id[0]) + length(last_id[1]) + groups
+
+
+def stream_groups_15(groups: list[tuple[bytes, tuple[int, int], list[tuple[tuple[int, int], int, int]],
+                                        list[tuple[bytes, int, list[tuple[int, int]]]]]]) -> bytes:
+    """Consumer groups of a type-15 stream: (name, last id, PEL [(id, delivery time ms, count)], consumers
+    [(name, seen time ms, [ids])])."""
+    out = length(len(groups))
+    for name, last, pel, consumers in groups:
+        out += string(name) + length(last[0]) + length(last[1]) + length(len(pel))
+        for sid, when, count in pel:
+            out += stream_id_raw(*sid) + struct.pack("<q", when) + length(count)
+        out += length(len(consumers))
+        for cname, seen, ids in consumers:
+            out += string(cname) + struct.pack("<q", seen) + length(len(ids))
+            out += b"".join(stream_id_raw(*sid) for sid in ids)
+    return out

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from fixtures.aof_state import canonical_state, same_state
 from migrate.aof import AofCommand, AofReader, summarize_aof
+from migrate.aof.commands import CommandStream
 from migrate.errors import BadInputError
 from tests.aof_support import CORPUS, FIXTURES, replay, server_on_aof, tolerance, truncation_offsets, writer_of
 from tests.conftest import ServerFactory
@@ -98,3 +99,35 @@ def test_torn_copy_loads_like_the_server(fixture: str, servers: ServerFactory, t
         ground.stop()
     assert same_state(canonical_state(target.client()), truth, tolerance(truth)) == []
     assert reader.truncation.loaded_up_to in truncation_offsets(log)  # where the server cut the file
+
+
+def _parse(path: Path, fast: bool, chunk: int) -> tuple[object, ...]:
+    stream = CommandStream(path, "f", chunk_size=chunk, fast=fast)
+    try:
+        commands = list(stream)
+    except BadInputError as exc:
+        return ("error", exc.message)
+    return ("ok", commands, stream.truncated_at)
+
+
+RESP3_ELEMENTS = [b"+OK\r\n", b":5\r\n", b"$-1\r\n", b"*1\r\n$1\r\na\r\n", b"#t\r\n", b",1.5\r\n", b"_\r\n",
+                  b"=7\r\ntxt:abc\r\n", b"-ERR x\r\n", b"$03\r\nabc\r\n", b"$3\r\nabcXY"]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(changes=edits, cut=st.none() | st.floats(0, 1), chunk=st.sampled_from([3, 64, 1 << 20]),
+       insert=st.none() | st.tuples(st.floats(0, 1), st.sampled_from([*RESP3_ELEMENTS, b"#TS:1\r\n", b"*0\r\n"])))
+def test_fast_path_parses_exactly_like_the_server_rules(changes: list[tuple[float, int]], cut: float | None,
+                                                        chunk: int, insert: tuple[float, bytes] | None) -> None:
+    """hiredis reads the canonical part; whatever it reads otherwise (RESP3 elements inside a command, annotations,
+    non-canonical lengths, corruption) must give exactly what the exact parser gives."""
+    data = SAMPLES["commands"]
+    if insert is not None:  # an element hiredis reads but the server does not, at a command or argument boundary
+        where = int(insert[0] * len(data))
+        where = data.rfind(b"\r\n", 0, where) + 2 if where else 0
+        data = data[:where] + insert[1] + data[where:]
+    corrupt = mutate(data, changes, cut, (0, len(data))) if changes[0][0] < 0.5 else data
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "appendonly.aof"
+        path.write_bytes(corrupt)
+        assert _parse(path, True, chunk) == _parse(path, False, chunk)

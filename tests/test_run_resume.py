@@ -72,7 +72,8 @@ def test_kill_9_mid_run_then_resume_ends_like_an_uninterrupted_run(servers, tmp_
     assert resumed.returncode == 0, resumed.stderr
     report = json.loads(resumed.stdout)
     assert report["resumed"] is True
-    assert report["totals"] == {"copied": total, "expired": 0, "skipped": 0, "changed": 0, "busy": 0}
+    assert report["totals"] == {"copied": total, "expired": 0, "skipped": 0, "changed": 0, "busy": 0, "empty": 0,
+                                "rebuilt": 0}
     for db in (0, 1, 2):
         assert differences(source.client(db), target.client(db)) == [], f"db {db}"
     assert not checkpoint.exists()

@@ -388,7 +388,8 @@ def test_exactly_once_across_kill_9(servers: Any, tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     argv = [sys.executable, "-m", "tests.stream_worker", target.url, str(stream), "once", "lossy", "15"]
     for run in range(40):
-        proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        # bufsize=0: readline() must not read ahead into "done", which communicate() would then never see
+        proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
         assert proc.stdout is not None
         assert proc.stdout.readline().startswith(b"ready"), proc.stderr.read() if proc.stderr else b""
         if run < 8:  # kill the first runs while they apply; then let one finish

@@ -10,18 +10,30 @@ Facts from loadSingleAppendOnlyFile in src/aof.c (redis 7.0.15 and unstable, val
 - reaching the end of the file inside a command is a short read ("truncated"): what the server does with it is
   decided by the caller (migrate.aof.reader), since it depends on the file's place in the load order.
 A line of just `*` at the end of the file is a short read too; a NUL byte right after `*` is an unreadable file.
+
+Speed: files written by a server are canonical RESP (`*<argc>` and `$<len>` in their shortest form, bulk strings
+only), which hiredis parses about four times faster than the rules above. The fast path feeds the file to hiredis and
+accounts each command's canonical length to know its offsets; each command is yielded only once the next one's
+canonical header (`*<argc>\r\n$<len>\r\n`) is found where its length says it starts, so an input hiredis reads
+differently from the server (a non-canonical length, an annotation line, an element that is not a bulk string, an
+empty command) is never yielded from the fast path: the exact parser takes over from the last command whose end is
+proven, and the file's last command (whose end nothing follows) is always parsed by the exact rules.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from array import array
+from collections.abc import Generator, Iterator
 from typing import Final
+
+import hiredis
 
 from migrate.aof.errors import AofFormatError
 
 LINE_MAX: Final = 1023  # fgets(buf, AOF_ANNOTATION_LINE_MAX_LEN = 1024, fp) reads at most 1023 bytes
 DEFAULT_CHUNK: Final = 1 << 20
+FAST_CHUNK: Final = 64 << 10  # hiredis parses several times faster fed 64 KiB at a time than 1 MiB (measured)
 _INT_MAX: Final = (1 << 31) - 1
 BLANKS: Final = b" \t\n\r\v\f"  # isspace() in the C locale
 
@@ -44,11 +56,16 @@ class CommandStream:
     """
 
     def __init__(self, path: os.PathLike[str] | str, name: str, start: int = 0, chunk_size: int = DEFAULT_CHUNK,
-                 ) -> None:
+                 stop: int | None = None, fast: bool = True) -> None:
+        """`stop`: read the file only up to this offset (as if it ended there); `fast`: use the hiredis fast path."""
         self.name = name
         self.chunk_size = chunk_size
         self.truncated_at: int | None = None
+        self.fast = fast
+        self.exact_from: int | None = None  # where the exact parser took over
+        self.canonical = False  # the fast path read up to the end: only the last command needed the exact rules
         self._start = start
+        self._stop = stop
         self._path = path
 
     def __iter__(self) -> Iterator[RawCommand]:
@@ -58,14 +75,74 @@ class CommandStream:
             raise AofFormatError(f"cannot open AOF file: {exc.strerror}", self.name) from None
         try:
             size = os.fstat(fh.fileno()).st_size
-            fh.seek(self._start)
-            yield from self._commands(fh, size)
+            if self._stop is not None:
+                size = min(size, self._stop)
+            start = self._start
+            if self.fast:
+                start = yield from self._fast(fh, size, start)
+            self.exact_from = start
+            fh.seek(start)
+            yield from self._commands(fh, size, start)
         finally:
             fh.close()
 
-    def _commands(self, fh: object, size: int) -> Iterator[RawCommand]:
+    def _fast(self, fh: object, size: int, start: int) -> Generator[RawCommand, None, int]:
+        """Canonical commands through hiredis; returns the offset where the exact parser must go on."""
         read = fh.read  # type: ignore[attr-defined]
-        buf, base, p = b"", self._start, 0  # base: file offset of buf[0]
+        reader = hiredis.Reader()
+        gets = reader.gets
+        fh.seek(start)  # type: ignore[attr-defined]
+        cur, cur_base, fed = b"", start, start  # the chunk fed last, its file offset, the end of what was fed
+        prev, prev_base = b"", start
+        pos = start  # where the next command starts, by the canonical lengths so far
+        held: RawCommand | None = None  # parsed, waiting for the next command's header to prove its end
+        heads = _HEADS
+        nheads = len(heads)
+        extra = _EXTRA_DIGITS
+        cost = _ARG_COST
+        while True:
+            try:
+                reply = gets()
+            except hiredis.ProtocolError:
+                break
+            if reply is False:
+                data = read(min(FAST_CHUNK, size - fed)) if fed < size else b""
+                if not data:
+                    self.canonical = True
+                    break
+                prev, prev_base, cur, cur_base = cur, cur_base, data, fed
+                fed += len(data)
+                reader.feed(data)
+                continue
+            if type(reply) is not list:  # a bulk string, an error, a number...: the exact rules decide
+                break
+            argv = tuple(reply)
+            argc = len(argv)
+            try:  # the canonical length: `*<argc>\r\n`, then `$<len>\r\n<bytes>\r\n` per argument
+                length = sum(map(cost.__getitem__, map(len, argv))) + 4 + extra[argc]
+            except IndexError:  # an argument of 100,000 bytes or more
+                length = _canonical_length(argv, argc)
+            except TypeError:  # a nil, an integer, a nested array: the exact rules decide
+                break
+            head = heads[argc] if argc < nheads else b"*%d\r\n$" % argc
+            at = pos - cur_base
+            if not (at >= 0 and cur.startswith(head, at)) and (
+                    not argc or _at(fh, pos, len(head), cur, cur_base, prev, prev_base) != head):
+                break  # the held command was not what its canonical length says (or an empty command)
+            if held is not None:
+                yield held
+            held = (pos, pos + length, argv)
+            pos += length
+        return held[0] if held is not None else pos
+
+    def _commands(self, fh: object, size: int, start: int) -> Iterator[RawCommand]:
+        raw_read = fh.read  # type: ignore[attr-defined]
+        tell = fh.tell  # type: ignore[attr-defined]
+
+        def read(n: int) -> bytes:
+            return bytes(raw_read(max(0, min(n, size - tell()))))
+
+        buf, base, p = b"", start, 0  # base: file offset of buf[0]
         eof = base >= size
         while True:
             start = p
@@ -151,6 +228,35 @@ class CommandStream:
                                   hint="pass an AOF file, its directory or its manifest; an RDB snapshot goes "
                                   "to --from-rdb")
         return AofFormatError(f"corrupt AOF command: {what}", self.name, offset)
+
+
+_HEADS: Final = tuple(b"*%d\r\n$" % n for n in range(64))
+_DIGITS: Final = bytes(len(str(n)) for n in range(100_000))
+_EXTRA_DIGITS: Final = bytes(len(str(n)) - 1 for n in range(100_000))  # digits of n past the first
+_ARG_COST: Final = array("i", (n + 5 + len(str(n)) for n in range(100_000)))  # bytes of `$<n>\r\n<n bytes>\r\n`
+
+
+def _canonical_length(argv: tuple[bytes, ...], argc: int) -> int:
+    """Bytes of the command in canonical RESP: `*<argc>\r\n`, then per argument `$<len>\r\n<bytes>\r\n`."""
+    length = sum(map(len, argv)) + 6 * argc + 3 + _DIGITS[argc]  # one digit per length counted here
+    for arg in argv:
+        n = len(arg)
+        if n > 9:
+            length += (_DIGITS[n] if n < 100_000 else len(str(n))) - 1
+    return length
+
+
+def _at(fh: object, offset: int, n: int, cur: bytes, cur_base: int, prev: bytes, prev_base: int) -> bytes:
+    """The n bytes at a file offset, from the last two chunks read when they hold them (else read from the file)."""
+    at = offset - cur_base
+    if at >= 0 and at + n <= len(cur):
+        return cur[at:at + n]
+    at = offset - prev_base
+    if at >= 0 and at + n <= len(prev) and offset + n <= cur_base:
+        return prev[at:at + n]
+    if at >= 0 and at < len(prev) and offset + n <= cur_base + len(cur):
+        return (prev + cur[:n])[at:at + n]
+    return os.pread(fh.fileno(), n, offset)  # type: ignore[attr-defined]
 
 
 def _line_end(buf: bytes, p: int, eof: bool) -> int:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Generator, Iterator
-from typing import Final
+from typing import Final, cast
 
 from migrate.aof.commands import DEFAULT_CHUNK, CommandStream, RawCommand
 from migrate.aof.discover import AofFileInfo, AofInput, open_aof_input
@@ -49,6 +49,7 @@ class AofReader:
         self.max_transaction_bytes = max_transaction_bytes
         self.truncation: Truncation | None = None
         self.commands = 0
+        self.canonical: dict[str, bool] = {}  # per file read: canonical RESP (see CommandStream.canonical)
 
     def __iter__(self) -> Iterator[AofEvent]:
         return self.events()
@@ -63,7 +64,7 @@ class AofReader:
             if info.format == "empty":
                 yield FileEnd(info.name, 0, 0)
                 continue
-            yield from self.command_part(info, start, last=index == len(files) - 1)
+            yield from cast(Iterator[AofEvent], self.command_part(info, start, last=index == len(files) - 1))
 
     def commands_only(self) -> Iterator[AofCommand]:
         """Just the commands (the RDB parts are read and skipped)."""
@@ -91,11 +92,28 @@ class AofReader:
 
     # -- the command part ---------------------------------------------------------------------------------------
 
-    def command_part(self, info: AofFileInfo, start: int, last: bool) -> Iterator[AofEvent]:
+    def command_part(self, info: AofFileInfo, start: int, last: bool, *,
+                     raw: bool = False) -> Iterator[AofEvent | RawCommand]:
+        """The events of a file's command part; `raw`: commands as the (offset, end, argv) tuples the file parser
+        gives (same order and semantics, no AofCommand built: for passes that only look at argv)."""
         state = _FileState(info, start)
+        state.raw = raw
         stream = CommandStream(info.path, info.name, start, self.chunk_size)
-        for raw in stream:
-            yield from self._step(state, raw)
+        alone = True  # outside any transaction (the common case, handled inline)
+        for command in stream:
+            argv = command[2]
+            name = argv[0]
+            if alone and not (len(name) == 5 and name.lower() == b"multi"):
+                self.commands += 1
+                state.yielded += 1
+                yield command if raw else AofCommand(argv, info.name, command[0], self.commands, state.db, False)
+                if len(name) == 6 and len(argv) > 1 and name.lower() == b"select":
+                    state.db = _select_target(argv[1], state.db)
+                state.loaded_up_to = command[1]
+                continue
+            yield from self._step(state, command)
+            alone = state.pending is None and not state.streaming and not state.reverting
+        self.canonical[info.name] = stream.canonical
         if state.pending is not None or state.reverting:
             self._end_truncated(state, "open-transaction", last)
         elif stream.truncated_at is not None:
@@ -104,7 +122,7 @@ class AofReader:
             yield self.truncation
         yield FileEnd(info.name, state.yielded, state.loaded_up_to)
 
-    def _step(self, state: _FileState, raw: RawCommand) -> Iterator[AofCommand]:
+    def _step(self, state: _FileState, raw: RawCommand) -> Iterator[AofCommand | RawCommand]:
         offset, end, argv = raw
         is_exec = argv[0].lower() == b"exec"
         if state.reverting:  # inside a block proven never to end: counted, never yielded
@@ -127,7 +145,7 @@ class AofReader:
             yield self._event(state, raw, False)
             state.loaded_up_to = end
 
-    def _big_transaction(self, state: _FileState, resume: int) -> Iterator[AofCommand]:
+    def _big_transaction(self, state: _FileState, resume: int) -> Iterator[AofCommand | RawCommand]:
         if _exec_follows(state.info, resume, self.chunk_size):
             yield from self._flush(state)
             state.streaming = True
@@ -135,17 +153,18 @@ class AofReader:
             state.dropped = len(state.pending or ())
             state.pending, state.reverting = None, True
 
-    def _flush(self, state: _FileState) -> Iterator[AofCommand]:
+    def _flush(self, state: _FileState) -> Iterator[AofCommand | RawCommand]:
         for raw in state.pending or ():
             yield self._event(state, raw, True)
         state.pending = None
 
-    def _event(self, state: _FileState, raw: RawCommand, in_transaction: bool) -> AofCommand:
+    def _event(self, state: _FileState, raw: RawCommand, in_transaction: bool) -> AofCommand | RawCommand:
         offset, _, argv = raw
         self.commands += 1
         state.yielded += 1
-        event = AofCommand(argv, state.info.name, offset, self.commands, state.db, in_transaction)
-        if len(argv) > 1 and argv[0].lower() == b"select":
+        event = raw if state.raw else AofCommand(argv, state.info.name, offset, self.commands, state.db,
+                                                 in_transaction)
+        if len(argv) > 1 and len(argv[0]) == 6 and argv[0].lower() == b"select":
             state.db = _select_target(argv[1], state.db)
         return event
 
@@ -175,6 +194,7 @@ class _FileState:
         self.streaming = False
         self.reverting = False
         self.dropped = 0
+        self.raw = False  # yield the parser's tuples, not AofCommand events
 
 
 def _exec_follows(info: AofFileInfo, offset: int, chunk_size: int) -> bool:

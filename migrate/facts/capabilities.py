@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from migrate.facts.commands import has_command, supports_hash_field_ttl
 from migrate.facts.releases import Version, accepts_rdb_version, rdb_version_written
-from migrate.facts.types import readable_opcodes, readable_types, same_meaning
+from migrate.facts.types import checks_stream_counts, readable_opcodes, readable_types, same_meaning
 
 
 @dataclass(frozen=True)
@@ -20,6 +20,7 @@ class Capabilities:
     hash_field_ttl: bool = field(init=False)  # stores hash field TTLs
     readable: frozenset[int] = field(init=False, repr=False)  # object type bytes it reads
     opcodes: frozenset[int] = field(init=False, repr=False)  # RDB opcodes its loader reads
+    stream_counts_checked: bool = field(init=False)  # refuses streams whose counters disagree with their entries
 
     def __post_init__(self) -> None:
         # Derived once: a planner asks these per payload signature, a writer per key.
@@ -27,6 +28,7 @@ class Capabilities:
         object.__setattr__(self, "hash_field_ttl", supports_hash_field_ttl(self.product, self.version))
         object.__setattr__(self, "readable", readable_types(self.product, self.version))
         object.__setattr__(self, "opcodes", readable_opcodes(self.product, self.version))
+        object.__setattr__(self, "stream_counts_checked", checks_stream_counts(self.product, self.version))
         if not self.label:
             text = ".".join(map(str, self.version))
             object.__setattr__(self, "label", f"{self.product.capitalize()} {text}")

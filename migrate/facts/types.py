@@ -185,3 +185,41 @@ def _cumulative(table: tuple[tuple[str, Version, frozenset[int]], ...], product:
 def same_meaning(type_byte: int, dialect: str, product: str) -> bool:
     """Whether a type byte of data in `dialect` means the same thing to a reader of `product` (always below 22)."""
     return type_byte < SHARED_TYPES_BELOW or dialect == product
+
+
+# -- empty values: what a loader does with a collection that holds nothing ------------------------------------------
+
+EMPTY_SKIPPED: Final[frozenset[str]] = frozenset({
+    "LIST", "SET", "ZSET", "HASH", "ZSET_2", "LIST_ZIPLIST", "ZSET_ZIPLIST", "HASH_ZIPLIST", "LIST_QUICKLIST",
+    "HASH_LISTPACK", "ZSET_LISTPACK", "LIST_QUICKLIST_2", "SET_LISTPACK", "HASH_METADATA_PRE_GA",
+    "HASH_LISTPACK_EX_PRE_GA", "HASH_METADATA", "HASH_LISTPACK_EX", "HASH_2",
+})
+"""Type names (TypeInfo.name) whose empty values a server skips when it loads a file (`goto emptykey` in
+rdbLoadObject, src/rdb.c of redis unstable 2024-10 and valkey 8.0; redis/redis#9297 and #9349, Redis 7.0+): a length
+of 0, a ziplist or listpack without entries, a quicklist without nodes or whose every node is empty (empty nodes of a
+non-empty quicklist are dropped). The server logs "rdbLoadObject skipping empty key: <key>" and "empty keys skipped:
+N"; RESTORE of the same bytes answers `Bad data format`. Measured on Redis 7.0.15, 8.0.6, Valkey 8.1.1 and 9.1.2
+(2026-12-01, tests/test_persistence_files.py). Redis 6.0 and older load empty values as empty keys and keep them (a
+live Redis 6.0 can hold them and DUMP them: measured on 6.0.16)."""
+
+EMPTY_REFUSED: Final[frozenset[str]] = frozenset({"SET_INTSET", "HASH_ZIPMAP"})
+"""Type names whose empty values make a server refuse the whole file: intsetValidateIntegrity and
+zipmapValidateIntegrity fail on zero entries ("Intset integrity check failed", "Zipmap integrity check failed"),
+measured on the same servers. Redis 6.0 loads and keeps them."""
+
+EMPTY_LEGAL: Final[frozenset[str]] = frozenset({"STRING", "STREAM_LISTPACKS", "STREAM_LISTPACKS_2",
+                                                "STREAM_LISTPACKS_3"})
+"""Values that may be empty and are loaded as they are: an empty string, a stream without entries (it keeps its last
+id and consumer groups; XTRIM MAXLEN 0 and XDEL of every entry leave one)."""
+
+
+STREAM_COUNTS_CHECKED: Final[tuple[tuple[str, Version], ...]] = (("valkey", (9, 1)),)
+"""(product, first release) that refuse a stream payload whose counters disagree with its entries: a length other
+than its live entries, or a node whose live/deleted header differs from its entries' deleted flags (RESTORE answers
+`Bad data format`, loading a file fails). Source: valkey-io/valkey#3922 (length against the live counts) and #4381
+(the live/deleted split), 2026; measured 2026-12-01: Valkey 9.1.2 refuses, Valkey 8.1.1, Redis 7.0.15 and 8.0.6 load
+them. Redis merged a similar check (redis/redis#15124, 2026-04) in a release not in the matrix: not listed."""
+
+
+def checks_stream_counts(product: str, version: Version) -> bool:
+    return any(product == p and version >= first for p, first in STREAM_COUNTS_CHECKED)

@@ -1,82 +1,47 @@
-"""An AOF directory: the multi-part manifest (Redis 7.0+ / Valkey), the base file's format and RDB version, and
-which commands the command files replay (a target that lacks one cannot load the directory)."""
+"""An AOF input, inspected offline as a server loads it (migrate.aof.summarize_aof): the files in load order, the
+commands replayed per name, transactions, databases, a torn tail, and the census of its RDB part (base file or
+preamble) classified for the target like an RDB file's."""
 
 from __future__ import annotations
 
-import shlex
-from collections import Counter
-from pathlib import Path
+import time
 
-import hiredis
-
-from migrate.errors import BadInputError
-from migrate.preflight.profile import AofFacts, AofFile
-
-KINDS = {"b": "base", "h": "history", "i": "incr"}
-CHUNK = 1 << 20
+from migrate.aof import AofFileSummary, AofFormatError, AofSummary, summarize_aof
+from migrate.identity import ServerIdentity
+from migrate.preflight.options import PreflightOptions
+from migrate.preflight.profile import AofFacts, AofFile, AofTruncation
+from migrate.preflight.rdbfile import empty_keys, file_census, writer_identity
 
 
-def read_aof_dir(directory: str) -> AofFacts:
-    root = Path(directory)
-    if not root.is_dir():
-        raise BadInputError(f"AOF directory not found: {directory}", "give the server's appenddirname folder")
-    manifests = sorted(root.glob("*.manifest"))
+def read_aof_dir(path: str, target: ServerIdentity | None = None,
+                 options: PreflightOptions | None = None) -> AofFacts:
+    """The input's facts; a missing, malformed or corrupt input gives facts with `error` set (one line)."""
+    started = time.monotonic()
     try:
-        files = _from_manifest(root, manifests[0]) if manifests else _single_files(root)
-        commands = _commands(root, files)
-    except (OSError, ValueError, hiredis.ProtocolError) as exc:
-        return AofFacts(str(root), manifests[0].name if manifests else None, (), {}, f"unreadable: {exc}")
-    return AofFacts(str(root), manifests[0].name if manifests else None, tuple(files), dict(commands))
+        summary = summarize_aof(path, top=options.biggest if options else 10)
+    except AofFormatError as exc:
+        return AofFacts(path, None, error=exc.message, hint=exc.hint)
+    except OSError as exc:
+        return AofFacts(path, None, error=f"cannot read: {exc.strerror or exc}")
+    return _facts(path, summary, target, time.monotonic() - started)
 
 
-def _from_manifest(root: Path, manifest: Path) -> list[AofFile]:
-    out = []
-    for line in manifest.read_text().splitlines():
-        fields = shlex.split(line)
-        if not fields:
-            continue
-        attrs = dict(zip(fields[::2], fields[1::2], strict=False))
-        if "file" not in attrs:
-            raise ValueError(f"manifest line without a file name: {line!r}")
-        out.append(_describe(root / attrs["file"], KINDS.get(attrs.get("type", "i"), "incr")))
-    return out
+def _facts(path: str, summary: AofSummary, target: ServerIdentity | None, duration: float) -> AofFacts:
+    rdb = next((f.rdb for f in summary.files if f.rdb is not None), None)
+    truncation = summary.truncation
+    return AofFacts(
+        directory=path, manifest=_name(summary.manifest), files=tuple(_file(f) for f in summary.files),
+        commands=dict(summary.by_command), layout=summary.layout, history=summary.history,
+        transactions=summary.transactions, databases=summary.databases,
+        truncation=AofTruncation(truncation.file, truncation.loaded_up_to, truncation.size, truncation.reason,
+                                 truncation.dropped_commands) if truncation else None,
+        rdb_keys=summary.keys_in_rdb, census=file_census(rdb, target, duration) if rdb else None,
+        writer=writer_identity(rdb) if rdb else None, empty=empty_keys(rdb) if rdb else None)
 
 
-def _single_files(root: Path) -> list[AofFile]:
-    """Before Redis 7.0: one appendonly.aof, possibly starting with an RDB preamble."""
-    return [_describe(path, "incr") for path in sorted(root.glob("*.aof"))]
+def _file(f: AofFileSummary) -> AofFile:
+    return AofFile(f.name, f.kind, f.size, f.format, f.rdb.rdb_version if f.rdb else None, f.commands)
 
 
-def _describe(path: Path, kind: str) -> AofFile:
-    if not path.exists():
-        return AofFile(path.name, kind, None)
-    with path.open("rb") as fh:
-        head = fh.read(9)
-    version = _rdb_version(head)
-    return AofFile(path.name, kind, path.stat().st_size, "rdb" if version is not None else "aof", version)
-
-
-def _rdb_version(head: bytes) -> int | None:
-    for magic in (b"REDIS", b"VALKEY"):
-        if head.startswith(magic) and head[len(magic):].isdigit():
-            return int(head[len(magic):])
-    return None
-
-
-def _commands(root: Path, files: list[AofFile]) -> Counter[str]:
-    """Command names replayed by the AOF-format files (RDB-format bases hold data, not commands)."""
-    names: Counter[str] = Counter()
-    for f in files:
-        if f.format == "aof" and f.size and f.kind != "history":
-            _count_commands(root / f.name, names)
-    return names
-
-
-def _count_commands(path: Path, names: Counter[str]) -> None:
-    reader = hiredis.Reader()
-    with path.open("rb") as fh:
-        while chunk := fh.read(CHUNK):
-            reader.feed(chunk)
-            while (reply := reader.gets()) is not False:
-                if isinstance(reply, list) and reply:
-                    names[bytes(reply[0]).decode("utf-8", "replace").lower()] += 1
+def _name(manifest: str | None) -> str | None:
+    return manifest.rsplit("/", 1)[-1] if manifest else None

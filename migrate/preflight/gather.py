@@ -45,9 +45,9 @@ TRANSPORT = (rex.ConnectionError, rex.TimeoutError, OSError)
 
 def gather(config: PreflightConfig) -> Profile:
     options, common = config.options, config.common
-    if common.source is None and options.rdb_file is None:
-        raise ConfigError("nothing to check: give --source URL and/or --rdb-file FILE",
-                          "preflight needs a live source or an RDB file (and a --target or --target-version)")
+    if common.source is None and options.rdb_file is None and options.aof_dir is None:
+        raise ConfigError("nothing to check: give --source URL, --rdb-file FILE or --aof-dir PATH",
+                          "preflight needs a live source, an RDB file or an AOF (and a --target or --target-version)")
     source_side = discover_side(common, "source", unknown_ok=True) if common.source else None
     target_side = _target_side(config)
     source = _source(common.source, config, source_side) if common.source else None
@@ -63,7 +63,9 @@ def gather(config: PreflightConfig) -> Profile:
     rdb = read_rdb_file(options.rdb_file, target_identity, options) if options.rdb_file else None
     if rdb is not None and rdb.error and source is None and (target is None or not target.live):
         raise BadInputError(f"RDB file {rdb.path} is unreadable: {rdb.error}")
-    aof = read_aof_dir(options.aof_dir) if options.aof_dir else None
+    aof = read_aof_dir(options.aof_dir, target_identity, options) if options.aof_dir else None
+    if aof is not None and aof.error and source is None and (target is None or not target.live):
+        raise BadInputError(f"AOF {aof.directory} is unusable: {aof.error}", aof.hint)
     rights = _rights(common, source, target, source_side, target_side) if source is not None and source.live else ()
     profile = Profile(source, target, census, rdb, aof, rights, (), *clusters)
     return dataclasses.replace(profile, partial=partial_reasons(profile))
@@ -230,7 +232,9 @@ def assumed_identity(spec: str) -> ServerIdentity:
 def partial_reasons(profile: Profile) -> tuple[str, ...]:
     reasons = []
     if profile.source is None:
-        reasons.append("no live source: facts come from the RDB file only")
+        files = " and ".join(what for what, given in (("the RDB file", profile.rdb_file), ("the AOF", profile.aof))
+                             if given is not None)
+        reasons.append(f"no live source: facts come from {files or 'the files'} only")
     target = profile.target
     if target is None:
         reasons.append("no target given: target checks were not run (give --target or --target-version)")

@@ -22,7 +22,9 @@ class PreflightOptions:
                              metavar="SIZE", parse=size, shown_default="8mb")
     dumps_per_kind: int = 5  # payloads DUMPed per (db, type, encoding) to classify the conversion
     rdb_file: str | None = option(None, "Inspect an RDB file (offline, or with servers).", metavar="FILE")
-    aof_dir: str | None = option(None, "Inspect an AOF directory (manifest, files).", metavar="DIR")
+    aof_dir: str | None = option(None, "Inspect an AOF as a server loads it (offline, or with servers): a Redis "
+                                  "7+ appendonly directory or its manifest, or a single appendonly.aof.",
+                                  metavar="PATH")
     target_version: str | None = option(None, "Check against a release when no live target is given, e.g. "
                                         "valkey:8.1 or valkey:9.1:relaxed.", metavar="PRODUCT:VERSION")
     dbs: tuple[int, ...] = field(default=())  # restrict the census to these databases

@@ -205,24 +205,63 @@ class RdbFileFacts:
     census: Census | None = None
     functions: tuple[str, ...] = ()
     error: str | None = None  # one line when the file could not be read
+    empty: EmptyKeys | None = None  # empty collections in the file
+
+
+@dataclass(frozen=True)
+class EmptyKeys:
+    """Empty collections in a file: a server loading it skips them (`skipped`), or refuses the whole file for an
+    empty intset or zipmap (`refused`, Redis 7.0+ and Valkey); `migrate run` skips both and names them."""
+
+    skipped: int
+    refused: int
+    examples: tuple[str, ...]  # "db N key (TYPE)" of the first few
+
+    @property
+    def keys(self) -> int:
+        return self.skipped + self.refused
 
 
 @dataclass(frozen=True)
 class AofFile:
     name: str
-    kind: str  # base | history | incr
+    kind: str  # base | incr | single (history files are never loaded: AofFacts.history)
     size: int | None
-    format: str | None = None  # rdb | aof (base files)
+    format: str | None = None  # rdb (an RDB part, then commands) | aof (commands) | empty
     rdb_version: int | None = None
+    commands: int = 0  # commands a server replays from this file
+
+
+@dataclass(frozen=True)
+class AofTruncation:
+    """The torn tail of the last file, which a server (and `migrate run --from-aof`) does not load."""
+
+    file: str
+    loaded_up_to: int
+    size: int
+    reason: str  # incomplete-command | open-transaction
+    dropped_commands: int
 
 
 @dataclass(frozen=True)
 class AofFacts:
-    directory: str
+    """An AOF input read as a server loads it (migrate.aof.summarize_aof), offline."""
+
+    directory: str  # the path given
     manifest: str | None
-    files: tuple[AofFile, ...] = ()
-    commands: dict[str, int] = field(default_factory=dict)  # commands found in the AOF command files
-    error: str | None = None
+    files: tuple[AofFile, ...] = ()  # load order
+    commands: dict[str, int] = field(default_factory=dict)  # command name -> commands the server replays
+    error: str | None = None  # one line when a server would refuse the input
+    hint: str | None = None  # how to fix what `error` says
+    layout: str = ""  # multi-part | single-file
+    history: tuple[str, ...] = ()  # files the manifest lists as history: never loaded
+    transactions: int = 0  # MULTI/EXEC blocks replayed
+    databases: tuple[int, ...] = ()  # databases the commands run in
+    truncation: AofTruncation | None = None
+    rdb_keys: int = 0  # keys in the RDB part (base file or preamble)
+    census: Census | None = None  # of the RDB part (the commands add keys no census counts)
+    writer: ServerIdentity | None = None  # from the RDB part's aux fields
+    empty: EmptyKeys | None = None  # empty collections in the RDB part
 
     @property
     def base_rdb_version(self) -> int | None:
@@ -314,7 +353,9 @@ class Profile:
     def source_identity(self) -> ServerIdentity | None:
         if self.source is not None and self.source.identity is not None:
             return self.source.identity
-        return self.rdb_file.writer if self.rdb_file else None
+        if self.rdb_file is not None:
+            return self.rdb_file.writer
+        return self.aof.writer if self.aof else None
 
     @property
     def target_identity(self) -> ServerIdentity | None:
@@ -325,4 +366,6 @@ class Profile:
         """The live census, else the one read from the RDB file."""
         if self.census is not None:
             return self.census
-        return self.rdb_file.census if self.rdb_file else None
+        if self.rdb_file is not None:
+            return self.rdb_file.census
+        return self.aof.census if self.aof else None

@@ -12,7 +12,16 @@ from migrate.facts.releases import parse_version
 from migrate.identity import ServerIdentity
 from migrate.preflight.classify import classify_type_byte
 from migrate.preflight.options import PreflightOptions
-from migrate.preflight.profile import BigKey, Census, Conversion, DbCensus, KeyGroup, RdbFileFacts, TypeStats
+from migrate.preflight.profile import (
+    BigKey,
+    Census,
+    Conversion,
+    DbCensus,
+    EmptyKeys,
+    KeyGroup,
+    RdbFileFacts,
+    TypeStats,
+)
 from migrate.rdb.summary import RdbSummary, summarize
 from migrate.render import display_key
 
@@ -30,7 +39,16 @@ def read_rdb_file(path: str, target: ServerIdentity | None, options: PreflightOp
     except OSError as exc:
         return RdbFileFacts(path, size, error=f"cannot read: {exc.strerror or exc}")
     census = file_census(summary, target, time.monotonic() - started)
-    return RdbFileFacts(path, size, summary.rdb_version, writer_identity(summary), census, summary.functions)
+    return RdbFileFacts(path, size, summary.rdb_version, writer_identity(summary), census, summary.functions,
+                        empty=empty_keys(summary))
+
+
+def empty_keys(summary: RdbSummary) -> EmptyKeys | None:
+    empty = summary.empty
+    if empty is None or not empty.keys:
+        return None
+    return EmptyKeys(empty.skipped, empty.refused,
+                     tuple(f"db {db} {display_key(key)} ({name})" for db, key, name in empty.examples))
 
 
 def writer_identity(summary: RdbSummary) -> ServerIdentity | None:

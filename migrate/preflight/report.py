@@ -46,11 +46,15 @@ def _detail(finding: Finding) -> str:
 def _headline(result: PreflightResult) -> str:
     p = result.profile
     lines = [f"migrate preflight {result.tool_version} — {result.started_at} ({result.duration_s:.1f} s)",
-             f"source: {_describe(p.source) if p.source else 'none (RDB file only)'}",
+             f"source: {_describe(p.source) if p.source else 'none (files only)'}",
              f"target: {_describe(p.target) if p.target else 'none'}"]
     if p.rdb_file is not None:
         lines.append(f"rdb file: {p.rdb_file.path} ({p.rdb_file.size} bytes"
                      + (f", RDB {p.rdb_file.rdb_version}" if p.rdb_file.rdb_version else "") + ")")
+    if p.aof is not None:
+        size = sum(f.size or 0 for f in p.aof.files)
+        lines.append(f"aof: {p.aof.directory} ({p.aof.layout or 'unreadable'}, {len(p.aof.files)} files, {size} bytes, "
+                     f"{sum(p.aof.commands.values())} commands)")
     if result.partial:
         lines += [f"PARTIAL REPORT: {reason}" for reason in p.partial]
     verdict = "NO BLOCKERS" if result.ok else f"{len(result.blockers)} BLOCKER(S)"

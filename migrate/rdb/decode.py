@@ -397,6 +397,40 @@ def _stream_node_entries(items: list[bytes | int], master: tuple[int, int]) -> l
     return out
 
 
+def stream_inconsistency(type_byte: int, payload: bytes, rdb_version: int | None = None) -> str | None:
+    """Why a stream's counters disagree with its entries (the stream's length against its live entries, a node's
+    live/deleted header against its entries' flags), or None. Redis 5.0-rc1's XDEL left such streams (its length was
+    not decremented); Valkey 9.1 refuses their payloads (facts.types.STREAM_COUNTS_CHECKED), Redis loads them."""
+    if T.logical_type(type_byte, rdb_version) != "stream":
+        return None
+    c = Cursor(payload, rdb_version)
+    try:
+        live = 0
+        for _ in range(c.length()):
+            c.string()
+            items = c.blob(listpack_items)
+            count, deleted, fields = _int(items[0]), _int(items[1]), _int(items[2])
+            flagged = _flagged(items, count + deleted, 3 + fields + 1, fields)
+            if flagged != deleted:
+                return (f"a node's header counts {count} live and {deleted} deleted entries, its entries "
+                        f"{count + deleted - flagged} and {flagged}")
+            live += count
+        length = c.length()
+    except (FormatProblem, IndexError, TypeError, struct.error, NeedMore):
+        return None  # malformed: the decoder says how
+    return None if length == live else f"its length is {length} but it holds {live} entries"
+
+
+def _flagged(items: list[bytes | int], entries: int, p: int, master_fields: int) -> int:
+    """How many of a node's entries carry the deleted flag."""
+    flagged = 0
+    for _ in range(entries):
+        flags = _int(items[p])
+        flagged += flags & C.STREAM_ITEM_FLAG_DELETED
+        p += 3 + (master_fields if flags & C.STREAM_ITEM_FLAG_SAMEFIELDS else 1 + 2 * _int(items[p + 3])) + 1
+    return flagged
+
+
 def _int(item: bytes | int) -> int:
     if isinstance(item, int):
         return item

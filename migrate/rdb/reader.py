@@ -275,8 +275,13 @@ class RdbReader:
     """
 
     def __init__(self, source: Source, *, capture_payload: bool = True, verify_checksum: bool = True,
-                 max_value_bytes: int = DEFAULT_MAX_VALUE, chunk_size: int = DEFAULT_CHUNK) -> None:
+                 max_value_bytes: int = DEFAULT_MAX_VALUE, chunk_size: int = DEFAULT_CHUNK,
+                 capture_small: int = 0, capture_types: frozenset[int] = frozenset()) -> None:
+        """Without capture_payload, still capture values of collections up to `capture_small` bytes (what tells an
+        empty one, migrate.rdb.empty, at almost no cost) and every value of a type byte in `capture_types`."""
         self.capture_payload = capture_payload
+        self.capture_small = capture_small
+        self.capture_types = capture_types
         self.verify_checksum = verify_checksum
         self.max_value_bytes = max_value_bytes
         self.chunk_size = chunk_size
@@ -428,6 +433,8 @@ class RdbReader:
         buf, p = self._buf, self._pos
         n, base, lim = len(buf), self._base, self._limit(buf)
         capture = self.capture_payload
+        small = 0 if capture else self.capture_small
+        wanted_types = self.capture_types
         skippers = self._skippers
         db = 0
         expire: int | None = None
@@ -452,7 +459,9 @@ class RdbReader:
                         q = skip(buf, vstart, lim)
                     if q > n:
                         raise NeedMore(q)
-                    item = (KEY, db, key, t, expire, idle, freq, buf[vstart:q] if capture else b"", base + start,
+                    item = (KEY, db, key, t, expire, idle, freq,
+                            buf[vstart:q] if capture or (t and (q - vstart <= small or t in wanted_types)) else b"",
+                            base + start,
                             q - vstart, read_length(buf, vstart)[0] if t == 7 else None)
                     p = self._pos = q
                     expire = idle = freq = None

@@ -14,6 +14,7 @@ from typing import Any
 
 from migrate.facts import types as T
 from migrate.rdb import constants as C
+from migrate.rdb.empty import CAPTURE_BYTES, REFUSED, SKIPPED, EmptyCheck
 from migrate.rdb.reader import RdbReader, Source
 from migrate.rdb.records import AuxField, End, FunctionRecord, ModuleAux, ResizeDb, SelectDb, SlotImport, SlotInfo
 
@@ -86,6 +87,21 @@ class RdbSummary:
     checksum_ok: bool | None  # None: no checksum in the file (RDB < 5) or written with checksums disabled
     lfu_keys: int = 0
     lru_keys: int = 0
+    empty: EmptySummary | None = None  # empty collections (a server skips them, or refuses the file for some)
+
+
+@dataclass(frozen=True)
+class EmptySummary:
+    """Empty collections in the file (migrate.rdb.empty): a server loading the file skips them (`skipped`), or refuses
+    the whole file for an empty intset or zipmap (`refused`)."""
+
+    skipped: int
+    refused: int
+    examples: tuple[tuple[int, bytes, str], ...]  # (db, key, type name) of the first few
+
+    @property
+    def keys(self) -> int:
+        return self.skipped + self.refused
 
 
 class _Tally:
@@ -107,6 +123,8 @@ class _Tally:
         self.slot_info = self.slot_imports = 0
         self.end: End | None = None
         self.current_db = 0
+        self.empty = {SKIPPED: 0, REFUSED: 0}
+        self.empty_examples: list[tuple[int, bytes, str]] = []
 
     def module(self, name: str) -> dict[str, Any]:
         return self.modules.setdefault(name, {"encvers": set(), "keys": 0, "examples": [], "aux": 0})
@@ -116,7 +134,8 @@ def summarize(source: Source, *, top: int = 10, example_keys: int = 3, now_ms: i
               verify_checksum: bool = True) -> RdbSummary:
     """Summarise an RDB file or stream. Raises RdbFormatError (with the offset) on malformed input."""
     tally = _Tally(top, example_keys, now_ms if now_ms is not None else int(time.time() * 1000))
-    with RdbReader(source, capture_payload=False, verify_checksum=verify_checksum) as reader:
+    with RdbReader(source, capture_payload=False, verify_checksum=verify_checksum,
+                   capture_small=CAPTURE_BYTES) as reader:
         _scan(reader, tally)
         return _freeze(reader, tally, _source_name(source))
 
@@ -130,9 +149,13 @@ def _scan(reader: RdbReader, tally: _Tally) -> None:
     expires_by_db = tally.expires_by_db
     counts = per_db.setdefault(0, [0] * 256)
     seq = 0
+    empty = EmptyCheck(reader.rdb_version)
+    probes = empty.probes
     for item in reader.scan():
         if type(item) is tuple:
-            _, db, key, t, expire, idle, freq, _, _, size, mid = item
+            _, db, key, t, expire, idle, freq, body, _, size, mid = item
+            if probes[t] is not None and body:
+                _empty(tally, empty, db, key, t, body)
             counts[t] += 1
             sizes[t] += size
             if expire is not None:
@@ -154,6 +177,14 @@ def _scan(reader: RdbReader, tally: _Tally) -> None:
             tally.current_db = item.db
         else:
             _other_record(tally, item)
+
+
+def _empty(tally: _Tally, check: EmptyCheck, db: int, key: bytes, t: int, body: bytes) -> None:
+    kind = check.kind(t, body)
+    if kind is not None:
+        tally.empty[kind] += 1
+        if len(tally.empty_examples) < max(tally.examples, 10):
+            tally.empty_examples.append((db, key, T.type_name(t, check.rdb_version)))
 
 
 def _expiry(tally: _Tally, db: int, expire: int, now: int, expires_by_db: dict[int, int]) -> None:
@@ -220,6 +251,7 @@ def _freeze(reader: RdbReader, tally: _Tally, source: str) -> RdbSummary:
         slot_info_records=tally.slot_info, slot_imports=tally.slot_imports, bytes_read=reader.bytes_read,
         checksum=end.checksum if end else None, checksum_ok=end.checksum_ok if end else None,
         lfu_keys=tally.lfu, lru_keys=tally.lru,
+        empty=EmptySummary(tally.empty[SKIPPED], tally.empty[REFUSED], tuple(tally.empty_examples)),
     )
 
 

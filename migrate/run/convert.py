@@ -29,6 +29,7 @@ class Route(StrEnum):
     RESTAMP = Action.RESTAMP.value  # RESTORE of the payload with the target's RDB version and a new CRC
     REWRITE = Action.REWRITE.value  # decoded and rebuilt with commands
     CHUNKED = "chunked"  # big key, copied in pieces with type-native reads and writes
+    REBUILT = "rewrite-refused"  # rewritten: the target refused the payload (e.g. `Bad data format`)
 
     def __str__(self) -> str:
         return self.value

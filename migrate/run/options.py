@@ -83,6 +83,9 @@ class RunOptions:
     from_rdb: tuple[Path, ...] = option((), "--strategy reload: load this RDB file instead of a live snapshot "
                                         "(repeat the flag to load several, e.g. one per source shard).",
                                         metavar="FILE", parse=paths, multiple=True)
+    from_aof: Path | None = option(None, "--strategy reload: load this AOF instead of a live snapshot: a Redis 7+ "
+                                   "appendonly directory (or its manifest), or a single appendonly.aof.",
+                                   metavar="PATH", parse=path)
     spool: bool = option(True, "--strategy reload: take the live snapshot to local disk and check it before the "
                          "target is flushed (--no-spool streams it: a broken stream then leaves the target partial).",
                          switch=True)
@@ -149,6 +152,8 @@ class RunOptions:
             raise ConfigError("--from-rdb needs --strategy reload")
         for file in self.from_rdb:
             _check_input_file(file, "--from-rdb")
+        if self.from_aof is not None:
+            self._check_aof()
         if self.promote and self.strategy is not Strategy.REPLICAOF:
             raise ConfigError("--promote needs --strategy replicaof")
         if self.resume and self.strategy not in (Strategy.REPLAY, Strategy.SYNC):
@@ -185,6 +190,27 @@ class RunOptions:
                               "meet, then sync for real")
         if self.flush_target and not self.yes:
             raise ConfigError("--flush-target empties target databases: confirm with --yes")
+
+
+    def _check_aof(self) -> None:
+        assert self.from_aof is not None
+        if self.strategy is not Strategy.RELOAD:
+            raise ConfigError("--from-aof needs --strategy reload")
+        if self.from_rdb:
+            raise ConfigError("--from-rdb and --from-aof exclude each other", "give one kind of input")
+        if not self.from_aof.exists():
+            raise ConfigError(f"--from-aof: not found: {self.from_aof}",
+                              "give the AOF directory (appenddirname), its manifest, or an appendonly.aof file")
+        selection = self.selection
+        if selection.match or selection.types or selection.exclude:
+            raise ConfigError("--from-aof replays commands, which --match, --type and --exclude cannot select (a "
+                              "command may touch several keys, of any type)",
+                              "select databases with --db / --db-map, or load the whole file")
+
+    @property
+    def from_file(self) -> bool:
+        """Whether a reload loads files (--from-rdb or --from-aof) rather than a live snapshot."""
+        return bool(self.from_rdb) or self.from_aof is not None
 
 
 def _check_input_file(path: Path, flag: str) -> None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Final, cast
 
+from migrate.aof import AofInput
 from migrate.cluster.links import NodeLink
 from migrate.cluster.sides import (
     Side,
@@ -28,23 +29,34 @@ from migrate.cluster.sides import (
 from migrate.cluster.topology import Topology
 from migrate.config import ConnectionSettings, Endpoint
 from migrate.connection import translate, with_retries
-from migrate.errors import MigrateError, ProblemsFound
+from migrate.errors import ConfigError, MigrateError, ProblemsFound
 from migrate.identity import config_value, refuse_same_server
 from migrate.logs import get_logger
 from migrate.rdb.errors import RdbFormatError
 from migrate.rdb.reader import RdbReader
 from migrate.rdb.rewrite import DEFAULT_MAX_COMMAND_BYTES
 from migrate.rights import Context, check_rights
+from migrate.run.aofload import check_aof, load_aof, open_input
+from migrate.run.aofload import commands_of as aof_commands
+from migrate.run.aofload import describe as describe_aof
 from migrate.run.convert import CachedPlan, Converter, signature
-from migrate.run.load import LoadOutcome, SnapshotLoader, check_snapshot, load_functions, snapshot_payload
+from migrate.run.load import (
+    KeyLoader,
+    LoadOutcome,
+    check_snapshot,
+    load_functions,
+    restore_payload,
+)
 from migrate.run.options import OnIncompatible, RunConfig, RunOptions
 from migrate.run.progress import RunProgress
-from migrate.run.result import DbReport, FunctionsReport, RunResult
+from migrate.run.result import CommandsReport, DbReport, FunctionsReport, RunResult
 from migrate.run.session import check_writable_target, doomed_stream, flush_dbs
 from migrate.run.snapshot import ReplicationSnapshot
 from migrate.run.spool import check_space, spool_folder, spooled_snapshot
+from migrate.run.tally import DbTally
 from migrate.selection import KeySelection
 from migrate.server import Server
+from migrate.stream import StreamTally, TargetProfile, Translator
 from migrate.wire import Channel, is_error, pack
 
 log = get_logger(__name__)
@@ -58,7 +70,7 @@ class Sides:
     """Both sides of a reload: a standalone server, or a cluster (its first primary stands for its identity)."""
 
     target: Server
-    source: Server | None  # None: --from-rdb
+    source: Server | None  # None: --from-rdb or --from-aof
     target_topology: Topology | None = None
     source_topology: Topology | None = None
 
@@ -76,6 +88,8 @@ class Sides:
         return [self.target.endpoint]
 
     def describe_source(self, options: RunOptions) -> str:
+        if options.from_aof is not None:
+            return str(options.from_aof)
         if options.from_rdb:
             return ", ".join(map(str, options.from_rdb))
         if self.source is None:
@@ -96,7 +110,7 @@ def open_sides(config: RunConfig, stack: ExitStack) -> Sides:
     """Both sides read from their seeds (a cluster from any node), checked before anything is planned."""
     common, options, settings = config.common, config.options, config.common.connection
     target_side = discover_side(common, "target")
-    source_side = discover_side(common, "source") if not options.from_rdb else None
+    source_side = discover_side(common, "source") if not options.from_file else None
     for side, role in ((source_side, "source"), (target_side, "target")):
         if isinstance(side, Topology):
             require_ready(side, role, settings)
@@ -127,10 +141,15 @@ def reload(config: RunConfig, on_plan: PlanSink | None = None) -> RunResult:
     options = config.options
     settings = config.common.connection
     with ExitStack() as stack:
+        aof = open_input(config) if options.from_aof is not None else None  # a bad input: refused before anything
         sides = open_sides(config, stack)
+        if aof is not None and sides.target_topology is not None:
+            raise ConfigError("--from-aof into a cluster target is not supported: an AOF's commands are replayed on "
+                              "one server", "load the AOF into a standalone server, then run a replay from it into "
+                              "the cluster")
         source, target = sides.source, sides.target
         _check_rights(config, sides)
-        plan = _plan(config, sides)
+        plan = _plan(config, sides, aof)
         if on_plan is not None:
             on_plan(plan)
         what, where = sides.describe_source(options), sides.describe_target()
@@ -138,15 +157,41 @@ def reload(config: RunConfig, on_plan: PlanSink | None = None) -> RunResult:
             note = "nothing done: dry run" if options.dry_run else "nothing done: rerun with --yes to execute"
             return RunResult("reload", what, where, executed=False, dry_run=options.dry_run,
                              resumed=False, seconds=time.monotonic() - started, plan=plan, notes=(note,))
-        loaded = _execute(config, sides)
-        tallies, extras = loaded.tallies, loaded.extras
-        functions = _load_functions(sides, settings, extras.functions)
+        if aof is not None:
+            done = _execute_aof(config, target, aof)
+        else:
+            loaded = _execute(config, sides)
+            done = _Done(loaded.tallies, loaded.extras.notes,
+                         _load_functions(sides, settings, loaded.extras.functions))
         del source, target
         return RunResult("reload", what, where, executed=True, dry_run=False, resumed=False,
-                         seconds=time.monotonic() - started,
-                         dbs=tuple(DbReport.of(t) for _, t in sorted(tallies.items())),
-                         functions=functions, plan=plan, notes=tuple(extras.notes))
+                         seconds=time.monotonic() - started, dbs=_db_reports(config, done), functions=done.functions,
+                         plan=plan, notes=tuple(done.notes), commands=done.commands)
     raise AssertionError("unreachable")  # pragma: no cover - ExitStack does not swallow exceptions
+
+
+@dataclass
+class _Done:
+    """What a load did: per source database tallies, the notes, functions and (from an AOF) the command part."""
+
+    tallies: dict[int, DbTally]
+    notes: list[str]
+    functions: FunctionsReport | None = None
+    commands: CommandsReport | None = None
+    stream: StreamTally | None = None
+
+
+def _db_reports(config: RunConfig, done: _Done) -> tuple[DbReport, ...]:
+    """One report per source database; the keys the command translation skipped or changed join their database."""
+    tallies = dict(done.tallies)
+    if done.stream is not None:
+        for attr in ("skipped", "changed"):
+            for issue in getattr(done.stream, attr).issues:
+                tally = tallies.get(issue.db)
+                if tally is None:
+                    tally = tallies[issue.db] = DbTally(issue.db, config.options.selection.target_db(issue.db))
+                getattr(tally, attr).append(issue)
+    return tuple(DbReport.of(t) for _, t in sorted(tallies.items()))
 
 
 def _check_rights(config: RunConfig, both: Sides) -> None:
@@ -157,7 +202,7 @@ def _check_rights(config: RunConfig, both: Sides) -> None:
         sides["source"] = (source, 0)
     check_rights("reload", sides, Context(source.identity.capabilities if source else None,
                                            target.identity.capabilities, options.flush_target,
-                                           from_file=source is None,
+                                           from_file=source is None, from_aof=options.from_aof is not None,
                                            source_cluster=both.source_topology is not None,
                                            target_cluster=both.target_topology is not None))
 
@@ -165,17 +210,26 @@ def _check_rights(config: RunConfig, both: Sides) -> None:
 # -- the plan ---------------------------------------------------------------------------------------------------------
 
 
-def _plan(config: RunConfig, sides: Sides) -> tuple[str, ...]:
+def _plan(config: RunConfig, sides: Sides, aof: AofInput | None) -> tuple[str, ...]:
     options = config.options
     source, target = sides.source, sides.target
-    lines = [_snapshot_line(options, sides), _check_line(options)]
+    if aof is not None:
+        lines = [describe_aof(aof), _aof_check_line(options)]
+    else:
+        lines = [_snapshot_line(options, sides), _check_line(options)]
     lines.append(_flush_line(options.selection, sides))
     routed = (f", each key written to the target primary owning its slot ({len(sides.target_primaries)} primaries)"
               if sides.target_topology is not None else "")
     lines.append(f"load: every key through the per-key conversion (as is, restamped, or rewritten with commands), "
                  f"batches of {options.batch_size}, --on-incompatible {options.on_incompatible}{routed}")
-    lines.append(_estimate(config, source, target, _source_keys(sides, config.common.connection)
-                           if sides.source_topology is not None else None))
+    if aof is not None:
+        lines.append(f"load: then the AOF's commands, translated for {target.identity.label} (databases, MULTI/EXEC "
+                     "blocks kept atomic, relative expiries made absolute, RESTOREs through the per-key conversion) "
+                     "and pipelined")
+        lines.append(_aof_estimate(config, target, aof))
+    else:
+        lines.append(_estimate(config, source, target, _source_keys(sides, config.common.connection)
+                               if sides.source_topology is not None else None))
     lines.append("rollback: the flush deletes the target's current data and this tool cannot bring it back: back the "
                  "target up first (BGSAVE and keep its RDB file); the source is only read")
     return tuple(lines)
@@ -190,6 +244,13 @@ def _check_line(options: RunOptions) -> str:
                 f"checksum {judged}".rstrip())
     return ("check: --no-spool streams the snapshot into the flushed target: if the stream breaks, the target is left "
             "partial (judged beforehand only from the source's modules and field TTLs)")
+
+
+def _aof_check_line(options: RunOptions) -> str:
+    judged = (", and for keys and commands the target cannot take (--on-incompatible fail stops here, naming them)"
+              if options.on_incompatible is OnIncompatible.FAIL else "")
+    return ("check: before anything is flushed, the AOF is read in full as a server loads it (manifest, every file, "
+            f"RDB parts and their checksums, a torn tail){judged}")
 
 
 def _snapshot_line(options: RunOptions, sides: Sides) -> str:
@@ -262,12 +323,33 @@ def _estimate(config: RunConfig, source: Server | None, target: Server, total: i
             f"µs/key for the target to take the bytes)")
 
 
+def _aof_estimate(config: RunConfig, target: Server, aof: AofInput) -> str:
+    """Time to read and translate a sample of the commands, plus the target's time to take their bytes (as ECHO)."""
+    translator = Translator(TargetProfile.of(target.client), policy=OnIncompatible.SKIP)
+    began = time.perf_counter()
+    sample = list(aof_commands(aof, SAMPLE_KEYS))
+    units = [u for u in (translator.feed(argv, 0) for argv, _ in sample) if u is not None]
+    read_s = time.perf_counter() - began
+    rdb = sum(f.size for f in aof.files if f.format == "rdb")
+    if not sample:
+        return f"estimate: not measured (no command file); the RDB part ({rdb:,} bytes) loads as --from-rdb does"
+    payloads = [pack(argv) for unit in units for _, argv in unit.commands]
+    write_s = _echo_time(target, config.common.connection, payloads) if payloads else 0.0
+    per_command = (read_s + write_s) / len(sample)
+    command_bytes = sum(f.size for f in aof.files if f.format == "aof")
+    commands = int(len(sample) * command_bytes / max(1, sum(size for _, size in sample)))
+    rdb_note = f"; the RDB part ({rdb:,} bytes) loads as --from-rdb does" if rdb else ""
+    return (f"estimate: about {commands:,} commands in {per_command * commands:,.1f} s (measured on a sample of "
+            f"{len(sample):,}: {read_s / len(sample) * 1e6:.1f} µs each to read and translate, "
+            f"{write_s / len(sample) * 1e6:.1f} µs for the target to take the bytes){rdb_note}")
+
+
 def _sample_file(file: Path, converter: Converter) -> tuple[list[bytes], int]:
     payloads: list[bytes] = []
     with RdbReader(file) as reader, contextlib.suppress(RdbFormatError):  # reported by the check
         for item in reader.scan():
             if type(item) is tuple:
-                payloads.append(snapshot_payload(converter, item[3], item[7], reader.rdb_version))
+                payloads.append(restore_payload(converter, item[3], item[7], reader.rdb_version))
                 if len(payloads) >= SAMPLE_KEYS:
                     break
     consumed = max(1, reader.bytes_read)
@@ -315,6 +397,24 @@ def _echo_time(target: Server, settings: ConnectionSettings, payloads: list[byte
 # -- execution --------------------------------------------------------------------------------------------------------
 
 
+def _execute_aof(config: RunConfig, target: Server, aof: AofInput) -> _Done:
+    options = config.options
+    check = check_aof(aof, config, target)
+    flush_dbs(target, _target_dbs(options.selection, None))
+    try:
+        with RunProgress(options.show_progress, check.commands + check.rdb_keys, "reloading") as progress:
+            load = load_aof(check, config, target, progress)
+    except MigrateError as exc:  # the target was flushed: every error from here on says so first
+        _say_flushed(exc)
+        raise
+    return _Done(load.loader.tallies, load.extras.notes, load.functions, load.commands, load.stream)
+
+
+def _say_flushed(exc: MigrateError) -> None:
+    exc.message = f"the target was flushed and holds a partial load: {exc.message}"
+    exc.hint = f"{exc.hint}; reload again once the cause is fixed (the target's data was replaced)"
+
+
 def _execute(config: RunConfig, sides: Sides) -> LoadOutcome:
     """Every snapshot checked (spooled or given) before the flush, then loaded one after the other."""
     options, settings = config.options, config.common.connection
@@ -334,7 +434,7 @@ def _execute(config: RunConfig, sides: Sides) -> LoadOutcome:
             check_snapshot(file, config, sides.target)
         _flush(sides, settings, _target_dbs(options.selection, sides.source))
         try:
-            loader = SnapshotLoader(config, sides.target, sides.target_topology)
+            loader = KeyLoader(config, sides.target, sides.target_topology)
             stack.callback(loader.close)
             progress = stack.enter_context(RunProgress(options.show_progress, _source_keys(sides, settings),
                                                        "reloading"))
@@ -347,8 +447,7 @@ def _execute(config: RunConfig, sides: Sides) -> LoadOutcome:
                     loader.load(reader, progress)
             return LoadOutcome(loader.tallies, loader.extras)
         except MigrateError as exc:  # the target was flushed: every error from here on says so first
-            exc.message = f"the target was flushed and holds a partial load: {exc.message}"
-            exc.hint = f"{exc.hint}; reload again once the cause is fixed (the target's data was replaced)"
+            _say_flushed(exc)
             raise
     raise AssertionError("unreachable")  # pragma: no cover - ExitStack does not swallow exceptions
 

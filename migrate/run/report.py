@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from migrate.render import dump_json, markdown_table, table_text
-from migrate.run.result import RunResult, SyncReport
+from migrate.run.result import CommandsReport, RunResult, SyncReport
 from migrate.run.tally import KeyIssue
 from migrate.verify.report import render as render_verify
 
@@ -27,9 +27,10 @@ def _title(result: RunResult) -> str:
 
 def _summary(result: RunResult) -> str:
     verb = "would copy" if result.dry_run else "copied"
+    extra = "".join(f", {name} {n}" for name, n in (("empty", len(result.empty)), ("rebuilt", result.rebuilt)) if n)
     return (f"{verb} {result.copied} keys in {result.seconds:.2f} s ({result.keys_per_second:,.0f} keys/s); "
             f"expired mid-run {result.expired}, skipped {len(result.skipped)}, changed {len(result.changed)}, "
-            f"busy {len(result.busy)}")
+            f"busy {len(result.busy)}{extra}")
 
 
 DB_COLUMNS = ("source db", "target db", "copied", "bytes", "expired", "skipped", "changed", "busy", "by type",
@@ -55,8 +56,13 @@ def _counts(counts: dict[str, int]) -> str:
 
 
 def _issue_sections(result: RunResult) -> list[tuple[str, tuple[KeyIssue, ...]]]:
-    return [(title, issues) for title, issues in (("Skipped keys", result.skipped), ("Changed keys", result.changed),
-                                                 ("Busy keys (exist on the target)", result.busy)) if issues]
+    rebuilt = tuple(i for d in result.dbs for i in d.rebuilt)
+    sections = (("Skipped keys", result.skipped), ("Changed keys", result.changed),
+                ("Busy keys (exist on the target)", result.busy),
+                ("Empty keys (skipped, as a server loading a file does)", result.empty),
+                (f"Rewritten keys: the target refused the payload ({result.rebuilt}, first {len(rebuilt)} named)"
+                 if result.rebuilt > len(rebuilt) else "Rewritten keys: the target refused the payload", rebuilt))
+    return [(title, issues) for title, issues in sections if issues]
 
 
 def _human(result: RunResult) -> str:
@@ -104,6 +110,8 @@ def _extras(result: RunResult) -> list[str]:
                      f"{rep.keys} keys on the target, {'promoted' if rep.promoted else 'still a replica'}")
     if result.sync is not None:
         lines += _sync_lines(result.sync)
+    if result.commands is not None:
+        lines += _commands_lines(result.commands)
     lines += list(result.notes)
     if result.verify is not None:
         lines.append(f"verify: {result.verify.verdict()}")
@@ -130,4 +138,17 @@ def _sync_lines(sync: SyncReport) -> list[str]:
         lines += [f"key count target db {c.target_db}: source {c.source_keys}, target {c.target_keys} ({c.verdict})"
                   for c in cut.counts]
         lines.append(cut.instructions)
+    return lines
+
+
+def _commands_lines(c: CommandsReport) -> list[str]:
+    def top(counts: dict[str, int]) -> str:
+        return ", ".join(f"{name} {n}" for name, n in sorted(counts.items(), key=lambda kv: -kv[1])[:8]) or "none"
+
+    lines = [f"AOF commands: {c.read:,} read from {len(c.files)} file(s), {c.applied:,} applied to the target, "
+             f"{c.restored:,} RESTOREs loaded as keys; skipped {c.skipped:,}, changed {c.changed:,} (keys named "
+             "above)", f"AOF commands rewritten as their effect: {top(c.rewritten)}; dropped (no data effect): "
+             f"{top(c.dropped)}" + (f"; in databases not selected: {top(c.filtered)}" if c.filtered else "")]
+    if c.truncation:
+        lines.append(c.truncation)
     return lines

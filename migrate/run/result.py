@@ -8,8 +8,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from migrate.render import jsonable
+from migrate.run.convert import Route
 from migrate.run.tally import DbTally, KeyIssue
 from migrate.verify.result import VerifyResult
+
+REBUILT_ROUTE = Route.REBUILT.value
 
 
 @dataclass(frozen=True)
@@ -24,12 +27,14 @@ class DbReport:
     skipped: tuple[KeyIssue, ...]
     changed: tuple[KeyIssue, ...]
     busy: tuple[KeyIssue, ...]
+    empty: tuple[KeyIssue, ...] = ()  # empty collections, skipped as a server loading a file skips them
+    rebuilt: tuple[KeyIssue, ...] = ()  # the target refused the payload: rewritten with commands (the first ones)
 
     @classmethod
     def of(cls, tally: DbTally) -> DbReport:
         return cls(tally.source_db, tally.target_db, tally.copied, tally.bytes, tally.expired,
                    dict(sorted(tally.by_type.items())), dict(sorted(tally.by_route.items())), tuple(tally.skipped),
-                   tuple(tally.changed), tuple(tally.busy))
+                   tuple(tally.changed), tuple(tally.busy), tuple(tally.empty), tuple(tally.rebuilt))
 
 
 @dataclass(frozen=True)
@@ -125,6 +130,22 @@ class ShardReport:
 
 
 @dataclass(frozen=True)
+class CommandsReport:
+    """--from-aof: the commands replayed after (or without) the AOF's RDB part."""
+
+    read: int  # commands read from the files (MULTI/EXEC included)
+    applied: int  # target commands the target acknowledged
+    restored: int  # RESTOREs of the AOF loaded through the per-key conversion (counted as keys)
+    rewritten: dict[str, int]  # source command -> sent as an exact equivalent (e.g. EXPIRE -> PEXPIREAT)
+    dropped: dict[str, int]  # no data effect (e.g. PUBLISH, reads)
+    filtered: dict[str, int]  # in a database not selected (--db / --db-map)
+    skipped: int  # commands not applied (--on-incompatible skip, or no lossy form): their keys are named
+    changed: int  # commands applied in a lossy form: their keys are named
+    files: tuple[str, ...] = ()  # the files loaded, in load order
+    truncation: str = ""  # what the server would not load either (a torn tail), or ""
+
+
+@dataclass(frozen=True)
 class RunResult:
     strategy: str
     source: str  # a description of the source (server label, or the RDB file), never a password
@@ -139,6 +160,7 @@ class RunResult:
     notes: tuple[str, ...] = ()
     replication: ReplicationReport | None = None
     sync: SyncReport | None = None
+    commands: CommandsReport | None = None  # --from-aof: the command part
     verify: VerifyResult | None = field(default=None, compare=False)  # --verify: migrate.verify's result
     shards: tuple[ShardReport, ...] = ()  # a sharded replay (a cluster on either side): per unit
 
@@ -166,6 +188,15 @@ class RunResult:
     def busy(self) -> tuple[KeyIssue, ...]:
         return tuple(i for d in self.dbs for i in d.busy)
 
+    @property
+    def empty(self) -> tuple[KeyIssue, ...]:
+        return tuple(i for d in self.dbs for i in d.empty)
+
+    @property
+    def rebuilt(self) -> int:
+        """Keys whose payload the target refused and that were rewritten with commands (all, named or not)."""
+        return sum(d.by_route.get(REBUILT_ROUTE, 0) for d in self.dbs)
+
     def to_json(self) -> dict[str, Any]:
         """The report as JSON-ready data."""
         document: dict[str, Any] = jsonable({
@@ -173,9 +204,10 @@ class RunResult:
             "dry_run": self.dry_run, "resumed": self.resumed, "seconds": round(self.seconds, 3),
             "keys_per_second": round(self.keys_per_second, 1),
             "totals": {"copied": self.copied, "expired": self.expired, "skipped": len(self.skipped),
-                       "changed": len(self.changed), "busy": len(self.busy)},
+                       "changed": len(self.changed), "busy": len(self.busy),
+                       "empty": len(self.empty), "rebuilt": self.rebuilt},
             "dbs": self.dbs, "functions": self.functions, "plan": list(self.plan), "notes": list(self.notes),
-            "replication": self.replication, "sync": self.sync,
+            "replication": self.replication, "sync": self.sync, "commands": self.commands,
             "verify": self.verify.to_json() if self.verify else None,
             "shards": self.shards,
         })

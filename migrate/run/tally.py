@@ -1,15 +1,18 @@
 """Running counters of one database's copy: mutable while the run goes, saved in the checkpoint, frozen in the report.
 
 Every key read is accounted for exactly once: copied (by type and conversion path), expired (gone between the read and
-the write, never resurrected), busy (already on the target, not overwritten), skipped (policy) or failed. Changed keys
-(copied with something lost) are also copied keys.
+the write, never resurrected), busy (already on the target, not overwritten), skipped (policy), empty (a collection
+holding nothing: skipped as servers skip them when they load a file) or failed. Changed keys (copied with something
+lost) and rebuilt keys (the target refused the payload, the value was rewritten with commands) are also copied keys.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
+
+NAMED_REBUILT: Final = 1000  # rebuilt keys named per database (all of them are counted in by_route)
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,8 @@ class DbTally:
     skipped: list[KeyIssue] = field(default_factory=list)
     changed: list[KeyIssue] = field(default_factory=list)
     busy: list[KeyIssue] = field(default_factory=list)
+    empty: list[KeyIssue] = field(default_factory=list)  # empty collections: skipped, as a server loading a file does
+    rebuilt: list[KeyIssue] = field(default_factory=list)  # payload refused by the target, rewritten (first ones)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -41,7 +46,8 @@ class DbTally:
             "expired": self.expired, "volatile": self.volatile, "by_type": dict(self.by_type),
             "by_route": dict(self.by_route),
             "skipped": [_issue(i) for i in self.skipped], "changed": [_issue(i) for i in self.changed],
-            "busy": [_issue(i) for i in self.busy],
+            "busy": [_issue(i) for i in self.busy], "empty": [_issue(i) for i in self.empty],
+            "rebuilt": [_issue(i) for i in self.rebuilt],
         }
 
     @classmethod
@@ -52,6 +58,8 @@ class DbTally:
             by_type=Counter(data["by_type"]),
             by_route=Counter(data["by_route"]), skipped=[KeyIssue(**i) for i in data["skipped"]],
             changed=[KeyIssue(**i) for i in data["changed"]], busy=[KeyIssue(**i) for i in data["busy"]],
+            empty=[KeyIssue(**i) for i in data.get("empty", ())],
+            rebuilt=[KeyIssue(**i) for i in data.get("rebuilt", ())],
         )
 
     def add(self, other: DbTally) -> None:
@@ -65,10 +73,17 @@ class DbTally:
         self.skipped += other.skipped
         self.changed += other.changed
         self.busy += other.busy
+        self.empty += other.empty
+        self.rebuilt += other.rebuilt[:max(0, NAMED_REBUILT - len(self.rebuilt))]
 
     def fresh(self) -> DbTally:
         """An empty tally for the same databases (one per batch, merged once the batch is written)."""
         return DbTally(self.source_db, self.target_db)
+
+
+    def name_rebuilt(self, issue: KeyIssue) -> None:
+        if len(self.rebuilt) < NAMED_REBUILT:
+            self.rebuilt.append(issue)
 
 
 def _issue(issue: KeyIssue) -> dict[str, Any]:

@@ -5,6 +5,11 @@ plain tuple for speed: (key, DUMP payload or None, absolute expiry in unix ms or
 a key that vanished between SCAN and DUMP (expired or deleted: counted, never resurrected) or, with a size, a big key
 left to the chunked copier.
 
+A payload the target refuses for its bytes (`Bad data format`: e.g. Valkey 9.1 checks a stream's length against its
+entries, which Redis 5.0 files may not satisfy) is decoded and rebuilt with commands, counted on the route
+"rewrite-refused" and named; an empty collection is counted as empty (a server loading a file skips it); only a value
+that cannot be decoded or represented on the target goes to --on-incompatible.
+
 Target protection: RESTORE without REPLACE unless --replace, so an existing key answers BUSYKEY and is reported, not
 overwritten. A batch resent after a lost connection (or resumed after a kill) may find its own keys already written:
 it is resent with REPLACE when that is safe, i.e. the target database was empty when the run began.
@@ -22,6 +27,8 @@ from migrate.cluster.errors import UncertainWriteError
 from migrate.config import ConnectionSettings
 from migrate.connection import translate, with_retries
 from migrate.errors import MigrationError, ValueTooBigError
+from migrate.rdb.empty import payload_kind
+from migrate.rdb.empty import reason as empty_reason
 from migrate.rdb.rewrite import TEMP_KEY_MARK, Command
 from migrate.render import display_key
 from migrate.run.bigkeys import BigKeyCopier
@@ -220,41 +227,67 @@ class TargetWriter:
             return
         done = [i for i, reply in enumerate(replies) if not is_error(reply)]
         batch.count_ok(tally, done)
-        for key, reply in zip(batch.keys, replies, strict=True):
+        for (key, payload, expire_at, _), reply in zip(batch.rows, replies, strict=True):
             if is_error(reply):
-                self._refused(key, reply, tally)
+                self._refused(key, payload, expire_at, reply, tally, batch.replace or (attempts > 1 and retry_replace))
 
-    def _refused(self, key: bytes, reply: ReplyError, tally: DbTally) -> None:
+    def _refused(self, key: bytes, payload: bytes, expire_at: int | None, reply: ReplyError, tally: DbTally,
+                 replace: bool) -> None:
         text = str(reply)
         if text.startswith("BUSYKEY"):
             tally.busy.append(KeyIssue(self.db, display_key(key), BUSY_REASON))
             return
         if any(marker in text for marker in REFUSED_PAYLOAD):
-            judge(self.policy, self.db, Incompatibility(key, f"the target refused the payload: {text}"), tally)
+            self._rebuild(key, payload, expire_at, text, tally, replace)
             return
         error = translate(reply, self.target.endpoint, "target")
         if type(error) is MigrationError:  # not OOM / READONLY / NOPERM: name the key
             error = MigrationError(f"target refused RESTORE of key {display_key(key)} (db {self.db}): {text}")
         raise error
 
+    def _rebuild(self, key: bytes, payload: bytes, expire_at: int | None, refusal: str, tally: DbTally,
+                 replace: bool) -> None:
+        """The target refused the payload's bytes: rebuild the value with commands when we can read it."""
+        empty = payload_kind(payload)
+        if empty is not None:  # servers refuse an empty collection's payload, and skip it in a file
+            tally.empty.append(KeyIssue(self.db, display_key(key), empty_reason(*empty)))
+            return
+        outcome = self.converter.rewrite(key, payload, expire_at)
+        if isinstance(outcome, Incompatibility):
+            judge(self.policy, self.db, Incompatibility(key, f"the target refused the payload ({refusal}) and "
+                                                             f"{outcome.reason}"), tally)
+            return
+        if outcome.losses:
+            issue = Incompatibility(key, f"the target refused the payload ({refusal}); rewritten, it would lose "
+                                         f"{', '.join(outcome.losses)}", outcome.losses, writable=True)
+            if judge(self.policy, self.db, issue, tally) is Verdict.SKIP:
+                return
+        if self._rewrite(key, expire_at, outcome, tally, replace, Route.REBUILT):
+            tally.name_rebuilt(KeyIssue(self.db, display_key(key),
+                                        f"rewritten: the target refused the payload ({refusal})"))
+
     # -- rewritten and big keys ---------------------------------------------------------------------------------------
 
-    def _rewrite(self, key: bytes, expire_at: int | None, rewrite: Rewrite, tally: DbTally, replace: bool) -> None:
+    def _rewrite(self, key: bytes, expire_at: int | None, rewrite: Rewrite, tally: DbTally, replace: bool,
+                 route: Route | None = None) -> bool:
+        """Apply a rewrite; whether the key was copied."""
         if not self.dry_run:
             if not replace and self.target.keyed(key, [pack(("EXISTS", key))])[0]:
                 tally.busy.append(KeyIssue(self.db, display_key(key), BUSY_REASON))
-                return
+                return False
             try:
                 self._apply(rewrite.commands)
             except ValueTooBigError as exc:  # the value cannot exist on the target
                 self._discard_temp(rewrite.commands)
                 judge(self.policy, self.db, Incompatibility(key, exc.message), tally)
-                return
+                return False
         tally.copied += 1
         tally.volatile += expire_at is not None
         tally.bytes += sum(len(pack(c)) for c in rewrite.commands)
         tally.by_type[rewrite.logical] += 1
-        tally.by_route[(Route.CHUNKED if rewrite.chunked else Route.REWRITE).value] += 1
+        route = route or (Route.CHUNKED if rewrite.chunked else Route.REWRITE)
+        tally.by_route[route.value] += 1
+        return True
 
     def _apply(self, commands: Sequence[Command]) -> None:
         """The rewrite's transactions; one whose outcome is unknown (a cluster node lost mid-EXEC) is redone from the

@@ -29,8 +29,10 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from itertools import repeat
 from typing import Any, Final
 
+import hiredis
 from redis import exceptions as rex
 
 from migrate.config import ConnectionSettings, Endpoint
@@ -54,6 +56,8 @@ OK: Final = b"OK"
 RECV_BYTES: Final = 1 << 20
 FATAL_PREFIXES: Final = ("OOM", "READONLY", "NOPERM", "NOAUTH", "LOADING", "MASTERDOWN", "MISCONF", "EXECABORT",
                          "BUSY ", "CROSSSLOT", "MOVED", "ASK ", "CLUSTERDOWN", "TRYAGAIN")
+
+RAW: Final[Argv] = (b"<raw>",)  # stands for a command queued as raw bytes (Applier.apply_raw)
 
 AppliedCallback = Callable[[int, int], None]
 """Called with (applied offset, source db at that offset) each time the target acknowledges a batch."""
@@ -110,10 +114,25 @@ class _Batch:
     end_offset: int = 0
     source_db: int = 0
     data: bytes = b""
+    raw: list[tuple[int, int, bytes]] = field(default_factory=list)  # (first cmd index, count, bytes): apply_raw
 
     @property
     def replies(self) -> int:
         return len(self.cmds) + 2 * len(self.groups)
+
+    def argv(self, index: int) -> Argv:
+        """The command at `index` of `cmds`; a command queued as raw bytes is parsed back (only to name it)."""
+        argv = self.cmds[index][1]
+        if argv is not RAW:
+            return argv
+        for first, count, data in self.raw:
+            if first <= index < first + count:
+                reader = hiredis.Reader()
+                reader.feed(data)
+                for _ in range(index - first):
+                    reader.gets()
+                return tuple(reader.gets())
+        return argv
 
 
 class Applier:
@@ -148,6 +167,29 @@ class Applier:
         """Queue one unit; a full batch is sent (and the oldest in-flight batch read) as needed."""
         self._add(unit)
         batch = self._batch
+        if batch.nbytes >= self.options.batch_bytes or batch.commands >= self.options.batch_commands:
+            self._send()
+
+    def apply_raw(self, target_db: int, data: bytes, count: int, end_offset: int, source_db: int) -> None:
+        """Queue `count` commands already encoded (`data`: canonical RESP, e.g. verbatim from an AOF), each one a
+        unit of its own that the target takes as it is, in `target_db`: the bytes go out as read, never decoded nor
+        re-encoded. Replies are checked like any other's; a refused command is parsed back to be named."""
+        batch = self._batch
+        if target_db != self._db:
+            select = (b"SELECT", b"%d" % target_db)
+            packed = pack(select)
+            batch.parts.append(packed)
+            batch.cmds.append((target_db, select))
+            batch.nbytes += len(packed)
+            self._db = target_db
+        batch.raw.append((len(batch.cmds), count, data))
+        batch.parts.append(data)
+        batch.cmds += repeat((target_db, RAW), count)
+        batch.nbytes += len(data)
+        batch.commands += count
+        batch.units += count
+        batch.end_offset = end_offset
+        batch.source_db = source_db
         if batch.nbytes >= self.options.batch_bytes or batch.commands >= self.options.batch_commands:
             self._send()
 
@@ -301,33 +343,35 @@ class Applier:
         queued = replies[1:-1]
         if replies[0] != OK or queued.count(QUEUED) != len(queued) or not isinstance(replies[-1], list):
             self._refused(batch, replies)
-        return self._errors(batch.cmds, replies[-1])
+        return self._errors(batch, 0, replies[-1])
 
     def _check_plain(self, batch: _Batch, replies: list[Any]) -> list[tuple[int, Argv, str]]:
         if not batch.groups:
-            return self._errors(batch.cmds, replies)
+            return self._errors(batch, 0, replies)
         errors: list[tuple[int, Argv, str]] = []
         at = 0  # reply index
         done = 0  # command index
         for start, end in batch.groups:
-            errors += self._errors(batch.cmds[done:start], replies[at:at + start - done])
+            errors += self._errors(batch, done, replies[at:at + start - done])
             at += start - done
             multi, queued, result = replies[at], replies[at + 1:at + 1 + end - start], replies[at + 1 + end - start]
             if multi != OK or queued.count(QUEUED) != len(queued) or not isinstance(result, list):
                 self._refused(_Batch(cmds=batch.cmds[start:end], end_offset=batch.end_offset),
                               [multi, *queued, result])
-            errors += self._errors(batch.cmds[start:end], result)
+            errors += self._errors(batch, start, result)
             at += 2 + end - start
             done = end
-        return errors + self._errors(batch.cmds[done:], replies[at:])
+        return errors + self._errors(batch, done, replies[at:])
 
-    def _errors(self, cmds: list[TargetCommand], replies: list[Any]) -> list[tuple[int, Argv, str]]:
-        """Per-command error replies: fatal kinds raise; the others are named in tally.failed."""
+    def _errors(self, batch: _Batch, first: int, replies: list[Any]) -> list[tuple[int, Argv, str]]:
+        """Per-command error replies (`replies` answer batch.cmds from `first` on): fatal kinds raise; the others are
+        named in tally.failed."""
         out: list[tuple[int, Argv, str]] = []
-        for i, reply in enumerate(replies):
-            if not is_error(reply):
-                continue
-            db, argv = cmds[i]
+        if not any(issubclass(kind, Exception) for kind in set(map(type, replies))):  # most batches: one pass in C
+            return out
+        for i in [i for i, reply in enumerate(replies) if isinstance(reply, Exception)]:
+            reply = replies[i]
+            db, argv = batch.cmds[first + i][0], batch.argv(first + i)
             text = str(reply)
             if text.startswith(FATAL_PREFIXES) or (argv[0] == b"SET" and argv[1] == self.key):
                 raise _fatal(text, argv, db, self.endpoint)
@@ -337,9 +381,9 @@ class Applier:
 
     def _refused(self, batch: _Batch, replies: list[Any]) -> None:
         """A command refused when queued (EXECABORT): nothing of the transaction was applied."""
-        for (db, argv), reply in zip(batch.cmds, replies[1:-1], strict=False):
+        for i, ((db, _), reply) in enumerate(zip(batch.cmds, replies[1:-1], strict=False)):
             if is_error(reply):
-                raise _fatal(str(reply), argv, db, self.endpoint,
+                raise _fatal(str(reply), batch.argv(i), db, self.endpoint,
                              f"; nothing of the batch ending at source offset {batch.end_offset} was applied")
         raise _fatal(str(replies[-1] if replies[0] == OK else replies[0]), (b"EXEC",), self._home, self.endpoint)
 

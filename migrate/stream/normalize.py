@@ -219,6 +219,14 @@ def publish(argv: Argv, ctx: Context) -> tuple[Argv, ...]:
     return (argv,) if ctx.forward_publish else ()
 
 
+def set_is_its_effect(argv: Argv) -> bool:
+    """SET without a relative expiry (EX / PX) is its own effect: `SET k v PXAT ms` as Redis 7+ AOFs write it."""
+    return not any(len(a) == 2 and a.lower() in _RELATIVE for a in argv[3:])
+
+
+OWN_EFFECT: Final[dict[str, Callable[[Argv], bool]]] = {"set": set_is_its_effect}
+"""Per EFFECT command: a test that a command needs no stage-1 handler (it is its own effect), for the hot path."""
+
 HANDLERS: Final[dict[str, Handler]] = {
     "set": set_, "setex": setex, "psetex": psetex, "expire": expire, "pexpire": pexpire, "getex": getex,
     "getdel": getdel, "restore": restore, "hexpire": hexpire, "hpexpire": hpexpire, "hexpireat": hexpireat,

@@ -81,6 +81,7 @@ class Entry:
     kind: Kind
     handler: str = ""  # EFFECT / STATE: the stage-1 handler (normalize.HANDLERS / the translator)
     key_at: int = 1  # argv index of the key the reports name (0: the command names no key)
+    plain_argc: int = -1  # EFFECT: with exactly this many arguments (name included) it is its own effect
 
 
 @dataclass(frozen=True)
@@ -125,7 +126,7 @@ TABLE: Final[dict[str, Entry]] = {
     "ft.safeadd": Entry(Kind.WRITE, key_at=2),
     "ft.del": Entry(Kind.WRITE, key_at=2),
     # relative or indirect forms: rewritten into their effect first (normalize.py)
-    "set": Entry(Kind.EFFECT, "set"),
+    "set": Entry(Kind.EFFECT, "set", plain_argc=3),  # SET key value: no option to normalize (the hot path)
     "setex": Entry(Kind.EFFECT, "setex"),
     "psetex": Entry(Kind.EFFECT, "psetex"),
     "expire": Entry(Kind.EFFECT, "expire"),

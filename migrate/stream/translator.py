@@ -29,6 +29,8 @@ from migrate.stream.model import Argv, DbMap, StreamTally, TargetCommand, Unit
 from migrate.stream.table import Kind
 
 SourceCommand = tuple[Argv, int]  # (argv, end offset)
+OwnEffect = Callable[[Argv], bool]
+QuickPlan = tuple[bool, int, OwnEffect | None]
 _NOTHING: Final[tuple[Argv, ...]] = ()
 _UNKNOWN: Final = table.Entry(Kind.WRITE)
 
@@ -53,7 +55,7 @@ class Translator:
         self._map = self.db_map.table()
         self._identity = self.db_map.identity
         self._merged = self.db_map.merged()
-        self._plans: dict[bytes, tuple[bool, str, table.Entry]] = {}
+        self._plans: dict[bytes, tuple[bool, str, table.Entry, int, OwnEffect | None]] = {}
         self._passed = self.tally.passed
         self._state: dict[str, Callable[[Argv], tuple[TargetCommand, ...]]] = {
             "select": self._select, "discard": self._discard, "flushall": self._flushall, "flushdb": self._flushdb,
@@ -78,6 +80,44 @@ class Translator:
             return source_db
         return self._map.get(source_db)
 
+    def new_client(self) -> None:
+        """The stream continues as a new client's (each file of an AOF is replayed by one): database 0, no group."""
+        self.db = 0
+        self._tdb = self.target_db(0)
+        self._group = None
+
+    def quick_plan(self, name: bytes) -> QuickPlan:
+        """(every command of this name passes as it is, or only with this many arguments (-1: none), or only when
+        this test says so (None: never)): for a caller that forwards such commands itself (counted with
+        `count_passed`), keyed by the name as the source spelled it. The translator's state (SELECT, MULTI/EXEC,
+        FLUSH*, SWAPDB, MOVE, COPY) never passes."""
+        plan = self._plans.get(name.lower())
+        if plan is None:
+            plan = self._plans[name.lower()] = self._plan(name.lower())
+        return plan[0], plan[3], plan[4]
+
+    def count_passed(self, names: dict[bytes, int]) -> None:
+        """Account for commands a caller forwarded as they are (see quick_plan), by the name as spelled."""
+        for name, n in names.items():
+            self.quick_plan(name)
+            self.tally.commands += n
+            self.tally.units += n
+            self._passed[self._plans[name.lower()][1]] += n
+
+    @property
+    def followed(self) -> bool:
+        """The current source database is followed, under the identity map (a command goes to the same number)."""
+        return self._identity and self._tdb is not None
+
+    def passes(self, argv: Argv) -> bool:
+        """The command goes to the target as it is and changes no translator state: a pass that only looks for what
+        the target cannot take may skip it."""
+        raw_name = argv[0].lower()
+        plan = self._plans.get(raw_name)
+        if plan is None:
+            plan = self._plans[raw_name] = self._plan(raw_name)
+        return plan[0] or len(argv) == plan[3] or (plan[4] is not None and plan[4](argv))
+
     def translate(self, commands: Iterable[SourceCommand], received_ms: int | None = None) -> Iterator[Unit]:
         for argv, end_offset in commands:
             unit = self.feed(argv, end_offset, received_ms)
@@ -93,7 +133,8 @@ class Translator:
         if plan is None:
             plan = self._plans[raw_name] = self._plan(raw_name)
         tdb = self._tdb
-        if plan[0] and tdb is not None:  # the hot path: a write the target takes as it is
+        if (plan[0] or len(argv) == plan[3] or (plan[4] is not None and plan[4](argv))) and tdb is not None:
+            # the hot path: a write the target takes as it is
             self._passed[plan[1]] += 1
             if self._group is not None:
                 self._group.append((tdb, argv))
@@ -102,12 +143,16 @@ class Translator:
             return Unit(((tdb, argv),), end_offset, self.db)
         return self._feed_slow(plan[1], plan[2], argv, end_offset, received_ms)
 
-    def _plan(self, raw_name: bytes) -> tuple[bool, str, table.Entry]:
-        """(passes as it is, name, table entry) for a command name, decided once per name."""
+    def _plan(self, raw_name: bytes) -> tuple[bool, str, table.Entry, int, OwnEffect | None]:
+        """(passes as it is, name, table entry, argument count with which it passes as it is, a test that it passes
+        as it is) for a command name, decided once per name."""
         name = raw_name.decode("latin-1")
         entry = table.TABLE.get(name, _UNKNOWN)
-        passes = entry.kind is Kind.WRITE and self.fitter.passes(name)
-        return passes, name, entry
+        fits = self.fitter.passes(name)
+        passes = entry.kind is Kind.WRITE and fits
+        effect = entry.kind is Kind.EFFECT and fits
+        return (passes, name, entry, entry.plain_argc if effect else -1,
+                normalize.OWN_EFFECT.get(name) if effect else None)
 
     def _feed_slow(self, name: str, entry: table.Entry, argv: Argv, end_offset: int,
                    received_ms: int | None) -> Unit | None:
