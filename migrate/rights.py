@@ -144,7 +144,11 @@ SOURCE_READS: Final = (
     Right("type", (K,), "type of big keys"),
     Right("info", (), "identify the source, its keyspace and whether it changed during the copy"),
     Right("memory|usage", (K,), "find big keys before reading them whole", required=False),
-    *BIG_KEY_READS,
+    *BIG_KEY_READS,  # before the size guard: a command listed twice keeps its first (required) row
+    *(Right(command, args, "ask sizes safely: MEMORY USAGE of an empty list kills a Redis before 7.0 (a list's length "
+            "is read first)", required=False, when="source before Redis 7.0",
+            applies=lambda c: bool(c.source and c.source.memory_usage_unsafe))
+      for command, args in (("llen", (K,)), ("lindex", (K, "0")))),
     Right("function|dump", (), "copy function libraries", required=False, when="source has functions (7.0+)",
           applies=_source_has("function")),
     Right("function|list", (), "copy function libraries", required=False, when="source has functions (7.0+)",
@@ -300,7 +304,7 @@ def needed(verb: str, role: str, context: Context) -> tuple[Right, ...]:
 READ_ONLY: Final = frozenset({
     "scan", "dump", "pexpiretime", "pttl", "type", "info", "memory|usage", "strlen", "getrange", "lrange", "sscan",
     "zrange", "hscan", "xrange", "xinfo|stream", "xinfo|groups", "xinfo|consumers", "xpending", "function|dump",
-    "function|list", "exists", "get", "llen", "scard", "zcard", "hlen", "object|encoding", "hpexpiretime",
+    "function|list", "exists", "get", "llen", "lindex", "scard", "zcard", "hlen", "object|encoding", "hpexpiretime",
     "acl|list", "config|get", "command|info", "dbsize"})
 
 

@@ -148,8 +148,9 @@ def test_replay_from_redis_6_skips_the_empty_keys_it_holds(servers: ServerFactor
     """Redis 6.0 keeps the empty collections of a file it loads (7.0+ skip them) and DUMPs them; every target
     refuses those payloads: replay counts and names them, as a server loading the file would skip them.
 
-    --big-key-threshold 0: Redis 6.0 crashes on MEMORY USAGE of an empty list (objectComputeSize follows the
-    quicklist's NULL head; measured on 6.0.16), which the size probe would send (reported to the lead)."""
+    Redis 6.0 also dies on MEMORY USAGE of an empty list (objectComputeSize follows the quicklist's NULL head;
+    measured on 6.0.16): preflight's census, the replay's size probe (default --big-key-threshold) and verify at
+    --level full run against it here, and the source must still answer after each (migrate.sizes guards them)."""
     folder = tmp_path / "src"
     folder.mkdir()
     shutil.copy(HANDBUILT / "rdb9-empty-keys.rdb", folder / "dump.rdb")
@@ -157,15 +158,27 @@ def test_replay_from_redis_6_skips_the_empty_keys_it_holds(servers: ServerFactor
     target = servers.get("valkey-8.1")
     empties = BY_NAME["rdb9-empty-keys"].empty
     assert all(source.client().exists(k) for k in empties)  # Redis 6.0 holds them
-    code = run_cli(["run", "--source", source.url, "--target", target.url, "--no-progress", "--format", "json",
-                    "--checkpoint", str(tmp_path / "cp.json"), "--big-key-threshold", "0"])
+    urls = ["--source", source.url, "--target", target.url]
+    assert run_cli(["preflight", *urls, "--full", "--format", "json"]) in (0, 5)
+    census = json.loads(capsys.readouterr().out)["census"]
+    assert source.client().ping()
+    lists = [db["types"]["list"] for db in census["dbs"].values() if "list" in db["types"]]
+    assert census["complete"] and lists and all(t["memory"] for t in lists)  # non-empty lists were still sized
+    code = run_cli(["run", *urls, "--no-progress", "--format", "json", "--checkpoint", str(tmp_path / "cp.json")])
     out, err = capsys.readouterr()
     assert code == 0, err
+    assert source.client().ping()
     report = json.loads(out)
     named = sorted(i["key"] for db in report["dbs"] for i in db["empty"])
     assert named == sorted(empties) and report["totals"]["empty"] == len(empties)
     assert report["totals"]["skipped"] == 0 and report["totals"]["copied"] == 3
     assert differences(source.client(), target.client(), ignore=[k.encode() for k in empties]) == []
+    code = run_cli(["verify", *urls, "--level", "full", "--format", "json", "--rounds", "0"])
+    verdict = json.loads(capsys.readouterr().out)
+    assert source.client().ping()  # alive after every verb
+    missing = sorted(d["key"] for d in verdict["divergent_keys"])
+    # empty on the source, absent on the target
+    assert code == 5 and missing == sorted(empties), verdict["divergent_keys"]
 
 
 def test_the_summary_and_preflight_count_empty_keys(capsys: Any) -> None:

@@ -7,7 +7,13 @@ from dataclasses import dataclass, field
 
 from migrate.facts.commands import has_command, supports_hash_field_ttl
 from migrate.facts.releases import Version, accepts_rdb_version, rdb_version_written
-from migrate.facts.types import checks_stream_counts, readable_opcodes, readable_types, same_meaning
+from migrate.facts.types import (
+    checks_stream_counts,
+    memory_usage_unsafe,
+    readable_opcodes,
+    readable_types,
+    same_meaning,
+)
 
 
 @dataclass(frozen=True)
@@ -21,6 +27,7 @@ class Capabilities:
     readable: frozenset[int] = field(init=False, repr=False)  # object type bytes it reads
     opcodes: frozenset[int] = field(init=False, repr=False)  # RDB opcodes its loader reads
     stream_counts_checked: bool = field(init=False)  # refuses streams whose counters disagree with their entries
+    memory_usage_unsafe: bool = field(init=False)  # MEMORY USAGE of an empty list it may hold kills it
 
     def __post_init__(self) -> None:
         # Derived once: a planner asks these per payload signature, a writer per key.
@@ -29,6 +36,7 @@ class Capabilities:
         object.__setattr__(self, "readable", readable_types(self.product, self.version))
         object.__setattr__(self, "opcodes", readable_opcodes(self.product, self.version))
         object.__setattr__(self, "stream_counts_checked", checks_stream_counts(self.product, self.version))
+        object.__setattr__(self, "memory_usage_unsafe", memory_usage_unsafe(self.product, self.version))
         if not self.label:
             text = ".".join(map(str, self.version))
             object.__setattr__(self, "label", f"{self.product.capitalize()} {text}")

@@ -223,3 +223,16 @@ them. Redis merged a similar check (redis/redis#15124, 2026-04) in a release not
 
 def checks_stream_counts(product: str, version: Version) -> bool:
     return any(product == p and version >= first for p, first in STREAM_COUNTS_CHECKED)
+
+
+MEMORY_USAGE_UNSAFE: Final[tuple[tuple[str, Version], ...]] = (("redis", (7, 0)),)
+"""(product, first release without the fault) whose MEMORY USAGE kills the server on an empty list: releases that
+keep the empty values of a file they load (EMPTY_SKIPPED above: before Redis 7.0) hold a quicklist without nodes,
+and objectComputeSize (src/object.c, 6.x) reads the head node's size before checking that there is one (a do-while
+over the nodes). Measured 2026-12-01 on Redis 6.0.16 loading fixtures/rdb/handbuilt/rdb9-empty-keys.rdb: `MEMORY
+USAGE e:quicklist` closes every connection (the process died); the other empty values of that file answer. Every
+MEMORY USAGE sent to such a server is guarded (an LLEN round first; migrate.sizes)."""
+
+
+def memory_usage_unsafe(product: str, version: Version) -> bool:
+    return any(product == p and version < fixed for p, fixed in MEMORY_USAGE_UNSAFE)

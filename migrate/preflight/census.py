@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, Final
 
 import redis
 from redis import exceptions as rex
@@ -29,12 +29,14 @@ from migrate.preflight.options import PreflightOptions
 from migrate.preflight.probe import refusal
 from migrate.preflight.profile import BigKey, Census, Conversion, DbCensus, Gap, KeyGroup, KeyspaceDb, TypeStats
 from migrate.render import display_key
+from migrate.sizes import memory_usage_commands
 from migrate.wire import Channel, is_error, per_key
 
 log = get_logger(__name__)
 
 Kind = tuple[str, str, bool]  # (type, encoding, has hash field TTLs)
-INSPECT = (("TYPE",), ("OBJECT", "ENCODING"), ("PTTL",), ("MEMORY", "USAGE"))
+MEMORY_USAGE: Final = ("MEMORY", "USAGE")
+INSPECT = (("TYPE",), ("OBJECT", "ENCODING"), ("PTTL",), MEMORY_USAGE)
 
 
 @dataclass
@@ -165,22 +167,24 @@ def census_db(wire: Channel, db: int, info: KeyspaceDb, source: ServerIdentity, 
         cursor, keys = reply[0], list(reply[1])
         if limit is not None:
             keys = keys[: limit - tally.dbs[db].examined]
-        inspect(wire, db, keys, probe_field_ttl, target, tally)
+        inspect(wire, db, keys, probe_field_ttl, target, tally, source.capabilities.memory_usage_unsafe)
         limiter.wait(len(keys))
         if cursor in (b"0", 0) or (limit is not None and tally.dbs[db].examined >= limit):
             return
 
 
 def inspect(wire: Channel, db: int, keys: list[bytes], probe_field_ttl: bool, target: ServerIdentity | None,
-            tally: Tally) -> None:
-    facts = first_round(wire, keys, tally)
+            tally: Tally, sizes_unsafe: bool = False) -> None:
+    facts = first_round(wire, keys, tally, sizes=not sizes_unsafe)
+    if sizes_unsafe:
+        facts = guarded_sizes(wire, facts, tally)
     follow_up(wire, facts, probe_field_ttl, target, tally)
     for fact in facts:
         count(db, fact, tally)
 
 
-def first_round(wire: Channel, keys: list[bytes], tally: Tally) -> list[KeyFacts]:
-    asked = [cmd for cmd in INSPECT if " ".join(cmd) not in tally.refused]
+def first_round(wire: Channel, keys: list[bytes], tally: Tally, sizes: bool = True) -> list[KeyFacts]:
+    asked = [cmd for cmd in INSPECT if " ".join(cmd) not in tally.refused and (sizes or cmd != MEMORY_USAGE)]
     names = [" ".join(cmd) for cmd in asked]
     replies = wire.run(per_key(asked, keys))
     for i, value in enumerate(replies):
@@ -199,6 +203,23 @@ def first_round(wire: Channel, keys: list[bytes], tally: Tally) -> list[KeyFacts
         out.append(KeyFacts(key, kind, _at(row, slot["OBJECT ENCODING"]) or "unknown",
                             _int(_raw(row, slot["PTTL"]), -1), _int_or_none(_raw(row, slot["MEMORY USAGE"]))))
     return out
+
+
+def guarded_sizes(wire: Channel, facts: list[KeyFacts], tally: Tally) -> list[KeyFacts]:
+    """MEMORY USAGE on a server an empty list would crash (migrate.sizes): LLEN first, empty lists left unsized."""
+    if not facts or "MEMORY USAGE" in tally.refused:
+        return facts
+    commands = memory_usage_commands(wire, [f.key for f in facts], True)
+    if commands is None:
+        tally.refused.setdefault("MEMORY USAGE", "not asked: LLEN, which keeps it from crashing a Redis before 7.0 "
+                                 "on an empty list, was refused")
+        return facts
+    replies = wire.call(b"".join(commands), len(commands))
+    refused = next((r for r in replies if isinstance(r, rex.ResponseError)), None)
+    if refused is not None:
+        tally.refused.setdefault("MEMORY USAGE", refusal(refused))
+        return facts
+    return [dataclasses.replace(f, memory=_int_or_none(r)) for f, r in zip(facts, replies, strict=True)]
 
 
 def _raw(row: list[Any], index: int | None) -> Any:

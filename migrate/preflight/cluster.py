@@ -34,6 +34,7 @@ from migrate.preflight.profile import (
 )
 from migrate.rdb.rewrite import key_slot
 from migrate.render import display_key
+from migrate.sizes import memory_usage_commands
 from migrate.wire import Channel, is_error
 
 log = get_logger(__name__)
@@ -185,17 +186,18 @@ def _sample(endpoint: Endpoint, settings: ConnectionSettings, options: Preflight
             names += page[: None if limit is None else limit - len(names)]
             if cursor in (b"0", 0) or (limit is not None and len(names) >= limit):
                 break
-        sizes = channel.call(b"".join(_memory_usage(n) for n in names), len(names)) if names else []
+        # Guarded on every node (one LLEN round): a Redis 6 node may hold empty lists (migrate.sizes).
+        commands = memory_usage_commands(channel, names, True) if names else []
+        if commands is None:
+            log.warning("key spread not sampled", node=str(endpoint), error="LLEN refused (it guards MEMORY USAGE)")
+            return [], [], 0
+        sizes = channel.call(b"".join(commands), len(commands)) if commands else []
     except (OSError, MigrateError) as exc:
         log.warning("key spread not sampled", node=str(endpoint), error=str(exc)[:160])
         return [], [], 0
     finally:
         channel.close()
     return names, [s if isinstance(s, int) else 0 for s in sizes], int(held)
-
-
-def _memory_usage(key: bytes) -> bytes:
-    return b"*3\r\n$6\r\nMEMORY\r\n$5\r\nUSAGE\r\n$%d\r\n%b\r\n" % (len(key), key)
 
 
 def _hash_tag(key: bytes) -> bool:

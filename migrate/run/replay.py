@@ -45,6 +45,7 @@ from migrate.run.tally import DbTally
 from migrate.run.writer import Item, TargetWriter
 from migrate.selection import KeySelection
 from migrate.server import Server
+from migrate.sizes import memory_usage_commands
 from migrate.wire import Channel, is_error, pack
 
 log = get_logger(__name__)
@@ -395,7 +396,20 @@ class SourceReader:
         return groups
 
     def probe_sizes(self, keys: list[bytes]) -> list[int] | None:
-        replies = self._call(_commands(_MEMORY_USAGE, keys), len(keys), "MEMORY USAGE", self.scan_link)
+        if self.source.identity.capabilities.memory_usage_unsafe:  # an empty list would crash it (migrate.sizes)
+            link = self.scan_link
+            guarded = with_retries(lambda: memory_usage_commands(link, keys, True), self.settings, "LLEN",
+                                   link.endpoint, "source")
+            if guarded is None:
+                self.probe = False
+                self.probe_disabled = ("LLEN refused: MEMORY USAGE is never sent to a Redis before 7.0 without it "
+                                       "(an empty list would crash the server)")
+                log.warning("size probe disabled", reason=self.probe_disabled)
+                return None
+            data = b"".join(guarded)
+        else:
+            data = _commands(_MEMORY_USAGE, keys)
+        replies = self._call(data, len(keys), "MEMORY USAGE", self.scan_link)
         error = None if set(map(type, replies)) <= _INT_OR_NONE else next(r for r in replies if is_error(r))
         if error is not None:
             self.probe = False

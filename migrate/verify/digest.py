@@ -62,6 +62,7 @@ class ReadPlan:
     field_ttls: bool = False  # read hash field TTLs (server supports them and the db may hold some)
     holds_field_ttls: bool = False  # the server can store hash field TTLs at all (decoded.py: which side lacks them)
     dump_bodies: bool = True  # settle small collections by equal DUMP bodies first (dumpeq.py)
+    sizes: bool = True  # MEMORY USAGE may be asked: not on a server an empty list would crash (migrate.sizes)
 
 
 def first_commands(kind: bytes, key: bytes, plan: ReadPlan, whole: bool = False) -> list[Cmd]:

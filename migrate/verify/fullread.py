@@ -149,7 +149,8 @@ class FullRead:
         self.settled_batch: tuple[bytes, int] | None = None
         self.gone_strings = 0  # keys gone whose GETRANGE answered (a string round counts them among the strings)
         # MEMORY USAGE is asked only when a method needs it: DUMP, digests, SMEMBERS/HGETALL of small values.
-        self.sizes = setup.routes.method is not ValueMethod.NATIVE or bool(setup.digest_kinds)
+        self.sizes = (setup.routes.method is not ValueMethod.NATIVE or bool(setup.digest_kinds)) \
+            and setup.source_plan.sizes
 
     # ---- round trips: the same bytes to both servers ----------------------------------------------------------------
 

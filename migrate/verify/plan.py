@@ -69,7 +69,11 @@ def _pair(options: VerifyOptions, src: ServerIdentity, tgt: ServerIdentity, src_
     expiry = b"PEXPIRETIME" if has_expiretime(src) and has_expiretime(tgt) else b"PTTL"
     if not (volatile(src_ks, source_db) or volatile(tgt_ks, target_db)):
         expiry = b""  # no key with a TTL on either side: TYPE alone tells existence and type
-    kinds = agreeing_kinds(src, tgt, src_may or tgt_may) if digests else frozenset()
+    # A Redis before 7.0 may hold empty lists whose MEMORY USAGE kills it: values there are read type-natively
+    # (no DUMP-first or digest route, which need sizes), whatever the other side.
+    sizes = not (src.capabilities.memory_usage_unsafe or tgt.capabilities.memory_usage_unsafe)
+    base = replace(base, sizes=sizes)
+    kinds = agreeing_kinds(src, tgt, src_may or tgt_may) if digests and sizes else frozenset()
     return PairPlan(source_db, target_db, _with_ttls(base, src_may, src.hash_field_ttl),
                     _with_ttls(base, tgt_may, tgt.hash_field_ttl), expiry, kinds,
                     options.server_digests is Digests.ALWAYS)
