@@ -153,6 +153,29 @@ def test_a_sync_user_without_write_rights_learns_it_before_anything_is_written(s
     assert target.client().dbsize() == 0
 
 
+def test_relay_runs_with_exactly_the_minimum_rights(servers, tmp_path):
+    from tests.sync_support import FAST, SyncRun, compare, finish, sync_config, traffic
+
+    source, target = servers.fresh("redis-8.0.6", *FAST), servers.fresh("valkey-9.1")
+    populate(source.client(), dbs=(3,))
+    source_rights, target_rights = minimal("relay", source, target)
+    assert {"psync", "replconf", "client|pause", "client|unpause"} <= set(source_rights)
+    assert {"replicaof", "config|get", "config|set", "info"} <= set(target_rights)
+    assert "@write" not in target_rights  # the target writes what it replicates, not the user's commands
+    stop = tmp_path / "stop"
+    writes = traffic(source.url, "steady", str(stop))
+    job = SyncRun(sync_config(grant(source, "rel", source_rights), grant(target, "rel", target_rights), tmp_path,
+                              strategy=Strategy.RELAY, on_incompatible=OnIncompatible.LOSSY))
+    job.streaming()
+    time.sleep(0.5)
+    stop.touch()
+    finish(writes)
+    job.caught_up(source)
+    result = job.cutover()
+    assert result.sync is not None and result.sync.relay is not None and result.sync.relay.promoted
+    assert compare(source, target, dbs=(0, 3)) == {}
+
+
 def test_cluster_replay_and_verify_run_with_exactly_the_minimum_rights(clusters, tmp_path):
     """Cluster on both sides: the rights RIGHTS lists for clusters (topology reads, ASKING) and nothing more, granted
     on every node (ACL users are per node in a cluster)."""

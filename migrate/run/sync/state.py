@@ -20,7 +20,7 @@ PHASES = ("snapshot", "streaming", "cutover", "done")
 class SyncState:
     source: str  # the servers as described to users (redacted endpoints, never a password)
     target: str
-    mode: str = "replication"  # or keyspace-notifications
+    mode: str = "replication"  # or keyspace-notifications, or relay
     phase: str = "snapshot"  # snapshot | streaming | cutover | done
     state: str = "running"  # running | stopped (SIGINT/SIGTERM, resumable) | failed | done
     pid: int = field(default_factory=os.getpid)
@@ -47,6 +47,7 @@ class SyncState:
     notes: list[str] = field(default_factory=list)
     error: str | None = None
     tally: StreamTally = field(default_factory=StreamTally)
+    relay: dict[str, Any] | None = None  # --strategy relay: its address and the target's replication (docs/relay.md)
 
     @property
     def lag_bytes(self) -> int:
@@ -71,8 +72,8 @@ class SyncState:
         }
 
     def document(self) -> dict[str, Any]:
-        """The status file's content (docs/sync.md describes every field)."""
-        return {
+        """The status file's content (docs/sync.md describes every field, docs/relay.md the relay's)."""
+        document = {
             "phase": self.phase, "state": self.state, "mode": self.mode, "pid": self.pid,
             "source": self.source, "target": self.target, "started_at": round(self.started_at, 3),
             "updated_at": round(time.time(), 3), "replid": self.replid, "resync": self.resync,
@@ -82,3 +83,6 @@ class SyncState:
             "snapshot_keys_total": self.snapshot_keys_total, "cutover_requested": self.cutover_requested,
             "counters": self.counters(), "cutover": self.cutover, "notes": list(self.notes), "error": self.error,
         }
+        if self.relay is not None:
+            document["relay"] = dict(self.relay)
+        return document
