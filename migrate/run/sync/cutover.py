@@ -66,7 +66,7 @@ def cut_over_when_asked(job: FollowJob) -> CutoverReport:
 def _due(job: FollowJob) -> bool:
     if job.control.cutover_requested:
         return True
-    if job.options.cutover is not CutoverMode.AUTO or job.link is None or not job.state.source_offset:
+    if job.options.cutover is not CutoverMode.AUTO or job.link is None or not job.state.source_offset_read:
         return False
     return job.applied[0] >= job.link.received and job.state.source_offset - job.applied[0] < 64 * 1024
 

@@ -139,7 +139,7 @@ class Reporter:
             self._offset_read = now
             offset = self.source_offset()
             if offset is not None:
-                self.state.source_offset = offset
+                self.state.source_offset, self.state.source_offset_read = offset, True
         if self.waiting_since is not None:
             self.state.waiting_since = self.waiting_since()
         self.write()

@@ -29,6 +29,7 @@ class SyncState:
     resync: str | None = None  # full | partial: how the current stream started
     resync_reason: str = ""
     source_offset: int = 0  # the source's master_repl_offset, read once a second
+    source_offset_read: bool = False  # it was read at least once (an idle new source is at offset 0)
     received_offset: int = 0
     applied_offset: int = 0  # what the target acknowledged (its marker)
     waiting_since: float | None = None  # unix time the oldest unapplied byte arrived
