@@ -5,9 +5,6 @@ by key; kill -9 of migrate, restarts of the target and of the source; the cutove
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -23,7 +20,7 @@ from migrate.run.options import CutoverMode, OnIncompatible, Strategy
 from migrate.run.relay.offsets import OffsetMap
 from migrate.selection import KeySelection
 from migrate.verify import VerifyConfig, VerifyOptions, verify
-from tests.sync_support import FAST, ROOT, SyncRun, compare, finish, named, sync_cli, sync_config, traffic
+from tests.sync_support import FAST, CliRun, SyncRun, compare, finish, named, sync_config, traffic
 
 PAIRS = [("redis-8.0.6", "valkey-8.1"), ("redis-8.0.2", "valkey-9.1"), ("redis-7.0", "valkey-8.1")]
 
@@ -97,47 +94,22 @@ def test_kill_9_leaves_a_replica_of_a_dead_address_and_resume_syncs_it_again(ser
     populate(source.client(), dbs=(3,))
     stop = tmp_path / "stop"
     writes = traffic(source.url, "steady", str(stop))
-    status = tmp_path / "status.json"
-    args = ["run", "--strategy", "relay", "--source", source.url, "--target", target.url, "--checkpoint",
-            str(tmp_path / "cp.json"), "--status-file", str(status), "--spool-dir", str(tmp_path), "--no-progress",
-            "--cutover-grace", "0.5", "--format", "json"]
-
-    def read() -> dict:
-        try:
-            return json.loads(status.read_text())
-        except (FileNotFoundError, ValueError):
-            return {}
-
-    def wait(proc, predicate) -> dict:
-        deadline = time.monotonic() + 60
-        while not predicate(doc := read()):
-            assert proc.poll() is None, proc.communicate()[1][-2000:]
-            assert time.monotonic() < deadline, doc
-            time.sleep(0.05)
-        return doc
-
-    first = sync_cli(*args)
-    wait(first, lambda d: d.get("phase") == "streaming" and d["applied_offset"] > 0 and d["counters"]["commands"])
+    cli = CliRun("relay", source, target, tmp_path)
+    first = cli.start()
+    cli.streaming(first)
     first.kill()  # kill -9: nothing undone on the way out
     first.communicate()
     info = target.client().info("replication")
     assert info["role"] == "slave" and info["master_link_status"] == "down"  # a replica of a dead address
-    again = sync_cli(*args)  # a rerun without --resume does not take a replica it cannot tell is its own
+    again = cli.start()  # a rerun without --resume does not take a replica it cannot tell is its own
     _, err = again.communicate(timeout=60)
     assert again.returncode == ExitCode.MIGRATION and "--resume" in err, err[-2000:]
-    second = sync_cli(*args, "--resume")
-    doc = wait(second, lambda d: d.get("pid") == second.pid and d["phase"] == "streaming")
+    second = cli.start("--resume")
+    doc = cli.streaming(second)
     assert doc["resync"] == "full" and any("resume" in n for n in doc["notes"]), doc
     stop.touch()
     finish(writes)
-    offset = int(source.client().info("replication")["master_repl_offset"])
-    wait(second, lambda d: d["applied_offset"] >= offset)
-    asked = subprocess.run([sys.executable, "-m", "migrate", "cutover", "--status-file", str(status)], cwd=ROOT,
-                           capture_output=True, text=True, timeout=60)
-    assert asked.returncode == 0, asked.stderr
-    out, err = second.communicate(timeout=60)
-    assert second.returncode == 0, err[-2000:]
-    report = json.loads(out)
+    report = cli.cutover(second, source)
     assert report["sync"]["relay"]["promoted"] and report["resumed"]
     assert replication_role(target) == "master"
     verified(source, target)

@@ -232,9 +232,9 @@ class RunConfig:
 
 @dataclass(frozen=True)
 class CutoverOptions:
-    """`migrate cutover`: ask a running `migrate run --strategy sync --cutover manual` to cut over."""
+    """`migrate cutover`: ask a running `migrate run --strategy sync|relay --cutover manual` to cut over."""
 
-    status_file: Path | None = option(None, "The --status-file of the running sync (required).", metavar="FILE",
-                                      parse=path)
+    status_file: Path | None = option(None, "The --status-file of the running sync or relay (required).",
+                                      metavar="FILE", parse=path)
     wait: float = option(120.0, "Wait at most this long for the cutover to finish (0: do not wait).",
                          metavar="SECONDS", parse=non_negative_seconds)

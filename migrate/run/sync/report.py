@@ -52,7 +52,7 @@ def read_status(path: Path) -> dict[str, Any]:
     except (OSError, ValueError) as exc:
         raise ConfigError(f"cannot read the status file {path}: {exc}") from None
     if not isinstance(data, dict) or "phase" not in data or "pid" not in data:
-        raise ConfigError(f"{path} is not a status file of `migrate run --strategy sync`")
+        raise ConfigError(f"{path} is not a status file of `migrate run --strategy sync` or relay")
     return data
 
 
