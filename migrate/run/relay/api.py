@@ -157,6 +157,7 @@ class RelayJob(FollowJob):
         self._asked = -1  # relay offset of the last GETACK
         self._asked_at = 0.0
         self._away_since: float | None = None
+        self._dropped_syncs = 0  # full syncs the target dropped in a row
 
     # -- the whole relay ------------------------------------------------------------------------------------------
 
@@ -199,13 +200,16 @@ class RelayJob(FollowJob):
         the killed relay's address. The relay's stream died with its process: a new full sync."""
         cp = SyncCheckpoint.load(self.options.checkpoint, fingerprint("relay", self.config, self.source,
                                                                       self.target))
-        earlier = tuple(cp.extra.get("address") or ())
+        given = list(cp.extra.get("address") or ())
+        earlier = (str(given[0]), int(given[1])) if len(given) == 2 else None
         replication = self.replica.replication()
-        if replication.role != "master" and replication.primary != (earlier[0], int(earlier[1]) if earlier else None):
+        if replication.role != "master" and (earlier is None or replication.primary != earlier):
             raise MigrationError(f"the target replicates from {replication.primary}, not from the relay this "
                                  f"checkpoint is of (at {earlier}): someone else made it a replica",
                                  "check the target; to replace its data anyway, start over with --flush-target "
                                  "--yes")
+        if replication.role != "master":
+            self.replica.attached = earlier  # the killed relay's replica: made a primary again if this run fails
         self.checkpoint = cp
         self.replica.had_masterauth = bool(cp.extra.get("had_masterauth"))
         self.replica.read_settings()
@@ -306,33 +310,60 @@ class RelayJob(FollowJob):
         """Send the transcoded snapshot as the relay's full sync and wait until the target has loaded it."""
         server, link = self.server, self.link
         assert server is not None and link is not None and link.sync.replid is not None
-        if self.replica.attached is None:
+        if self.replica.attached != server.address:  # a first sync (or the replica of a killed relay)
             self.replica.attach(server.address)
         else:
             server.new_history()  # the target must not continue the history the new snapshot replaces
         self._wait_psync(server)
+        sent = None
         try:
             sent = server.full_sync(file_chunks(self.snapshot_path), timeout=CONNECT_SECONDS)
-            server.wait_online(self.options.sync_timeout)
-        except LinkLostError as exc:
-            raise MigrationError(f"the target dropped the relay's full sync: {exc.message}",
-                                 "read the target's log") from None
+            online = self._wait_online(server)
+        except LinkLostError:
+            online = False
         finally:
             self.snapshot_path.unlink(missing_ok=True)
-        self.state.snapshot_loads += 1
-        self.synced_at = sent.offset
-        self.offsets = OffsetMap(sent.offset, link.sync.offset, 0)
+        if not online:  # it reconnects by itself: _watch_target gives it a new full sync (a few times at most)
+            self._dropped_syncs += 1
+            why = server.status().last_error or "no reason seen"
+            if self._dropped_syncs >= SNAPSHOT_ATTEMPTS:
+                raise MigrationError(f"the target dropped {self._dropped_syncs} full syncs of the relay in a row "
+                                     f"(last: {why})", "read the target's log: it may refuse the RDB or restart")
+            self.note(f"the target dropped the relay's full sync ({why}): it is given a new one")
+        else:
+            self._dropped_syncs = 0
+            self.state.snapshot_loads += 1
+        self.synced_at = sent.offset if sent is not None else server.offset
+        self.offsets = OffsetMap(self.synced_at, link.sync.offset, 0)
         self.applied = (link.sync.offset, 0)
         self.state.applied_offset = link.sync.offset
-        link.ack(link.sync.offset, flush=True)
+        if online:  # the source hears the target holds the snapshot only once it does
+            link.ack(link.sync.offset, flush=True)
         self.translator = Translator(self.profile, policy=self.options.on_incompatible, db_map=DbMap(), source_db=0,
                                      tally=self.state.tally)
         self.writer = RespWriter(db=-1)  # after a full sync the next command selects its database
         self._away_since = None
         self.state.phase = "streaming"
         self._show()
-        log.info("target online", relay_offset=sent.offset, source_offset=link.sync.offset,
-                 rdb_bytes=sent.rdb_bytes, seconds=round(sent.seconds, 3))
+        if sent is not None and online:
+            log.info("target online", relay_offset=sent.offset, source_offset=link.sync.offset,
+                     rdb_bytes=sent.rdb_bytes, seconds=round(sent.seconds, 3))
+
+    def _wait_online(self, server: ReplicaServer) -> bool:
+        """Until the target has loaded the full sync (True), or dropped it (False); --sync-timeout at most."""
+        deadline = time.monotonic() + self.options.sync_timeout
+        while True:
+            try:
+                server.wait_online(0.5)
+                return True
+            except MigrationError:
+                state = server.status().state
+                if state not in (PrimaryState.TRANSFER, PrimaryState.LOADING):
+                    return False
+                if time.monotonic() > deadline:
+                    raise MigrationError(f"the target did not load the relay's full sync within "
+                                         f"{self.options.sync_timeout:g} s (state {state.value})",
+                                         "raise --sync-timeout for a large dataset, or read the target's log") from None
 
     def _wait_psync(self, server: ReplicaServer) -> None:
         """The target asks for its sync within seconds of REPLICAOF; when it does not, say why it cannot."""
