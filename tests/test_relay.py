@@ -116,6 +116,27 @@ def test_kill_9_leaves_a_replica_of_a_dead_address_and_resume_syncs_it_again(ser
     assert source.client().lrange("log", 0, -1) == target.client().lrange("log", 0, -1)
 
 
+def test_a_resume_that_fails_makes_the_killed_relays_replica_a_primary_again(servers, tmp_path):
+    source, target = servers.fresh("redis-8.0.6", *FAST), servers.fresh("valkey-8.1")
+    source.client().set("k", 1)
+    cli = CliRun("relay", source, target, tmp_path)
+    first = cli.start()
+    cli.wait(first, lambda d: d.get("phase") == "streaming")
+    source.client().set("k", 2)
+    cli.wait(first, lambda d: target.client().get("k") == b"2")  # forwarded: the target holds the write
+    first.kill()
+    first.communicate()
+    assert replication_role(target) == "slave"
+    source.client().hset("h", "f", 1)
+    source.client().hexpire("h", 100, "f")  # the resume's new snapshot holds what Valkey 8.1 cannot under fail
+    second = cli.start("--resume")
+    _, err = second.communicate(timeout=60)
+    assert second.returncode == ExitCode.MIGRATION, err[-2000:]
+    assert "made a primary again" in err and "partial" in err, err[-2000:]
+    assert replication_role(target) == "master" and target.client().get("k") == b"2"
+    assert target.client().config_get("masterauth")["masterauth"] == ""  # it had none: restored empty
+
+
 def test_target_restarts_and_reconnections_lose_nothing(servers, tmp_path):
     source, target = servers.fresh("redis-8.0.6", *FAST), servers.fresh("valkey-9.1")
     populate(source.client(), dbs=(3,))
