@@ -1,7 +1,11 @@
-"""`migrate run --strategy sync` applying a source's write stream, against a native replica of the source's own
-version applying the same stream, in the same run: prints the numbers (no file is written).
+"""`migrate run --strategy sync` (or relay) applying a source's write stream, against a native replica of the
+source's own version applying the same stream, in the same run: prints the numbers (no file is written).
 
     .venv/bin/python bench/sync_apply.py [--commands N] [--source redis-7.0] [--target valkey-8.1] [--rounds 3]
+    .venv/bin/python bench/sync_apply.py --strategy relay     # the relay forwarding the stream to its replica
+
+With --strategy relay the target is a replica of migrate: "applied" is the moment the target holds the key the
+burst writes last (`<tag>:end`, after every client's writes: the stream is applied in order).
 
 Set-up: a source (repl-diskless-sync-delay 0, no output-buffer limit for replicas), a native replica of the same
 binary (REPLICAOF), and `migrate run --strategy sync` in its own process into the target; both caught up.
@@ -93,8 +97,9 @@ def wait_until(check, goal: int, timeout: float = 600.0) -> float:
     return time.perf_counter() - began
 
 
-def start_sync(source: LocalServer, target: LocalServer, folder: Path) -> subprocess.Popen[bytes]:
-    args = [sys.executable, "-m", "migrate", "--log-level", "warning", "run", "--strategy", "sync", "--source",
+def start_sync(source: LocalServer, target: LocalServer, folder: Path,
+               strategy: str = "sync") -> subprocess.Popen[bytes]:
+    args = [sys.executable, "-m", "migrate", "--log-level", "warning", "run", "--strategy", strategy, "--source",
             source.url, "--target", target.url, "--checkpoint", str(folder / "cp.json"), "--spool-dir", str(folder),
             "--status-file", str(folder / "status.json"), "--no-progress"]
     return subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -108,6 +113,7 @@ def frozen_round(source: LocalServer, replica: redis.Redis, target: redis.Redis,
     began = time.perf_counter()
     sleeper.start()
     took = burst(source, commands, tag)
+    source.client().set(f"{tag}:end", 1)
     goal = offset(source.client())
     sleeper.join()  # the replica wakes up now: release the sync at the same moment
     os.kill(sync.pid, signal.SIGCONT)
@@ -115,7 +121,7 @@ def frozen_round(source: LocalServer, replica: redis.Redis, target: redis.Redis,
     results: dict[str, float] = {}
     timer = threading.Thread(target=lambda: results.__setitem__("native", wait_until(lambda: offset(replica), goal)))
     timer.start()
-    ours = wait_until(lambda: marker_offset(target), goal)
+    ours = wait_until(applied(target, tag), goal)
     timer.join()
     return ours, results["native"], goal
 
@@ -123,13 +129,24 @@ def frozen_round(source: LocalServer, replica: redis.Redis, target: redis.Redis,
 def live_round(source: LocalServer, replica: redis.Redis, target: redis.Redis, commands: int,
                tag: str) -> tuple[float, float, float]:
     took = burst(source, commands, tag)
+    source.client().set(f"{tag}:end", 1)
     goal = offset(source.client())
     results: dict[str, float] = {}
     timer = threading.Thread(target=lambda: results.__setitem__("native", wait_until(lambda: offset(replica), goal)))
     timer.start()
-    ours = wait_until(lambda: marker_offset(target), goal)
+    ours = wait_until(applied(target, tag), goal)
     timer.join()
     return took, ours, results["native"]
+
+
+STRATEGY = ["sync"]  # set by main()
+
+
+def applied(target: redis.Redis, tag: str):  # type: ignore[no-untyped-def]
+    """What to wait for on the target: the sync's marker offset, or (relay) the burst's last key, as an offset."""
+    if STRATEGY[0] == "sync":
+        return lambda: marker_offset(target)
+    return lambda: (1 << 62) if target.exists(f"{tag}:end") else -1
 
 
 def main() -> None:
@@ -138,18 +155,22 @@ def main() -> None:
     parser.add_argument("--source", default="redis-7.0")
     parser.add_argument("--target", default="valkey-8.1")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--strategy", choices=("sync", "relay"), default="sync")
     args = parser.parse_args()
+    STRATEGY[0] = args.strategy
     with tempfile.TemporaryDirectory() as tmp, start_server(args.source, SOURCE_ARGS) as source, \
             start_server(args.source, ("--enable-debug-command", "yes")) as native, \
             start_server(args.target) as target:
         replica, tgt = native.client(), target.client()
         replica.execute_command("REPLICAOF", "127.0.0.1", source.port)
-        sync = start_sync(source, target, Path(tmp))
+        sync = start_sync(source, target, Path(tmp), args.strategy)
+        ready = (lambda: marker_offset(tgt) >= 0) if args.strategy == "sync" else (
+            lambda: tgt.info("replication").get("master_link_status") == "up")
         try:
-            while replica.info("replication").get("master_link_status") != "up" or marker_offset(tgt) < 0:
+            while replica.info("replication").get("master_link_status") != "up" or not ready():
                 assert sync.poll() is None, sync.stderr.read() if sync.stderr else ""
                 time.sleep(0.05)
-            print(f"source {args.source}, native replica {args.source}, sync target {args.target}, "
+            print(f"source {args.source}, native replica {args.source}, {args.strategy} target {args.target}, "
                   f"{args.commands:,} commands per burst, {CLIENTS} pipelined clients")
             for n in range(args.rounds):
                 ours, theirs, goal = frozen_round(source, replica, tgt, sync, args.commands, f"f{n}")

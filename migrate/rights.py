@@ -235,6 +235,21 @@ SYNC_TARGET: Final = (
           required=False),
 )
 
+RELAY_SOURCE: Final = (
+    Right("psync", ("?", "-1"), "follow the source as a replica: its snapshot, then its write stream"),
+    Right("replconf", ("listening-port", "0"), "the replication handshake and acknowledgements"),
+    *(r for r in SYNC_SOURCE if r.command in ("info", "client|pause", "client|unpause", "multi", "exec")),
+)
+RELAY_TARGET: Final = (
+    Right("replicaof", ("no", "one"), "make the target a replica of migrate, then a primary again at the cutover "
+          "(or when the relay fails)"),
+    Right("config|get", ("masterauth",), "keep the target's masterauth (and masteruser) to restore them"),
+    Right("config|set", ("masterauth", "x"), "give the target the relay's one-time password, then restore its own"),
+    Right("info", (), "identify the target; follow its replication link (role, link status)"),
+    Right("command|list", (), "the target's command set (which commands the stream may pass as they are)",
+          required=False),
+)
+
 RIGHTS: Final[dict[str, dict[str, tuple[Right, ...]]]] = {
     "replay": {"source": SOURCE_READS, "target": TARGET_WRITES},
     "reload": {"source": SNAPSHOT, "target": (
@@ -253,6 +268,7 @@ RIGHTS: Final[dict[str, dict[str, tuple[Right, ...]]]] = {
     "verify": {"source": (*_cluster_reads("source"), *VERIFY_READS),
                "target": (*_cluster_reads("target"), *VERIFY_READS)},
     "sync": {"source": SYNC_SOURCE, "target": SYNC_TARGET},
+    "relay": {"source": RELAY_SOURCE, "target": RELAY_TARGET},
 }
 
 # An ACL category is probed through commands of it that every release has (the probe queues commands, not rules).

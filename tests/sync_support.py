@@ -108,6 +108,66 @@ def sync_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[
                             stderr=subprocess.PIPE, text=True, env=env)
 
 
+def under_steady_traffic(config: RunConfig, source: LocalServer, tmp_path: Path) -> RunResult:
+    """The job of `config` (sync or relay) while the traffic worker writes steadily, then caught up and cut over."""
+    stop = tmp_path / "stop"
+    writes = traffic(source.url, "steady", str(stop))
+    job = SyncRun(config)
+    job.streaming()
+    time.sleep(0.5)
+    stop.touch()
+    finish(writes)
+    job.caught_up(source)
+    return job.cutover()
+
+
+class CliRun:
+    """`migrate run --strategy <strategy>` as CLI processes sharing one status file and checkpoint (a kill -9, a
+    --resume, `migrate cutover`), with the traffic worker's live writes."""
+
+    def __init__(self, strategy: str, source: LocalServer, target: LocalServer, tmp_path: Path) -> None:
+        self.status = tmp_path / "status.json"
+        self.args = ["run", "--strategy", strategy, "--source", source.url, "--target", target.url, "--checkpoint",
+                     str(tmp_path / "cp.json"), "--status-file", str(self.status), "--spool-dir", str(tmp_path),
+                     "--no-progress", "--cutover-grace", "0.5", "--format", "json"]
+
+    def start(self, *extra: str) -> subprocess.Popen[str]:
+        return sync_cli(*self.args, *extra)
+
+    def read(self) -> dict[str, Any]:
+        try:
+            return dict(json.loads(self.status.read_text()))
+        except (FileNotFoundError, ValueError):
+            return {}
+
+    def wait(self, proc: subprocess.Popen[str], predicate: Any, timeout: float = 60.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while not predicate(doc := self.read()):
+            assert proc.poll() is None, proc.communicate()[1][-2000:]
+            assert time.monotonic() < deadline, doc
+            time.sleep(0.05)
+        return doc
+
+    def streaming(self, proc: subprocess.Popen[str]) -> dict[str, Any]:
+        """This process's job streams (and, for a first one, has applied some of the stream)."""
+        return self.wait(proc, lambda d: d.get("pid") == proc.pid and d["phase"] == "streaming"
+                         and d["applied_offset"] > 0 and d["counters"]["commands"])
+
+    def cutover(self, proc: subprocess.Popen[str], source: LocalServer) -> dict[str, Any]:
+        """Wait until the job applied the source's offset, ask `migrate cutover`, and return the job's report."""
+        offset = int(source.client().info("replication")["master_repl_offset"])
+        self.wait(proc, lambda d: d["applied_offset"] >= offset)
+        asked = subprocess.run([sys.executable, "-m", "migrate", "cutover", "--status-file", str(self.status)],
+                               cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert asked.returncode == 0, asked.stderr
+        assert "cutover done" in asked.stdout and "write pause" in asked.stdout
+        cut = json.loads(self.status.read_text())["cut_offset"]  # the moment to repoint clients, said when it came
+        assert f"cutover point reached at source offset {cut} " in asked.stderr and "repoint" in asked.stderr
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err[-2000:]
+        return dict(json.loads(out))
+
+
 def compare(source: LocalServer, target: LocalServer, *, field_ttls: bool = True,
             skipped: set[tuple[int, bytes]] | None = None,
             dbs: tuple[int, ...] = (0, 1, 2)) -> dict[tuple[int, bytes], str]:

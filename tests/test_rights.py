@@ -3,8 +3,6 @@ learns all of them in one error (real servers, real ACL users)."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from fixtures.dataset import populate
@@ -120,22 +118,15 @@ def test_preflight_says_reload_needs_sync_when_it_is_renamed(servers):
 
 
 def test_sync_runs_with_exactly_the_minimum_rights(servers, tmp_path):
-    from tests.sync_support import FAST, SyncRun, compare, finish, sync_config, traffic
+    from tests.sync_support import FAST, compare, sync_config, under_steady_traffic
 
     source, target = servers.get("redis-7.0", *FAST), servers.get("valkey-8.1")
     populate(source.client(), dbs=(3,))
     source_rights, target_rights = minimal("sync", source, target)
     assert {"psync", "replconf", "client|pause", "client|unpause"} <= set(source_rights)
     assert {"@write", "multi", "exec", "set", "get", "flushall"} <= set(target_rights)
-    stop = tmp_path / "stop"
-    writes = traffic(source.url, "steady", str(stop))
-    job = SyncRun(sync_config(grant(source, "syn", source_rights), grant(target, "syn", target_rights), tmp_path))
-    job.streaming()
-    time.sleep(0.5)
-    stop.touch()
-    finish(writes)
-    job.caught_up(source)
-    result = job.cutover()
+    config = sync_config(grant(source, "syn", source_rights), grant(target, "syn", target_rights), tmp_path)
+    result = under_steady_traffic(config, source, tmp_path)
     assert result.sync is not None and result.sync.cutover is not None and result.sync.cutover.paused
     assert compare(source, target, dbs=(0, 3)) == {}
 
@@ -151,6 +142,22 @@ def test_a_sync_user_without_write_rights_learns_it_before_anything_is_written(s
         run(sync_config(grant(source, "syn", source_rights), target_url, tmp_path))
     assert "@WRITE" in err.value.message and "+@write" in err.value.hint
     assert target.client().dbsize() == 0
+
+
+def test_relay_runs_with_exactly_the_minimum_rights(servers, tmp_path):
+    from tests.sync_support import FAST, compare, sync_config, under_steady_traffic
+
+    source, target = servers.fresh("redis-8.0.6", *FAST), servers.fresh("valkey-9.1")
+    populate(source.client(), dbs=(3,))
+    source_rights, target_rights = minimal("relay", source, target)
+    assert {"psync", "replconf", "client|pause", "client|unpause"} <= set(source_rights)
+    assert {"replicaof", "config|get", "config|set", "info"} <= set(target_rights)
+    assert "@write" not in target_rights  # the target writes what it replicates, not the user's commands
+    config = sync_config(grant(source, "rel", source_rights), grant(target, "rel", target_rights), tmp_path,
+                         strategy=Strategy.RELAY, on_incompatible=OnIncompatible.LOSSY)
+    result = under_steady_traffic(config, source, tmp_path)
+    assert result.sync is not None and result.sync.relay is not None and result.sync.relay.promoted
+    assert compare(source, target, dbs=(0, 3)) == {}
 
 
 def test_cluster_replay_and_verify_run_with_exactly_the_minimum_rights(clusters, tmp_path):

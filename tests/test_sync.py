@@ -5,10 +5,7 @@ pause, and the keyspace-notification fallback. Both sides are read back and comp
 
 from __future__ import annotations
 
-import json
 import signal
-import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -24,12 +21,11 @@ from migrate.run.options import CutoverMode, OnIncompatible
 from migrate.stream import is_marker_key
 from tests.sync_support import (
     FAST,
-    ROOT,
+    CliRun,
     SyncRun,
     compare,
     finish,
     named,
-    sync_cli,
     sync_config,
     traffic,
 )
@@ -71,53 +67,25 @@ def test_kill_9_then_resume_continues_with_a_partial_resync(servers, tmp_path):
     populate(source.client(), dbs=(3,))
     stop = tmp_path / "stop"
     writes = traffic(source.url, "steady", str(stop))
-    status = tmp_path / "status.json"
-    args = ["run", "--strategy", "sync", "--source", source.url, "--target", target.url, "--checkpoint",
-            str(tmp_path / "cp.json"), "--status-file", str(status), "--spool-dir", str(tmp_path), "--no-progress",
-            "--cutover-grace", "0.5", "--format", "json"]
-
-    def read() -> dict:
-        try:
-            return json.loads(status.read_text())
-        except (FileNotFoundError, ValueError):
-            return {}
-
-    def wait(proc, predicate) -> dict:
-        deadline = time.monotonic() + 60
-        while not predicate(doc := read()):
-            assert proc.poll() is None, proc.communicate()[1][-2000:]
-            assert time.monotonic() < deadline, doc
-            time.sleep(0.05)
-        return doc
-
-    first = sync_cli(*args)
-    wait(first, lambda d: d.get("phase") == "streaming" and d["applied_offset"] > 0 and d["counters"]["commands"])
+    cli = CliRun("sync", source, target, tmp_path)
+    first = cli.start()
+    cli.streaming(first)
     first.kill()  # kill -9: no checkpoint write on the way out, the marker on the target is the truth
     first.communicate()
     time.sleep(0.3)  # the source takes writes meanwhile
-    second = sync_cli(*args, "--resume")
-    doc = wait(second, lambda d: d.get("pid") == second.pid and d["phase"] == "streaming")
+    second = cli.start("--resume")
+    doc = cli.wait(second, lambda d: d.get("pid") == second.pid and d["phase"] == "streaming")
     assert doc["resync"] == "partial", doc
     second.send_signal(signal.SIGTERM)  # a clean stop: exit 130, resumable
     _, err = second.communicate(timeout=30)
     assert second.returncode == ExitCode.INTERRUPTED, err[-2000:]
-    assert read()["state"] == "stopped"
-    third = sync_cli(*args, "--resume")
-    doc = wait(third, lambda d: d.get("pid") == third.pid and d["phase"] == "streaming")
+    assert cli.read()["state"] == "stopped"
+    third = cli.start("--resume")
+    doc = cli.wait(third, lambda d: d.get("pid") == third.pid and d["phase"] == "streaming")
     assert doc["resync"] == "partial"
     stop.touch()
     finish(writes)
-    offset = int(source.client().info("replication")["master_repl_offset"])
-    wait(third, lambda d: d["applied_offset"] >= offset)
-    asked = subprocess.run([sys.executable, "-m", "migrate", "cutover", "--status-file", str(status)], cwd=ROOT,
-                           capture_output=True, text=True, timeout=60)
-    assert asked.returncode == 0, asked.stderr
-    assert "cutover done" in asked.stdout and "write pause" in asked.stdout
-    cut = json.loads(status.read_text())["cut_offset"]
-    assert f"cutover point reached at source offset {cut} " in asked.stderr and "repoint" in asked.stderr
-    out, err = third.communicate(timeout=60)
-    assert third.returncode == 0, err[-2000:]
-    report = json.loads(out)
+    report = cli.cutover(third, source)
     assert [r["kind"] for r in report["sync"]["resyncs"]] == ["partial"]
     assert compare(source, target, dbs=(0, 3)) == {}
     assert source.client().lrange("log", 0, -1) == target.client().lrange("log", 0, -1)

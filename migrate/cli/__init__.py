@@ -29,7 +29,7 @@ VERBS = {
                     "Copy the data from the source into the target (exit 5 if keys were left busy or --verify found "
                     "divergence)."),
     "cutover": LazyVerb("migrate.cli.cutover:cutover_cmd",
-                        "Ask a running sync (its --status-file) to cut over now, and wait until it is done."),
+                        "Ask a running sync or relay (its --status-file) to cut over now, and wait until it is done."),
 }
 
 

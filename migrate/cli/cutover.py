@@ -1,4 +1,4 @@
-"""`migrate cutover`: ask a running `migrate run --strategy sync` to cut over, and wait for its outcome."""
+"""`migrate cutover`: ask a running `migrate run --strategy sync` (or relay) to cut over, and wait for its outcome."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def _options(fn: Any) -> Any:
 @_options
 @click.pass_context
 def cutover_cmd(ctx: click.Context, /, **flags: Any) -> None:
-    """Ask a running sync (its --status-file) to cut over now, and wait until it is done."""
+    """Ask a running sync or relay (its --status-file) to cut over now, and wait until it is done."""
     values = resolve_for(ctx, "cutover", flags, CutoverOptions)
     options: CutoverOptions = build(CutoverOptions, values)
     report: ReportOptions = build(ReportOptions, values)

@@ -264,6 +264,29 @@ class ReplicaServer:
         with self._lock:
             return self._append(b"".join(self._packed(argv, db) for argv, db in commands))
 
+    def append(self, data: bytes, selected_db: int | None = None) -> int:
+        """Append commands already encoded as RESP (a relay forwarding what it translated); `selected_db` is the
+        database the data leaves selected (None: it selects none), so that a later send() selects correctly. The
+        offset after them."""
+        with self._lock:
+            if selected_db is not None:
+                self._seldb = selected_db
+            return self._append(data)
+
+    def new_history(self) -> str:
+        """Start a new replication history: a new replid, the backlog emptied, the replica disconnected. Its
+        reconnection then asks for a full sync (answered by the next full_sync()), never +CONTINUE of bytes that
+        describe a state the next RDB replaces (a relay whose own source restarted). The new replid."""
+        with self._lock:
+            self.replid = random_id()
+            self._backlog = bytearray()
+            self._backlog_start = self._offset + 1
+            replica = self._replica
+        if replica is not None:
+            self._lose(replica, "a new replication history began (new replid)")
+        log.info("new replication history", replid=self.replid, offset=self._offset)
+        return self.replid
+
     def request_ack(self) -> int:
         """Append `REPLCONF GETACK *`; returns the offset the replica's answer reports once it has applied everything
         before it (a replica's answer does not count the GETACK itself)."""

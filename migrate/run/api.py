@@ -18,7 +18,7 @@ def run(config: RunConfig, on_plan: Callable[[tuple[str, ...]], None] | None = N
     """Copy the source into the target as the options say; raises a MigrateError subclass on failure.
 
     reload and replicaof produce a plan first and hand it to `on_plan` before executing (only with options.yes);
-    sync follows the source until its cutover, which `control` (or --cutover auto) asks for.
+    sync and relay follow the source until their cutover, which `control` (or --cutover auto) asks for.
     """
     config = with_url_databases_applied(config)
     options = config.options.validate()
@@ -32,6 +32,11 @@ def run(config: RunConfig, on_plan: Callable[[tuple[str, ...]], None] | None = N
         from migrate.run.sync.api import sync
 
         result = sync(config, control)
+    elif options.strategy is Strategy.RELAY:
+        from migrate.run.relay.api import relay
+
+        _refuse_clusters(config, "relay")
+        result = relay(config, control)
     elif options.strategy is Strategy.REPLICAOF:
         from migrate.run.replicaof import replicaof
 

@@ -34,6 +34,7 @@ class Strategy(StrEnum):
     RELOAD = "reload"  # snapshot (replication download or --from-rdb), flush the target, load every key
     REPLICAOF = "replicaof"  # the target replicates from the source natively
     SYNC = "sync"  # migrate is a replica of the source: snapshot, then the write stream, until a cutover
+    RELAY = "relay"  # migrate between the two: a replica of the source, the primary of the target, until a cutover
 
     def __str__(self) -> str:
         return self.value
@@ -62,7 +63,8 @@ def host_port(text: str) -> tuple[str, int]:
 class RunOptions:
     strategy: Strategy = option(Strategy.REPLAY, "replay: SCAN/DUMP/RESTORE with per-key conversion; reload: snapshot, "
                                 "flush the target, load; replicaof: native replication when compatible; sync: "
-                                "snapshot, then follow the source's writes until a cutover.",
+                                "snapshot, then follow the source's writes until a cutover; relay: the target "
+                                "replicates from migrate, which transcodes the source's snapshot and stream.",
                                 choices=tuple(Strategy), parse=Strategy)
     selection: KeySelection = group(KeySelection)
     batch_size: int = option(1000, "Keys per SCAN and per pipelined round trip.", metavar="N", parse=integer(1))
@@ -73,7 +75,8 @@ class RunOptions:
     yes: bool = option(False, "Confirm: --flush-target, and execute the plan of --strategy reload / replicaof.",
                        short="-y")
     dry_run: bool = option(False, "Read and plan everything, write nothing.")
-    resume: bool = option(False, "Continue an interrupted replay or sync from its checkpoint.")
+    resume: bool = option(False, "Continue an interrupted replay or sync from its checkpoint (relay: a new full "
+                          "sync of the target it left).")
     checkpoint: Path = option(DEFAULT_CHECKPOINT, "Checkpoint file.", metavar="FILE", parse=path)
     on_incompatible: OnIncompatible = option(
         OnIncompatible.FAIL, "Keys the target cannot hold as they are: fail, skip them, or copy what fits (lossy). "
@@ -89,30 +92,35 @@ class RunOptions:
     spool: bool = option(True, "--strategy reload: take the live snapshot to local disk and check it before the "
                          "target is flushed (--no-spool streams it: a broken stream then leaves the target partial).",
                          switch=True)
-    spool_dir: Path | None = option(None, "--strategy reload and sync: folder for the spooled snapshot (and sync's "
-                                    "spooled write stream).", metavar="DIR", parse=path,
+    spool_dir: Path | None = option(None, "--strategy reload, sync and relay: folder for the spooled snapshot "
+                                    "(relay: transcoded) and the spooled write stream.", metavar="DIR", parse=path,
                                     shown_default="the system's temporary folder")
     promote: bool = option(False, "--strategy replicaof: REPLICAOF NO ONE once caught up.")
     verify: bool = option(False, "Run `migrate verify` on the same selection afterwards.")
     progress: bool | None = option(None, "Progress bar on stderr.", switch=True, shown_default="when a terminal")
-    sync_timeout: float = option(600.0, "--strategy replicaof: wait at most this long for the sync.",
+    sync_timeout: float = option(600.0, "--strategy replicaof and relay: wait at most this long for the target's "
+                                 "full sync.",
                                  metavar="SECONDS", parse=positive_seconds)
-    cutover: CutoverMode = option(CutoverMode.MANUAL, "--strategy sync: manual: keep syncing until `migrate cutover` "
-                                  "(or SIGUSR1); auto: cut over once caught up.", choices=tuple(CutoverMode),
-                                  parse=CutoverMode)
-    max_pause: float = option(5.0, "--strategy sync: longest write pause of the source at the cutover (CLIENT PAUSE "
-                              "WRITE); not drained by then, the cutover is called off and syncing goes on.",
-                              metavar="SECONDS", parse=positive_seconds)
-    cutover_grace: float = option(2.0, "--strategy sync: after the cutover, keep applying writes the source still "
-                                  "takes (clients released by the unpause) for this long, and count them.",
+    cutover: CutoverMode = option(CutoverMode.MANUAL, "--strategy sync and relay: manual: keep syncing until "
+                                  "`migrate cutover` (or SIGUSR1); auto: cut over once caught up.",
+                                  choices=tuple(CutoverMode), parse=CutoverMode)
+    max_pause: float = option(5.0, "--strategy sync and relay: longest write pause of the source at the cutover "
+                              "(CLIENT PAUSE WRITE); not drained by then, the cutover is called off and syncing goes "
+                              "on.", metavar="SECONDS", parse=positive_seconds)
+    cutover_grace: float = option(2.0, "--strategy sync and relay: after the cutover, keep applying writes the source "
+                                  "still takes (clients released by the unpause) for this long, and count them.",
                                   metavar="SECONDS", parse=non_negative_seconds)
-    diskless_sync: bool = option(True, "--strategy sync: let the source stream its snapshot (it first waits its "
-                                 "repl-diskless-sync-delay, 5 s by default on 7.0+); --no-diskless-sync makes it "
-                                 "save an RDB on its own disk and start at once.", switch=True)
-    status_file: Path | None = option(None, "--strategy sync: rewrite this JSON file every second (phase, offsets, "
-                                      "lag, counters, pid).", metavar="FILE", parse=path)
-    metrics_address: tuple[str, int] | None = option(None, "--strategy sync: serve Prometheus metrics on HOST:PORT.",
-                                                     metavar="HOST:PORT", parse=host_port)
+    diskless_sync: bool = option(True, "--strategy sync and relay: let the source stream its snapshot (it first "
+                                 "waits its repl-diskless-sync-delay, 5 s by default on 7.0+); --no-diskless-sync "
+                                 "makes it save an RDB on its own disk and start at once.", switch=True)
+    status_file: Path | None = option(None, "--strategy sync and relay: rewrite this JSON file every second (phase, "
+                                      "offsets, lag, counters, pid).", metavar="FILE", parse=path)
+    metrics_address: tuple[str, int] | None = option(None, "--strategy sync and relay: serve Prometheus metrics on "
+                                                     "HOST:PORT.", metavar="HOST:PORT", parse=host_port)
+    relay_address: tuple[str, int] | None = option(
+        None, "--strategy relay: the HOST:PORT the target reaches migrate at (migrate listens there; port 0: a free "
+        "one). Needed when the target is not on this machine.", metavar="HOST:PORT", parse=host_port,
+        shown_default="a free loopback port when the target is local")
     read_from: str = option("primary", "A cluster source: read each shard on its primary, or on an in-sync replica "
                             "(spares the primaries; a shard without one is read on its primary).",
                             choices=READ_FROM)
@@ -156,8 +164,8 @@ class RunOptions:
             self._check_aof()
         if self.promote and self.strategy is not Strategy.REPLICAOF:
             raise ConfigError("--promote needs --strategy replicaof")
-        if self.resume and self.strategy not in (Strategy.REPLAY, Strategy.SYNC):
-            raise ConfigError(f"--resume works with --strategy replay and sync; {self.strategy} starts over",
+        if self.resume and self.strategy not in (Strategy.REPLAY, Strategy.SYNC, Strategy.RELAY):
+            raise ConfigError(f"--resume works with --strategy replay, sync and relay; {self.strategy} starts over",
                               "rerun without --resume")
         if self.resume and self.flush_target:
             raise ConfigError("--resume and --flush-target exclude each other",
@@ -175,21 +183,38 @@ class RunOptions:
         if self.strategy is Strategy.REPLICAOF and _filters(self.selection):
             raise ConfigError("--strategy replicaof copies the whole dataset: it takes no --match, --type, "
                               "--exclude, --db or --db-map", "use --strategy replay to copy a selection")
-        if self.strategy is Strategy.SYNC:
-            self._validate_sync()
+        if self.relay_address is not None and self.strategy is not Strategy.RELAY:
+            raise ConfigError("--relay-address needs --strategy relay")
+        if self.strategy in (Strategy.SYNC, Strategy.RELAY):
+            self._validate_follow()
+        if self.strategy is Strategy.RELAY:
+            self._validate_relay()
         return self
 
-    def _validate_sync(self) -> None:
-        sel = self.selection
+    def _validate_follow(self) -> None:
+        """What sync and relay, which follow a write stream until a cutover, refuse alike."""
+        sel, name = self.selection, self.strategy.value
         if sel.match or sel.types or sel.exclude:
-            raise ConfigError("--strategy sync follows whole databases: it takes --db and --db-map, not --match, "
-                              "--type or --exclude (a write stream cannot be filtered by key faithfully: scripts, "
-                              "multi-key commands)", "use --strategy replay to copy a selection of keys")
+            takes = "it takes --db and --db-map, not" if self.strategy is Strategy.SYNC else "it takes no"
+            raise ConfigError(f"--strategy {name} follows whole databases: {takes} --match, --type or --exclude (a "
+                              "write stream cannot be filtered by key faithfully: scripts, multi-key commands)",
+                              "use --strategy replay to copy a selection of keys")
         if self.dry_run:
-            raise ConfigError("--strategy sync has no dry run", "run `migrate preflight` to see what a sync would "
-                              "meet, then sync for real")
+            raise ConfigError(f"--strategy {name} has no dry run", f"run `migrate preflight` to see what a {name} "
+                              "would meet, then run it for real")
         if self.flush_target and not self.yes:
             raise ConfigError("--flush-target empties target databases: confirm with --yes")
+
+    def _validate_relay(self) -> None:
+        sel = self.selection
+        if sel.dbs or sel.db_map:
+            raise ConfigError("--strategy relay copies every database as it is: it takes no --db or --db-map (the "
+                              "target's full sync replaces its whole dataset, database numbers included)",
+                              "use --strategy sync to follow a selection of databases")
+        if self.replace:
+            raise ConfigError("--strategy relay replaces the target's whole dataset (a replica's full sync): "
+                              "--replace does not apply", "give --flush-target --yes to let it replace a target "
+                              "that holds keys")
 
 
     def _check_aof(self) -> None:
@@ -233,9 +258,9 @@ class RunConfig:
 
 @dataclass(frozen=True)
 class CutoverOptions:
-    """`migrate cutover`: ask a running `migrate run --strategy sync --cutover manual` to cut over."""
+    """`migrate cutover`: ask a running `migrate run --strategy sync|relay --cutover manual` to cut over."""
 
-    status_file: Path | None = option(None, "The --status-file of the running sync (required).", metavar="FILE",
-                                      parse=path)
+    status_file: Path | None = option(None, "The --status-file of the running sync or relay (required).",
+                                      metavar="FILE", parse=path)
     wait: float = option(120.0, "Wait at most this long for the cutover to finish (0: do not wait).",
                          metavar="SECONDS", parse=non_negative_seconds)

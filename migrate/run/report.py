@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from migrate.render import dump_json, markdown_table, table_text
-from migrate.run.result import CommandsReport, RunResult, SyncReport
+from migrate.run.result import CommandsReport, RelayReport, RunResult, SyncReport
 from migrate.run.tally import KeyIssue
 from migrate.verify.report import render as render_verify
 
@@ -129,6 +129,8 @@ def _sync_lines(sync: SyncReport) -> list[str]:
             named = "; ".join(f"db {i['db']} {i['key']}: {i['reason']}" for i in issues["named"][:20])
             lines.append(f"stream commands {what}: {issues['count']} ({named})")
     lines += [f"this mode can miss: {miss}" for miss in sync.misses]
+    if sync.relay is not None:
+        lines += _relay_lines(sync.relay)
     cut = sync.cutover
     if cut is not None:
         pause = f"write pause {cut.pause_ms:.0f} ms" if cut.pause_ms is not None else "no write pause"
@@ -152,3 +154,16 @@ def _commands_lines(c: CommandsReport) -> list[str]:
     if c.truncation:
         lines.append(c.truncation)
     return lines
+
+
+def _relay_lines(relay: RelayReport) -> list[str]:
+    snap = relay.snapshot
+    converted = ", ".join(f"{k}: {v}" for k, v in (snap.get("converted") or {}).items()) or "none"
+    return [f"relay at {relay.address}: {relay.target_full_syncs} full sync(s) of the target, "
+            f"{relay.target_partial_syncs} continued from the backlog; {relay.forwarded_bytes} stream bytes forwarded "
+            "since the last full sync",
+            f"last snapshot: {snap.get('keys_read', 0)} keys read, {snap.get('keys_written', 0)} written "
+            f"({snap.get('passed_through', 0)} byte for byte; converted: {converted}), "
+            f"{snap.get('input_bytes', 0)} -> {snap.get('output_bytes', 0)} RDB bytes",
+            f"target {'made a primary (REPLICAOF NO ONE)' if relay.promoted else 'not promoted'}; masterauth "
+            f"{relay.masterauth}"]

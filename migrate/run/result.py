@@ -96,6 +96,19 @@ class CutoverReport:
 
 
 @dataclass(frozen=True)
+class RelayReport:
+    """--strategy relay: migrate as the target's primary."""
+
+    address: str  # HOST:PORT the target replicated from
+    target_full_syncs: int  # transcoded snapshots sent to the target
+    target_partial_syncs: int  # reconnections of the target continued from the relay's backlog (+CONTINUE)
+    snapshot: dict[str, Any]  # the last transcoded snapshot: keys read, written, passed through, converted, bytes
+    forwarded_bytes: int  # relay stream bytes sent after the last full sync (commands, SELECTs, PINGs, GETACKs)
+    promoted: bool  # REPLICAOF NO ONE was run on the target
+    masterauth: str  # what became of the target's masterauth (restored, or why not)
+
+
+@dataclass(frozen=True)
 class SyncReport:
     """--strategy sync: how the source's stream was followed and how the cutover went."""
 
@@ -107,6 +120,7 @@ class SyncReport:
     snapshot_loads: int
     cutover: CutoverReport | None
     misses: tuple[str, ...] = ()  # what the mode cannot see (keyspace notifications), reported as such
+    relay: RelayReport | None = None  # --strategy relay
 
 
 @dataclass(frozen=True)

@@ -16,54 +16,60 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
 import shutil
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from migrate.config import ConnectionSettings
-from migrate.errors import ConfigError, ConnectError, MigrateError, MigrationError, TargetNotEmptyError
+from migrate.errors import ConfigError, ConnectError, MigrationError, TargetNotEmptyError
 from migrate.logs import get_logger
 from migrate.rdb.reader import RdbReader
-from migrate.replication import LinkLostError, LinkOptions, ReplicaLink, StreamCommand
+from migrate.replication import LinkLostError, LinkOptions, ReplicaLink
 from migrate.rights import Context, check_rights
 from migrate.run.checkpoint import check_writable
 from migrate.run.load import check_snapshot, load_functions, load_snapshot
-from migrate.run.options import CutoverMode, RunConfig, RunOptions
-from migrate.run.result import DbReport, FunctionsReport, ResyncEvent, RunResult, SyncReport
-from migrate.run.session import check_writable_target, dbsize, flush_dbs, open_servers
+from migrate.run.options import RunConfig
+from migrate.run.result import DbReport, FunctionsReport, RunResult, SyncReport
+from migrate.run.session import check_writable_target, flush_dbs, open_servers
 from migrate.run.spool import check_space, spool_folder
 from migrate.run.sync.checkpoint import SyncCheckpoint
 from migrate.run.sync.control import SyncControl
+from migrate.run.sync.follow import (
+    CHECKPOINT_SECONDS,
+    RECONNECT_SECONDS,
+    FollowJob,
+    Scope,
+    drive,
+    refuse_unsupported,
+    remove_leftovers,
+    replication_offset,
+)
+from migrate.run.sync.follow import fingerprint as follow_fingerprint
 from migrate.run.sync.report import Reporter
 from migrate.run.sync.state import SyncState
 from migrate.run.tally import DbTally
-from migrate.selection import KeySelection
 from migrate.server import Server
 from migrate.stream import (
     MARKER_DB,
     Applier,
     ApplyOptions,
-    DbMap,
     Marker,
     TargetLostError,
     TargetProfile,
     Translator,
     marker_key,
     read_marker,
+    remove_marker,
 )
 from migrate.stream.marker import SYNC_STREAM_ID, marker_value
 from migrate.wire import Channel
+
+__all__ = ["RECONNECT_SECONDS", "Scope", "SyncJob", "replication_offset", "sync"]
 
 log = get_logger("migrate.sync")
 
 STREAM_ID: Final = SYNC_STREAM_ID  # the marker key: __migrate:stream-applied:sync in target db 0
 READ_COMMANDS: Final = 2000  # commands parsed per round (the applier batches them by 1,000)
-RECONNECT_SECONDS: Final = 120.0  # a source or target that stays unreachable longer ends the sync (resumable)
-CHECKPOINT_SECONDS: Final = 1.0
 CAUGHT_UP_BYTES: Final = 64 * 1024  # --cutover auto starts its pause once the lag is below this
 
 
@@ -75,7 +81,7 @@ def sync(config: RunConfig, control: SyncControl | None = None) -> RunResult:
     source, target = open_servers(config)
     try:
         check_writable_target(target)
-        _refuse_unsupported(options, source, target)
+        refuse_unsupported("sync", options, source, target)
         check_writable(options.checkpoint)
         refusal = replication_refused(source)
         if refusal is not None:
@@ -87,17 +93,7 @@ def sync(config: RunConfig, control: SyncControl | None = None) -> RunResult:
         state = SyncState(source.identity.describe(), target.identity.describe())
         reporter = Reporter(state, options.status_file, options.metrics_address).start()
         job = SyncJob(config, source, target, state, control, reporter)
-        try:
-            report = job.run()
-        except (KeyboardInterrupt, MigrateError) as exc:
-            state.state = "stopped" if isinstance(exc, KeyboardInterrupt) or exc.exit_code == 130 else "failed"
-            state.error = None if state.state == "stopped" else getattr(exc, "message", str(exc))
-            if isinstance(exc, MigrateError) and state.state == "failed":
-                exc.hint = f"{exc.hint}; the checkpoint {options.checkpoint} is kept: rerun with --resume"
-            raise
-        finally:
-            job.close()
-            reporter.stop()
+        report = drive(job, options.checkpoint)
         return RunResult("sync", source.identity.describe(), target.identity.describe(), executed=True, dry_run=False,
                          resumed=options.resume, seconds=time.monotonic() - started,
                          dbs=tuple(DbReport.of(t) for _, t in sorted(job.tallies.items())), functions=job.functions,
@@ -105,17 +101,6 @@ def sync(config: RunConfig, control: SyncControl | None = None) -> RunResult:
     finally:
         source.close()
         target.close()
-
-
-def _refuse_unsupported(options: RunOptions, source: Server, target: Server) -> None:
-    for side in (source, target):
-        if side.identity.mode == "cluster":
-            raise ConfigError(f"the {side.role} runs in cluster mode: --strategy sync follows a standalone source "
-                              "into a standalone target", "see README \"Not supported yet\"")
-    if options.cutover is CutoverMode.AUTO and not source.identity.capabilities.has("client pause write"):
-        raise ConfigError(f"--cutover auto needs CLIENT PAUSE WRITE and CLIENT UNPAUSE on the source (Redis 6.2+); "
-                          f"{source.identity.label} can only pause every client, reads included, until a timeout",
-                          "use --cutover manual: stop the application's writes, then run `migrate cutover`")
 
 
 def _rights_context(config: RunConfig, source: Server, target: Server) -> Context:
@@ -139,64 +124,24 @@ def replication_refused(source: Server) -> str | None:
     return "; ".join(missing) if missing else None
 
 
-@dataclass(frozen=True)
-class Scope:
-    """The target databases of the sync: checked empty at the start, emptied by --flush-target and full resyncs."""
-
-    db_map: DbMap
-    dbs: tuple[int, ...] | None  # None: every database (FLUSHALL)
-
-    @classmethod
-    def of(cls, selection: KeySelection) -> Scope:
-        dbs = (tuple(sorted({selection.target_db(d) for d in selection.source_dbs({})}))
-               if selection.dbs or selection.db_map else None)
-        return cls(DbMap.from_selection(selection), dbs)
-
-    def held(self, target: Server) -> dict[int, int]:
-        """Keys per target database of the scope, now."""
-        if self.dbs is None:
-            return {db: n for db, n in target.identity.keyspace.items() if n}
-        return {db: n for db in self.dbs if (n := dbsize(target, db))}
-
-    def describe(self) -> str:
-        return "every database" if self.dbs is None else "db " + ", ".join(map(str, self.dbs))
-
-
 def fingerprint(config: RunConfig, source: Server, target: Server) -> dict[str, Any]:
-    sel = config.options.selection
-    return {"strategy": "sync", "source": str(source.endpoint.with_db(0)), "target": str(target.endpoint.with_db(0)),
-            "db_map": [list(p) for p in sel.db_map], "dbs": list(sel.dbs)}
+    return follow_fingerprint("sync", config, source, target)
 
 
-class SyncJob:
+class SyncJob(FollowJob):
     """One sync from its first snapshot to its cutover: the link, the translator, the applier and their recovery."""
 
     def __init__(self, config: RunConfig, source: Server, target: Server, state: SyncState, control: SyncControl,
                  reporter: Reporter) -> None:
-        self.config = config
-        self.options: RunOptions = config.options
-        self.settings: ConnectionSettings = config.common.connection
-        self.source = source
-        self.target = target
-        self.state = state
-        self.control = control
-        self.reporter = reporter
-        self.scope = Scope.of(self.options.selection)
+        super().__init__(config, source, target, state, control, reporter)
         self.profile = TargetProfile.of(target.client)
         folder = spool_folder(self.options.spool_dir)
         self.snapshot_path = folder / f"migrate-sync-{state.pid}.rdb"
         self.stream_dir = folder / f"migrate-sync-{state.pid}.stream"
-        self.link: ReplicaLink | None = None
         self.applier: Applier | None = None
         self.translator: Translator | None = None
-        self.checkpoint: SyncCheckpoint | None = None
-        self.replid: str | None = None
-        self.applied = (0, 0)  # (offset, source db there) the target holds: its marker
-        self.resyncs: list[ResyncEvent] = []
         self.tallies: dict[int, DbTally] = {}
         self.functions: FunctionsReport | None = None
-        self.offset_client = Channel(source.endpoint, self.settings, "source", 0)  # the reporter thread's
-        self.observer: Callable[[list[StreamCommand]], None] | None = None  # the cutover's grace period counts writes
 
     # -- the whole sync ---------------------------------------------------------------------------------------------
 
@@ -231,7 +176,7 @@ class SyncJob:
         self._full_sync(link, "first sync", flush=bool(held) and options.flush_target)
 
     def _resume(self) -> None:
-        _remove_leftovers(self.snapshot_path.parent)
+        remove_leftovers(self.snapshot_path.parent, "migrate-sync-")
         self.checkpoint = SyncCheckpoint.load(self.options.checkpoint, fingerprint(self.config, self.source,
                                                                                    self.target))
         cp = self.checkpoint
@@ -250,25 +195,9 @@ class SyncJob:
 
     # -- connecting ---------------------------------------------------------------------------------------------------
 
-    def connect(self, replid: str | None, offset: int, db: int) -> ReplicaLink:
-        """A replication link (PSYNC replid offset+1, or PSYNC ? -1), retried while the source is unreachable."""
-        options = LinkOptions(diskless=self.options.diskless_sync, snapshot_path=self.snapshot_path,
-                              spool_dir=self.stream_dir)
-        deadline = time.monotonic() + RECONNECT_SECONDS
-        delay = 0.2
-        while True:
-            try:
-                if replid is None:
-                    return ReplicaLink(self.source.endpoint, self.settings, options=options)
-                return ReplicaLink(self.source.endpoint, self.settings, replid=replid, offset=offset, db=db,
-                                   options=options)
-            except ConnectError as exc:
-                if time.monotonic() + delay > deadline:
-                    raise ConnectError(f"the source stayed unreachable for {RECONNECT_SECONDS:g} s: {exc.message}",
-                                       "rerun with --resume once the source is back") from None
-                log.warning("source unreachable, retrying", error=exc.message, in_seconds=delay)
-                time.sleep(delay)
-                delay = min(delay * 2, 5.0)
+    def link_options(self) -> LinkOptions:
+        return LinkOptions(diskless=self.options.diskless_sync, snapshot_path=self.snapshot_path,
+                           spool_dir=self.stream_dir)
 
     def _open_stream(self, why: str) -> None:
         """Continue from the target's position: a partial resync, or a full one when the source cannot continue."""
@@ -277,7 +206,7 @@ class SyncJob:
         if not link.sync.partial:
             self._full_sync(link, f"{why}: {link.sync.reason}", flush=True)
             return
-        self._record("partial", f"{why}: {link.sync.reason}", offset)
+        self.record("partial", f"{why}: {link.sync.reason}", offset)
         self.link, self.replid = link, link.sync.replid
         self._new_stream(offset, db)
         self.state.phase = "streaming"
@@ -294,19 +223,6 @@ class SyncJob:
         self.state.applied_offset = offset
         self._save(force=True)  # a kill from now on resumes from here, not from a snapshot
 
-    def _record(self, kind: str, reason: str, offset: int) -> None:
-        self.resyncs.append(ResyncEvent(kind, reason, offset, time.time()))
-        self.state.resync, self.state.resync_reason = kind, reason
-        if kind == "full":
-            self.state.full_resyncs += 1
-        else:
-            self.state.partial_resyncs += 1
-        if self.checkpoint is not None:
-            self.checkpoint.full_resyncs, self.checkpoint.partial_resyncs = (self.state.full_resyncs,
-                                                                              self.state.partial_resyncs)
-        log.warning("resync", kind=kind, reason=reason, offset=offset) if self.resyncs[1:] else \
-            log.info("sync started", kind=kind, reason=reason, offset=offset)
-
     # -- the snapshot -------------------------------------------------------------------------------------------------
 
     def _full_sync(self, link: ReplicaLink, reason: str, *, flush: bool) -> None:
@@ -314,7 +230,7 @@ class SyncJob:
         since the last snapshot must not survive; databases that were not empty when the sync began are not the
         sync's to empty, so a full resync is refused there."""
         assert link.sync.replid is not None
-        self._record("full", reason, link.sync.offset)
+        self.record("full", reason, link.sync.offset)
         self.link, self.replid = link, link.sync.replid
         self.state.phase, self.state.replid = "snapshot", link.sync.replid
         if self.applier is not None:
@@ -467,20 +383,6 @@ class SyncJob:
         self.applied = (marker.offset, marker.source_db)
         self._open_stream("the target lost acknowledged writes")
 
-    def waiting_since(self) -> float | None:
-        return self.link.waiting_since() if self.link is not None else None
-
-    def read_source_offset(self, channel: Channel | None = None) -> int | None:
-        """The source's master_repl_offset (INFO replication), or None when it cannot be read now. Without a channel
-        it uses the reporter's own (a channel is never shared between threads)."""
-        channel = channel or self.offset_client
-        try:
-            reply = channel.command("INFO", "replication")
-        except Exception:  # reported as a stale figure, never a failure of the sync
-            channel.reset()
-            return None
-        return replication_offset(reply)
-
     def _save(self, force: bool = False) -> None:
         cp = self.checkpoint
         if cp is None:
@@ -488,16 +390,12 @@ class SyncJob:
         cp.phase, cp.replid, (cp.offset, cp.db) = "streaming", self.replid, self.applied
         cp.save() if force else cp.save_every(CHECKPOINT_SECONDS)
 
-    def note(self, text: str) -> None:
-        self.state.notes.append(text)
-        log.warning("sync", note=text)
-
     def close(self) -> None:
         """Stop everything; the checkpoint keeps the last acknowledged position (the marker has it too)."""
-        for closer in (self.link, self.applier, self.offset_client):
-            if closer is not None:
-                with contextlib.suppress(Exception):
-                    closer.close()
+        super().close()
+        if self.applier is not None:
+            with contextlib.suppress(Exception):
+                self.applier.close()
         if self.checkpoint is not None and self.state.state != "done":
             with contextlib.suppress(ConfigError):
                 if self.checkpoint.phase == "streaming":
@@ -506,35 +404,19 @@ class SyncJob:
         self.snapshot_path.unlink(missing_ok=True)
         shutil.rmtree(self.stream_dir, ignore_errors=True)
 
+    # -- the cutover ----------------------------------------------------------------------------------------------
 
-def _remove_leftovers(folder: Path) -> None:
-    """Snapshot files and stream spools of syncs that were killed (their process is gone)."""
-    for path in folder.glob("migrate-sync-*"):
-        pid = path.name.removeprefix("migrate-sync-").split(".")[0]
-        if not pid.isdigit() or _alive(int(pid)):
-            continue
-        log.info("removing a killed sync's spool", path=str(path))
-        shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def replication_offset(info: Any) -> int | None:
-    """master_repl_offset from an INFO replication reply (bytes)."""
-    if not isinstance(info, bytes):
-        return None
-    for line in info.splitlines():
-        if line.startswith(b"master_repl_offset:"):
-            return int(line.split(b":", 1)[1])
-    return None
+    def finish_cutover(self) -> None:
+        """The last batch applied, the marker removed, the source told."""
+        if self.applier is not None:
+            self.applier.flush()
+        client = self.target.db_client(MARKER_DB)
+        try:
+            remove_marker(client, STREAM_ID)
+        finally:
+            client.close()
+        if self.link is not None:
+            self.link.ack(self.applied[0], flush=True)
 
 
 def with_options(config: RunConfig, **changes: Any) -> RunConfig:

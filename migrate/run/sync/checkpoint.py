@@ -36,12 +36,13 @@ class SyncCheckpoint:
     partial_resyncs: int = 0
     started_at: float = field(default_factory=time.time)
     saved_at: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)  # what one strategy adds (relay: its address); no secret
 
     def data(self) -> dict[str, Any]:
         return {"format": FORMAT, "fingerprint": self.fingerprint, "owns_target": self.owns_target,
                 "phase": self.phase, "replid": self.replid, "offset": self.offset, "db": self.db,
                 "full_resyncs": self.full_resyncs, "partial_resyncs": self.partial_resyncs,
-                "started_at": self.started_at, "saved_at": time.time()}
+                "started_at": self.started_at, "saved_at": time.time(), "extra": self.extra}
 
     def save(self) -> None:
         data = self.data()
@@ -69,7 +70,7 @@ class SyncCheckpoint:
         except (OSError, ValueError) as exc:
             raise BadInputError(f"cannot read checkpoint {path}: {exc}") from None
         if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise BadInputError(f"{path} is not a checkpoint of `migrate run --strategy sync`")
+            raise BadInputError(f"{path} is not a checkpoint of `migrate run --strategy sync` or relay")
         if data.pop("checksum", None) != _checksum(data):
             raise BadInputError(f"checkpoint {path} was modified or damaged (its checksum does not match)",
                                 "a checkpoint is written by migrate only: start over without --resume")
@@ -79,7 +80,7 @@ class SyncCheckpoint:
         try:
             return cls(path, fingerprint, bool(data["owns_target"]), str(data["phase"]), data.get("replid"),
                        int(data["offset"]), int(data["db"]), int(data["full_resyncs"]),
-                       int(data["partial_resyncs"]), float(data["started_at"]))
+                       int(data["partial_resyncs"]), float(data["started_at"]), extra=dict(data.get("extra") or {}))
         except (KeyError, TypeError, ValueError) as exc:
             raise BadInputError(f"checkpoint {path} is damaged: {exc}") from None
 

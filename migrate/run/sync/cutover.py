@@ -6,7 +6,7 @@
     INFO keyspace on both sides                                           (the marker key left out)
     CLIENT UNPAUSE                                                        pause measured: PAUSE sent -> UNPAUSE answered
     grace period: go on applying what the released clients write         counted: clients must be repointed now
-    remove the marker key
+    remove the marker key (sync), or the target made a primary (relay: FollowJob.finish_cutover)
 
 Redis 6.0 has no WRITE mode and no UNPAUSE (a pause holds reads too, until its timeout): --cutover auto is refused
 there (api._refuse_unsupported); a manual cutover takes no pause (the operator has stopped the writes) and says so.
@@ -26,12 +26,12 @@ from migrate.replication import StreamCommand
 from migrate.run.options import CutoverMode
 from migrate.run.result import CutoverReport, DbCount
 from migrate.server import Server
-from migrate.stream import MARKER_DB, remove_marker
+from migrate.stream import MARKER_DB
 from migrate.stream.marker import SYNC_STREAM_ID, marker_key
 from migrate.wire import Channel, is_error, pack
 
 if TYPE_CHECKING:
-    from migrate.run.sync.api import Scope, SyncJob
+    from migrate.run.sync.follow import FollowJob, Scope
 
 log = get_logger("migrate.sync")
 
@@ -43,7 +43,7 @@ NOT_WRITES: Final = frozenset({b"ping", b"select", b"multi", b"exec", b"replconf
 NAMED_KEYS: Final = 20
 
 
-def cut_over_when_asked(job: SyncJob) -> CutoverReport:
+def cut_over_when_asked(job: FollowJob) -> CutoverReport:
     """Follow the stream until a cutover succeeds (auto: once caught up; manual: once asked)."""
     attempts, next_try = 0, 0.0
     while True:
@@ -63,15 +63,15 @@ def cut_over_when_asked(job: SyncJob) -> CutoverReport:
         next_try = time.monotonic() + RETRY_SECONDS
 
 
-def _due(job: SyncJob) -> bool:
+def _due(job: FollowJob) -> bool:
     if job.control.cutover_requested:
         return True
-    if job.options.cutover is not CutoverMode.AUTO or job.link is None or not job.state.source_offset:
+    if job.options.cutover is not CutoverMode.AUTO or job.link is None or not job.state.source_offset_read:
         return False
     return job.applied[0] >= job.link.received and job.state.source_offset - job.applied[0] < 64 * 1024
 
 
-def attempt(job: SyncJob, number: int) -> CutoverReport | None:
+def attempt(job: FollowJob, number: int) -> CutoverReport | None:
     state, options = job.state, job.options
     state.phase, state.cutover_attempts = "cutover", number
     log.info("cutover", attempt=number, mode=str(options.cutover))
@@ -85,7 +85,10 @@ def attempt(job: SyncJob, number: int) -> CutoverReport | None:
         budget = options.max_pause - min(0.25, options.max_pause / 4) if pausing else MANUAL_DRAIN_SECONDS
         try:
             drained = _drain(job, cut, asked + budget)
-            counts = count_keys(job.scope, job.target, job.settings, channel) if drained else ()
+            counts = (count_keys(job.scope, job.target, job.settings, channel, marker_kept=job.marker_kept)
+                      if drained else ())
+            if drained:
+                job.at_cut_point()
         finally:
             if pausing:
                 unpause_writes(channel)
@@ -99,16 +102,19 @@ def attempt(job: SyncJob, number: int) -> CutoverReport | None:
         state.phase = "streaming"
         return None
     log.info("cutover point reached", offset=cut, pause_ms=pause_ms)
-    state.reach_cut(cut, pause_ms)
+    if job.target_writable():
+        state.reach_cut(cut, pause_ms)
     after, keys = _grace(job, cut, options.cutover_grace)
-    _finish(job)
+    job.finish_cutover()
+    if state.cut_offset is None:  # a relay's target took writes only once promoted, after the grace period
+        state.reach_cut(cut, pause_ms)
     report = CutoverReport(str(options.cutover), pausing, pause_ms, cut, counts, after, keys, options.cutover_grace,
                            number, instructions(pausing, pause_ms, cut, after, options.cutover_grace))
     state.cutover = jsonable(report)
     return report
 
 
-def _catch_up(job: SyncJob, channel: Channel) -> None:
+def _catch_up(job: FollowJob, channel: Channel) -> None:
     """Bring the lag down before pausing, so the pause only covers the last writes."""
     deadline = time.monotonic() + CATCH_UP_SECONDS
     while time.monotonic() < deadline:
@@ -145,7 +151,7 @@ def _offset(channel: Channel) -> int:
 
 
 def _parse_offset(info: Any) -> int:
-    from migrate.run.sync.api import replication_offset
+    from migrate.run.sync.follow import replication_offset
 
     offset = replication_offset(info)
     if offset is None:
@@ -161,7 +167,7 @@ def unpause_writes(channel: Channel) -> None:
         log.warning("source writes unpaused")
 
 
-def _drain(job: SyncJob, cut: int, deadline: float) -> bool:
+def _drain(job: FollowJob, cut: int, deadline: float) -> bool:
     while job.applied[0] < cut:
         if time.monotonic() > deadline:
             return False
@@ -169,13 +175,15 @@ def _drain(job: SyncJob, cut: int, deadline: float) -> bool:
     return True
 
 
-def count_keys(scope: Scope, target: Server, settings: ConnectionSettings, source: Channel) -> tuple[DbCount, ...]:
-    """Key counts per target database, while the source's writes are paused (the marker key not counted)."""
+def count_keys(scope: Scope, target: Server, settings: ConnectionSettings, source: Channel, *,
+               marker_kept: bool = True) -> tuple[DbCount, ...]:
+    """Key counts per target database, while the source's writes are paused (the marker key not counted, where the
+    job keeps one)."""
     src = _keyspace(source.command("INFO", "keyspace"))
     channel = Channel(target.endpoint, settings, "target", MARKER_DB)
     try:
         tgt = _keyspace(channel.command("INFO", "keyspace"))
-        marker = int(channel.command("EXISTS", marker_key(SYNC_STREAM_ID)) or 0)
+        marker = int(channel.command("EXISTS", marker_key(SYNC_STREAM_ID)) or 0) if marker_kept else 0
     finally:
         channel.close()
     mapping = scope.db_map.table() if not scope.db_map.identity else {db: db for db in set(src) | set(tgt)}
@@ -204,7 +212,7 @@ def _keyspace(info: Any) -> dict[int, tuple[int, int]]:
     return out
 
 
-def _grace(job: SyncJob, cut: int, seconds: float) -> tuple[int, tuple[str, ...]]:
+def _grace(job: FollowJob, cut: int, seconds: float) -> tuple[int, tuple[str, ...]]:
     """Go on applying for `seconds`: writes the released clients made after the cut point land on the target too."""
     count, keys = 0, list[str]()
 
@@ -225,18 +233,6 @@ def _grace(job: SyncJob, cut: int, seconds: float) -> tuple[int, tuple[str, ...]
     finally:
         job.observer = None
     return count, tuple(dict.fromkeys(keys))
-
-
-def _finish(job: SyncJob) -> None:
-    if job.applier is not None:
-        job.applier.flush()
-    client = job.target.db_client(MARKER_DB)
-    try:
-        remove_marker(client, SYNC_STREAM_ID)
-    finally:
-        client.close()
-    if job.link is not None:
-        job.link.ack(job.applied[0], flush=True)
 
 
 def instructions(paused: bool, pause_ms: float | None, cut: int, after: int, grace: float) -> str:

@@ -185,7 +185,7 @@ class NotifyFollower:
         self.links: dict[int, tuple[Channel, TargetWriter]] = {}
         self.copied = self.deleted = 0
         self.tally = DbTally(0, 0)
-        from migrate.run.sync.api import Scope
+        from migrate.run.sync.follow import Scope
 
         self.scope = Scope.of(self.options.selection)
         self.followed = self.scope.db_map.table()

@@ -52,7 +52,7 @@ def read_status(path: Path) -> dict[str, Any]:
     except (OSError, ValueError) as exc:
         raise ConfigError(f"cannot read the status file {path}: {exc}") from None
     if not isinstance(data, dict) or "phase" not in data or "pid" not in data:
-        raise ConfigError(f"{path} is not a status file of `migrate run --strategy sync`")
+        raise ConfigError(f"{path} is not a status file of `migrate run --strategy sync` or relay")
     return data
 
 
@@ -142,7 +142,7 @@ class Reporter:
             self._offset_read = now
             offset = self.source_offset()
             if offset is not None:
-                self.state.source_offset = offset
+                self.state.source_offset, self.state.source_offset_read = offset, True
         if self.waiting_since is not None:
             self.state.waiting_since = self.waiting_since()
         self.write()

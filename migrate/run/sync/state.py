@@ -21,7 +21,7 @@ PHASES = ("snapshot", "streaming", "cutover", "grace", "done")
 class SyncState:
     source: str  # the servers as described to users (redacted endpoints, never a password)
     target: str
-    mode: str = "replication"  # or keyspace-notifications
+    mode: str = "replication"  # or keyspace-notifications, or relay
     phase: str = "snapshot"  # snapshot | streaming | cutover | grace | done
     state: str = "running"  # running | stopped (SIGINT/SIGTERM, resumable) | failed | done
     pid: int = field(default_factory=os.getpid)
@@ -30,6 +30,7 @@ class SyncState:
     resync: str | None = None  # full | partial: how the current stream started
     resync_reason: str = ""
     source_offset: int = 0  # the source's master_repl_offset, read once a second
+    source_offset_read: bool = False  # it was read at least once (an idle new source is at offset 0)
     received_offset: int = 0
     applied_offset: int = 0  # what the target acknowledged (its marker)
     waiting_since: float | None = None  # unix time the oldest unapplied byte arrived
@@ -50,6 +51,7 @@ class SyncState:
     notes: list[str] = field(default_factory=list)
     error: str | None = None
     tally: StreamTally = field(default_factory=StreamTally)
+    relay: dict[str, Any] | None = None  # --strategy relay: its address and the target's replication (docs/relay.md)
     published: Callable[[], None] | None = field(default=None, repr=False, compare=False)  # the status file's writer
 
     @property
@@ -82,8 +84,8 @@ class SyncState:
             self.published()
 
     def document(self) -> dict[str, Any]:
-        """The status file's content (docs/sync.md describes every field)."""
-        return {
+        """The status file's content (docs/sync.md describes every field, docs/relay.md the relay's)."""
+        document = {
             "phase": self.phase, "state": self.state, "mode": self.mode, "pid": self.pid,
             "source": self.source, "target": self.target, "started_at": round(self.started_at, 3),
             "updated_at": round(time.time(), 3), "replid": self.replid, "resync": self.resync,
@@ -94,3 +96,6 @@ class SyncState:
             "counters": self.counters(), "cut_offset": self.cut_offset, "pause_ms": self.pause_ms,
             "cutover": self.cutover, "notes": list(self.notes), "error": self.error,
         }
+        if self.relay is not None:
+            document["relay"] = dict(self.relay)
+        return document
