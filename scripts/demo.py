@@ -6,9 +6,12 @@
    at start-up, verified;
 3. an online sync under live writes (an application thread writing to three databases, with MULTI/EXEC and expiries)
    into another Valkey 8.1, followed until `migrate cutover`, whose write pause is measured, then verified;
-4. a 3-shard Redis 7.0 cluster into a 2-shard Valkey 8.1 cluster: preflight, run, verify.
+4. the same under `--strategy relay`: the Valkey 8.1 replicates from migrate (the snapshot transcoded, the stream
+   translated); the application stops writing when the cutover begins, the writes the pause held are forwarded in
+   the grace period, then the target is promoted;
+5. a 3-shard Redis 7.0 cluster into a 2-shard Valkey 8.1 cluster: preflight, run, verify.
 
-    python scripts/demo.py [--keys N] [--only replay,convert,sync,cluster]
+    python scripts/demo.py [--keys N] [--only replay,convert,sync,relay,cluster]
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from fixtures.sandbox import LocalServer, load_manifest, start_server
 from migrate.cli import run_cli
 
 SOURCE, TARGET, CLUSTER_SOURCE = "redis-8.0.2", "valkey-8.1", "redis-7.0"
-PARTS = ("replay", "convert", "sync", "cluster")
+PARTS = ("replay", "convert", "sync", "relay", "cluster")
 
 
 def step(title: str, args: list[str], expect: tuple[int, ...] = (0,)) -> int:
@@ -104,16 +107,17 @@ class Application(threading.Thread):
     """Writes like an application would: counters, a list, expiring sessions, a transaction, in three databases;
     it leaves the source (repoints) the moment the sync's status file says the cutover point is reached."""
 
-    def __init__(self, source: LocalServer, status: Path) -> None:
+    def __init__(self, source: LocalServer, status: Path, leave_at: tuple[str, ...] = ("grace", "done")) -> None:
         super().__init__(daemon=True)
         self.source = source
         self.status = status
+        self.leave_at = leave_at
         self.stopping = threading.Event()
         self.writes = 0
 
     def cut_over(self) -> bool:
         try:
-            return json.loads(self.status.read_text()).get("phase") in ("grace", "done")
+            return json.loads(self.status.read_text()).get("phase") in self.leave_at
         except (OSError, ValueError):
             return False
 
@@ -136,11 +140,14 @@ class Application(threading.Thread):
 
 
 @contextmanager
-def background_sync(source: LocalServer, target: LocalServer, status: Path) -> Iterator[subprocess.Popen[str]]:
-    args = ["run", "--strategy", "sync", "--source", source.url, "--target", target.url, "--status-file",
+def background_sync(source: LocalServer, target: LocalServer, status: Path, strategy: str,
+                    extra: tuple[str, ...]) -> Iterator[subprocess.Popen[str]]:
+    args = ["run", "--strategy", strategy, "--source", source.url, "--target", target.url, "--status-file",
             str(status), "--checkpoint", str(status.with_suffix(".checkpoint.json")), "--on-incompatible", "lossy",
-            "--no-diskless-sync", "--yes", "--no-progress"]
-    print(f"\n=== Sync: a replica of the source, in another process\n$ migrate {' '.join(args)} &", flush=True)
+            "--no-diskless-sync", *extra, "--yes", "--no-progress"]
+    what = "a replica of the source" if strategy == "sync" else "the source's replica and the target's primary"
+    print(f"\n=== {strategy.capitalize()}: migrate as {what}, in another process\n$ migrate {' '.join(args)} &",
+          flush=True)
     process = subprocess.Popen([sys.executable, "-m", "migrate", *args], text=True)
     try:
         yield process
@@ -172,15 +179,15 @@ def show_status(status: Path) -> None:
     print(f"status file: {json.dumps(shown)}", flush=True)
 
 
-def sync_story(source: LocalServer) -> None:
-    chapter(f"3. Online sync under live writes: {SOURCE} -> {TARGET}, then a cutover of milliseconds")
-    folder = Path(tempfile.mkdtemp(prefix="migrate-demo-sync-"))
-    status = folder / "sync.json"
+def sync_story(source: LocalServer, strategy: str = "sync", extra: tuple[str, ...] = (),
+               leave_at: tuple[str, ...] = ("grace", "done")) -> None:
+    folder = Path(tempfile.mkdtemp(prefix=f"migrate-demo-{strategy}-"))
+    status = folder / f"{strategy}.json"
     with start_server(TARGET) as target:
-        app = Application(source, status)
+        app = Application(source, status, leave_at)
         app.start()
         time.sleep(0.5)
-        with background_sync(source, target, status) as process:
+        with background_sync(source, target, status, strategy, extra) as process:
             wait_streaming(status, process)
             for _ in range(3):  # the application keeps writing; the target follows
                 time.sleep(1)
@@ -192,7 +199,7 @@ def sync_story(source: LocalServer) -> None:
             process.wait(120)
             print(f"(the sync exited {process.returncode})", flush=True)
             if process.returncode not in (0, 5) or code != 0:
-                raise SystemExit("demo: the sync did not finish cleanly")
+                raise SystemExit(f"demo: the {strategy} did not finish cleanly")
         step("Verify: every write made before the cutover is on the target",
              ["verify", "--source", source.url, "--target", target.url, "--level", "full"])
 
@@ -201,7 +208,7 @@ def sync_story(source: LocalServer) -> None:
 
 
 def cluster_story(keys: int) -> None:
-    chapter(f"4. A 3-shard {CLUSTER_SOURCE} cluster -> a 2-shard {TARGET} cluster (a different shape)")
+    chapter(f"5. A 3-shard {CLUSTER_SOURCE} cluster -> a 2-shard {TARGET} cluster (a different shape)")
     root = Path(tempfile.mkdtemp(prefix="migrate-demo-cluster-"))
     with running_cluster(ClusterSpec(CLUSTER_SOURCE, shards=3), root / "source") as source, \
             running_cluster(ClusterSpec(TARGET, shards=2), root / "target") as target:
@@ -229,7 +236,7 @@ def main() -> None:
     args = parser.parse_args()
     parts = set(args.only.split(","))
     began = time.monotonic()
-    if parts & {"replay", "convert", "sync"}:
+    if parts & {"replay", "convert", "sync", "relay"}:
         with start_server(SOURCE) as source:
             data = populate(source.client())
             bulk(source.client(), args.keys)
@@ -240,7 +247,13 @@ def main() -> None:
             if "convert" in parts:
                 convert_story(source)
             if "sync" in parts:
+                chapter(f"3. Online sync under live writes: {SOURCE} -> {TARGET}, then a cutover of milliseconds")
                 sync_story(source)
+            if "relay" in parts:
+                chapter(f"4. Relay under live writes: {TARGET} loads {SOURCE}'s data as a replica (transcoded "
+                        "snapshot, translated stream); the application stops writing when the cutover begins (the "
+                        "target is a read-only replica until it is promoted)")
+                sync_story(source, "relay", leave_at=("cutover", "grace", "done"))
     if "cluster" in parts:
         cluster_story(args.keys // 2)
     print(f"\ndemo: done in {time.monotonic() - began:.0f} s; every server stopped", flush=True)

@@ -516,7 +516,8 @@ class RelayJob(FollowJob):
     # -- the cutover ----------------------------------------------------------------------------------------------
 
     def at_cut_point(self) -> None:
-        """Without a grace period the target is promoted inside the write pause: the cleanest cut."""
+        """Without a grace period the target is promoted inside the write pause (writable before the source is; the
+        writes the pause held then run on the source only: docs/relay.md)."""
         if self.options.cutover_grace == 0:
             self._promote()
 
