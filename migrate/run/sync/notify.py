@@ -102,7 +102,7 @@ class Subscription:
 
     def __init__(self, source: Server, flags: str) -> None:
         self.client: redis.Redis = open_client(source.endpoint, source.settings, "source", db=0)
-        self.pubsub = self.client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+        self.pubsub = self.client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call,unused-ignore]
         self.keyevent = "E" in flags
         self.pubsub.psubscribe("__keyevent@*__:*" if self.keyevent else "__keyspace@*__:*")
         self.dirty: dict[tuple[int, bytes], None] = {}
@@ -149,8 +149,9 @@ class Subscription:
     def barrier(self, timeout: float = 10.0) -> None:
         """Return once every event published before this call has been received (a PING on the subscription is
         answered after them)."""
-        token = b"migrate-%d" % time.monotonic_ns()
-        self.pubsub.ping(token)
+        text = f"migrate-{time.monotonic_ns()}"
+        token = text.encode()  # the PONG comes back as bytes: the client does not decode replies
+        self.pubsub.ping(text)
         deadline = time.monotonic() + timeout
         while token not in self._pongs:
             self.check()
