@@ -10,10 +10,11 @@ burst writes last (`<tag>:end`, after every client's writes: the stream is appli
 Set-up: a source (repl-diskless-sync-delay 0, no output-buffer limit for replicas), a native replica of the same
 binary (REPLICAOF), and `migrate run --strategy sync` in its own process into the target; both caught up.
 
-1. Sustained apply rate of a recorded stream: the replica is frozen with DEBUG SLEEP and the sync process with
-   SIGSTOP while a burst of N writes (SET, INCR, RPUSH, HSET, ZADD, SET EX; 8 pipelined clients) lands on the source,
-   which buffers the stream for both; both are released at the same moment and timed until they have applied the
-   source's final offset (the replica's master_repl_offset, the target's marker). Rate = commands / catch-up time.
+1. Sustained apply rate of a recorded stream: the replica and the sync process are frozen with SIGSTOP while a burst
+   of N writes (SET, INCR, RPUSH, HSET, ZADD, SET EX; 8 pipelined clients) lands on the source, which buffers the
+   stream for both; both are released at the same moment and timed until they have applied the source's final offset
+   (the replica's master_repl_offset, the target's marker). Rate = commands / catch-up time. (Until 2026-12-07 the
+   replica was frozen with DEBUG SLEEP, which ended before a burst slower than 100,000 commands/s did.)
 2. Catch-up after a load burst: nobody is frozen; the same burst is written as fast as the source takes it; the time
    from the end of the burst until each side has applied the source's final offset.
 """
@@ -38,8 +39,7 @@ sys.path.insert(0, str(ROOT))
 from fixtures.sandbox import LocalServer, start_server  # noqa: E402
 from migrate.stream import marker_key  # noqa: E402
 
-SOURCE_ARGS = ("--repl-diskless-sync-delay", "0", "--client-output-buffer-limit", "replica 0 0 0",
-               "--enable-debug-command", "yes")
+SOURCE_ARGS = ("--repl-diskless-sync-delay", "0", "--client-output-buffer-limit", "replica 0 0 0")
 CLIENTS = 8
 
 
@@ -105,19 +105,23 @@ def start_sync(source: LocalServer, target: LocalServer, folder: Path,
     return subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
-def frozen_round(source: LocalServer, replica: redis.Redis, target: redis.Redis, sync: subprocess.Popen[bytes],
-                 commands: int, tag: str) -> tuple[float, float, int]:
-    sleep = max(3.0, commands / 100_000)  # longer than the burst takes
-    sleeper = threading.Thread(target=lambda: replica.execute_command("DEBUG", "SLEEP", sleep))
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def frozen_round(source: LocalServer, native: LocalServer, replica: redis.Redis, target: redis.Redis,
+                 sync: subprocess.Popen[bytes], commands: int, tag: str) -> tuple[float, float, int]:
+    os.kill(_pid(native), signal.SIGSTOP)
     os.kill(sync.pid, signal.SIGSTOP)
-    began = time.perf_counter()
-    sleeper.start()
-    took = burst(source, commands, tag)
-    source.client().set(f"{tag}:end", 1)
-    goal = offset(source.client())
-    sleeper.join()  # the replica wakes up now: release the sync at the same moment
-    os.kill(sync.pid, signal.SIGCONT)
-    assert took < time.perf_counter() - began, "the burst outlasted the freeze: raise the sleep"
+    try:
+        burst(source, commands, tag)
+        source.client().set(f"{tag}:end", 1)
+        goal = offset(source.client())
+    finally:  # both released at the same moment
+        os.kill(_pid(native), signal.SIGCONT)
+        os.kill(sync.pid, signal.SIGCONT)
     results: dict[str, float] = {}
     timer = threading.Thread(target=lambda: results.__setitem__("native", wait_until(lambda: offset(replica), goal)))
     timer.start()
@@ -137,6 +141,11 @@ def live_round(source: LocalServer, replica: redis.Redis, target: redis.Redis, c
     ours = wait_until(applied(target, tag), goal)
     timer.join()
     return took, ours, results["native"]
+
+
+def _pid(server: LocalServer) -> int:
+    assert server.process is not None
+    return server.process.pid
 
 
 STRATEGY = ["sync"]  # set by main()
@@ -159,7 +168,7 @@ def main() -> None:
     args = parser.parse_args()
     STRATEGY[0] = args.strategy
     with tempfile.TemporaryDirectory() as tmp, start_server(args.source, SOURCE_ARGS) as source, \
-            start_server(args.source, ("--enable-debug-command", "yes")) as native, \
+            start_server(args.source) as native, \
             start_server(args.target) as target:
         replica, tgt = native.client(), target.client()
         replica.execute_command("REPLICAOF", "127.0.0.1", source.port)
@@ -172,11 +181,15 @@ def main() -> None:
                 time.sleep(0.05)
             print(f"source {args.source}, native replica {args.source}, {args.strategy} target {args.target}, "
                   f"{args.commands:,} commands per burst, {CLIENTS} pipelined clients")
+            pids = {"migrate": sync.pid, "target": _pid(target), "native": _pid(native)}
             for n in range(args.rounds):
-                ours, theirs, goal = frozen_round(source, replica, tgt, sync, args.commands, f"f{n}")
+                before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+                ours, theirs, goal = frozen_round(source, native, replica, tgt, sync, args.commands, f"f{n}")
+                cpu = {name: cpu_seconds(pid) - before[name] for name, pid in pids.items()}
                 print(f"recorded stream, round {n + 1}: ours {ours:.2f} s ({args.commands / ours:,.0f} commands/s), "
                       f"native replica {theirs:.2f} s ({args.commands / theirs:,.0f} commands/s), "
-                      f"ratio {theirs / ours:.2f}x (stream end offset {goal:,})")
+                      f"ratio {theirs / ours:.2f}x (stream end offset {goal:,}); CPU seconds in the round: migrate "
+                      f"{cpu['migrate']:.2f}, its target {cpu['target']:.2f}, native replica {cpu['native']:.2f}")
             for n in range(args.rounds):
                 took, ours, theirs = live_round(source, replica, tgt, args.commands, f"l{n}")
                 print(f"live burst, round {n + 1}: burst {took:.2f} s ({args.commands / took:,.0f} commands/s); "

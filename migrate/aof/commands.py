@@ -23,13 +23,14 @@ proven, and the file's last command (whose end nothing follows) is always parsed
 from __future__ import annotations
 
 import os
-from array import array
 from collections.abc import Generator, Iterator
 from typing import Final
 
 import hiredis
 
 from migrate.aof.errors import AofFormatError
+from migrate.wire import ARG_BYTES as _ARG_COST
+from migrate.wire import resp_size
 
 LINE_MAX: Final = 1023  # fgets(buf, AOF_ANNOTATION_LINE_MAX_LEN = 1024, fp) reads at most 1023 bytes
 DEFAULT_CHUNK: Final = 1 << 20
@@ -121,7 +122,7 @@ class CommandStream:
             try:  # the canonical length: `*<argc>\r\n`, then `$<len>\r\n<bytes>\r\n` per argument
                 length = sum(map(cost.__getitem__, map(len, argv))) + 4 + extra[argc]
             except IndexError:  # an argument of 100,000 bytes or more
-                length = _canonical_length(argv, argc)
+                length = resp_size(argv)
             except TypeError:  # a nil, an integer, a nested array: the exact rules decide
                 break
             head = heads[argc] if argc < nheads else b"*%d\r\n$" % argc
@@ -231,19 +232,7 @@ class CommandStream:
 
 
 _HEADS: Final = tuple(b"*%d\r\n$" % n for n in range(64))
-_DIGITS: Final = bytes(len(str(n)) for n in range(100_000))
 _EXTRA_DIGITS: Final = bytes(len(str(n)) - 1 for n in range(100_000))  # digits of n past the first
-_ARG_COST: Final = array("i", (n + 5 + len(str(n)) for n in range(100_000)))  # bytes of `$<n>\r\n<n bytes>\r\n`
-
-
-def _canonical_length(argv: tuple[bytes, ...], argc: int) -> int:
-    """Bytes of the command in canonical RESP: `*<argc>\r\n`, then per argument `$<len>\r\n<bytes>\r\n`."""
-    length = sum(map(len, argv)) + 6 * argc + 3 + _DIGITS[argc]  # one digit per length counted here
-    for arg in argv:
-        n = len(arg)
-        if n > 9:
-            length += (_DIGITS[n] if n < 100_000 else len(str(n))) - 1
-    return length
 
 
 def _at(fh: object, offset: int, n: int, cur: bytes, cur_base: int, prev: bytes, prev_base: int) -> bytes:

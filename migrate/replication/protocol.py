@@ -22,10 +22,10 @@ of 2024-10 (the 8.1 line). Behaviour of Redis 8.0.x, Valkey 8.1.1 and 9.1.2 bina
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
 from typing import Final
 
 from migrate.wire import pack
+from migrate.wire import resp_size as command_size  # a primary writes every command in canonical RESP: its offset share
 
 ID_LEN: Final = 40  # replication ids and EOF marks: CONFIG_RUN_ID_SIZE
 GETACK: Final = pack((b"REPLCONF", b"GETACK", b"*"))
@@ -37,20 +37,6 @@ __all__ = ["GETACK", "ID_LEN", "PING", "RequestParser", "ack_command", "command_
 def random_id() -> str:
     """A 40-character hex id, the form servers use for replication ids and EOF marks."""
     return secrets.token_hex(ID_LEN // 2)
-
-
-def command_size(argv: Sequence[bytes]) -> int:
-    """Bytes of `argv` as a RESP array of bulk strings: what a primary writes for a command, so its offset share.
-
-    Primaries always write the canonical form (no leading zeros, bulk strings only: `replicationFeedSlaves` and the
-    command propagation build it from argv); the link cross-checks the sum against the bytes received whenever the
-    parser has consumed all of them.
-    """
-    size = len(str(len(argv))) + 3
-    for arg in argv:
-        n = len(arg)
-        size += n + len(str(n)) + 5
-    return size
 
 
 def ack_command(offset: int) -> bytes:

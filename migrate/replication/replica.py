@@ -40,10 +40,11 @@ import socket
 import ssl
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
+from operator import itemgetter
 from pathlib import Path
 from typing import IO, Any, Final, NamedTuple
 
@@ -57,10 +58,12 @@ from migrate.logs import get_logger
 from migrate.replication.errors import LinkLostError, refusal
 from migrate.replication.protocol import ID_LEN, ack_command, command_size, pack
 from migrate.replication.spool import ChunkQueue, Closed, DiskSpool, FileSink, MemoryQueue, Sink
+from migrate.wire import resp_total
 
 log = get_logger(__name__)
 
 RECV: Final = 1 << 20
+FEED_BYTES: Final = 64 << 10  # hiredis parses several times faster fed 64 KiB at a time than 1 MiB (measured)
 TICK: Final = 0.5  # longest sleep of the reader thread between checks
 ARRIVAL_SPACING: Final = 0.005  # seconds between two arrival samples (a later chunk waits, keeping its own time)
 MAX_ARRIVALS: Final = 200_000  # samples kept (~1,000 s of stream at the densest spacing; older ones are dropped)
@@ -110,6 +113,20 @@ class StreamCommand(NamedTuple):
     argv: tuple[bytes, ...]
     offset: int  # replication offset of the command's last byte
     db: int  # database the command applies to (for SELECT: the one it selects)
+
+
+class RawRun(NamedTuple):
+    """Consecutive commands of the stream that the reader's test passes as they are: the bytes the source sent."""
+
+    data: bytes
+    commands: int
+    offset: int  # replication offset of the last command's last byte
+    db: int  # database the commands apply to
+    names: dict[bytes, int]  # commands per name, as the source spelled it
+
+
+PassPlan = tuple[bool, int, Callable[[Any], bool] | None]
+"""For a command name: (every such command passes, or those with this many arguments, or those this test passes)."""
 
 
 @dataclass(frozen=True)
@@ -519,26 +536,51 @@ class ReplicaLink:
         """Up to max_count commands, waiting up to `timeout` seconds for the first; [] on timeout. Raises the link's
         error (LinkLostError, ...) once every command received before it has been returned."""
         out: list[StreamCommand] = []
-        parser, queue = self._parser, self._stream
+        parser = self._parser
         parser.parse(out, max_count)
         deadline = None if timeout is None else time.monotonic() + timeout
-        while len(out) < max_count and not (out and queue.pending == 0):
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            try:
-                data = queue.get(RECV, 0 if out else left)
-            except Closed:
-                if out:
-                    break
-                raise MigrationError(f"the replication link to source {self.endpoint} is closed") from None
-            except MigrateError:
-                if out:
-                    break  # the error is raised at the next call, after these commands
-                raise
+        while len(out) < max_count and not (out and self._stream.pending == 0):
+            data = self._more(bool(out), deadline)
             if not data:
                 break
             parser.feed(data)
             parser.parse(out, max_count)
         return out
+
+    def read_split(self, max_count: int, timeout: float | None, plan: Callable[[bytes], PassPlan],
+                   hot: Callable[[], bool]) -> Iterator[RawRun | StreamCommand]:
+        """Like read_commands, but consecutive commands that pass `plan` come as one RawRun of the source's own bytes
+        (nothing parsed into tuples, nothing to re-encode), the others one by one. `hot()` says whether commands
+        may pass at all now; it is asked again after each command yielded one by one (whose handling by the caller
+        may change it: a MULTI, a SELECT of a database that is not followed)."""
+        parser = self._parser
+        count = 0
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            for part in parser.split(max_count - count, plan, hot):
+                count += part.commands if type(part) is RawRun else 1
+                yield part
+            if count >= max_count or (count and self._stream.pending == 0):
+                return
+            data = self._more(bool(count), deadline)
+            if not data:
+                return
+            parser.feed(data)
+
+    def _more(self, got: bool, deadline: float | None) -> bytes:
+        """The next stream bytes: at once when the caller already has commands, else waiting until the deadline;
+        b"" when there are none. A closed or failed link raises, unless the caller has commands to handle first."""
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        try:
+            return self._stream.get(RECV, 0 if got else left)
+        except Closed:
+            if got:
+                return b""
+            raise MigrationError(f"the replication link to source {self.endpoint} is closed") from None
+        except MigrateError:
+            if got:
+                return b""  # the error is raised at the next call, after these commands
+            raise
 
     def commands(self, timeout: float | None = None) -> Iterator[StreamCommand]:
         """Every command, as it comes; ends when the link is closed, raises when it is lost."""
@@ -657,7 +699,8 @@ def _short(exc: BaseException) -> str:
 
 
 class _CommandParser:
-    """RESP commands out of stream bytes, each with the offset of its last byte; SELECT tracked; GETACK answered."""
+    """RESP commands out of stream bytes, each with the offset of its last byte; SELECT tracked; GETACK answered.
+    The bytes fed and not yet parsed are kept too, so a run of commands can be handed on as the source sent it."""
 
     def __init__(self, start: int, db: int, on_getack: Callable[[], None]) -> None:
         self._reader = hiredis.Reader()
@@ -665,37 +708,127 @@ class _CommandParser:
         self.fed = start  # end of the bytes fed
         self.db = db
         self._on_getack = on_getack
+        self._pending = bytearray()  # the bytes received from offset `_base` on
+        self._base = start
+        self._given = start  # end of the bytes given to hiredis
 
     def feed(self, data: bytes) -> None:
-        self._reader.feed(data)
+        """Take received bytes; hiredis is given them FEED_BYTES at a time as it needs them (it moves what it has
+        not parsed to the front of its buffer every 1 KiB parsed: a large buffer costs time in the square of its
+        size)."""
+        self._pending += data
         self.fed += len(data)
 
+    def _refill(self) -> bool:
+        """Feed hiredis the next bytes received; False when it has them all."""
+        at = self._given - self._base
+        n = min(FEED_BYTES, len(self._pending) - at)
+        if n <= 0:
+            return False
+        self._reader.feed(bytes(self._pending[at:at + n]))
+        self._given += n
+        return True
+
+    def _trim(self) -> None:
+        """Forget the bytes before the parsed offset (cheap: a bytearray drops its head without moving the rest)."""
+        del self._pending[:self.offset - self._base]
+        self._base = self.offset
+
     def parse(self, out: list[StreamCommand], limit: int) -> None:
-        gets, has_data, offset, db = self._reader.gets, self._reader.has_data, self.offset, self.db
+        self._trim()
+        gets = self._reader.gets
         try:
             while len(out) < limit:
                 reply = gets()
                 if reply is False:
+                    if self._refill():
+                        continue
                     break
-                if type(reply) is not list or not reply:
-                    raise MigrationError(f"unexpected reply type in the replication stream at offset {offset}")
-                argv = tuple(reply)
-                offset += command_size(argv)
-                if not has_data() and offset != self.fed:  # a command ended the bytes fed: the sizes must add up
-                    raise MigrationError(f"replication offset accounting drifted: parsed {offset}, received "
-                                         f"{self.fed}", "report this with the source's version")
-                name = argv[0]
-                if len(name) == 6 and name.upper() == b"SELECT":
-                    db = int(argv[1])
-                elif len(name) == 8 and len(argv) > 1 and name.upper() == b"REPLCONF" and argv[1].upper() == b"GETACK":
-                    self._on_getack()
-                    continue
-                out.append(StreamCommand(argv, offset, db))
+                command = self._command(reply)
+                if command is not None:
+                    out.append(command)
         except hiredis.ProtocolError as exc:
-            raise MigrationError(f"the replication stream is not valid RESP after offset {offset}: {exc}",
-                                 "report this with the source's version") from None
-        finally:
-            self.offset, self.db = offset, db
+            raise self._invalid(exc) from None
+
+    def split(self, limit: int, plan: Callable[[bytes], PassPlan],
+              hot: Callable[[], bool]) -> Iterator[RawRun | StreamCommand]:
+        """Up to `limit` commands as runs of those that pass `plan` (while `hot()`) and single commands."""
+        self._trim()
+        gets = self._reader.gets
+        plans: dict[bytes, PassPlan] = {}
+        try:
+            while limit > 0:
+                run: list[list[bytes]] = []
+                reply = self._gather(run, limit, plan, plans) if hot() else gets()
+                if run:
+                    limit -= len(run)
+                    yield self._run(run)
+                if reply is False and self._refill():
+                    continue
+                if reply is False or reply is None:
+                    return
+                command = self._command(reply)
+                limit -= 1
+                if command is not None:
+                    yield command
+        except hiredis.ProtocolError as exc:
+            raise self._invalid(exc) from None
+
+    def _gather(self, run: list[list[bytes]], limit: int, plan: Callable[[bytes], PassPlan],
+                plans: dict[bytes, PassPlan]) -> Any:
+        """Parse commands into `run` while they pass; the command that does not (False: no complete command left,
+        None: `limit` reached). The hot loop of a stream: one hiredis call and one test per command."""
+        gets, append, get = self._reader.gets, run.append, plans.get
+        while True:
+            for _ in range(limit - len(run)):
+                reply = gets()
+                if type(reply) is not list or not reply:
+                    break
+                q = get(reply[0])
+                if q is None:
+                    q = plans[reply[0]] = plan(reply[0])
+                if q[0] or len(reply) == q[1] or (q[2] is not None and q[2](reply)):
+                    append(reply)
+                    continue
+                return reply
+            else:
+                return None
+            if reply is not False or not self._refill():
+                return reply
+
+    def _run(self, run: list[list[bytes]]) -> RawRun:
+        start = self.offset
+        self.offset = end = start + resp_total(run)
+        self._check_drift()
+        names = Counter(map(itemgetter(0), run))
+        return RawRun(bytes(self._pending[start - self._base:end - self._base]), len(run), end, self.db, names)
+
+    def _command(self, reply: Any) -> StreamCommand | None:
+        """One command parsed; None for a GETACK (answered here, never yielded)."""
+        if type(reply) is not list or not reply:
+            raise MigrationError(f"unexpected reply type in the replication stream at offset {self.offset}")
+        argv = tuple(reply)
+        self.offset += command_size(argv)
+        self._check_drift()
+        name = argv[0]
+        if len(name) == 6 and name.upper() == b"SELECT":
+            self.db = int(argv[1])
+        elif len(name) == 8 and len(argv) > 1 and name.upper() == b"REPLCONF" and argv[1].upper() == b"GETACK":
+            self._on_getack()
+            return None
+        return StreamCommand(argv, self.offset, self.db)
+
+    def _check_drift(self) -> None:
+        """After a command: the sizes added up so far must end where the bytes fed end or the next command starts
+        (each command is an array, `*`)."""
+        at = self.offset - self._base
+        if self.offset > self.fed or (self.offset < self.fed and self._pending[at] != 0x2A):
+            raise MigrationError(f"replication offset accounting drifted: parsed {self.offset}, received {self.fed}",
+                                 "report this with the source's version")
+
+    def _invalid(self, exc: Exception) -> MigrationError:
+        return MigrationError(f"the replication stream is not valid RESP after offset {self.offset}: {exc}",
+                              "report this with the source's version")
 
 
 class _QueueReader(io.RawIOBase):

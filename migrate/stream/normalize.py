@@ -221,7 +221,7 @@ def publish(argv: Argv, ctx: Context) -> tuple[Argv, ...]:
 
 def set_is_its_effect(argv: Argv) -> bool:
     """SET without a relative expiry (EX / PX) is its own effect: `SET k v PXAT ms` as Redis 7+ AOFs write it."""
-    return not any(len(a) == 2 and a.lower() in _RELATIVE for a in argv[3:])
+    return _RELATIVE.isdisjoint(map(bytes.lower, argv[3:]))  # in C: on the hot path of every stream
 
 
 OWN_EFFECT: Final[dict[str, Callable[[Argv], bool]]] = {"set": set_is_its_effect}

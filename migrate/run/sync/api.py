@@ -24,7 +24,7 @@ from typing import Any, Final
 from migrate.errors import ConfigError, ConnectError, MigrationError, TargetNotEmptyError
 from migrate.logs import get_logger
 from migrate.rdb.reader import RdbReader
-from migrate.replication import LinkLostError, LinkOptions, ReplicaLink
+from migrate.replication import LinkLostError, LinkOptions, RawRun, ReplicaLink, StreamCommand
 from migrate.rights import Context, check_rights
 from migrate.run.checkpoint import check_writable
 from migrate.run.load import check_snapshot, load_functions, load_snapshot
@@ -347,6 +347,40 @@ class SyncJob(FollowJob):
     def _pump(self, timeout: float) -> int:
         link, translator, applier = self.link, self.translator, self.applier
         assert link is not None and translator is not None and applier is not None
+        if self.observer is not None:  # the cutover's grace period looks at every command
+            handled = self._apply_commands(link, translator, applier, timeout)
+        else:
+            handled = self._apply_split(link, translator, applier, timeout)
+        self.state.received_offset = link.received
+        if handled < READ_COMMANDS:
+            applier.flush()  # caught up with what arrived: nothing waits for a full batch
+        self.state.target_reconnects = max(self.state.target_reconnects, applier.reconnects)
+        self._save()
+        return handled
+
+    def _apply_split(self, link: ReplicaLink, translator: Translator, applier: Applier, timeout: float) -> int:
+        """Runs of commands the target takes as they are go out as the source's own bytes (neither parsed into
+        tuples nor re-encoded); the others are translated one by one."""
+        handled = 0
+        received: int | None = None
+        for part in link.read_split(READ_COMMANDS, timeout, translator.quick_plan,
+                                    lambda: translator.followed and not translator.in_group):
+            if type(part) is RawRun:
+                db = translator.db
+                applier.apply_raw(translator.target_db(db) or 0, part.data, part.commands, part.offset, db)
+                translator.count_passed(part.names)
+                handled += part.commands
+                continue
+            assert type(part) is StreamCommand
+            if received is None:
+                received = link.arrived_ms(part.offset)
+            unit = translator.feed(part.argv, part.offset, received)
+            if unit is not None:
+                applier.apply(unit)
+            handled += 1
+        return handled
+
+    def _apply_commands(self, link: ReplicaLink, translator: Translator, applier: Applier, timeout: float) -> int:
         batch = link.read_commands(READ_COMMANDS, timeout=timeout)
         if batch and self.observer is not None:
             self.observer(batch)
@@ -357,11 +391,6 @@ class SyncJob(FollowJob):
                 unit = feed(argv, offset, received)
                 if unit is not None:
                     apply(unit)
-        self.state.received_offset = link.received
-        if len(batch) < READ_COMMANDS:
-            applier.flush()  # caught up with what arrived: nothing waits for a full batch
-        self.state.target_reconnects = max(self.state.target_reconnects, applier.reconnects)
-        self._save()
         return len(batch)
 
     def _continue_after_link_loss(self, exc: LinkLostError) -> None:
