@@ -33,6 +33,14 @@ class RespWriter:
             parts.append(_EXEC)
         return b"".join(parts)
 
+    def raw(self, db: int, data: bytes) -> list[bytes]:
+        """Commands already in RESP (a run of the source's stream that passes as it is), to run in `db`: the parts
+        to send, a SELECT first where the database changes."""
+        if db == self.db:
+            return [data]
+        self.db = db
+        return [pack((b"SELECT", b"%d" % db)), data]
+
     def encode_all(self, units: Iterable[Unit]) -> Iterator[bytes]:
         for unit in units:
             data = self.encode(unit)

@@ -38,7 +38,16 @@ from migrate.logs import get_logger
 from migrate.rdb.errors import RdbFormatError
 from migrate.rdb.target import TargetFormat
 from migrate.rdb.transcode import TranscodeReport, transcode_chunks
-from migrate.replication import LinkLostError, LinkOptions, PrimaryOptions, PrimaryState, ReplicaLink, ReplicaServer
+from migrate.replication import (
+    LinkLostError,
+    LinkOptions,
+    PrimaryOptions,
+    PrimaryState,
+    RawRun,
+    ReplicaLink,
+    ReplicaServer,
+    StreamCommand,
+)
 from migrate.replication.primary import file_chunks
 from migrate.rights import Context, check_rights
 from migrate.run.checkpoint import check_writable
@@ -58,12 +67,13 @@ from migrate.run.sync.follow import (
     fingerprint,
     refuse_unsupported,
     remove_leftovers,
+    translated,
 )
 from migrate.run.sync.report import Reporter
 from migrate.run.sync.state import SyncState
 from migrate.run.tally import KeyIssue
 from migrate.server import Server
-from migrate.stream import DbMap, RespWriter, TargetProfile, Translator, Unit
+from migrate.stream import DbMap, RespWriter, TargetProfile, Translator
 
 log = get_logger("migrate.relay")
 
@@ -396,38 +406,67 @@ class RelayJob(FollowJob):
     def _pump(self, timeout: float) -> int:
         link, translator, server = self.link, self.translator, self.server
         assert link is not None and translator is not None and server is not None
-        batch = link.read_commands(READ_COMMANDS, timeout=timeout)
-        last = None
-        if batch:
-            if self.observer is not None:
+        if self.observer is not None:  # the cutover's grace period looks at every command
+            batch = link.read_commands(READ_COMMANDS, timeout=timeout)
+            if batch:
                 self.observer(batch)
-            last = self._forward(batch, link, translator, server)
+            handled, last = len(batch), self._forward(batch, link, translator, server)
+        else:
+            handled, last = self._forward_split(link, translator, server, timeout)
         if not translator.in_group:  # everything read is on the relay's stream, GETACKs the link answered included
             position = link.position
             self.offsets.record(server.offset, position.offset, position.db)
         elif last is not None:
-            self.offsets.record(server.offset, last.end_offset, last.source_db)
+            self.offsets.record(server.offset, *last)
         self._acknowledged(link, server)
         self.state.received_offset = link.received
-        return len(batch)
+        return handled
 
-    def _forward(self, batch: list[Any], link: ReplicaLink, translator: Translator,
-                 server: ReplicaServer) -> Unit | None:
-        """Translate and append to the relay's stream in one write; the last unit finished."""
+    def _forward(self, batch: list[StreamCommand], link: ReplicaLink, translator: Translator,
+                 server: ReplicaServer) -> tuple[int, int] | None:
+        """Translate and append to the relay's stream in one write; where the last unit finished (source offset and
+        database)."""
+        if not batch:
+            return None
         received = link.arrived_ms(batch[0].offset)
         feed, encode = translator.feed, self.writer.encode
         parts, commands, last = [], 0, None
         for argv, offset, _ in batch:
             unit = feed(argv, offset, received)
             if unit is not None:
-                last = unit
+                last = (unit.end_offset, unit.source_db)
                 if unit.commands:
                     parts.append(encode(unit))
                     commands += len(unit.commands)
+        self._append(server, parts, commands)
+        return last
+
+    def _forward_split(self, link: ReplicaLink, translator: Translator, server: ReplicaServer,
+                       timeout: float) -> tuple[int, tuple[int, int] | None]:
+        """As _forward, with runs of commands the target takes as they are forwarded as the source's own bytes; the
+        commands handled, and where the last unit finished."""
+        writer = self.writer
+        parts: list[bytes] = []
+        commands, before = 0, translator.tally.commands
+        last: tuple[int, int] | None = None
+        for part in translated(link, translator, READ_COMMANDS, timeout):
+            if isinstance(part, RawRun):
+                db = translator.db
+                parts += writer.raw(translator.target_db(db) or 0, part.data)
+                commands += part.commands
+                last = (part.offset, db)
+            else:
+                last = (part.end_offset, part.source_db)
+                if part.commands:
+                    parts.append(writer.encode(part))
+                    commands += len(part.commands)
+        self._append(server, parts, commands)
+        return translator.tally.commands - before, last
+
+    def _append(self, server: ReplicaServer, parts: list[bytes], commands: int) -> None:
         if parts:
             server.append(b"".join(parts), self.writer.db)
             self.state.tally.applied_commands += commands
-        return last
 
     def _acknowledged(self, link: ReplicaLink, server: ReplicaServer) -> None:
         """What the target acknowledged, as a source offset, goes into the link's ACKs; ask the target for its

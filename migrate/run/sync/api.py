@@ -24,7 +24,7 @@ from typing import Any, Final
 from migrate.errors import ConfigError, ConnectError, MigrationError, TargetNotEmptyError
 from migrate.logs import get_logger
 from migrate.rdb.reader import RdbReader
-from migrate.replication import LinkLostError, LinkOptions, RawRun, ReplicaLink, StreamCommand
+from migrate.replication import LinkLostError, LinkOptions, RawRun, ReplicaLink
 from migrate.rights import Context, check_rights
 from migrate.run.checkpoint import check_writable
 from migrate.run.load import check_snapshot, load_functions, load_snapshot
@@ -43,6 +43,7 @@ from migrate.run.sync.follow import (
     refuse_unsupported,
     remove_leftovers,
     replication_offset,
+    translated,
 )
 from migrate.run.sync.follow import fingerprint as follow_fingerprint
 from migrate.run.sync.report import Reporter
@@ -359,26 +360,14 @@ class SyncJob(FollowJob):
         return handled
 
     def _apply_split(self, link: ReplicaLink, translator: Translator, applier: Applier, timeout: float) -> int:
-        """Runs of commands the target takes as they are go out as the source's own bytes (neither parsed into
-        tuples nor re-encoded); the others are translated one by one."""
-        handled = 0
-        received: int | None = None
-        for part in link.read_split(READ_COMMANDS, timeout, translator.quick_plan,
-                                    lambda: translator.followed and not translator.in_group):
-            if type(part) is RawRun:
+        before = translator.tally.commands
+        for part in translated(link, translator, READ_COMMANDS, timeout):
+            if isinstance(part, RawRun):
                 db = translator.db
                 applier.apply_raw(translator.target_db(db) or 0, part.data, part.commands, part.offset, db)
-                translator.count_passed(part.names)
-                handled += part.commands
-                continue
-            assert type(part) is StreamCommand
-            if received is None:
-                received = link.arrived_ms(part.offset)
-            unit = translator.feed(part.argv, part.offset, received)
-            if unit is not None:
-                applier.apply(unit)
-            handled += 1
-        return handled
+            else:
+                applier.apply(part)
+        return translator.tally.commands - before
 
     def _apply_commands(self, link: ReplicaLink, translator: Translator, applier: Applier, timeout: float) -> int:
         batch = link.read_commands(READ_COMMANDS, timeout=timeout)

@@ -13,7 +13,7 @@ import contextlib
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -21,7 +21,7 @@ from typing import Any, Final
 from migrate.config import ConnectionSettings
 from migrate.errors import ConfigError, ConnectError, MigrateError
 from migrate.logs import get_logger
-from migrate.replication import LinkOptions, ReplicaLink, StreamCommand
+from migrate.replication import LinkOptions, RawRun, ReplicaLink, StreamCommand
 from migrate.run.options import CutoverMode, RunConfig, RunOptions
 from migrate.run.result import ResyncEvent, SyncReport
 from migrate.run.sync.checkpoint import SyncCheckpoint
@@ -30,7 +30,7 @@ from migrate.run.sync.report import Reporter
 from migrate.run.sync.state import SyncState
 from migrate.selection import KeySelection
 from migrate.server import Server
-from migrate.stream import DbMap
+from migrate.stream import DbMap, Translator, Unit
 from migrate.wire import Channel
 
 log = get_logger("migrate.sync")
@@ -196,6 +196,25 @@ class FollowJob:
             if closer is not None:
                 with contextlib.suppress(Exception):
                     closer.close()
+
+
+def translated(link: ReplicaLink, translator: Translator, limit: int, timeout: float) -> Iterator[RawRun | Unit]:
+    """Up to `limit` commands of the stream, translated: runs of commands the target takes as they are come as the
+    source's own bytes (never parsed into tuples nor re-encoded; they run in the translator's current database),
+    the others as the translator's finished units. (The translator's tally counts the commands handled.)"""
+    received: int | None = None
+    for part in link.read_split(limit, timeout, translator.quick_plan,
+                                lambda: translator.followed and not translator.in_group):
+        if type(part) is RawRun:
+            translator.count_passed(part.names)
+            yield part
+            continue
+        assert type(part) is StreamCommand
+        if received is None:
+            received = link.arrived_ms(part.offset)
+        unit = translator.feed(part.argv, part.offset, received)
+        if unit is not None:
+            yield unit
 
 
 def drive(job: FollowJob, checkpoint: Path) -> SyncReport:
