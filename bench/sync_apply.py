@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 from fixtures.sandbox import LocalServer, start_server  # noqa: E402
 from migrate.stream import marker_key  # noqa: E402
 
-SOURCE_ARGS = ("--repl-diskless-sync-delay", "0", "--client-output-buffer-limit", "replica 0 0 0")
+SOURCE_ARGS = ("--repl-diskless-sync-delay", "0", "--client-output-buffer-limit", "replica", "0", "0", "0")
 CLIENTS = 8
 
 

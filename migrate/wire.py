@@ -93,11 +93,14 @@ HEAD_BYTES: Final = [3 + len(str(n)) for n in range(10_000)]
 def resp_size(argv: Sequence[bytes]) -> int:
     """Bytes of a command in canonical RESP (shortest lengths, bulk strings only): what a server writes when it
     propagates a command to its replicas and its AOF."""
-    size = len(str(len(argv))) + 3
-    for arg in argv:
-        n = len(arg)
-        size += n + len(str(n)) + 5
-    return size
+    try:
+        return HEAD_BYTES[len(argv)] + sum(map(ARG_BYTES.__getitem__, map(len, argv)))
+    except IndexError:  # beyond the tables
+        size = len(str(len(argv))) + 3
+        for arg in argv:
+            n = len(arg)
+            size += n + len(str(n)) + 5
+        return size
 
 
 def resp_total(commands: Sequence[Sequence[bytes]]) -> int:

@@ -40,11 +40,10 @@ import socket
 import ssl
 import threading
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
-from operator import itemgetter
 from pathlib import Path
 from typing import IO, Any, Final, NamedTuple
 
@@ -122,8 +121,11 @@ class RawRun(NamedTuple):
     commands: int
     offset: int  # replication offset of the last command's last byte
     db: int  # database the commands apply to
-    names: dict[bytes, int]  # commands per name, as the source spelled it
+    parsed: list[list[bytes]]  # the same commands parsed (what the test looked at; e.g. to count them by name)
 
+
+Rewrite = Callable[[list[bytes]], bytes | None]
+"""A command that does not pass as it is -> the RESP of the one command it becomes, or None (it comes alone)."""
 
 PassPlan = tuple[bool, int, Callable[[Any], bool] | None]
 """For a command name: (every such command passes, or those with this many arguments, or those this test passes)."""
@@ -548,16 +550,17 @@ class ReplicaLink:
         return out
 
     def read_split(self, max_count: int, timeout: float | None, plan: Callable[[bytes], PassPlan],
-                   hot: Callable[[], bool]) -> Iterator[RawRun | StreamCommand]:
+                   hot: Callable[[], bool], rewrite: Rewrite | None = None) -> Iterator[RawRun | StreamCommand]:
         """Like read_commands, but consecutive commands that pass `plan` come as one RawRun of the source's own bytes
         (nothing parsed into tuples, nothing to re-encode), the others one by one. `hot()` says whether commands
         may pass at all now; it is asked again after each command yielded one by one (whose handling by the caller
-        may change it: a MULTI, a SELECT of a database that is not followed)."""
+        may change it: a MULTI, a SELECT of a database that is not followed). A command `rewrite` turns into one
+        command's bytes stays in its run, as those bytes."""
         parser = self._parser
         count = 0
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            for part in parser.split(max_count - count, plan, hot):
+            for part in parser.split(max_count - count, plan, hot, rewrite):
                 count += part.commands if type(part) is RawRun else 1
                 yield part
             if count >= max_count or (count and self._stream.pending == 0):
@@ -711,6 +714,9 @@ class _CommandParser:
         self._pending = bytearray()  # the bytes received from offset `_base` on
         self._base = start
         self._given = start  # end of the bytes given to hiredis
+        self._cut = (start, 0)  # the run being gathered: where its bytes since the last rewrite start, and its index
+        self._parts: list[bytes] = []  # the run's bytes up to its last rewrite
+        self._rewritten = 0
 
     def feed(self, data: bytes) -> None:
         """Take received bytes; hiredis is given them FEED_BYTES at a time as it needs them (it moves what it has
@@ -750,18 +756,20 @@ class _CommandParser:
         except hiredis.ProtocolError as exc:
             raise self._invalid(exc) from None
 
-    def split(self, limit: int, plan: Callable[[bytes], PassPlan],
-              hot: Callable[[], bool]) -> Iterator[RawRun | StreamCommand]:
-        """Up to `limit` commands as runs of those that pass `plan` (while `hot()`) and single commands."""
+    def split(self, limit: int, plan: Callable[[bytes], PassPlan], hot: Callable[[], bool],
+              rewrite: Rewrite | None = None) -> Iterator[RawRun | StreamCommand]:
+        """Up to `limit` commands as runs of those that pass `plan` (while `hot()`) and single commands. A command
+        that does not pass but that `rewrite` turns into the bytes of one command stays in the run, as those."""
         self._trim()
         gets = self._reader.gets
         plans: dict[bytes, PassPlan] = {}
         try:
             while limit > 0:
                 run: list[list[bytes]] = []
-                reply = self._gather(run, limit, plan, plans) if hot() else gets()
-                if run:
-                    limit -= len(run)
+                self._cut, self._parts, self._rewritten = (self.offset, 0), [], 0
+                reply = self._gather(run, limit, plan, plans, rewrite) if hot() else gets()
+                if run or self._parts:
+                    limit -= len(run) + self._rewritten
                     yield self._run(run)
                 if reply is False and self._refill():
                     continue
@@ -775,12 +783,13 @@ class _CommandParser:
             raise self._invalid(exc) from None
 
     def _gather(self, run: list[list[bytes]], limit: int, plan: Callable[[bytes], PassPlan],
-                plans: dict[bytes, PassPlan]) -> Any:
-        """Parse commands into `run` while they pass; the command that does not (False: no complete command left,
-        None: `limit` reached). The hot loop of a stream: one hiredis call and one test per command."""
+                plans: dict[bytes, PassPlan], rewrite: Rewrite | None) -> Any:
+        """Parse commands into `run` while they pass (or are rewritten); the command that does not (False: no
+        complete command left, None: `limit` reached). The hot loop of a stream: one hiredis call and one test per
+        command."""
         gets, append, get = self._reader.gets, run.append, plans.get
         while True:
-            for _ in range(limit - len(run)):
+            for _ in range(limit - len(run) - self._rewritten):
                 reply = gets()
                 if type(reply) is not list or not reply:
                     break
@@ -790,18 +799,33 @@ class _CommandParser:
                 if q[0] or len(reply) == q[1] or (q[2] is not None and q[2](reply)):
                     append(reply)
                     continue
-                return reply
+                data = rewrite(reply) if rewrite is not None else None
+                if data is None:
+                    return reply
+                self._inline(run, reply, data)
             else:
                 return None
             if reply is not False or not self._refill():
                 return reply
 
+    def _inline(self, run: list[list[bytes]], reply: list[bytes], data: bytes) -> None:
+        """A rewritten command in the run: the source's bytes before it, then its rewrite."""
+        start, first = self._cut
+        end = start + resp_total(run[first:])
+        if end > start:
+            self._parts.append(bytes(self._pending[start - self._base:end - self._base]))
+        self._parts.append(data)
+        self._cut = (end + command_size(reply), len(run))
+        self._rewritten += 1
+
     def _run(self, run: list[list[bytes]]) -> RawRun:
-        start = self.offset
-        self.offset = end = start + resp_total(run)
+        start, first = self._cut
+        self.offset = end = start + resp_total(run[first:] if first else run)
         self._check_drift()
-        names = Counter(map(itemgetter(0), run))
-        return RawRun(bytes(self._pending[start - self._base:end - self._base]), len(run), end, self.db, names)
+        data = bytes(self._pending[start - self._base:end - self._base])
+        if self._parts:
+            data = b"".join([*self._parts, data])
+        return RawRun(data, len(run) + self._rewritten, end, self.db, run)
 
     def _command(self, reply: Any) -> StreamCommand | None:
         """One command parsed; None for a GETACK (answered here, never yielded)."""

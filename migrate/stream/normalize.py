@@ -227,6 +227,11 @@ def set_is_its_effect(argv: Argv) -> bool:
 OWN_EFFECT: Final[dict[str, Callable[[Argv], bool]]] = {"set": set_is_its_effect}
 """Per EFFECT command: a test that a command needs no stage-1 handler (it is its own effect), for the hot path."""
 
+STATELESS: Final = frozenset({"set", "setex", "psetex", "expire", "pexpire", "getex", "getdel", "restore", "hexpire",
+                               "hpexpire", "hexpireat", "hgetex", "msetex"})
+"""Handlers that read nothing but the command and the clock (not the scripts seen, not the options): a caller may
+run one to see whether a command rewrites into one, and fall back to the full path without a trace."""
+
 HANDLERS: Final[dict[str, Handler]] = {
     "set": set_, "setex": setex, "psetex": psetex, "expire": expire, "pexpire": pexpire, "getex": getex,
     "getdel": getdel, "restore": restore, "hexpire": hexpire, "hpexpire": hpexpire, "hexpireat": hexpireat,

@@ -15,7 +15,7 @@ is refused whole; under skip and lossy the group's other commands are applied, t
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Final
 
 from migrate.errors import IncompatibleDataError
@@ -103,6 +103,29 @@ class Translator:
             self.tally.commands += n
             self.tally.units += n
             self._passed[self._plans[name.lower()][1]] += n
+
+    def rewrite_one(self, argv: Sequence[bytes], received_ms: int | None) -> Argv | None:
+        """For a caller forwarding a run of commands as they are (see quick_plan): the one command the target takes
+        for a source command that rewrites into exactly one (`SET k v EX 60` -> `SET k v PXAT <ms>`: Redis 6 and
+        older send relative expiries), run in the current database, counted like feed counts it; None when the
+        command needs feed (a state command, inside a group, a database not followed, a judgment under the policy,
+        several commands)."""
+        plan = self._plans.get(argv[0].lower())
+        if plan is None or self._group is not None or self._tdb is None:
+            return None
+        name, entry = plan[1], plan[2]
+        if entry.kind is not Kind.EFFECT or entry.handler not in normalize.STATELESS:
+            return None
+        source = tuple(argv)
+        self.ctx.now_ms = received_ms if received_ms is not None else self.clock()
+        commands = normalize.HANDLERS[entry.handler](source, self.ctx)
+        if len(commands) != 1 or not self.fitter.passes(commands[0][0].decode("latin-1").lower()):
+            return None
+        self.tally.commands += 1
+        self.tally.units += 1
+        self._judged = False
+        self._count(name, source, commands)
+        return commands[0]
 
     @property
     def followed(self) -> bool:

@@ -13,8 +13,11 @@ import contextlib
 import os
 import shutil
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from itertools import chain
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, Final
 
@@ -31,7 +34,7 @@ from migrate.run.sync.state import SyncState
 from migrate.selection import KeySelection
 from migrate.server import Server
 from migrate.stream import DbMap, Translator, Unit
-from migrate.wire import Channel
+from migrate.wire import Channel, pack_argv
 
 log = get_logger("migrate.sync")
 
@@ -203,18 +206,31 @@ def translated(link: ReplicaLink, translator: Translator, limit: int, timeout: f
     source's own bytes (never parsed into tuples nor re-encoded; they run in the translator's current database),
     the others as the translator's finished units. (The translator's tally counts the commands handled.)"""
     received: int | None = None
-    for part in link.read_split(limit, timeout, translator.quick_plan,
-                                lambda: translator.followed and not translator.in_group):
-        if type(part) is RawRun:
-            translator.count_passed(part.names)
-            yield part
-            continue
-        assert type(part) is StreamCommand
+    runs: list[list[list[bytes]]] = []
+    start = link.position.offset
+
+    def rewrite(argv: list[bytes]) -> bytes | None:
+        nonlocal received
         if received is None:
-            received = link.arrived_ms(part.offset)
-        unit = translator.feed(part.argv, part.offset, received)
-        if unit is not None:
-            yield unit
+            received = link.arrived_ms(start + 1)
+        command = translator.rewrite_one(argv, received)
+        return None if command is None else pack_argv(command)
+
+    try:
+        for part in link.read_split(limit, timeout, translator.quick_plan,
+                                    lambda: translator.followed and not translator.in_group, rewrite):
+            if type(part) is RawRun:
+                runs.append(part.parsed)
+                yield part
+                continue
+            assert type(part) is StreamCommand
+            if received is None:
+                received = link.arrived_ms(part.offset)
+            unit = translator.feed(part.argv, part.offset, received)
+            if unit is not None:
+                yield unit
+    finally:  # counted once per call, in C: a stream that alternates runs and single commands has many short runs
+        translator.count_passed(Counter(map(itemgetter(0), chain.from_iterable(runs))))
 
 
 def drive(job: FollowJob, checkpoint: Path) -> SyncReport:
