@@ -56,8 +56,11 @@ def _abs_ms(option: bytes, amount: bytes, now_ms: int) -> bytes | None:
     n = _int(amount)
     if n is None:
         return None
-    scale = {b"ex": (now_ms, 1000), b"px": (now_ms, 1), b"exat": (0, 1000), b"pxat": (0, 1)}[option]
-    return b"%d" % (scale[0] + n * scale[1])
+    relative, unit = _SCALES[option]
+    return b"%d" % ((now_ms if relative else 0) + n * unit)
+
+
+_SCALES: Final = {b"ex": (True, 1000), b"px": (True, 1), b"exat": (False, 1000), b"pxat": (False, 1)}
 
 
 _TIME_OPTIONS: Final = frozenset({b"ex", b"px", b"exat", b"pxat"})

@@ -57,6 +57,7 @@ class Translator:
         self._merged = self.db_map.merged()
         self._plans: dict[bytes, tuple[bool, str, table.Entry, int, OwnEffect | None]] = {}
         self._passed = self.tally.passed
+        self._fits: dict[bytes, bool] = {}  # rewrite_one: the target takes commands of this name as they are
         self._state: dict[str, Callable[[Argv], tuple[TargetCommand, ...]]] = {
             "select": self._select, "discard": self._discard, "flushall": self._flushall, "flushdb": self._flushdb,
             "swapdb": self._swapdb, "move": self._move, "copy": self._copy,
@@ -119,7 +120,12 @@ class Translator:
         source = tuple(argv)
         self.ctx.now_ms = received_ms if received_ms is not None else self.clock()
         commands = normalize.HANDLERS[entry.handler](source, self.ctx)
-        if len(commands) != 1 or not self.fitter.passes(commands[0][0].decode("latin-1").lower()):
+        if len(commands) != 1:
+            return None
+        fits = self._fits.get(commands[0][0])
+        if fits is None:
+            fits = self._fits[commands[0][0]] = self.fitter.passes(commands[0][0].decode("latin-1").lower())
+        if not fits:
             return None
         self.tally.commands += 1
         self.tally.units += 1
