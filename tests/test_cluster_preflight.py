@@ -107,3 +107,21 @@ def test_an_unfit_cluster_is_a_blocker(clusters: ClusterFactory, tmp_path: Path)
     unhealthy = [f for f in report["findings"] if f["code"] == "CLUSTER_UNHEALTHY"]
     assert unhealthy and f"{slot} (migrating)" in unhealthy[0]["message"]
     assert report["clusters"]["source"]["shards"][0]["primary"]["version"].startswith("redis 7.0")
+
+
+def test_the_key_spread_counts_every_database_of_the_source(clusters: ClusterFactory, servers,
+                                                            tmp_path: Path) -> None:
+    """A standalone source with keys in databases 0 and 3, into a cluster (db 3 mapped onto its db 0): the projected
+    shares count both databases, by the slots of their keys."""
+    source, target = servers.fresh("redis-7.0"), clusters.get("valkey-8.1", 2)
+    zero, three = source.client(), source.client(3)
+    zero.mset({f"zero:{i}": "x" for i in range(200)})
+    three.mset({f"three:{i}": "y" * 500 for i in range(300)})
+    result = check(source.url, target.url(), tmp_path, full=True)
+    spread = result.profile.spread
+    assert spread is not None and spread.sampled == 500  # before: db 0 only, 200
+    owners: dict[int, int] = {}
+    for name in [f"zero:{i}" for i in range(200)] + [f"three:{i}" for i in range(300)]:
+        node = target.owner_of_slot(key_slot(name.encode()))
+        owners[id(node)] = owners.get(id(node), 0) + 1
+    assert sorted(s.keys for s in spread.target_shards) == sorted(owners.values())

@@ -126,7 +126,12 @@ def primary_keyspace(topology: Topology, settings: ConnectionSettings, role: str
 
 
 def shard_keyspace(shard: Shard, settings: ConnectionSettings, role: str) -> dict[int, int]:
-    reply = _call(shard.primary.endpoint, settings, role, ("INFO", "keyspace"))
+    return node_keyspace(shard.primary.endpoint, settings, role)
+
+
+def node_keyspace(endpoint: Endpoint, settings: ConnectionSettings, role: str) -> dict[int, int]:
+    """Keys per database of one node (INFO keyspace)."""
+    reply = _call(endpoint, settings, role, ("INFO", "keyspace"))
     text = reply.decode() if isinstance(reply, bytes) else ""
     info: dict[str, object] = {}
     for line in text.splitlines():

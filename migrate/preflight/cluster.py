@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from migrate.cluster.readers import read_migrations
-from migrate.cluster.sides import Side, cluster_databases
+from migrate.cluster.sides import Side, cluster_databases, node_keyspace
 from migrate.cluster.topology import NodeInfo, Topology, ranges_text
 from migrate.config import ConnectionSettings, Endpoint
 from migrate.connection import open_client
@@ -139,16 +139,16 @@ def _memory(profiles: Sequence[ServerProfile]) -> Memory | None:
 
 def spread(source: Side, target: Side | None, settings: ConnectionSettings, options: PreflightOptions,
            target_facts: ClusterFacts | None) -> SpreadFacts:
-    """Key names sampled on every source node (up to --sample per node, or all with --full), with their MEMORY
-    USAGE, scaled to the node's key count and summed per target shard owning their slots."""
-    nodes = [s.primary.endpoint for s in source.shards] if isinstance(source, Topology) else [source.endpoint]
+    """Key names sampled in every database of every source node (up to --sample per node and database, or all with
+    --full), with their MEMORY USAGE, scaled to the database's key count and summed per target shard owning their
+    slots (a key's slot does not depend on its database)."""
     topology = target if isinstance(target, Topology) else None
     keys_by = [0.0] * (len(topology.shards) if topology else 0)
     memory_by = [0.0] * len(keys_by)
     sampled = tagged = 0
     examples: list[str] = []
-    for endpoint in nodes:
-        names, sizes, held = _sample(endpoint, settings, options)
+    for endpoint, db in _node_dbs(source, settings):
+        names, sizes, held = _sample(endpoint, settings, options, db)
         scale = held / len(names) if names else 0.0
         sampled += len(names)
         for name, size in zip(names, sizes, strict=True):
@@ -169,10 +169,24 @@ def spread(source: Side, target: Side | None, settings: ConnectionSettings, opti
     return SpreadFacts(sampled, KeyGroup(tagged, tagged, tuple(examples)), shards)
 
 
-def _sample(endpoint: Endpoint, settings: ConnectionSettings, options: PreflightOptions
+def _node_dbs(source: Side, settings: ConnectionSettings) -> list[tuple[Endpoint, int]]:
+    """(source primary, database) for every database holding keys (db 0 where INFO keyspace cannot be read)."""
+    nodes = [s.primary.endpoint for s in source.shards] if isinstance(source, Topology) else [source.endpoint]
+    out: list[tuple[Endpoint, int]] = []
+    for endpoint in nodes:
+        try:
+            dbs = sorted(db for db, n in node_keyspace(endpoint, settings, "source").items() if n) or [0]
+        except MigrateError as exc:
+            log.warning("keyspace not read: db 0 sampled", node=str(endpoint), error=exc.message)
+            dbs = [0]
+        out += [(endpoint, db) for db in dbs]
+    return out
+
+
+def _sample(endpoint: Endpoint, settings: ConnectionSettings, options: PreflightOptions, db: int
             ) -> tuple[list[bytes], list[int], int]:
-    """Up to --sample key names of db 0 (all with --full), their MEMORY USAGE, and the node's db 0 key count."""
-    channel = Channel(endpoint, settings, "source", 0)
+    """Up to --sample key names of a database (all with --full), their MEMORY USAGE, and its key count."""
+    channel = Channel(endpoint, settings, "source", db)
     names: list[bytes] = []
     try:
         held = channel.command("DBSIZE")
