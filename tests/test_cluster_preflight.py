@@ -125,3 +125,18 @@ def test_the_key_spread_counts_every_database_of_the_source(clusters: ClusterFac
         node = target.owner_of_slot(key_slot(name.encode()))
         owners[id(node)] = owners.get(id(node), 0) + 1
     assert sorted(s.keys for s in spread.target_shards) == sorted(owners.values())
+
+
+def test_a_key_spread_that_could_not_read_every_database_says_so(clusters: ClusterFactory, servers,
+                                                                 tmp_path: Path) -> None:
+    """A user without INFO: the databases past 0 cannot be found, and the profile is marked partial, naming them."""
+    source, target = servers.fresh("redis-7.0"), clusters.get("valkey-8.1", 2)
+    source.client().mset({f"zero:{i}": "x" for i in range(50)})
+    source.client(4).mset({f"four:{i}": "y" for i in range(50)})
+    source.client().execute_command("ACL", "SETUSER", "few", "on", ">pw", "~*", "+@read", "+scan", "+dbsize",
+                                    "+memory", "+select", "+ping", "+client", "+hello", "+command", "-info")
+    result = check(source.url.replace("redis://", "redis://few:pw@"), target.url(), tmp_path, full=True)
+    spread = result.profile.spread
+    assert spread is not None and spread.sampled == 50 and len(spread.unsampled) == 1
+    reason = next(r for r in result.profile.partial if r.startswith("key spread"))
+    assert "databases other than 0" in reason and "pw" not in reason

@@ -147,8 +147,14 @@ def spread(source: Side, target: Side | None, settings: ConnectionSettings, opti
     memory_by = [0.0] * len(keys_by)
     sampled = tagged = 0
     examples: list[str] = []
-    for endpoint, db in _node_dbs(source, settings):
-        names, sizes, held = _sample(endpoint, settings, options, db)
+    targets, unsampled = _node_dbs(source, settings)
+    for endpoint, db in targets:
+        try:
+            names, sizes, held = _sample(endpoint, settings, options, db)
+        except _NotSampled as exc:
+            log.warning("key spread not sampled", node=str(endpoint), db=db, error=exc.reason)
+            unsampled.append(f"{endpoint.address} db {db} ({exc.reason})")
+            continue
         scale = held / len(names) if names else 0.0
         sampled += len(names)
         for name, size in zip(names, sizes, strict=True):
@@ -166,26 +172,36 @@ def spread(source: Side, target: Side | None, settings: ConnectionSettings, opti
         limits = [s.maxmemory for s in target_facts.shards] if target_facts else [None] * len(keys_by)
         shards = tuple(ProjectedShard(ranges_text(s.ranges), round(keys_by[i]), round(memory_by[i]), limits[i])
                        for i, s in enumerate(topology.shards))
-    return SpreadFacts(sampled, KeyGroup(tagged, tagged, tuple(examples)), shards)
+    return SpreadFacts(sampled, KeyGroup(tagged, tagged, tuple(examples)), shards, tuple(unsampled))
 
 
-def _node_dbs(source: Side, settings: ConnectionSettings) -> list[tuple[Endpoint, int]]:
-    """(source primary, database) for every database holding keys (db 0 where INFO keyspace cannot be read)."""
+class _NotSampled(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _node_dbs(source: Side, settings: ConnectionSettings) -> tuple[list[tuple[Endpoint, int]], list[str]]:
+    """(source primary, database) for every database holding keys (db 0 where INFO keyspace cannot be read), and
+    the nodes whose other databases cannot be known, said."""
     nodes = [s.primary.endpoint for s in source.shards] if isinstance(source, Topology) else [source.endpoint]
     out: list[tuple[Endpoint, int]] = []
+    unknown: list[str] = []
     for endpoint in nodes:
         try:
             dbs = sorted(db for db, n in node_keyspace(endpoint, settings, "source").items() if n) or [0]
         except MigrateError as exc:
             log.warning("keyspace not read: db 0 sampled", node=str(endpoint), error=exc.message)
+            unknown.append(f"{endpoint.address} databases other than 0 (INFO keyspace: {exc.message})")
             dbs = [0]
         out += [(endpoint, db) for db in dbs]
-    return out
+    return out, unknown
 
 
 def _sample(endpoint: Endpoint, settings: ConnectionSettings, options: PreflightOptions, db: int
             ) -> tuple[list[bytes], list[int], int]:
-    """Up to --sample key names of a database (all with --full), their MEMORY USAGE, and its key count."""
+    """Up to --sample key names of a database (all with --full), their MEMORY USAGE, and its key count; raises
+    _NotSampled saying why when they cannot be read."""
     channel = Channel(endpoint, settings, "source", db)
     names: list[bytes] = []
     try:
@@ -195,7 +211,7 @@ def _sample(endpoint: Endpoint, settings: ConnectionSettings, options: Preflight
         while True:
             reply = channel.command("SCAN", cursor, "COUNT", options.batch)
             if is_error(reply) or is_error(held):
-                return [], [], 0
+                raise _NotSampled(str(reply if is_error(reply) else held)[:160])
             cursor, page = reply[0], list(reply[1])
             names += page[: None if limit is None else limit - len(names)]
             if cursor in (b"0", 0) or (limit is not None and len(names) >= limit):
@@ -203,12 +219,10 @@ def _sample(endpoint: Endpoint, settings: ConnectionSettings, options: Preflight
         # Guarded on every node (one LLEN round): a Redis 6 node may hold empty lists (migrate.sizes).
         commands = memory_usage_commands(channel, names, True) if names else []
         if commands is None:
-            log.warning("key spread not sampled", node=str(endpoint), error="LLEN refused (it guards MEMORY USAGE)")
-            return [], [], 0
+            raise _NotSampled("LLEN refused (it guards MEMORY USAGE)")
         sizes = channel.call(b"".join(commands), len(commands)) if commands else []
     except (OSError, MigrateError) as exc:
-        log.warning("key spread not sampled", node=str(endpoint), error=str(exc)[:160])
-        return [], [], 0
+        raise _NotSampled(str(exc)[:160]) from None
     finally:
         channel.close()
     return names, [s if isinstance(s, int) else 0 for s in sizes], int(held)

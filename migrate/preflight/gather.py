@@ -246,4 +246,7 @@ def partial_reasons(profile: Profile) -> tuple[str, ...]:
     census = profile.census
     if census is not None and census.note:
         reasons.append(census.note)
+    if profile.spread is not None and profile.spread.unsampled:
+        reasons.append("key spread: not sampled on " + "; ".join(profile.spread.unsampled)
+                       + ": the projected share of each target shard leaves their keys out")
     return tuple(reasons)

@@ -334,6 +334,7 @@ class SpreadFacts:
     sampled: int
     hash_tagged: KeyGroup = KeyGroup()  # keys with a {hash tag}
     target_shards: tuple[ProjectedShard, ...] = ()  # empty when the target is not a cluster
+    unsampled: tuple[str, ...] = ()  # node databases left out of the projection, each with why
 
 
 @dataclass(frozen=True)
