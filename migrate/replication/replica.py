@@ -810,17 +810,21 @@ class _CommandParser:
 
     def _inline(self, run: list[list[bytes]], reply: list[bytes], data: bytes) -> None:
         """A rewritten command in the run: the source's bytes before it, then its rewrite."""
-        start, first = self._cut
-        end = start + resp_total(run[first:])
+        start, end = self._segment(run)
         if end > start:
             self._parts.append(bytes(self._pending[start - self._base:end - self._base]))
         self._parts.append(data)
         self._cut = (end + command_size(reply), len(run))
         self._rewritten += 1
 
-    def _run(self, run: list[list[bytes]]) -> RawRun:
+    def _segment(self, run: list[list[bytes]]) -> tuple[int, int]:
+        """Where the source's bytes of the run since its last rewrite start and end."""
         start, first = self._cut
-        self.offset = end = start + resp_total(run[first:] if first else run)
+        return start, start + resp_total(run[first:])
+
+    def _run(self, run: list[list[bytes]]) -> RawRun:
+        start, end = self._segment(run)
+        self.offset = end
         self._check_drift()
         data = bytes(self._pending[start - self._base:end - self._base])
         if self._parts:
