@@ -111,7 +111,8 @@ def test_without_hot_every_command_comes_alone(servers):
         while not parts or parts[-1].offset < goal:
             parts += link.read_split(1000, 0.5, plan, lambda: False)
     assert all(type(p) is StreamCommand for p in parts)
-    assert [(p.db, p.argv) for p in parts if isinstance(p, StreamCommand) and p.argv[0] not in NOT_DATA] == written
+    data = [p for p in parts if isinstance(p, StreamCommand) and p.argv[0].upper() not in NOT_DATA]  # a primary's
+    assert [(p.db, p.argv) for p in data] == written  # PING comes as `ping` from some releases
 
 
 def test_bytes_that_are_not_a_primarys_resp_are_refused():

@@ -287,3 +287,42 @@ def test_the_table_per_release() -> None:
     assert rows["ping"].decision == "dropped" and rows["set"].decision == "effect"
     rows91 = {row.command: row for row in translation_table(VALKEY_91)}
     assert rows91["hsetex"].decision == "as is" and rows91["vadd"].decision == "incompatible"
+
+
+@pytest.mark.parametrize("command", [
+    c("SET", "k", "v", "EX", 60), c("set", "k", "v", "px", 1500), c("SET", "k", "v", "Ex", "0060"),
+    c("SET", "k", "v", "NX", "EX", 60), c("SET", "k", "v", "GET", "XX", "PX", 5), c("SET", "k", "v", "EX", 60, "NX"),
+    c("SET", "k", "v", "EX", "6e1"), c("SET", "k", "v", "EX", -5), c("SETEX", "k", 60, "v"), c("PSETEX", "k", 60, "v"),
+    c("EXPIRE", "k", 60), c("SET", "k", "v", "EX", 10**13), c("SET", "k" * 200, "v" * 70_000, "EX", 1),
+])
+def test_a_splice_of_the_sources_bytes_is_the_rewrite(command: tuple[bytes, ...]) -> None:
+    """What splice keeps of the source's canonical RESP plus what it adds is exactly the RESP of rewrite_one's
+    command, the fast in-place tail (`SET ... EX n`) as the general path; counted as rewritten like it."""
+    from migrate.wire import pack_argv
+
+    fast, slow = (Translator(VALKEY_91, clock=lambda: NOW) for _ in range(2))
+    for translator in (fast, slow):
+        translator.quick_plan(command[0])
+    rewritten = slow.rewrite_one(command, NOW)
+    spliced = fast.splice(list(command), NOW)
+    if rewritten is None:
+        assert spliced is None
+        return
+    source = pack_argv(command)
+    assert spliced is not None and 0 < spliced[0] <= len(source)
+    assert source[:len(source) - spliced[0]] + spliced[1] == pack_argv(rewritten)
+    fast.count_passed({})
+    assert (fast.tally.commands, fast.tally.units, fast.tally.rewritten) == (1, 1, slow.tally.rewritten)
+    fast.count_passed({})
+    assert fast.tally.commands == 1
+
+
+def test_no_splice_inside_a_group_or_a_database_not_followed() -> None:
+    translator = Translator(VALKEY_91, clock=lambda: NOW, db_map=DbMap(dbs=(0,)))
+    translator.quick_plan(b"SET")
+    assert translator.splice([b"SET", b"k", b"v", b"EX", b"5"], NOW) is not None
+    translator.feed(c("MULTI"), 10)
+    assert translator.splice([b"SET", b"k", b"v", b"EX", b"5"], NOW) is None
+    translator.feed(c("EXEC"), 20)
+    translator.feed(c("SELECT", 3), 30)
+    assert translator.splice([b"SET", b"k", b"v", b"EX", b"5"], NOW) is None

@@ -124,8 +124,11 @@ class RawRun(NamedTuple):
     parsed: list[list[bytes]]  # the same commands parsed (what the test looked at; e.g. to count them by name)
 
 
-Rewrite = Callable[[list[bytes]], bytes | None]
-"""A command that does not pass as it is -> the RESP of the one command it becomes, or None (it comes alone)."""
+Splice = tuple[int, bytes]
+"""How a command of a run changes: (how many of its last bytes are replaced (its whole size: all of it), by what)."""
+Rewrite = Callable[[list[bytes]], Splice | None]
+"""A command that does not pass as it is -> the splice that makes it the one command it becomes, or None (it comes
+alone). A splice of its last bytes only keeps the source's bytes of its head (`SET k v EX 60`: only `EX 60` is new)."""
 
 PassPlan = tuple[bool, int, Callable[[Any], bool] | None]
 """For a command name: (every such command passes, or those with this many arguments, or those this test passes)."""
@@ -715,7 +718,7 @@ class _CommandParser:
         self._base = start
         self._given = start  # end of the bytes given to hiredis
         self._cut = (start, 0)  # the run being gathered: where its bytes since the last rewrite start, and its index
-        self._parts: list[bytes] = []  # the run's bytes up to its last rewrite
+        self._parts: list[bytes | bytearray] = []  # the run's bytes up to its last rewrite
         self._rewritten = 0
 
     def feed(self, data: bytes) -> None:
@@ -799,22 +802,27 @@ class _CommandParser:
                 if q[0] or len(reply) == q[1] or (q[2] is not None and q[2](reply)):
                     append(reply)
                     continue
-                data = rewrite(reply) if rewrite is not None else None
-                if data is None:
+                splice = rewrite(reply) if rewrite is not None else None
+                if splice is None:
                     return reply
-                self._inline(run, reply, data)
+                self._inline(run, reply, splice)
             else:
                 return None
             if reply is not False or not self._refill():
                 return reply
 
-    def _inline(self, run: list[list[bytes]], reply: list[bytes], data: bytes) -> None:
-        """A rewritten command in the run: the source's bytes before it, then its rewrite."""
-        start, end = self._segment(run)
-        if end > start:
-            self._parts.append(bytes(self._pending[start - self._base:end - self._base]))
-        self._parts.append(data)
-        self._cut = (end + command_size(reply), len(run))
+    def _inline(self, run: list[list[bytes]], reply: list[bytes], splice: Splice) -> None:
+        """A rewritten command in the run: the source's bytes before it and those of its head that it keeps, then
+        the bytes that replace the rest."""
+        start, first = self._cut
+        run.append(reply)  # measured with the commands before it (one sum in C), then taken out again
+        end = start + resp_total(run[first:])
+        run.pop()
+        kept = end - splice[0]
+        if kept > start:  # a bytearray slice: joined at the run's end, never copied on its own
+            self._parts.append(self._pending[start - self._base:kept - self._base])
+        self._parts.append(splice[1])
+        self._cut = (end, len(run))
         self._rewritten += 1
 
     def _segment(self, run: list[list[bytes]]) -> tuple[int, int]:

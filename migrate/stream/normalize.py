@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -65,6 +65,8 @@ _SCALES: Final = {b"ex": (True, 1000), b"px": (True, 1), b"exat": (False, 1000),
 
 _TIME_OPTIONS: Final = frozenset({b"ex", b"px", b"exat", b"pxat"})
 _RELATIVE: Final = frozenset({b"ex", b"px"})
+RELATIVE_UNITS: Final = {b"ex": 1000, b"px": 1}
+"""A relative time option (lower case) -> its unit in milliseconds."""
 
 
 def _times_to_pxat(argv: Argv, start: int, options: frozenset[bytes], ctx: Context) -> tuple[Argv, ...]:
@@ -222,7 +224,7 @@ def publish(argv: Argv, ctx: Context) -> tuple[Argv, ...]:
     return (argv,) if ctx.forward_publish else ()
 
 
-def set_is_its_effect(argv: Argv) -> bool:
+def set_is_its_effect(argv: Sequence[bytes]) -> bool:
     """SET without a relative expiry (EX / PX) is its own effect: `SET k v PXAT ms` as Redis 7+ AOFs write it."""
     return _RELATIVE.isdisjoint(map(bytes.lower, argv[3:]))  # in C: on the hot path of every stream
 
@@ -234,6 +236,10 @@ STATELESS: Final = frozenset({"set", "setex", "psetex", "expire", "pexpire", "ge
                                "hpexpire", "hexpireat", "hgetex", "msetex"})
 """Handlers that read nothing but the command and the clock (not the scripts seen, not the options): a caller may
 run one to see whether a command rewrites into one, and fall back to the full path without a trace."""
+
+TAIL_RELATIVE: Final = frozenset({"set"})
+"""Commands whose handler, when their last two arguments are a relative time (EX/PX n) and no other argument is one,
+only replaces those two by PXAT <received + n>: a caller holding the source's bytes may keep the rest of them."""
 
 HANDLERS: Final[dict[str, Handler]] = {
     "set": set_, "setex": setex, "psetex": psetex, "expire": expire, "pexpire": pexpire, "getex": getex,

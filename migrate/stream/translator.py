@@ -27,12 +27,17 @@ from migrate.stream import normalize, table
 from migrate.stream.fit import Fitter, Outcome, TargetProfile
 from migrate.stream.model import Argv, DbMap, StreamTally, TargetCommand, Unit
 from migrate.stream.table import Kind
+from migrate.wire import ARG_BYTES, pack_argv, resp_size
 
 SourceCommand = tuple[Argv, int]  # (argv, end offset)
+Splice = tuple[int, bytes]  # (how many of a command's last bytes are replaced, the bytes replacing them)
 OwnEffect = Callable[[Argv], bool]
 QuickPlan = tuple[bool, int, OwnEffect | None]
 _NOTHING: Final[tuple[Argv, ...]] = ()
 _UNKNOWN: Final = table.Entry(Kind.WRITE)
+_NO_TAIL: Final = "?"  # splice: a name not judged yet
+_RELATIVE_UNITS: Final = normalize.RELATIVE_UNITS
+_MS13, _MS14 = 10**12, 10**13
 
 
 def now_ms() -> int:
@@ -58,6 +63,8 @@ class Translator:
         self._plans: dict[bytes, tuple[bool, str, table.Entry, int, OwnEffect | None]] = {}
         self._passed = self.tally.passed
         self._fits: dict[bytes, bool] = {}  # rewrite_one: the target takes commands of this name as they are
+        self._tails: dict[bytes, str | None] = {}  # splice: the name of a TAIL_RELATIVE command the target takes
+        self._spliced: dict[str, int] = {}  # splice: commands rewritten since count_passed, by name
         self._state: dict[str, Callable[[Argv], tuple[TargetCommand, ...]]] = {
             "select": self._select, "discard": self._discard, "flushall": self._flushall, "flushdb": self._flushdb,
             "swapdb": self._swapdb, "move": self._move, "copy": self._copy,
@@ -98,12 +105,19 @@ class Translator:
         return plan[0], plan[3], plan[4]
 
     def count_passed(self, names: dict[bytes, int]) -> None:
-        """Account for commands a caller forwarded as they are (see quick_plan), by the name as spelled."""
+        """Account for commands a caller forwarded as they are (see quick_plan), by the name as spelled, and for
+        those it spliced (see splice)."""
         for name, n in names.items():
             self.quick_plan(name)
             self.tally.commands += n
             self.tally.units += n
             self._passed[self._plans[name.lower()][1]] += n
+        for rewritten, n in self._spliced.items():
+            if n:
+                self.tally.commands += n
+                self.tally.units += n
+                self.tally.rewritten[rewritten] += n
+                self._spliced[rewritten] = 0
 
     def rewrite_one(self, argv: Sequence[bytes], received_ms: int | None) -> Argv | None:
         """For a caller forwarding a run of commands as they are (see quick_plan): the one command the target takes
@@ -132,6 +146,34 @@ class Translator:
         self._judged = False
         self._count(name, source, commands)
         return commands[0]
+
+    def splice(self, argv: Sequence[bytes], received_ms: int | None) -> Splice | None:
+        """rewrite_one for a caller holding the command as the source's canonical RESP: how to splice those bytes
+        into the one command the target takes. `SET k v EX 60` only has its last two arguments replaced (the
+        stream of a Redis 6 source carries one in every few writes: no tuple, no re-encoding of the rest; counted
+        with count_passed)."""
+        name = self._tails.get(argv[0], _NO_TAIL)
+        if name is _NO_TAIL:
+            name = self._tails[argv[0]] = self._tail_name(argv[0])
+        if name is not None and len(argv) >= 5 and self._group is None and self._tdb is not None:
+            unit = _RELATIVE_UNITS.get(argv[-2].lower())
+            amount = argv[-1]
+            if (unit is not None and amount.isdigit() and len(amount) < 20
+                    and (len(argv) == 5 or normalize.set_is_its_effect(argv[:-2]))):
+                at = (received_ms if received_ms is not None else self.clock()) + int(amount) * unit
+                self._spliced[name] += 1
+                if _MS13 <= at < _MS14:  # unix ms from 2001 to 2286: 13 digits
+                    return 8 + ARG_BYTES[len(amount)], b"$4\r\nPXAT\r\n$13\r\n%d\r\n" % at
+                return 8 + ARG_BYTES[len(amount)], b"$4\r\nPXAT\r\n$%d\r\n%d\r\n" % (len(str(at)), at)
+        command = self.rewrite_one(argv, received_ms)
+        return None if command is None else (resp_size(argv), pack_argv(command))
+
+    def _tail_name(self, spelled: bytes) -> str | None:
+        name = spelled.decode("latin-1").lower()
+        if name not in normalize.TAIL_RELATIVE or not self.fitter.passes(name):
+            return None
+        self._spliced.setdefault(name, 0)
+        return name
 
     @property
     def followed(self) -> bool:

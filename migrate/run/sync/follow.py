@@ -34,7 +34,7 @@ from migrate.run.sync.state import SyncState
 from migrate.selection import KeySelection
 from migrate.server import Server
 from migrate.stream import DbMap, Translator, Unit
-from migrate.wire import Channel, pack_argv
+from migrate.wire import Channel
 
 log = get_logger("migrate.sync")
 
@@ -209,12 +209,11 @@ def translated(link: ReplicaLink, translator: Translator, limit: int, timeout: f
     runs: list[list[list[bytes]]] = []
     start = link.position.offset
 
-    def rewrite(argv: list[bytes]) -> bytes | None:
+    def rewrite(argv: list[bytes]) -> tuple[int, bytes] | None:
         nonlocal received
         if received is None:
             received = link.arrived_ms(start + 1)
-        command = translator.rewrite_one(argv, received)
-        return None if command is None else pack_argv(command)
+        return translator.splice(argv, received)
 
     try:
         for part in link.read_split(limit, timeout, translator.quick_plan,
