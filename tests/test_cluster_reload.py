@@ -3,10 +3,16 @@ streamed), RDB files per shard (--from-rdb repeated), loading routed by slot int
 
 from __future__ import annotations
 
+import multiprocessing
 import shutil
 from pathlib import Path
 
+import pytest
+
+from migrate.errors import MigrateError, TargetOutOfMemoryError
+from migrate.rdb.rewrite import key_slot
 from migrate.run import Strategy, run
+from migrate.run.options import OnIncompatible
 from tests.cluster_run_support import cluster_client, diff, fill, keys_of, run_config
 from tests.cluster_support import ClusterFactory
 from tests.test_cluster_run import verified
@@ -47,3 +53,49 @@ def test_reload_rdb_files_of_each_shard(clusters: ClusterFactory, tmp_path: Path
                             from_rdb=tuple(Path(f) for f in files)))
     assert result.copied == written.total and keys_of(cluster_client(target)) == written.keys
     assert diff(cluster_client(source), cluster_client(target)) == []
+
+
+def test_snapshots_load_in_worker_processes_and_their_tallies_merge(clusters: ClusterFactory,
+                                                                   tmp_path: Path) -> None:
+    """Each primary's snapshot in its own worker: every key copied, and the keys each worker changed (field TTLs
+    into Valkey 8.1 under lossy) named together in one report."""
+    source, target = clusters.get("redis-8.0.2", 3), clusters.get("valkey-8.1", 2)
+    written = fill(cluster_client(source), 300, field_ttls=True)
+    result = run(run_config(source.url(), target.url(), tmp_path, strategy=Strategy.RELOAD, yes=True,
+                            spool_dir=tmp_path, workers=3, on_incompatible=OnIncompatible.LOSSY))
+    assert "3 snapshots loaded at once by 3 worker processes" in result.notes
+    assert result.copied == written.total and keys_of(cluster_client(target)) == written.keys
+    changed = {issue.key for issue in result.changed}
+    assert changed == {k.decode() for k in written.field_ttl_keys} and len(changed) > 3
+    owners = {source.owner_of_slot(key_slot(key.encode())).node_id for key in changed}
+    assert len(owners) == 3  # named by every worker
+
+
+def test_one_worker_loads_one_snapshot_after_the_other(clusters: ClusterFactory, tmp_path: Path) -> None:
+    source, target = clusters.get("redis-7.0", 3), clusters.get("valkey-8.1", 2)
+    written = fill(cluster_client(source), 200)
+    result = run(run_config(source.url(), target.url(), tmp_path, strategy=Strategy.RELOAD, yes=True,
+                            spool_dir=tmp_path, workers=1))
+    assert not any("worker processes" in note for note in result.notes)
+    assert result.copied == written.total
+    assert diff(cluster_client(source), cluster_client(target)) == []
+
+
+def test_a_failing_worker_stops_the_reload_and_says_the_target_was_flushed(clusters: ClusterFactory,
+                                                                          tmp_path: Path) -> None:
+    """The target runs out of memory in the middle of the load: one line naming the snapshot, the flush and the
+    cause, the documented exit code, and no worker process left behind."""
+    source, target = clusters.get("redis-7.0", 3), clusters.fresh("valkey-8.1", 2)
+    fill(cluster_client(source), 3000)
+    for node in target.primaries:
+        used = node.client().info("memory")["used_memory"]
+        node.call("CONFIG", "SET", "maxmemory", str(used + 200_000))
+        node.call("CONFIG", "SET", "maxmemory-policy", "noeviction")
+    with pytest.raises(MigrateError) as caught:
+        run(run_config(source.url(), target.url(), tmp_path, strategy=Strategy.RELOAD, yes=True, spool_dir=tmp_path,
+                       workers=2))
+    error = caught.value
+    assert error.message.startswith("the target was flushed and holds a partial load: ")
+    assert "migrate-snapshot-" in error.message and "memory" in error.message.lower()
+    assert isinstance(error, TargetOutOfMemoryError) and error.exit_code == 4
+    assert not multiprocessing.active_children()

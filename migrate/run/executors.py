@@ -112,19 +112,22 @@ def _in_processes(units: Sequence[Unit], workers: int, monitor: Monitor) -> list
                             _retry(unit, attempts, exc)
                             todo.append(unit)
             except BaseException:
-                _stop_workers(pool)  # an interrupt or a failure: no worker goes on copying behind our back
+                stop_workers(pool)  # an interrupt or a failure: no worker goes on copying behind our back
                 raise
         monitor.poll()
     return [outcomes[u.name] for u in units]
 
 
-def _stop_workers(pool: cf.ProcessPoolExecutor) -> None:
+def stop_workers(pool: cf.ProcessPoolExecutor) -> None:
     """Terminate the pool's processes (SIGTERM: a unit stops where it is; its checkpoint is at most one interval old,
     as after a kill, and --resume continues from it). The executor has no public way before Python 3.14."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())  # shutdown() forgets them
     pool.shutdown(wait=False, cancel_futures=True)
-    for process in list(getattr(pool, "_processes", {}).values()):
+    for process in processes:
         if process.is_alive():
             process.terminate()
+    for process in processes:
+        process.join(5)
 
 
 def _retry(unit: Unit, attempts: dict[str, int], exc: BaseException) -> None:

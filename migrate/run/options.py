@@ -125,7 +125,8 @@ class RunOptions:
                             "(spares the primaries; a shard without one is read on its primary).",
                             choices=READ_FROM)
     workers: int | None = option(None, "Shards copied at once, each in its own process (a cluster source, or a "
-                                 "cluster target).", metavar="N", parse=integer(1),
+                                 "cluster target); --strategy reload: snapshots loaded at once (a cluster source's "
+                                 "primaries, or several --from-rdb files).", metavar="N", parse=integer(1),
                                  shown_default="one per shard, at most one per CPU core")
     scheduler: str | None = option(None, "Run the per-shard tasks on this Dask distributed scheduler (needs the "
                                    "`distributed` extra); checkpoints must be in a folder every worker shares.",

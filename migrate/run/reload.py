@@ -9,6 +9,7 @@ memory, never written to our disk.
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -48,6 +49,7 @@ from migrate.run.load import (
     restore_payload,
 )
 from migrate.run.options import OnIncompatible, RunConfig, RunOptions
+from migrate.run.parallel_load import LoadTask, load_parallel
 from migrate.run.progress import RunProgress
 from migrate.run.result import CommandsReport, DbReport, FunctionsReport, RunResult
 from migrate.run.session import check_writable_target, doomed_stream, flush_dbs
@@ -416,7 +418,8 @@ def _say_flushed(exc: MigrateError) -> None:
 
 
 def _execute(config: RunConfig, sides: Sides) -> LoadOutcome:
-    """Every snapshot checked (spooled or given) before the flush, then loaded one after the other."""
+    """Every snapshot checked (spooled or given) before the flush, then loaded: several at once in worker processes
+    when they hold different keys (see _workers), else one after the other."""
     options, settings = config.options, config.common.connection
     with ExitStack() as stack:
         files: list[Path] = list(options.from_rdb)
@@ -434,10 +437,19 @@ def _execute(config: RunConfig, sides: Sides) -> LoadOutcome:
             check_snapshot(file, config, sides.target)
         _flush(sides, settings, _target_dbs(options.selection, sides.source))
         try:
-            loader = KeyLoader(config, sides.target, sides.target_topology)
-            stack.callback(loader.close)
             progress = stack.enter_context(RunProgress(options.show_progress, _source_keys(sides, settings),
                                                        "reloading"))
+            workers = _workers(options, len(files) + len(streamed))
+            if workers > 1:
+                tasks = [LoadTask(i, config, sides.target.endpoint, sides.target_topology, file=file)
+                         for i, file in enumerate(files)]
+                tasks += [LoadTask(len(tasks) + i, config, sides.target.endpoint, sides.target_topology, node=node)
+                          for i, node in enumerate(streamed)]
+                outcome = load_parallel(tasks, workers, progress)
+                outcome.extras.notes.append(f"{len(tasks)} snapshots loaded at once by {workers} worker processes")
+                return outcome
+            loader = KeyLoader(config, sides.target, sides.target_topology)
+            stack.callback(loader.close)
             for file in files:
                 with RdbReader(str(file)) as reader:
                     loader.load(reader, progress)
@@ -450,6 +462,17 @@ def _execute(config: RunConfig, sides: Sides) -> LoadOutcome:
             _say_flushed(exc)
             raise
     raise AssertionError("unreachable")  # pragma: no cover - ExitStack does not swallow exceptions
+
+
+def _workers(options: RunOptions, snapshots: int) -> int:
+    """Snapshots loaded at once (--workers, by default one per snapshot and at most one per CPU core). Files given
+    with --from-rdb and --replace load one after the other: they may hold the same key, and then the last file's
+    value is the one kept, as documented (a cluster's snapshots hold disjoint slots; without --replace a key held
+    twice is reported busy whichever file comes first)."""
+    if snapshots <= 1 or (options.from_rdb and options.replace):
+        return 1
+    wanted = options.workers or min(snapshots, os.cpu_count() or 1)
+    return max(1, min(wanted, snapshots))
 
 
 def _node_servers(sides: Sides, settings: ConnectionSettings, stack: ExitStack) -> list[Server]:

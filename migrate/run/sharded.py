@@ -52,7 +52,7 @@ from migrate.run.options import RunConfig
 from migrate.run.progress import RunProgress
 from migrate.run.result import DbReport, FunctionsReport, RunResult, ShardReport
 from migrate.run.session import TargetDbs, check_writable_target, dbsize, judge_target_dbs
-from migrate.run.shards import Unit, UnitOutcome
+from migrate.run.shards import Unit, UnitOutcome, error_class
 from migrate.run.tally import DbTally
 from migrate.server import Server
 from migrate.wire import is_error, pack
@@ -327,7 +327,7 @@ class _Coordinator:
     def _failure(self, failed: list[UnitOutcome]) -> MigrateError:
         name, message, hint = failed[0].error or ("MigrationError", "?", "")
         more = f" ({len(failed) - 1} other shards failed too)" if len(failed) > 1 else ""
-        error = _error_class(name)(f"shard {failed[0].name}: {message}{more}", hint)
+        error = error_class(name)(f"shard {failed[0].name}: {message}{more}", hint)
         if not self.options.dry_run:
             error.hint = f"{error.hint}; the checkpoints in {self.options.shard_folder} are kept: rerun with --resume"
         return error
@@ -404,17 +404,6 @@ def _report(unit: Unit, outcome: UnitOutcome) -> ShardReport:
     return ShardReport(unit.name, unit.source_db, unit.shard_text, outcome.node, int(tally["copied"]),
                        round(outcome.seconds, 3), outcome.keys, outcome.resumed_at, outcome.peak_rss_kib,
                        round(outcome.cpu_seconds, 3))
-
-
-def _error_class(name: str) -> type[MigrateError]:
-    """The class of an error a worker returned by name (every MigrateError subclass takes (message, hint))."""
-    pending: list[type[MigrateError]] = [MigrateError]
-    while pending:
-        cls = pending.pop()
-        if cls.__name__ == name:
-            return cls
-        pending += cls.__subclasses__()
-    return MigrationError
 
 
 def _node_call(endpoint: Endpoint, settings: ConnectionSettings, db: int, args: tuple[str, ...]) -> Any:

@@ -325,3 +325,14 @@ def _shard_of(topology: Topology, ranges: tuple[tuple[int, int], ...]) -> Shard 
 
 def peak_rss_kib() -> int:
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+
+
+def error_class(name: str) -> type[MigrateError]:
+    """The class of an error a worker returned by name (every MigrateError subclass takes (message, hint))."""
+    pending: list[type[MigrateError]] = [MigrateError]
+    while pending:
+        cls = pending.pop()
+        if cls.__name__ == name:
+            return cls
+        pending += cls.__subclasses__()
+    return MigrationError

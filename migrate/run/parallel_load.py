@@ -1,0 +1,175 @@
+"""Reload's snapshots loaded at once, one worker process each: a cluster source's primaries (spooled or streamed), or
+several --from-rdb files. Each worker runs the same KeyLoader as the sequential load (per-key conversion, batches,
+slot routing on a cluster target) on its own connections; the coordinator shows one progress bar fed by the workers'
+batches and merges their tallies, function libraries and notes in snapshot order.
+
+Runs after the checks and the flush, like the sequential load: a worker's failure stops the others at once (the
+target holds a partial load either way, and the caller says so); nothing is retried, a reload cannot resume.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import queue
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Final, cast
+
+from migrate.cluster.topology import Topology
+from migrate.config import Endpoint
+from migrate.errors import MigrateError
+from migrate.logs import get_logger
+from migrate.rdb.reader import RdbReader
+from migrate.run.executors import stop_workers, worker_context
+from migrate.run.load import Extras, KeyLoader, LoadOutcome
+from migrate.run.options import RunConfig
+from migrate.run.progress import RunProgress
+from migrate.run.shards import error_class, peak_rss_kib
+from migrate.run.snapshot import ReplicationSnapshot
+from migrate.run.tally import DbTally
+from migrate.server import Server
+
+log = get_logger(__name__)
+
+POLL_SECONDS: Final = 0.2
+_progress: Any = None  # in a worker: the queue its batches are reported on (set by the pool's initializer)
+
+
+@dataclass(frozen=True)
+class LoadTask:
+    """One snapshot to load: a file, or a node whose snapshot is streamed over the replication protocol."""
+
+    index: int
+    config: RunConfig
+    target: Endpoint
+    target_topology: Topology | None
+    file: Path | None = None
+    node: Endpoint | None = None
+
+    @property
+    def name(self) -> str:
+        return str(self.file) if self.file is not None else f"the snapshot of {self.node}"
+
+
+@dataclass(frozen=True)
+class TaskOutcome:
+    index: int
+    tallies: dict[int, DbTally]  # per source database
+    extras: Extras
+    seconds: float
+    keys: int
+    peak_rss_kib: int
+    error: tuple[str, str, str] | None = None  # (class name, message, hint)
+
+
+@dataclass
+class _Loaded:
+    keys: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+
+def load_parallel(tasks: list[LoadTask], workers: int, progress: RunProgress) -> LoadOutcome:
+    """Every task in a pool of `workers` processes; the merged outcome, or the first failure raised (the others
+    stopped)."""
+    context = worker_context()
+    reports = context.Queue()
+    outcomes: dict[int, TaskOutcome] = {}
+    with cf.ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=context,
+                                initializer=_set_queue, initargs=(reports,)) as pool:
+        try:
+            running = {pool.submit(load_task, task): task for task in tasks}
+            while running:
+                done, _ = cf.wait(running, timeout=POLL_SECONDS, return_when=cf.FIRST_COMPLETED)
+                _drain(reports, progress)
+                for future in done:
+                    running.pop(future)
+                    outcome = future.result()
+                    if outcome.error is not None:
+                        raise _failure(tasks[outcome.index], outcome.error)
+                    outcomes[outcome.index] = outcome
+                    log.info("snapshot loaded", snapshot=tasks[outcome.index].name, keys=outcome.keys,
+                             seconds=round(outcome.seconds, 3), peak_rss_kib=outcome.peak_rss_kib)
+            _drain(reports, progress)
+        except BaseException:
+            stop_workers(pool)  # a failure or an interrupt: no worker goes on loading behind our back
+            raise
+    return _merged([outcomes[t.index] for t in tasks])
+
+
+def load_task(task: LoadTask) -> TaskOutcome:
+    """In a worker: load one snapshot; a MigrateError comes back as data (its class by name)."""
+    loaded = _Loaded()
+    settings = task.config.common.connection
+    target: Server | None = None
+    loader: KeyLoader | None = None
+
+    def on_batch(keys: int, nbytes: int) -> None:
+        loaded.keys += keys
+        if _progress is not None:
+            _progress.put((keys, nbytes))
+
+    try:
+        target = Server("target", task.target, settings)
+        loader = KeyLoader(task.config, target, task.target_topology)
+        quiet = RunProgress(False, None)
+        if task.file is not None:
+            with RdbReader(str(task.file)) as reader:
+                loader.load(reader, quiet, on_batch)
+        else:
+            assert task.node is not None
+            with ReplicationSnapshot(task.node, settings) as snapshot, \
+                    RdbReader(cast(IO[bytes], snapshot)) as reader:
+                loader.load(reader, quiet, on_batch)
+    except MigrateError as exc:
+        return _outcome(task, loaded, loader, (type(exc).__name__, exc.message, exc.hint))
+    finally:
+        if loader is not None:
+            loader.close()
+        if target is not None:
+            target.close()
+    return _outcome(task, loaded, loader, None)
+
+
+def _outcome(task: LoadTask, loaded: _Loaded, loader: KeyLoader | None,
+             error: tuple[str, str, str] | None) -> TaskOutcome:
+    tallies = loader.tallies if loader is not None else {}
+    extras = loader.extras if loader is not None else Extras()
+    return TaskOutcome(task.index, tallies, extras, time.monotonic() - loaded.started, loaded.keys, peak_rss_kib(),
+                       error)
+
+
+def _set_queue(reports: Any) -> None:
+    global _progress
+    _progress = reports
+
+
+def _drain(reports: Any, progress: RunProgress) -> None:
+    while True:
+        try:
+            keys, nbytes = reports.get_nowait()
+        except queue.Empty:
+            return
+        progress.advance(keys, nbytes)
+
+
+def _failure(task: LoadTask, error: tuple[str, str, str]) -> MigrateError:
+    name, message, hint = error
+    return error_class(name)(f"{task.name}: {message}", hint)
+
+
+def _merged(outcomes: list[TaskOutcome]) -> LoadOutcome:
+    """The tallies summed per source database, the extras in snapshot order (functions deduplicated later)."""
+    tallies: dict[int, DbTally] = {}
+    extras = Extras()
+    for outcome in outcomes:
+        for db, tally in outcome.tallies.items():
+            if db in tallies:
+                tallies[db].add(tally)
+            else:
+                tallies[db] = tally
+        extras.functions += outcome.extras.functions
+        extras.notes += outcome.extras.notes
+        extras.end = outcome.extras.end
+    return LoadOutcome(tallies, extras)
+
