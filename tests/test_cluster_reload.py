@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from migrate.errors import MigrateError, TargetOutOfMemoryError
+from migrate.errors import BadInputError, MigrateError, TargetOutOfMemoryError
 from migrate.rdb.rewrite import key_slot
 from migrate.run import Strategy, run
 from migrate.run.options import OnIncompatible
@@ -63,7 +63,7 @@ def test_snapshots_load_in_worker_processes_and_their_tallies_merge(clusters: Cl
     written = fill(cluster_client(source), 300, field_ttls=True)
     result = run(run_config(source.url(), target.url(), tmp_path, strategy=Strategy.RELOAD, yes=True,
                             spool_dir=tmp_path, workers=3, on_incompatible=OnIncompatible.LOSSY))
-    assert "3 snapshots loaded at once by 3 worker processes" in result.notes
+    assert "3 snapshots checked and loaded at once by 3 worker processes" in result.notes
     assert result.copied == written.total and keys_of(cluster_client(target)) == written.keys
     changed = {issue.key for issue in result.changed}
     assert changed == {k.decode() for k in written.field_ttl_keys} and len(changed) > 3
@@ -98,4 +98,23 @@ def test_a_failing_worker_stops_the_reload_and_says_the_target_was_flushed(clust
     assert error.message.startswith("the target was flushed and holds a partial load: ")
     assert "migrate-snapshot-" in error.message and "memory" in error.message.lower()
     assert isinstance(error, TargetOutOfMemoryError) and error.exit_code == 4
+    assert not multiprocessing.active_children()
+
+
+def test_a_bad_snapshot_among_several_is_refused_before_the_flush(clusters: ClusterFactory, servers,
+                                                                  tmp_path: Path) -> None:
+    """The files are checked in the worker processes, at once; a truncated one stops the run with the target
+    untouched, naming the file."""
+    source, target = clusters.get("redis-7.0", 3), servers.get("valkey-9.1")
+    fill(cluster_client(source), 300)
+    files = []
+    for i, node in enumerate(source.primaries):
+        node.call("SAVE")
+        files.append(Path(shutil.copy(node.server.dir / "dump.rdb", tmp_path / f"shard-{i}.rdb")))
+    files[1].write_bytes(files[1].read_bytes()[:-300])
+    target.client().set("kept", "1")
+    with pytest.raises(BadInputError, match=r"shard-1\.rdb is unusable: .*the target was not touched"):
+        run(run_config(source.url(), target.url, tmp_path, strategy=Strategy.RELOAD, yes=True, from_rdb=tuple(files),
+                       workers=2))
+    assert target.client().dbsize() == 1 and target.client().get("kept") == b"1"
     assert not multiprocessing.active_children()

@@ -33,6 +33,7 @@ from migrate.cluster.topology import Topology
 from migrate.config import ConnectionSettings
 from migrate.connection import with_retries
 from migrate.errors import BadInputError, ProblemsFound
+from migrate.facts.capabilities import Capabilities
 from migrate.facts.types import logical_type, type_name
 from migrate.rdb.dump import build_dump
 from migrate.rdb.empty import EmptyCheck
@@ -156,12 +157,13 @@ def load_snapshot(config: RunConfig, target: Server, reader: RdbReader, *, total
     return LoadOutcome(loader.tallies, loader.extras)
 
 
-def check_snapshot(path: Path, config: RunConfig, target: Server) -> Precheck:
+def check_snapshot(path: Path, config: RunConfig, target: Server | Capabilities) -> Precheck:
     """Read the whole file before anything is written (or flushed): truncated, corrupt or holding keys the run would
     have to fail on, it is refused while the target is still untouched."""
     options = config.options
+    capabilities = target.identity.capabilities if isinstance(target, Server) else target
     try:
-        check = precheck(path, target.identity.capabilities, lossy=options.on_incompatible is not OnIncompatible.FAIL,
+        check = precheck(path, capabilities, lossy=options.on_incompatible is not OnIncompatible.FAIL,
                          wanted=wanted_records(options.selection))
     except RdbFormatError as exc:
         raise BadInputError(f"the snapshot {path} is unusable: {exc.message}; the target was not touched") from None

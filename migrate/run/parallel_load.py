@@ -10,7 +10,9 @@ target holds a partial load either way, and the caller says so); nothing is retr
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import queue
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,10 +21,11 @@ from typing import IO, Any, Final, cast
 from migrate.cluster.topology import Topology
 from migrate.config import Endpoint
 from migrate.errors import MigrateError
+from migrate.facts.capabilities import Capabilities
 from migrate.logs import get_logger
 from migrate.rdb.reader import RdbReader
 from migrate.run.executors import stop_workers, worker_context
-from migrate.run.load import Extras, KeyLoader, LoadOutcome
+from migrate.run.load import Extras, KeyLoader, LoadOutcome, check_snapshot
 from migrate.run.options import RunConfig
 from migrate.run.progress import RunProgress
 from migrate.run.shards import error_class, peak_rss_kib
@@ -69,19 +72,47 @@ class _Loaded:
     started: float = field(default_factory=time.monotonic)
 
 
-def load_parallel(tasks: list[LoadTask], workers: int, progress: RunProgress) -> LoadOutcome:
-    """Every task in a pool of `workers` processes; the merged outcome, or the first failure raised (the others
-    stopped)."""
-    context = worker_context()
-    reports = context.Queue()
-    outcomes: dict[int, TaskOutcome] = {}
-    with cf.ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=context,
-                                initializer=_set_queue, initargs=(reports,)) as pool:
+class SnapshotPool:
+    """`workers` processes that check and then load snapshots; started at once, so that their start-up (an
+    interpreter importing migrate) runs while the snapshots are taken."""
+
+    def __init__(self, workers: int) -> None:
+        context = worker_context()
+        self.workers = workers
+        self._reports = context.Queue()
+        self._pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_set_queue,
+                                            initargs=(self._reports,))
+        # Starting a worker waits for the fork server to import migrate (about 0.5 s): done by a thread, so that the
+        # snapshots are taken meanwhile.
+        self._warm = threading.Thread(target=self._start, name="start-workers", daemon=True)
+        self._warm.start()
+
+    def _start(self) -> None:
+        with contextlib.suppress(RuntimeError):  # stopped before it started
+            for _ in range(self.workers):
+                self._pool.submit(_ready)
+
+    def check(self, files: list[Path], config: RunConfig, target: Capabilities) -> None:
+        """Every file read whole before the flush (load.check_snapshot), several at once; the first refusal is
+        raised, the other checks stopped."""
+        futures = [self._pool.submit(check_task, file, config, target) for file in files]
         try:
-            running = {pool.submit(load_task, task): task for task in tasks}
+            for future in futures:
+                error = future.result()
+                if error is not None:
+                    raise error_class(error[0])(error[1], error[2])
+        except BaseException:
+            self.stop()
+            raise
+
+    def load(self, tasks: list[LoadTask], progress: RunProgress) -> LoadOutcome:
+        """Every task; the merged outcome, or the first failure raised (the others stopped)."""
+        outcomes: dict[int, TaskOutcome] = {}
+        try:
+            running = {self._pool.submit(load_task, task): task for task in tasks}
             while running:
                 done, _ = cf.wait(running, timeout=POLL_SECONDS, return_when=cf.FIRST_COMPLETED)
-                _drain(reports, progress)
+                _drain(self._reports, progress)
                 for future in done:
                     running.pop(future)
                     outcome = future.result()
@@ -90,11 +121,32 @@ def load_parallel(tasks: list[LoadTask], workers: int, progress: RunProgress) ->
                     outcomes[outcome.index] = outcome
                     log.info("snapshot loaded", snapshot=tasks[outcome.index].name, keys=outcome.keys,
                              seconds=round(outcome.seconds, 3), peak_rss_kib=outcome.peak_rss_kib)
-            _drain(reports, progress)
+            _drain(self._reports, progress)
         except BaseException:
-            stop_workers(pool)  # a failure or an interrupt: no worker goes on loading behind our back
+            self.stop()  # a failure or an interrupt: no worker goes on loading behind our back
             raise
-    return _merged([outcomes[t.index] for t in tasks])
+        return _merged([outcomes[t.index] for t in tasks])
+
+    def stop(self) -> None:
+        self._warm.join()
+        stop_workers(self._pool)
+
+    def close(self) -> None:
+        self._warm.join()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _ready() -> None:
+    """Nothing: a task that makes a worker start."""
+
+
+def check_task(file: Path, config: RunConfig, target: Capabilities) -> tuple[str, str, str] | None:
+    """In a worker: check one file; the refusal comes back as data (its class by name)."""
+    try:
+        check_snapshot(file, config, target)
+    except MigrateError as exc:
+        return type(exc).__name__, exc.message, exc.hint
+    return None
 
 
 def load_task(task: LoadTask) -> TaskOutcome:

@@ -49,7 +49,7 @@ from migrate.run.load import (
     restore_payload,
 )
 from migrate.run.options import OnIncompatible, RunConfig, RunOptions
-from migrate.run.parallel_load import LoadTask, load_parallel
+from migrate.run.parallel_load import LoadTask, SnapshotPool
 from migrate.run.progress import RunProgress
 from migrate.run.result import CommandsReport, DbReport, FunctionsReport, RunResult
 from migrate.run.session import check_writable_target, doomed_stream, flush_dbs
@@ -419,35 +419,36 @@ def _say_flushed(exc: MigrateError) -> None:
 
 def _execute(config: RunConfig, sides: Sides) -> LoadOutcome:
     """Every snapshot checked (spooled or given) before the flush, then loaded: several at once in worker processes
-    when they hold different keys (see _workers), else one after the other."""
+    when there are several (see _workers), else one after the other."""
     options, settings = config.options, config.common.connection
     with ExitStack() as stack:
         files: list[Path] = list(options.from_rdb)
         streamed: list[Endpoint] = []
+        nodes = [] if files else _node_servers(sides, settings, stack)
+        workers = _workers(options, len(files) or len(nodes))
+        pool = None
+        if workers > 1:  # started now: the workers' start-up runs while the snapshots are taken
+            pool = SnapshotPool(workers)
+            stack.callback(pool.close)
         if not files and options.spool:
             folder = spool_folder(options.spool_dir)
-            for node in _node_servers(sides, settings, stack):
+            for node in nodes:
                 check_space(node, folder)  # node by node: the free space left after the snapshots already taken
                 files.append(stack.enter_context(spooled_snapshot(node, folder)))
         elif not files:
             streamed = sides.source_nodes
-            for node in _node_servers(sides, settings, stack):
+            for node in nodes:
                 _refuse_doomed_source(node, sides.target, options)
-        for file in files:
+        if pool is not None:
+            pool.check(files, config, sides.target.identity.capabilities)
+        for file in files if pool is None else ():
             check_snapshot(file, config, sides.target)
         _flush(sides, settings, _target_dbs(options.selection, sides.source))
         try:
             progress = stack.enter_context(RunProgress(options.show_progress, _source_keys(sides, settings),
                                                        "reloading"))
-            workers = _workers(options, len(files) + len(streamed))
-            if workers > 1:
-                tasks = [LoadTask(i, config, sides.target.endpoint, sides.target_topology, file=file)
-                         for i, file in enumerate(files)]
-                tasks += [LoadTask(len(tasks) + i, config, sides.target.endpoint, sides.target_topology, node=node)
-                          for i, node in enumerate(streamed)]
-                outcome = load_parallel(tasks, workers, progress)
-                outcome.extras.notes.append(f"{len(tasks)} snapshots loaded at once by {workers} worker processes")
-                return outcome
+            if pool is not None:
+                return _load_in(pool, config, sides, files, streamed, progress)
             loader = KeyLoader(config, sides.target, sides.target_topology)
             stack.callback(loader.close)
             for file in files:
@@ -462,6 +463,17 @@ def _execute(config: RunConfig, sides: Sides) -> LoadOutcome:
             _say_flushed(exc)
             raise
     raise AssertionError("unreachable")  # pragma: no cover - ExitStack does not swallow exceptions
+
+
+def _load_in(pool: SnapshotPool, config: RunConfig, sides: Sides, files: list[Path], streamed: list[Endpoint],
+             progress: RunProgress) -> LoadOutcome:
+    target, topology = sides.target.endpoint, sides.target_topology
+    tasks = [LoadTask(i, config, target, topology, file=file) for i, file in enumerate(files)]
+    tasks += [LoadTask(len(tasks) + i, config, target, topology, node=node) for i, node in enumerate(streamed)]
+    outcome = pool.load(tasks, progress)
+    what = "checked and loaded" if files else "loaded"
+    outcome.extras.notes.append(f"{len(tasks)} snapshots {what} at once by {pool.workers} worker processes")
+    return outcome
 
 
 def _workers(options: RunOptions, snapshots: int) -> int:
