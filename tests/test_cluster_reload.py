@@ -61,8 +61,11 @@ def test_snapshots_load_in_worker_processes_and_their_tallies_merge(clusters: Cl
     into Valkey 8.1 under lossy) named together in one report."""
     source, target = clusters.get("redis-8.0.2", 3), clusters.get("valkey-8.1", 2)
     written = fill(cluster_client(source), 300, field_ttls=True)
+    plan: list[str] = []
     result = run(run_config(source.url(), target.url(), tmp_path, strategy=Strategy.RELOAD, yes=True,
-                            spool_dir=tmp_path, workers=3, on_incompatible=OnIncompatible.LOSSY))
+                            spool_dir=tmp_path, workers=3, on_incompatible=OnIncompatible.LOSSY),
+                 on_plan=lambda lines: plan.extend(lines))
+    assert any("the 3 snapshots checked and loaded at once by 3 worker processes" in line for line in plan)
     assert "3 snapshots checked and loaded at once by 3 worker processes" in result.notes
     assert result.copied == written.total and keys_of(cluster_client(target)) == written.keys
     changed = {issue.key for issue in result.changed}
@@ -74,9 +77,11 @@ def test_snapshots_load_in_worker_processes_and_their_tallies_merge(clusters: Cl
 def test_one_worker_loads_one_snapshot_after_the_other(clusters: ClusterFactory, tmp_path: Path) -> None:
     source, target = clusters.get("redis-7.0", 3), clusters.get("valkey-8.1", 2)
     written = fill(cluster_client(source), 200)
+    plan: list[str] = []
     result = run(run_config(source.url(), target.url(), tmp_path, strategy=Strategy.RELOAD, yes=True,
-                            spool_dir=tmp_path, workers=1))
+                            spool_dir=tmp_path, workers=1), on_plan=lambda lines: plan.extend(lines))
     assert not any("worker processes" in note for note in result.notes)
+    assert "one snapshot after the other" in plan[3]
     assert result.copied == written.total
     assert diff(cluster_client(source), cluster_client(target)) == []
 

@@ -222,8 +222,13 @@ def _plan(config: RunConfig, sides: Sides, aof: AofInput | None) -> tuple[str, .
     lines.append(_flush_line(options.selection, sides))
     routed = (f", each key written to the target primary owning its slot ({len(sides.target_primaries)} primaries)"
               if sides.target_topology is not None else "")
+    snapshots = 0 if aof is not None else len(options.from_rdb) or len(sides.source_nodes)
+    workers = _workers(options, snapshots)
+    what = "checked and loaded" if options.from_rdb or options.spool else "streamed and loaded"
+    at_once = (f"; the {snapshots} snapshots {what} at once by {workers} worker processes (--workers)"
+               if workers > 1 else "; one snapshot after the other" if snapshots > 1 else "")
     lines.append(f"load: every key through the per-key conversion (as is, restamped, or rewritten with commands), "
-                 f"batches of {options.batch_size}, --on-incompatible {options.on_incompatible}{routed}")
+                 f"batches of {options.batch_size}, --on-incompatible {options.on_incompatible}{routed}{at_once}")
     if aof is not None:
         lines.append(f"load: then the AOF's commands, translated for {target.identity.label} (databases, MULTI/EXEC "
                      "blocks kept atomic, relative expiries made absolute, RESTOREs through the per-key conversion) "
@@ -242,7 +247,7 @@ def _check_line(options: RunOptions) -> str:
               if options.on_incompatible is OnIncompatible.FAIL else "")
     if options.from_rdb or options.spool:
         where = "" if options.from_rdb else f" in {spool_folder(options.spool_dir)}"
-        return (f"check: before anything is flushed, the snapshot{where} is read in full for completeness and its "
+        return (f"check: before anything is flushed, each snapshot{where} is read in full for completeness and its "
                 f"checksum {judged}".rstrip())
     return ("check: --no-spool streams the snapshot into the flushed target: if the stream breaks, the target is left "
             "partial (judged beforehand only from the source's modules and field TTLs)")
