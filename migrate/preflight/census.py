@@ -103,24 +103,8 @@ class Tally:
 def take_census(client_for: Callable[[int], redis.Redis], keyspace: dict[int, KeyspaceDb],
                 source: ServerIdentity, target: ServerIdentity | None,
                 options: PreflightOptions) -> tuple[Census, tuple[Gap, ...]]:
-    started = time.monotonic()
-    tally = Tally(options)
-    limiter = RateLimiter(options.rate_limit)
-    note = ""
-    for db in sorted(d for d in keyspace if keyspace[d].keys and (not options.dbs or d in options.dbs)):
-        tally.dbs[db] = DbTally(keyspace[db].keys)
-        wire = Channel.over(client_for(db))
-        try:
-            census_db(wire, db, keyspace[db], source, target, tally, limiter)
-        except (rex.ConnectionError, rex.TimeoutError, OSError) as exc:
-            note = f"census interrupted in db {db}: {' '.join(str(exc).split())[:160]}"
-            log.warning("census interrupted", db=db, error=str(exc)[:160])
-            break
-        finally:
-            wire.close()
-    census = build_census(tally, options, time.monotonic() - started, note)
-    gaps = tuple(Gap("source", f"{cmd} (census)", reason) for cmd, reason in tally.refused.items())
-    return census, gaps
+    """The census of one server: a cluster's of one node."""
+    return take_cluster_census([(client_for, keyspace)], keyspace, source, target, options)
 
 
 def take_cluster_census(nodes: Sequence[tuple[Callable[[int], redis.Redis], dict[int, KeyspaceDb]]],
@@ -144,6 +128,7 @@ def take_cluster_census(nodes: Sequence[tuple[Callable[[int], redis.Redis], dict
                 census_db(wire, db, own, source, target, tally, limiter)
             except (rex.ConnectionError, rex.TimeoutError, OSError) as exc:
                 note = f"census interrupted in db {db}: {' '.join(str(exc).split())[:160]}"
+                log.warning("census interrupted", db=db, error=str(exc)[:160])
                 break
             finally:
                 wire.close()

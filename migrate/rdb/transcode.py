@@ -210,30 +210,24 @@ class _Tee:
     def pieces(self, start: int, end: int) -> list[memoryview]:
         """The input bytes [start, end) as views of the kept chunks; everything before `end` is then released."""
         self._release(start)
-        out: list[memoryview] = []
-        offset = self._start
-        for chunk in self._chunks:
-            chunk_end = offset + len(chunk)
-            if offset >= end:
-                break
-            if chunk_end > start:
-                out.append(memoryview(chunk)[max(start, offset) - offset:min(end, chunk_end) - offset])
-            offset = chunk_end
+        out = list(self._views(start, end))
         self._release(end)
         return out
 
     def bytes_at(self, start: int, end: int) -> bytes:
         """A copy of [start, end) without releasing anything (a record about to be decoded)."""
-        out = []
+        return b"".join(self._views(start, end))
+
+    def _views(self, start: int, end: int) -> Iterator[memoryview]:
+        """The parts of the kept chunks that hold the bytes [start, end)."""
         offset = self._start
         for chunk in self._chunks:
             chunk_end = offset + len(chunk)
             if offset >= end:
-                break
+                return
             if chunk_end > start:
-                out.append(chunk[max(start, offset) - offset:min(end, chunk_end) - offset])
+                yield memoryview(chunk)[max(start, offset) - offset:min(end, chunk_end) - offset]
             offset = chunk_end
-        return b"".join(out)
 
     def _release(self, upto: int) -> None:
         chunks = self._chunks

@@ -65,7 +65,7 @@ class Checkpoint:
                 "source_run_id": self.source_run_id, "target_run_id": self.target_run_id,
                 "flush_pending": self.flush_pending, "empty_dbs": self.empty_dbs,
                 "dbs": {str(db): state.to_dict() for db, state in sorted(self.dbs.items())}}
-        return json.dumps({**data, "checksum": _checksum(data)}, indent=1, ensure_ascii=True)
+        return sealed(data)
 
     def save(self) -> None:
         """Save now, after any save still in flight (the last word is always the newest state)."""
@@ -110,22 +110,8 @@ class Checkpoint:
 
     @classmethod
     def load(cls, path: Path, fingerprint: dict[str, Any]) -> Checkpoint:
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"no checkpoint to resume from: {path}",
-                              "run without --resume, or give the file with --checkpoint FILE") from None
-        except (OSError, ValueError) as exc:
-            raise BadInputError(f"cannot read checkpoint {path}: {exc}") from None
-        if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise BadInputError(f"{path} is not a checkpoint of this version of migrate")
-        if data.pop("checksum", None) != _checksum(data):
-            raise BadInputError(f"checkpoint {path} was modified or damaged (its checksum does not match)",
-                                "a checkpoint is written by migrate only: start over without --resume")
-        if data.get("fingerprint") != fingerprint:
-            differs = _differences(data.get("fingerprint"), fingerprint)
-            raise ConfigError(f"checkpoint {path} is for another run ({differs})",
-                              "resume with the same source, target and key selection, or start over without --resume")
+        data = read_sealed(path, FORMAT, "a checkpoint of this version of migrate", fingerprint,
+                           "resume with the same source, target and key selection, or start over without --resume")
         try:
             dbs = {int(db): DbState.from_dict(state) for db, state in data["dbs"].items()}
         except (KeyError, TypeError, ValueError) as exc:
@@ -149,6 +135,32 @@ def check_writable(path: Path) -> None:
 def _unwritable(path: Path, exc: OSError) -> ConfigError:
     return ConfigError(f"cannot write the checkpoint {path}: {exc.strerror or exc}",
                        "give --checkpoint FILE in a folder this user can write")
+
+
+def sealed(data: dict[str, Any]) -> str:
+    """A checkpoint's JSON text with the checksum of its content (read back by read_sealed)."""
+    return json.dumps({**data, "checksum": _checksum(data)}, indent=1, ensure_ascii=True)
+
+
+def read_sealed(path: Path, fmt: object, kind: str, fingerprint: dict[str, Any], same: str) -> dict[str, Any]:
+    """A checkpoint's content: refused when missing, unreadable, of another format (`kind` says which it should be),
+    edited (its checksum) or made for another run (its fingerprint: `same` says how to resume)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"no checkpoint to resume from: {path}",
+                          "run without --resume, or give the file with --checkpoint FILE") from None
+    except (OSError, ValueError) as exc:
+        raise BadInputError(f"cannot read checkpoint {path}: {exc}") from None
+    if not isinstance(data, dict) or data.get("format") != fmt:
+        raise BadInputError(f"{path} is not {kind}")
+    if data.pop("checksum", None) != _checksum(data):
+        raise BadInputError(f"checkpoint {path} was modified or damaged (its checksum does not match)",
+                            "a checkpoint is written by migrate only: start over without --resume")
+    if data.get("fingerprint") != fingerprint:
+        differs = _differences(data.get("fingerprint"), fingerprint)
+        raise ConfigError(f"checkpoint {path} is for another run ({differs})", same)
+    return data
 
 
 def _checksum(data: dict[str, Any]) -> str:

@@ -8,15 +8,13 @@ a resume uses the marker when the two disagree.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
 from migrate.errors import BadInputError, ConfigError
-from migrate.run.checkpoint import write_atomic
+from migrate.run.checkpoint import read_sealed, sealed, write_atomic
 
 FORMAT: Final = "sync-1"
 
@@ -47,7 +45,7 @@ class SyncCheckpoint:
     def save(self) -> None:
         data = self.data()
         try:
-            write_atomic(self.path, json.dumps({**data, "checksum": _checksum(data)}, indent=1))
+            write_atomic(self.path, sealed(data))
         except OSError as exc:
             raise ConfigError(f"cannot write the checkpoint {self.path}: {exc.strerror or exc}",
                               "give --checkpoint FILE in a folder this user can write") from None
@@ -62,21 +60,8 @@ class SyncCheckpoint:
 
     @classmethod
     def load(cls, path: Path, fingerprint: dict[str, Any]) -> SyncCheckpoint:
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"no checkpoint to resume from: {path}",
-                              "run without --resume, or give the file with --checkpoint FILE") from None
-        except (OSError, ValueError) as exc:
-            raise BadInputError(f"cannot read checkpoint {path}: {exc}") from None
-        if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise BadInputError(f"{path} is not a checkpoint of `migrate run --strategy sync` or relay")
-        if data.pop("checksum", None) != _checksum(data):
-            raise BadInputError(f"checkpoint {path} was modified or damaged (its checksum does not match)",
-                                "a checkpoint is written by migrate only: start over without --resume")
-        if data.get("fingerprint") != fingerprint:
-            raise ConfigError(f"checkpoint {path} is for another sync (other servers or databases)",
-                              "resume with the same source, target and databases, or start over without --resume")
+        data = read_sealed(path, FORMAT, "a checkpoint of `migrate run --strategy sync` or relay", fingerprint,
+                           "resume with the same source, target and databases, or start over without --resume")
         try:
             return cls(path, fingerprint, bool(data["owns_target"]), str(data["phase"]), data.get("replid"),
                        int(data["offset"]), int(data["db"]), int(data["full_resyncs"]),
@@ -84,6 +69,3 @@ class SyncCheckpoint:
         except (KeyError, TypeError, ValueError) as exc:
             raise BadInputError(f"checkpoint {path} is damaged: {exc}") from None
 
-
-def _checksum(data: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(data, sort_keys=True, ensure_ascii=True).encode()).hexdigest()
