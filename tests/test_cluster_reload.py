@@ -4,12 +4,16 @@ streamed), RDB files per shard (--from-rdb repeated), loading routed by slot int
 from __future__ import annotations
 
 import multiprocessing
+import os
 import shutil
+import signal
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
-from migrate.errors import BadInputError, MigrateError, TargetOutOfMemoryError
+from migrate.errors import BadInputError, MigrateError, MigrationError, TargetOutOfMemoryError
 from migrate.rdb.rewrite import key_slot
 from migrate.run import Strategy, run
 from migrate.run.options import OnIncompatible
@@ -122,4 +126,33 @@ def test_a_bad_snapshot_among_several_is_refused_before_the_flush(clusters: Clus
         run(run_config(source.url(), target.url, tmp_path, strategy=Strategy.RELOAD, yes=True, from_rdb=tuple(files),
                        workers=2))
     assert target.client().dbsize() == 1 and target.client().get("kept") == b"1"
+    assert not multiprocessing.active_children()
+
+
+def test_a_killed_worker_is_a_clear_error(clusters: ClusterFactory, tmp_path: Path) -> None:
+    """A worker process killed (the OOM killer, an operator) ends the run with one clear error, not a traceback,
+    and no worker left behind."""
+    source, target = clusters.get("redis-7.0", 3), clusters.get("valkey-8.1", 2)
+    fill(cluster_client(source), 3000, big=False)
+    killed: list[int] = []
+
+    def kill_a_worker() -> None:
+        deadline = time.monotonic() + 30
+        while not killed and time.monotonic() < deadline:
+            for child in multiprocessing.active_children():
+                if child.pid is not None and "Process" in type(child).__name__:
+                    os.kill(child.pid, signal.SIGKILL)
+                    killed.append(child.pid)
+                    return
+            time.sleep(0.005)
+
+    killer = threading.Thread(target=kill_a_worker)
+    killer.start()
+    try:
+        with pytest.raises(MigrationError, match=r"a worker process died while (checking|loading) ") as caught:
+            run(run_config(source.url(), target.url(), tmp_path, strategy=Strategy.RELOAD, yes=True,
+                           spool_dir=tmp_path, workers=2))
+    finally:
+        killer.join()
+    assert killed and "OOM killer" in caught.value.hint
     assert not multiprocessing.active_children()

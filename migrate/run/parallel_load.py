@@ -14,13 +14,15 @@ import contextlib
 import queue
 import threading
 import time
+from collections.abc import Iterator
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Final, cast
 
 from migrate.cluster.topology import Topology
 from migrate.config import Endpoint
-from migrate.errors import MigrateError
+from migrate.errors import MigrateError, MigrationError
 from migrate.facts.capabilities import Capabilities
 from migrate.logs import get_logger
 from migrate.rdb.reader import RdbReader
@@ -95,37 +97,43 @@ class SnapshotPool:
     def check(self, files: list[Path], config: RunConfig, target: Capabilities) -> None:
         """Every file read whole before the flush (load.check_snapshot), several at once; the first refusal is
         raised, the other checks stopped."""
-        futures = [self._pool.submit(check_task, file, config, target) for file in files]
         try:
-            for future in futures:
-                error = future.result()
-                if error is not None:
-                    raise error_class(error[0])(error[1], error[2])
+            with _deaths("checking the snapshots; the target was not touched"):
+                futures = [self._pool.submit(check_task, file, config, target) for file in files]
+                for future in futures:
+                    error = future.result()
+                    if error is not None:
+                        raise error_class(error[0])(error[1], error[2])
         except BaseException:
             self.stop()
             raise
 
     def load(self, tasks: list[LoadTask], progress: RunProgress) -> LoadOutcome:
         """Every task; the merged outcome, or the first failure raised (the others stopped)."""
-        outcomes: dict[int, TaskOutcome] = {}
         try:
-            running = {self._pool.submit(load_task, task): task for task in tasks}
-            while running:
-                done, _ = cf.wait(running, timeout=POLL_SECONDS, return_when=cf.FIRST_COMPLETED)
-                _drain(self._reports, progress)
-                for future in done:
-                    running.pop(future)
-                    outcome = future.result()
-                    if outcome.error is not None:
-                        raise _failure(tasks[outcome.index], outcome.error)
-                    outcomes[outcome.index] = outcome
-                    log.info("snapshot loaded", snapshot=tasks[outcome.index].name, keys=outcome.keys,
-                             seconds=round(outcome.seconds, 3), peak_rss_kib=outcome.peak_rss_kib)
-            _drain(self._reports, progress)
+            with _deaths("loading the snapshots"):
+                outcomes = self._load(tasks, progress)
         except BaseException:
             self.stop()  # a failure or an interrupt: no worker goes on loading behind our back
             raise
         return _merged([outcomes[t.index] for t in tasks])
+
+    def _load(self, tasks: list[LoadTask], progress: RunProgress) -> dict[int, TaskOutcome]:
+        outcomes: dict[int, TaskOutcome] = {}
+        running = {self._pool.submit(load_task, task): task for task in tasks}
+        while running:
+            done, _ = cf.wait(running, timeout=POLL_SECONDS, return_when=cf.FIRST_COMPLETED)
+            _drain(self._reports, progress)
+            for future in done:
+                running.pop(future)
+                outcome = future.result()
+                if outcome.error is not None:
+                    raise _failure(tasks[outcome.index], outcome.error)
+                outcomes[outcome.index] = outcome
+                log.info("snapshot loaded", snapshot=tasks[outcome.index].name, keys=outcome.keys,
+                         seconds=round(outcome.seconds, 3), peak_rss_kib=outcome.peak_rss_kib)
+        _drain(self._reports, progress)
+        return outcomes
 
     def stop(self) -> None:
         self._warm.join()
@@ -134,6 +142,17 @@ class SnapshotPool:
     def close(self) -> None:
         self._warm.join()
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+@contextlib.contextmanager
+def _deaths(doing: str) -> Iterator[None]:
+    """A worker process that died (killed, out of memory) is a clear error, not a traceback."""
+    try:
+        yield
+    except BrokenProcessPool:
+        raise MigrationError(f"a worker process died while {doing}",
+                             "check the machine's memory and logs (a killed process, the OOM killer), then run "
+                             "again, with --workers 1 to use one process") from None
 
 
 def _ready() -> None:
