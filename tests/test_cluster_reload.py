@@ -29,7 +29,7 @@ def test_reload_a_cluster_into_a_cluster_shard_by_shard(clusters: ClusterFactory
     plan: list[str] = []
     result = run(run_config(source.url(), target.url(), tmp_path, strategy=Strategy.RELOAD, yes=True,
                             spool_dir=tmp_path), on_plan=lambda lines: plan.extend(lines))
-    assert "each of the 3 primaries" in plan[0] and "each of the 2 primaries" in plan[2]
+    assert "each of the 3 primaries" in plan[0] and "all at once" in plan[0] and "each of the 2 primaries" in plan[2]
     assert result.copied == written.total
     assert diff(cluster_client(source), cluster_client(target)) == []
     assert not list(tmp_path.glob("migrate-snapshot-*"))  # spooled snapshots removed

@@ -54,7 +54,7 @@ from migrate.run.progress import RunProgress
 from migrate.run.result import CommandsReport, DbReport, FunctionsReport, RunResult
 from migrate.run.session import check_writable_target, doomed_stream, flush_dbs
 from migrate.run.snapshot import ReplicationSnapshot
-from migrate.run.spool import check_space, spool_folder, spooled_snapshot
+from migrate.run.spool import spool_folder, spooled_snapshots
 from migrate.run.tally import DbTally
 from migrate.selection import KeySelection
 from migrate.server import Server
@@ -267,9 +267,10 @@ def _snapshot_line(options: RunOptions, sides: Sides) -> str:
     assert source is not None
     if sides.source_topology is not None:
         nodes = ", ".join(e.address for e in sides.source_nodes)
+        how = "all at once" if options.spool else "each as it is loaded"
         return (f"snapshot: replication download (SYNC) of each of the {len(sides.source_nodes)} primaries of the "
-                f"{_cluster_label(source, sides.source_topology)} ({nodes}), one after the other; nothing on the "
-                "source is modified")
+                f"{_cluster_label(source, sides.source_topology)} ({nodes}), {how}; nothing on the source is "
+                "modified")
     diskless = config_value(source.client, "repl-diskless-sync")
     delay = config_value(source.client, "repl-diskless-sync-delay")
     wait = f" after its repl-diskless-sync-delay of {delay} s" if delay and delay != "0" else ""
@@ -436,10 +437,7 @@ def _execute(config: RunConfig, sides: Sides) -> LoadOutcome:
             pool = SnapshotPool(workers)
             stack.callback(pool.close)
         if not files and options.spool:
-            folder = spool_folder(options.spool_dir)
-            for node in nodes:
-                check_space(node, folder)  # node by node: the free space left after the snapshots already taken
-                files.append(stack.enter_context(spooled_snapshot(node, folder)))
+            files = stack.enter_context(spooled_snapshots(nodes, spool_folder(options.spool_dir)))
         elif not files:
             streamed = sides.source_nodes
             for node in nodes:

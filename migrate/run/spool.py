@@ -8,11 +8,13 @@ sources whose snapshot does not fit on local disk; the plan says what that risks
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import contextlib
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Final
 
@@ -29,19 +31,42 @@ def spool_folder(folder: Path | None) -> Path:
     return folder if folder is not None else Path(tempfile.gettempdir())
 
 
-def check_space(source: Server, folder: Path) -> int:
-    """Refuse when the folder has less free space than the source's dataset (an RDB is usually smaller)."""
-    info = source.client.info("memory")
-    need = int(info.get("used_memory_dataset", info.get("used_memory", 0)))
+def check_space(source: Server | list[Server], folder: Path) -> int:
+    """Refuse when the folder has less free space than the sources' datasets together (an RDB is usually
+    smaller)."""
+    sources = source if isinstance(source, list) else [source]
+    need = 0
+    for node in sources:
+        info = node.client.info("memory")
+        need += int(info.get("used_memory_dataset", info.get("used_memory", 0)))
     try:
         free = shutil.disk_usage(folder).free
     except OSError as exc:
         raise ConfigError(f"cannot use the spool folder {folder}: {exc.strerror or exc}",
                           "give --spool-dir a writable folder") from None
     if free < need:
-        raise ConfigError(f"the spool folder {folder} has {free:,} bytes free, the source's dataset is {need:,} bytes",
-                          "give --spool-dir a folder with room for the snapshot, or --no-spool to stream it")
+        whose = "the source's dataset is" if len(sources) == 1 else f"the datasets of the {len(sources)} nodes are"
+        raise ConfigError(f"the spool folder {folder} has {free:,} bytes free, {whose} {need:,} bytes",
+                          "give --spool-dir a folder with room for the snapshots, or --no-spool to stream them")
     return need
+
+
+@contextlib.contextmanager
+def spooled_snapshots(sources: list[Server], folder: Path) -> Iterator[list[Path]]:
+    """Every source's snapshot as a local file, all taken at once (each node writes its own: a cluster's primaries
+    are on their own hosts), after one check that the folder has room for them all; every file is removed when the
+    block ends. A snapshot that fails fails the whole, once the others have ended."""
+    check_space(sources, folder)
+    with contextlib.ExitStack() as stack:
+        if len(sources) == 1:
+            yield [stack.enter_context(spooled_snapshot(sources[0], folder))]
+            return
+        with ThreadPoolExecutor(max_workers=len(sources), thread_name_prefix="spool") as pool:
+            # each thread enters its snapshot into the one stack (an append to a deque: atomic), so every file that
+            # was written is removed at the end whatever happened to the others
+            futures = [pool.submit(stack.enter_context, spooled_snapshot(node, folder)) for node in sources]
+            cf.wait(futures)
+        yield [future.result() for future in futures]
 
 
 @contextlib.contextmanager
