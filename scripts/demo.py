@@ -9,7 +9,7 @@
 4. the same under `--strategy relay`: the Valkey 8.1 replicates from migrate (the snapshot transcoded, the stream
    translated); the application stops writing when the cutover begins, the writes the pause held are forwarded in
    the grace period, then the target is promoted;
-5. a 3-shard Redis 7.0 cluster into a 2-shard Valkey 8.1 cluster: preflight, run, verify.
+5. a 3-shard Redis 7.0 cluster into a 2-shard Valkey 8.1 cluster: preflight, run, verify, reload, verify.
 
     python scripts/demo.py [--keys N] [--only replay,convert,sync,relay,cluster]
 """
@@ -227,6 +227,9 @@ def cluster_story(keys: int) -> None:
         step("Run: one unit per source shard, every key routed to the target primary owning its slot",
              ["run", *urls, "--yes"])
         step("Verify across every node", ["verify", *urls, "--level", "full"])
+        step("Reload instead: every primary's snapshot taken at once, checked, then loaded by worker processes",
+             ["run", *urls, "--strategy", "reload", "--yes", "--spool-dir", str(root)])
+        step("Verify the reload", ["verify", *urls])
 
 
 def main() -> None:
