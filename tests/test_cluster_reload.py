@@ -156,3 +156,16 @@ def test_a_killed_worker_is_a_clear_error(clusters: ClusterFactory, tmp_path: Pa
         killer.join()
     assert killed and "OOM killer" in caught.value.hint
     assert not multiprocessing.active_children()
+
+
+def test_streamed_snapshots_load_at_once_too(clusters: ClusterFactory, tmp_path: Path) -> None:
+    """--no-spool: each worker streams its primary's snapshot straight into the target."""
+    source, target = clusters.get("redis-8.0.2", 3), clusters.get("valkey-9.1", 2)
+    written = fill(cluster_client(source), 300, field_ttls=True)
+    plan: list[str] = []
+    result = run(run_config(source.url(), target.url(), tmp_path, strategy=Strategy.RELOAD, yes=True, spool=False,
+                            workers=3), on_plan=lambda lines: plan.extend(lines))
+    assert any("the 3 snapshots streamed and loaded at once by 3 worker processes" in line for line in plan)
+    assert "3 snapshots loaded at once by 3 worker processes" in result.notes
+    assert result.copied == written.total
+    assert diff(cluster_client(source), cluster_client(target)) == []
