@@ -90,6 +90,11 @@ HEAD_BYTES: Final = [3 + len(str(n)) for n in range(10_000)]
 """Bytes of an array header of n elements in canonical RESP, `*<n>\\r\\n`, for n below 10,000."""
 
 
+Splice = tuple[int, bytes]
+"""How a command's canonical RESP changes: (how many of its last bytes are replaced (its whole size: all of it), by
+what)."""
+
+
 def resp_size(argv: Sequence[bytes]) -> int:
     """Bytes of a command in canonical RESP (shortest lengths, bulk strings only): what a server writes when it
     propagates a command to its replicas and its AOF."""

@@ -30,6 +30,7 @@ import hiredis
 
 from migrate.aof.errors import AofFormatError
 from migrate.wire import ARG_BYTES as _ARG_COST
+from migrate.wire import HEAD_BYTES as _HEAD_BYTES
 from migrate.wire import resp_size
 
 LINE_MAX: Final = 1023  # fgets(buf, AOF_ANNOTATION_LINE_MAX_LEN = 1024, fp) reads at most 1023 bytes
@@ -99,7 +100,7 @@ class CommandStream:
         held: RawCommand | None = None  # parsed, waiting for the next command's header to prove its end
         heads = _HEADS
         nheads = len(heads)
-        extra = _EXTRA_DIGITS
+        head_bytes = _HEAD_BYTES
         cost = _ARG_COST
         while True:
             try:
@@ -120,8 +121,8 @@ class CommandStream:
             argv = tuple(reply)
             argc = len(argv)
             try:  # the canonical length: `*<argc>\r\n`, then `$<len>\r\n<bytes>\r\n` per argument
-                length = sum(map(cost.__getitem__, map(len, argv))) + 4 + extra[argc]
-            except IndexError:  # an argument of 100,000 bytes or more
+                length = sum(map(cost.__getitem__, map(len, argv))) + head_bytes[argc]
+            except IndexError:  # an argument of 100,000 bytes or more, or 10,000 arguments or more
                 length = resp_size(argv)
             except TypeError:  # a nil, an integer, a nested array: the exact rules decide
                 break
@@ -232,7 +233,6 @@ class CommandStream:
 
 
 _HEADS: Final = tuple(b"*%d\r\n$" % n for n in range(64))
-_EXTRA_DIGITS: Final = bytes(len(str(n)) - 1 for n in range(100_000))  # digits of n past the first
 
 
 def _at(fh: object, offset: int, n: int, cur: bytes, cur_base: int, prev: bytes, prev_base: int) -> bytes:

@@ -57,7 +57,7 @@ from migrate.logs import get_logger
 from migrate.replication.errors import LinkLostError, refusal
 from migrate.replication.protocol import ID_LEN, ack_command, command_size, pack
 from migrate.replication.spool import ChunkQueue, Closed, DiskSpool, FileSink, MemoryQueue, Sink
-from migrate.wire import resp_total
+from migrate.wire import Splice, resp_total
 
 log = get_logger(__name__)
 
@@ -124,8 +124,6 @@ class RawRun(NamedTuple):
     parsed: list[list[bytes]]  # the same commands parsed (what the test looked at; e.g. to count them by name)
 
 
-Splice = tuple[int, bytes]
-"""How a command of a run changes: (how many of its last bytes are replaced (its whole size: all of it), by what)."""
 Rewrite = Callable[[list[bytes]], Splice | None]
 """A command that does not pass as it is -> the splice that makes it the one command it becomes, or None (it comes
 alone). A splice of its last bytes only keeps the source's bytes of its head (`SET k v EX 60`: only `EX 60` is new)."""
@@ -825,13 +823,9 @@ class _CommandParser:
         self._cut = (end, len(run))
         self._rewritten += 1
 
-    def _segment(self, run: list[list[bytes]]) -> tuple[int, int]:
-        """Where the source's bytes of the run since its last rewrite start and end."""
-        start, first = self._cut
-        return start, start + resp_total(run[first:])
-
     def _run(self, run: list[list[bytes]]) -> RawRun:
-        start, end = self._segment(run)
+        start, first = self._cut  # the source's bytes since the last rewrite
+        end = start + resp_total(run[first:])
         self.offset = end
         self._check_drift()
         data = bytes(self._pending[start - self._base:end - self._base])

@@ -1,10 +1,11 @@
-"""Reload's snapshots loaded at once, one worker process each: a cluster source's primaries (spooled or streamed), or
-several --from-rdb files. Each worker runs the same KeyLoader as the sequential load (per-key conversion, batches,
-slot routing on a cluster target) on its own connections; the coordinator shows one progress bar fed by the workers'
-batches and merges their tallies, function libraries and notes in snapshot order.
+"""Reload's snapshots checked and loaded at once, one worker process each: a cluster source's primaries (spooled or
+streamed), or several --from-rdb files. The files are checked (load.check_snapshot) in the workers before the flush;
+after it, each worker runs the same KeyLoader as the sequential load (per-key conversion, batches, slot routing on a
+cluster target) on its own connections; the coordinator shows one progress bar fed by the workers' batches and
+merges their tallies, function libraries and notes in snapshot order.
 
-Runs after the checks and the flush, like the sequential load: a worker's failure stops the others at once (the
-target holds a partial load either way, and the caller says so); nothing is retried, a reload cannot resume.
+A worker's failure, or its death, stops the others at once (after the flush the target holds a partial load either
+way, and the caller says so); nothing is retried, a reload cannot resume.
 """
 
 from __future__ import annotations

@@ -444,8 +444,9 @@ def _execute(config: RunConfig, sides: Sides) -> LoadOutcome:
                 _refuse_doomed_source(node, sides.target, options)
         if pool is not None:
             pool.check(files, config, sides.target.identity.capabilities)
-        for file in files if pool is None else ():
-            check_snapshot(file, config, sides.target)
+        else:
+            for file in files:
+                check_snapshot(file, config, sides.target)
         _flush(sides, settings, _target_dbs(options.selection, sides.source))
         try:
             progress = stack.enter_context(RunProgress(options.show_progress, _source_keys(sides, settings),

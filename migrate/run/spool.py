@@ -58,9 +58,6 @@ def spooled_snapshots(sources: list[Server], folder: Path) -> Iterator[list[Path
     block ends. A snapshot that fails fails the whole, once the others have ended."""
     check_space(sources, folder)
     with contextlib.ExitStack() as stack:
-        if len(sources) == 1:
-            yield [stack.enter_context(spooled_snapshot(sources[0], folder))]
-            return
         with ThreadPoolExecutor(max_workers=len(sources), thread_name_prefix="spool") as pool:
             # each thread enters its snapshot into the one stack (an append to a deque: atomic), so every file that
             # was written is removed at the end whatever happened to the others

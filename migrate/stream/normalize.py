@@ -61,12 +61,12 @@ def _abs_ms(option: bytes, amount: bytes, now_ms: int) -> bytes | None:
 
 
 _SCALES: Final = {b"ex": (True, 1000), b"px": (True, 1), b"exat": (False, 1000), b"pxat": (False, 1)}
+"""A time option (lower case) -> (relative to the time received, its unit in milliseconds)."""
 
-
-_TIME_OPTIONS: Final = frozenset({b"ex", b"px", b"exat", b"pxat"})
-_RELATIVE: Final = frozenset({b"ex", b"px"})
-RELATIVE_UNITS: Final = {b"ex": 1000, b"px": 1}
+_TIME_OPTIONS: Final = frozenset(_SCALES)
+RELATIVE_UNITS: Final = {option: unit for option, (relative, unit) in _SCALES.items() if relative}
 """A relative time option (lower case) -> its unit in milliseconds."""
+_RELATIVE: Final = frozenset(RELATIVE_UNITS)
 
 
 def _times_to_pxat(argv: Argv, start: int, options: frozenset[bytes], ctx: Context) -> tuple[Argv, ...]:

@@ -27,10 +27,9 @@ from migrate.stream import normalize, table
 from migrate.stream.fit import Fitter, Outcome, TargetProfile
 from migrate.stream.model import Argv, DbMap, StreamTally, TargetCommand, Unit
 from migrate.stream.table import Kind
-from migrate.wire import ARG_BYTES, pack_argv, resp_size
+from migrate.wire import ARG_BYTES, Splice, pack_argv, resp_size
 
 SourceCommand = tuple[Argv, int]  # (argv, end offset)
-Splice = tuple[int, bytes]  # (how many of a command's last bytes are replaced, the bytes replacing them)
 OwnEffect = Callable[[Argv], bool]
 QuickPlan = tuple[bool, int, OwnEffect | None]
 _NOTHING: Final[tuple[Argv, ...]] = ()
@@ -162,9 +161,10 @@ class Translator:
                     and (len(argv) == 5 or normalize.set_is_its_effect(argv[:-2]))):
                 at = (received_ms if received_ms is not None else self.clock()) + int(amount) * unit
                 self._spliced[name] += 1
+                replaced = ARG_BYTES[2] + ARG_BYTES[len(amount)]  # `$2\r\nEX\r\n$<n>\r\n<amount>\r\n`
                 if _MS13 <= at < _MS14:  # unix ms from 2001 to 2286: 13 digits
-                    return 8 + ARG_BYTES[len(amount)], b"$4\r\nPXAT\r\n$13\r\n%d\r\n" % at
-                return 8 + ARG_BYTES[len(amount)], b"$4\r\nPXAT\r\n$%d\r\n%d\r\n" % (len(str(at)), at)
+                    return replaced, b"$4\r\nPXAT\r\n$13\r\n%d\r\n" % at
+                return replaced, b"$4\r\nPXAT\r\n$%d\r\n%d\r\n" % (len(str(at)), at)
         command = self.rewrite_one(argv, received_ms)
         return None if command is None else (resp_size(argv), pack_argv(command))
 

@@ -34,7 +34,7 @@ from migrate.run.sync.state import SyncState
 from migrate.selection import KeySelection
 from migrate.server import Server
 from migrate.stream import DbMap, Translator, Unit
-from migrate.wire import Channel
+from migrate.wire import Channel, Splice
 
 log = get_logger("migrate.sync")
 
@@ -209,7 +209,7 @@ def translated(link: ReplicaLink, translator: Translator, limit: int, timeout: f
     runs: list[list[list[bytes]]] = []
     start = link.position.offset
 
-    def rewrite(argv: list[bytes]) -> tuple[int, bytes] | None:
+    def rewrite(argv: list[bytes]) -> Splice | None:
         nonlocal received
         if received is None:
             received = link.arrived_ms(start + 1)
