@@ -65,7 +65,8 @@ def start_on(servers: Any, name: str, folder: Path, filename: str, *args: str) -
 
 def lfu_or_lru_args(source: Source) -> tuple[str, ...]:
     if any(k.freq is not None for k in source.keys):
-        return ("--maxmemory-policy", "allkeys-lfu")
+        # lfu-decay-time 0: a counter must not decay when a minute boundary passes between the load and the check
+        return ("--maxmemory-policy", "allkeys-lfu", "--lfu-decay-time", "0")
     if any(k.idle is not None for k in source.keys):
         return ("--maxmemory-policy", "allkeys-lru")
     return ()
