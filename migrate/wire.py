@@ -90,6 +90,10 @@ HEAD_BYTES: Final = [3 + len(str(n)) for n in range(10_000)]
 """Bytes of an array header of n elements in canonical RESP, `*<n>\\r\\n`, for n below 10,000."""
 
 
+PassPlan = tuple[bool, int, Callable[[Any], bool] | None]
+"""For a command name: (every such command passes as it is, or those with this many arguments, or those this test
+passes): how a reader of a command stream (replication, AOF) gathers runs of commands forwarded as their bytes."""
+
 Splice = tuple[int, bytes]
 """How a command's canonical RESP changes: (how many of its last bytes are replaced (its whole size: all of it), by
 what)."""

@@ -4,16 +4,19 @@ and a torn copy of every fixture loads in the reader exactly as in the writer's 
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
+from hiredis import pack_command
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fixtures.aof_state import canonical_state, same_state
 from migrate.aof import AofCommand, AofReader, summarize_aof
-from migrate.aof.commands import CommandStream
+from migrate.aof.commands import FAST_CHUNK, RUN_BYTES, RUN_COMMANDS, CommandRun, CommandStream, RawCommand, Runs
 from migrate.errors import BadInputError
+from migrate.wire import PassPlan, resp_size
 from tests.aof_support import CORPUS, FIXTURES, replay, server_on_aof, tolerance, truncation_offsets, writer_of
 from tests.conftest import ServerFactory
 
@@ -101,13 +104,59 @@ def test_torn_copy_loads_like_the_server(fixture: str, servers: ServerFactory, t
     assert reader.truncation.loaded_up_to in truncation_offsets(log)  # where the server cut the file
 
 
-def _parse(path: Path, fast: bool, chunk: int) -> tuple[object, ...]:
+def _parse(path: Path, fast: bool, chunk: int, runs: str = "none") -> tuple[object, ...]:
     stream = CommandStream(path, "f", chunk_size=chunk, fast=fast)
     try:
-        commands = list(stream)
+        commands = list(stream) if runs == "none" else expand(stream.gathered(RUNS[runs]))
     except BadInputError as exc:
         return ("error", exc.message)
     return ("ok", commands, stream.truncated_at)
+
+
+def _passes(name: bytes) -> PassPlan:
+    return (True, -1, None)
+
+
+def _passes_set(name: bytes) -> PassPlan:
+    return (name.lower() == b"set", -1, None)
+
+
+RUNS: dict[str, Runs] = {"all": (_passes, lambda: True), "some": (_passes_set, lambda: True)}
+
+
+def expand(items: Iterable[RawCommand | CommandRun]) -> list[RawCommand]:
+    """Runs back into (offset, end, argv) by the canonical sizes (each run's must end where the run says)."""
+    out: list[RawCommand] = []
+    for item in items:
+        if not isinstance(item, CommandRun):
+            out.append(item)
+            continue
+        assert item.commands
+        pos = item.start
+        for argv in item.commands:
+            out.append((pos, pos + resp_size(argv), tuple(argv)))
+            pos += resp_size(argv)
+        assert pos == item.end
+    return out
+
+
+def test_runs_are_bounded_and_cross_chunks_exactly(tmp_path: Path) -> None:
+    """Runs over many 64 KiB chunks: the same commands and offsets as the exact parser; at most RUN_COMMANDS
+    commands and about RUN_BYTES bytes each; a command that does not pass ends a run; the file's last command is
+    never in a run (nothing follows it to prove its end)."""
+    path = tmp_path / "appendonly.aof"
+    commands = [(b"SET", b"k%d" % i, b"v" * (10 if i < 2600 else 2000 + i % 7)) if i % 2600 else (b"DEL", b"k%d" % i)
+                for i in range(6000)]
+    path.write_bytes(b"".join(pack_command(c) for c in commands))
+    items = list(CommandStream(path, "f").gathered(RUNS["some"]))
+    runs = [i for i in items if isinstance(i, CommandRun)]
+    assert runs and all(len(r.commands) <= RUN_COMMANDS and r.end - r.start <= RUN_BYTES + FAST_CHUNK + 4000
+                        for r in runs)
+    assert max(len(r.commands) for r in runs) == RUN_COMMANDS  # the small values: bounded by count
+    assert max(r.end - r.start for r in runs) > RUN_BYTES - FAST_CHUNK - 4000  # the large ones: by bytes (fed)
+    assert all(r.commands[0][0] == b"SET" for r in runs) and not isinstance(items[-1], CommandRun)
+    assert expand(items) == list(CommandStream(path, "f", fast=False))
+    assert [argv for _, _, argv in expand(items)] == commands
 
 
 RESP3_ELEMENTS = [b"+OK\r\n", b":5\r\n", b"$-1\r\n", b"*1\r\n$1\r\na\r\n", b"#t\r\n", b",1.5\r\n", b"_\r\n",
@@ -116,11 +165,14 @@ RESP3_ELEMENTS = [b"+OK\r\n", b":5\r\n", b"$-1\r\n", b"*1\r\n$1\r\na\r\n", b"#t\
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(changes=edits, cut=st.none() | st.floats(0, 1), chunk=st.sampled_from([3, 64, 1 << 20]),
-       insert=st.none() | st.tuples(st.floats(0, 1), st.sampled_from([*RESP3_ELEMENTS, b"#TS:1\r\n", b"*0\r\n"])))
+       insert=st.none() | st.tuples(st.floats(0, 1), st.sampled_from([*RESP3_ELEMENTS, b"#TS:1\r\n", b"*0\r\n"])),
+       runs=st.sampled_from(["none", "all", "some"]))
 def test_fast_path_parses_exactly_like_the_server_rules(changes: list[tuple[float, int]], cut: float | None,
-                                                        chunk: int, insert: tuple[float, bytes] | None) -> None:
+                                                        chunk: int, insert: tuple[float, bytes] | None,
+                                                        runs: str) -> None:
     """hiredis reads the canonical part; whatever it reads otherwise (RESP3 elements inside a command, annotations,
-    non-canonical lengths, corruption) must give exactly what the exact parser gives."""
+    non-canonical lengths, corruption) must give exactly what the exact parser gives, command by command or
+    gathered into runs (every command passing, or some)."""
     data = SAMPLES["commands"]
     if insert is not None:  # an element hiredis reads but the server does not, at a command or argument boundary
         where = int(insert[0] * len(data))
@@ -130,4 +182,18 @@ def test_fast_path_parses_exactly_like_the_server_rules(changes: list[tuple[floa
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "appendonly.aof"
         path.write_bytes(corrupt)
-        assert _parse(path, True, chunk) == _parse(path, False, chunk)
+        assert _parse(path, True, chunk, runs) == _parse(path, False, chunk)
+
+
+@pytest.mark.parametrize("odd", [b"*3\r\n$3\r\nSET\r\n$02\r\nk9\r\n$1\r\nv\r\n",
+                                 b"*3\r\n$3\r\nSET\r\n+k9\r\n$1\r\nv\r\n", b"*3\r\n$3\r\nSET\r\n$2\r\nk9\r\n:1\r\n"])
+@pytest.mark.parametrize("passing", ["all", "some"])
+def test_a_non_canonical_command_inside_a_run_is_read_by_the_exact_rules(odd: bytes, passing: str,
+                                                                         tmp_path: Path) -> None:
+    """A command hiredis reads otherwise than its canonical size says (a padded length, a simple string, an integer)
+    in the middle of a run: the run ends before it is proven, and the exact parser reads from there."""
+    path = tmp_path / "appendonly.aof"
+    before = b"".join(pack_command((b"SET", b"k%d" % i, b"v")) for i in range(5))
+    after = b"".join(pack_command(c) for c in [(b"DEL", b"k1"), *((b"SET", b"j%d" % i, b"w") for i in range(5))])
+    path.write_bytes(before + odd + after)
+    assert _parse(path, True, 1 << 20, passing) == _parse(path, False, 1 << 20)

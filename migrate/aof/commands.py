@@ -23,15 +23,16 @@ proven, and the file's last command (whose end nothing follows) is always parsed
 from __future__ import annotations
 
 import os
-from collections.abc import Generator, Iterator
-from typing import Final
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass
+from typing import Any, Final, cast
 
 import hiredis
 
 from migrate.aof.errors import AofFormatError
 from migrate.wire import ARG_BYTES as _ARG_COST
 from migrate.wire import HEAD_BYTES as _HEAD_BYTES
-from migrate.wire import resp_size
+from migrate.wire import PassPlan, resp_size, resp_total
 
 LINE_MAX: Final = 1023  # fgets(buf, AOF_ANNOTATION_LINE_MAX_LEN = 1024, fp) reads at most 1023 bytes
 DEFAULT_CHUNK: Final = 1 << 20
@@ -39,7 +40,22 @@ FAST_CHUNK: Final = 64 << 10  # hiredis parses several times faster fed 64 KiB a
 _INT_MAX: Final = (1 << 31) - 1
 BLANKS: Final = b" \t\n\r\v\f"  # isspace() in the C locale
 
+RUN_COMMANDS: Final = 1000  # commands per CommandRun at most (about one applier batch)
+RUN_BYTES: Final = 1 << 20  # and bytes (a run is held in memory, parsed)
+
 RawCommand = tuple[int, int, tuple[bytes, ...]]  # (offset of '*', offset after the command, argv)
+Runs = tuple[Callable[[bytes], PassPlan], Callable[[], bool]]
+"""How to gather runs: the pass plan of a command name, and whether a run may start now (the consumer's state)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CommandRun:
+    """Consecutive commands that pass, [start, end) of the file, as hiredis parsed them (proven canonical as a
+    whole: their canonical sizes add up to where the next command's header is)."""
+
+    start: int
+    end: int
+    commands: list[list[bytes]]
 
 
 class _More(Exception):
@@ -71,6 +87,13 @@ class CommandStream:
         self._path = path
 
     def __iter__(self) -> Iterator[RawCommand]:
+        return cast(Iterator[RawCommand], self._items(None))
+
+    def gathered(self, runs: Runs) -> Iterator[RawCommand | CommandRun]:
+        """The commands, those that pass gathered into CommandRuns on the fast path (see `_fast`)."""
+        return self._items(runs)
+
+    def _items(self, runs: Runs | None) -> Iterator[RawCommand | CommandRun]:
         try:
             fh = open(self._path, "rb", buffering=0)  # noqa: SIM115 - closed in the finally below
         except OSError as exc:
@@ -81,61 +104,88 @@ class CommandStream:
                 size = min(size, self._stop)
             start = self._start
             if self.fast:
-                start = yield from self._fast(fh, size, start)
+                start = yield from self._fast(fh, size, start, runs)
             self.exact_from = start
             fh.seek(start)
             yield from self._commands(fh, size, start)
         finally:
             fh.close()
 
-    def _fast(self, fh: object, size: int, start: int) -> Generator[RawCommand, None, int]:
-        """Canonical commands through hiredis; returns the offset where the exact parser must go on."""
+    def _fast(self, fh: object, size: int, start: int,
+              runs: Runs | None) -> Generator[RawCommand | CommandRun, None, int]:
+        """Canonical commands through hiredis; returns the offset where the exact parser must go on. With `runs`,
+        consecutive commands that pass come out as one CommandRun, measured at once (`resp_total`) when the command
+        after them proves where they end."""
         read = fh.read  # type: ignore[attr-defined]
         reader = hiredis.Reader()
         gets = reader.gets
         fh.seek(start)  # type: ignore[attr-defined]
-        cur, cur_base, fed = b"", start, start  # the chunk fed last, its file offset, the end of what was fed
-        prev, prev_base = b"", start
-        pos = start  # where the next command starts, by the canonical lengths so far
+        window = _Window(fh, start)  # the chunks fed last (where the next command's header is looked for)
+        fed = start  # the end of what was fed
+        pos = start  # where the next command (or the run being gathered) starts, by the canonical lengths so far
         held: RawCommand | None = None  # parsed, waiting for the next command's header to prove its end
-        heads = _HEADS
-        nheads = len(heads)
-        head_bytes = _HEAD_BYTES
-        cost = _ARG_COST
+        run: list[list[bytes]] = []  # commands gathered from pos on, all passing
+        full = False  # the run holds RUN_BYTES: the next command ends it
+        plan_of, hot = runs or (_no_plan, _never)
+        gather = runs is not None
+        plans: dict[bytes, PassPlan] = {}
+        get = plans.get
+        cost, head_bytes = _ARG_COST, _HEAD_BYTES
+        cur, cur_base, heads, nheads = b"", start, _HEADS, len(_HEADS)
         while True:
             try:
                 reply = gets()
+                if reply is False:
+                    data = read(min(FAST_CHUNK, size - fed)) if fed < size else b""
+                    if not data:
+                        self.canonical = True
+                        break
+                    window.push(data, fed)
+                    cur, cur_base = data, fed
+                    fed += len(data)
+                    reader.feed(data)
+                    full = bool(run) and fed - pos > RUN_BYTES
+                    continue
+                if type(reply) is not list or not reply:  # a bulk string, an error, an empty command...
+                    break
+                if run:
+                    q = get(reply[0]) or _plan(plans, plan_of, reply[0])
+                    if (not full and len(run) < RUN_COMMANDS
+                            and (q[0] or len(reply) == q[1] or (q[2] is not None and q[2](reply)))):
+                        run.append(reply)
+                        continue
+                    length = resp_total(run)
+                    if not window.has_head(reply, pos + length):
+                        break  # the run was not what its canonical lengths say
+                    yield CommandRun(pos, pos + length, run)
+                    pos, run, full = pos + length, [], False
+                elif not (cur.startswith(heads[len(reply)], pos - cur_base) if len(reply) < nheads and pos >= cur_base
+                          else False) and not window.has_head(reply, pos):
+                    break  # the held command was not what its canonical length says (tested inline first: hot)
+                elif held is not None:
+                    yield held
+                    held = None
+                if gather and hot():  # asked only here: what the consumer did with the command before may change it
+                    q = get(reply[0]) or _plan(plans, plan_of, reply[0])
+                    if q[0] or len(reply) == q[1] or (q[2] is not None and q[2](reply)):
+                        run = [reply]
+                        continue
+                argv = tuple(reply)
+                try:  # the canonical length: `*<argc>\r\n`, then `$<len>\r\n<bytes>\r\n` per argument
+                    length = sum(map(cost.__getitem__, map(len, argv))) + head_bytes[len(argv)]
+                except IndexError:  # an argument of 100,000 bytes or more, or 10,000 arguments or more
+                    length = resp_size(argv)
+                held = (pos, pos + length, argv)
+                pos += length
             except hiredis.ProtocolError:
                 break
-            if reply is False:
-                data = read(min(FAST_CHUNK, size - fed)) if fed < size else b""
-                if not data:
-                    self.canonical = True
-                    break
-                prev, prev_base, cur, cur_base = cur, cur_base, data, fed
-                fed += len(data)
-                reader.feed(data)
-                continue
-            if type(reply) is not list:  # a bulk string, an error, a number...: the exact rules decide
+            except (TypeError, AttributeError, ValueError):  # a nil, an integer, a nested array: the exact rules
                 break
-            argv = tuple(reply)
-            argc = len(argv)
-            try:  # the canonical length: `*<argc>\r\n`, then `$<len>\r\n<bytes>\r\n` per argument
-                length = sum(map(cost.__getitem__, map(len, argv))) + head_bytes[argc]
-            except IndexError:  # an argument of 100,000 bytes or more, or 10,000 arguments or more
-                length = resp_size(argv)
-            except TypeError:  # a nil, an integer, a nested array: the exact rules decide
-                break
-            head = heads[argc] if argc < nheads else b"*%d\r\n$" % argc
-            at = pos - cur_base
-            if not (at >= 0 and cur.startswith(head, at)) and (
-                    not argc or _at(fh, pos, len(head), cur, cur_base, prev, prev_base) != head):
-                break  # the held command was not what its canonical length says (or an empty command)
-            if held is not None:
-                yield held
-            held = (pos, pos + length, argv)
-            pos += length
-        return held[0] if held is not None else pos
+        if len(run) > 1 and self.canonical:  # the file's last command is never proven: all before it may be
+            pos = yield from _run_before_last(run, pos, window)
+        elif held is not None:
+            return held[0]
+        return pos
 
     def _commands(self, fh: object, size: int, start: int) -> Iterator[RawCommand]:
         raw_read = fh.read  # type: ignore[attr-defined]
@@ -235,17 +285,65 @@ class CommandStream:
 _HEADS: Final = tuple(b"*%d\r\n$" % n for n in range(64))
 
 
-def _at(fh: object, offset: int, n: int, cur: bytes, cur_base: int, prev: bytes, prev_base: int) -> bytes:
-    """The n bytes at a file offset, from the last two chunks read when they hold them (else read from the file)."""
-    at = offset - cur_base
-    if at >= 0 and at + n <= len(cur):
-        return cur[at:at + n]
-    at = offset - prev_base
-    if at >= 0 and at + n <= len(prev) and offset + n <= cur_base:
-        return prev[at:at + n]
-    if at >= 0 and at < len(prev) and offset + n <= cur_base + len(cur):
-        return (prev + cur[:n])[at:at + n]
-    return os.pread(fh.fileno(), n, offset)  # type: ignore[attr-defined]
+class _Window:
+    """The last two chunks fed to hiredis, to look for a command's header at a file offset without reading again."""
+
+    def __init__(self, fh: object, start: int) -> None:
+        self.fh = fh
+        self.cur, self.cur_base = b"", start
+        self.prev, self.prev_base = b"", start
+
+    def push(self, data: bytes, base: int) -> None:
+        self.prev, self.prev_base, self.cur, self.cur_base = self.cur, self.cur_base, data, base
+
+    def has_head(self, reply: list[Any], offset: int) -> bool:
+        """Whether the command `reply` starts at `offset` with its canonical header (`*<argc>\\r\\n$`)."""
+        argc = len(reply)
+        head = _HEADS[argc] if argc < len(_HEADS) else b"*%d\r\n$" % argc
+        at = offset - self.cur_base
+        return (at >= 0 and self.cur.startswith(head, at)) or self.bytes_at(offset, len(head)) == head
+
+    def bytes_at(self, offset: int, n: int) -> bytes:
+        """The n bytes at a file offset, from the last two chunks when they hold them (else read from the file)."""
+        cur, prev = self.cur, self.prev
+        at = offset - self.cur_base
+        if at >= 0 and at + n <= len(cur):
+            return cur[at:at + n]
+        at = offset - self.prev_base
+        if at >= 0 and at + n <= len(prev) and offset + n <= self.cur_base:
+            return prev[at:at + n]
+        if at >= 0 and at < len(prev) and offset + n <= self.cur_base + len(cur):
+            return (prev + cur[:n])[at:at + n]
+        return os.pread(self.fh.fileno(), n, offset)  # type: ignore[attr-defined]
+
+
+def _run_before_last(run: list[list[bytes]], pos: int, window: _Window) -> Generator[CommandRun, None, int]:
+    """The run that ends the file, but its last command (proven by that command's header); where the exact parser
+    goes on."""
+    try:
+        length = resp_total(run[:-1])
+    except TypeError:  # an element hiredis reads but the server does not: the exact rules decide
+        return pos
+    if not window.has_head(run[-1], pos + length):
+        return pos
+    yield CommandRun(pos, pos + length, run[:-1])
+    return pos + length
+
+
+def _plan(plans: dict[bytes, PassPlan], plan_of: Callable[[bytes], PassPlan], name: bytes) -> PassPlan:
+    plan = plans[name] = plan_of(name) if type(name) is bytes else _NEVER
+    return plan
+
+
+_NEVER: Final[PassPlan] = (False, -2, None)
+
+
+def _no_plan(name: bytes) -> PassPlan:
+    return _NEVER
+
+
+def _never() -> bool:
+    return False
 
 
 def _line_end(buf: bytes, p: int, eof: bool) -> int:

@@ -24,7 +24,7 @@ import os
 from collections.abc import Generator, Iterator
 from typing import Final, cast
 
-from migrate.aof.commands import DEFAULT_CHUNK, CommandStream, RawCommand
+from migrate.aof.commands import DEFAULT_CHUNK, CommandRun, CommandStream, RawCommand, Runs
 from migrate.aof.discover import AofFileInfo, AofInput, open_aof_input
 from migrate.aof.errors import AofFormatError
 from migrate.aof.events import AofCommand, AofEvent, FileEnd, FileStart, RdbPartEnd, Truncation
@@ -92,15 +92,28 @@ class AofReader:
 
     # -- the command part ---------------------------------------------------------------------------------------
 
-    def command_part(self, info: AofFileInfo, start: int, last: bool, *,
-                     raw: bool = False) -> Iterator[AofEvent | RawCommand]:
+    def command_part(self, info: AofFileInfo, start: int, last: bool, *, raw: bool = False,
+                     runs: Runs | None = None) -> Iterator[AofEvent | RawCommand | CommandRun]:
         """The events of a file's command part; `raw`: commands as the (offset, end, argv) tuples the file parser
-        gives (same order and semantics, no AofCommand built: for passes that only look at argv)."""
+        gives (same order and semantics, no AofCommand built: for passes that only look at argv); `runs`: also
+        CommandRuns of commands that pass (outside a transaction only: see CommandStream.gathered)."""
         state = _FileState(info, start)
         state.raw = raw
         stream = CommandStream(info.path, info.name, start, self.chunk_size)
         alone = True  # outside any transaction (the common case, handled inline)
-        for command in stream:
+        if runs is None:
+            items: Iterator[RawCommand | CommandRun] = iter(stream)
+        else:
+            plan_of, hot = runs
+            items = stream.gathered((plan_of, lambda: alone and hot()))
+        for command in items:
+            if isinstance(command, CommandRun):  # runs hold no MULTI, EXEC nor SELECT (state commands never pass)
+                n = len(command.commands)
+                self.commands += n
+                state.yielded += n
+                state.loaded_up_to = command.end
+                yield command
+                continue
             argv = command[2]
             name = argv[0]
             if alone and not (len(name) == 5 and name.lower() == b"multi"):

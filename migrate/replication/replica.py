@@ -57,7 +57,7 @@ from migrate.logs import get_logger
 from migrate.replication.errors import LinkLostError, refusal
 from migrate.replication.protocol import ID_LEN, ack_command, command_size, pack
 from migrate.replication.spool import ChunkQueue, Closed, DiskSpool, FileSink, MemoryQueue, Sink
-from migrate.wire import Splice, resp_total
+from migrate.wire import PassPlan, Splice, resp_total
 
 log = get_logger(__name__)
 
@@ -127,9 +127,6 @@ class RawRun(NamedTuple):
 Rewrite = Callable[[list[bytes]], Splice | None]
 """A command that does not pass as it is -> the splice that makes it the one command it becomes, or None (it comes
 alone). A splice of its last bytes only keeps the source's bytes of its head (`SET k v EX 60`: only `EX 60` is new)."""
-
-PassPlan = tuple[bool, int, Callable[[Any], bool] | None]
-"""For a command name: (every such command passes, or those with this many arguments, or those this test passes)."""
 
 
 @dataclass(frozen=True)

@@ -19,15 +19,17 @@ from __future__ import annotations
 import os
 import time
 from array import array
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Final
 
 import hiredis
 from hiredis import pack_command
 
 from migrate.aof import AofInput, AofReader, FileEnd, Truncation, open_aof_input
-from migrate.aof.commands import CommandStream
+from migrate.aof.commands import RUN_BYTES, RUN_COMMANDS, CommandRun, CommandStream
 from migrate.aof.discover import AofFileInfo
 from migrate.errors import BadInputError, ProblemsFound
 from migrate.rdb.errors import RdbFormatError
@@ -45,10 +47,9 @@ from migrate.stream.translator import QuickPlan
 
 STREAM_ID: Final = "reload-aof"
 SHOWN: Final = 5  # keys named in a refusal (the report of a run names them all)
-RUN_COMMANDS: Final = 1000  # commands forwarded as read, per run (about one applier batch)
-RUN_BYTES: Final = 1 << 20
 PLAN_ENTRIES: Final = 1_000_000  # (start, end, count) entries the check pass keeps for the load: 24 MB at most
 TRANSLATE: Final = -1
+_first: Final = itemgetter(0)
 APPLY: Final = ApplyOptions(marker=False)
 
 
@@ -201,23 +202,31 @@ def _check_rdb_part(info: AofFileInfo, config: RunConfig, target: Server) -> Pre
 def _check_commands(reader: AofReader, info: AofFileInfo, start: int, is_last_file: bool, translator: Translator,
                     plan: FilePlan) -> int:
     """Read a file's commands (the reader raises what a server refuses); translate, to judge them, those the target
-    may not take as they are; plan the load. Returns where the loaded commands end. (The hot loop of the check pass:
-    the run being planned is kept in locals.)"""
+    may not take as they are; plan the load. Returns where the loaded commands end. The commands that pass come
+    mostly as CommandRuns (parsed and measured at once); single ones (the file's last command, one after a command
+    the translator takes) are gathered into runs here."""
     stop = start
     quick: dict[bytes, QuickPlan] = {}
     feed = translator.feed
-    hot = translator.followed and not translator.in_group  # changes only with a command the translator takes
     run_start = run_end = count = last = 0
     name = b""
     names: dict[bytes, int] = {}
-    for event in reader.command_part(info, start, is_last_file, raw=True):
-        if type(event) is tuple:
+    events = reader.command_part(info, start, is_last_file, raw=True,
+                                 runs=(translator.quick_plan, lambda: translator.followed and not translator.in_group))
+    for event in events:
+        if type(event) is CommandRun:
+            if count:
+                plan.run(run_start, run_end, count, names)
+                count, names = 0, {}
+            plan.run(event.start, event.end, len(event.commands), Counter(map(_first, event.commands)))
+        elif type(event) is tuple:
             offset, end, argv = event
             name = argv[0]
             q = quick.get(name)
             if q is None:
                 q = quick[name] = translator.quick_plan(name)
-            if hot and (q[0] or len(argv) == q[1] or (q[2] is not None and q[2](argv))):
+            if (translator.followed and not translator.in_group
+                    and (q[0] or len(argv) == q[1] or (q[2] is not None and q[2](argv)))):
                 if count and (offset != run_end or count >= RUN_COMMANDS or end - run_start > RUN_BYTES):
                     plan.run(run_start, run_end, count, names)
                     count, names = 0, {}
@@ -233,7 +242,6 @@ def _check_commands(reader: AofReader, info: AofFileInfo, start: int, is_last_fi
                 count, names = 0, {}
             feed(argv, end)
             plan.translate(offset, end)
-            hot = translator.followed and not translator.in_group
         elif isinstance(event, FileEnd):
             stop = event.loaded_up_to  # the byte after the last command the server applies
     if count:
