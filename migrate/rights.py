@@ -40,6 +40,7 @@ class Context:
     read_from_replica: bool = False  # --read-from replica
     digests: bool = False  # verify --server-digests big/always: DEBUG DIGEST-VALUE is tried
     from_aof: bool = False  # reload from --from-aof: the AOF's commands are replayed
+    via_replication: bool = False  # reload --load-via replication: the target loads as migrate's replica
 
 
 @dataclass(frozen=True)
@@ -250,6 +251,17 @@ RELAY_TARGET: Final = (
           required=False),
 )
 
+LOAD_VIA_REPLICATION: Final = tuple(
+    Right(command, args, why, when="--load-via replication", applies=lambda c: c.via_replication)
+    for command, args, why in (
+        ("replicaof", ("no", "one"), "make the target migrate's replica for the load, then a primary again"),
+        ("config|get", ("masterauth",), "keep the target's masterauth, masteruser, repl-diskless-load and "
+         "repl-timeout, to restore them"),
+        ("config|set", ("masterauth", "x"), "a one-time masterauth, repl-diskless-load on-empty-db (an empty target "
+         "loads while the sync arrives) and a long repl-timeout (the sync's end waits for the check), for the load "
+         "only"),
+        ("info", (), "follow the target's replication link and its error counter")))
+
 RIGHTS: Final[dict[str, dict[str, tuple[Right, ...]]]] = {
     "replay": {"source": SOURCE_READS, "target": TARGET_WRITES},
     "reload": {"source": SNAPSHOT, "target": (
@@ -257,7 +269,8 @@ RIGHTS: Final[dict[str, dict[str, tuple[Right, ...]]]] = {
         Right("flushdb", (), "empty the selected target databases", when="--db/--db-map"),
         *(r for r in TARGET_WRITES if r.command not in ("flushdb", "scan")),
         Right("select", ("0",), "replay the AOF's commands in their databases (and the rights of every command it "
-              "replays, typically +@write)", when="--from-aof", applies=lambda c: c.from_aof))},
+              "replays, typically +@write)", when="--from-aof", applies=lambda c: c.from_aof),
+        *LOAD_VIA_REPLICATION)},
     "replicaof": {"source": (Right("info", (), "identify the source; replication offsets"),
                              Right("command|info", ("psync",), "refuse a source that does not accept replicas",
                                    required=False)),

@@ -20,10 +20,10 @@ import os
 import time
 from array import array
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from operator import itemgetter
-from typing import Final
+from typing import Final, Protocol
 
 import hiredis
 from hiredis import pack_command
@@ -33,7 +33,7 @@ from migrate.aof.commands import RUN_BYTES, RUN_COMMANDS, CommandRun, CommandStr
 from migrate.aof.discover import AofFileInfo
 from migrate.errors import BadInputError, ProblemsFound
 from migrate.rdb.errors import RdbFormatError
-from migrate.rdb.precheck import Precheck, precheck
+from migrate.rdb.precheck import precheck
 from migrate.rdb.reader import RdbReader
 from migrate.render import display_key
 from migrate.run.load import Extras, KeyLoader, load_functions, load_records, wanted_records
@@ -65,6 +65,17 @@ class AofCheck:
     rdb_keys: int
     module_aux: tuple[str, ...] = ()
     plans: dict[str, FilePlan] = field(default_factory=dict)  # file name -> how the load goes through its commands
+
+
+@dataclass(frozen=True)
+class RdbPart:
+    """What was read of a file's RDB part: where its commands start, its keys, those the target cannot hold."""
+
+    end_offset: int
+    keys: int
+    incompatible: tuple[tuple[int, str, str], ...]  # (db, key as displayed, why) of the first ones
+    incompatible_total: int
+    module_aux: tuple[str, ...] = ()
 
 
 class FilePlan:
@@ -145,12 +156,15 @@ def open_input(config: RunConfig) -> AofInput:
 # -- the check pass, before the flush -----------------------------------------------------------------------------
 
 
-def check_aof(aof: AofInput, config: RunConfig, target: Server) -> AofCheck:
+def check_aof(aof: AofInput, config: RunConfig, target: Server, rdb_parts: Mapping[str, RdbPart] | None = None,
+              profile: TargetProfile | None = None) -> AofCheck:
     """Read the whole input as a server would load it; refuse it (BadInputError, exit 6) where a server refuses to
-    start, and under --on-incompatible fail (ProblemsFound, exit 5) when keys or commands cannot be taken."""
+    start, and under --on-incompatible fail (ProblemsFound, exit 5) when keys or commands cannot be taken.
+    `rdb_parts`: RDB parts already read (by the transcoder of --load-via replication), by file name; `profile`: the
+    target's, read beforehand (then the target is not asked anything: it may be busy loading)."""
     options = config.options
     judge = options.on_incompatible is OnIncompatible.FAIL
-    translator = Translator(TargetProfile.of(target.client), policy=OnIncompatible.SKIP,
+    translator = Translator(profile or TargetProfile.of(target.client), policy=OnIncompatible.SKIP,
                             db_map=DbMap.from_selection(options.selection))
     reader = AofReader(aof, capture_payload=False)
     plans: dict[str, FilePlan] = {}
@@ -163,10 +177,10 @@ def check_aof(aof: AofInput, config: RunConfig, target: Server) -> AofCheck:
     for index, info in enumerate(aof.files):
         start = 0
         if info.format == "rdb":
-            part = _check_rdb_part(info, config, target)
+            part = (rdb_parts or {}).get(info.name) or _check_rdb_part(info, config, target)
             rdb_ends[info.name] = start = part.end_offset
             rdb_keys += part.keys
-            incompatible += [(db, display_key(key), why) for db, key, why in part.incompatible]
+            incompatible += part.incompatible
             incompatible_total += part.incompatible_total
             module_aux.update(part.module_aux)
         if info.format == "empty":
@@ -187,13 +201,16 @@ def check_aof(aof: AofInput, config: RunConfig, target: Server) -> AofCheck:
                     plans)
 
 
-def _check_rdb_part(info: AofFileInfo, config: RunConfig, target: Server) -> Precheck:
+def _check_rdb_part(info: AofFileInfo, config: RunConfig, target: Server) -> RdbPart:
     options = config.options
     try:
         with open(info.path, "rb", buffering=0) as fh:
-            return precheck(fh, target.identity.capabilities,
-                            lossy=options.on_incompatible is not OnIncompatible.FAIL,
-                            wanted=wanted_records(options.selection))
+            found = precheck(fh, target.identity.capabilities,
+                             lossy=options.on_incompatible is not OnIncompatible.FAIL,
+                             wanted=wanted_records(options.selection))
+            return RdbPart(found.end_offset, found.keys, tuple((db, display_key(key), why)
+                                                               for db, key, why in found.incompatible),
+                           found.incompatible_total, found.module_aux)
     except RdbFormatError as exc:
         raise BadInputError(f"the RDB part of the AOF file {info.name} is unusable: {exc.message}; the target was "
                             "not touched", "a server refuses to load it too: restore the file from a backup") from None
@@ -271,39 +288,59 @@ def load_aof(check: AofCheck, config: RunConfig, target: Server, progress: RunPr
     load.applier = applier
     try:
         for info in check.input.files:
-            start = check.rdb_ends.get(info.name, 0)
             if info.format == "rdb":
                 _load_rdb_part(info, load, progress)
                 load.functions = _merge(load.functions, load_functions(target, settings, load.extras.functions))
                 load.extras.functions = []
-            if info.format == "empty":
-                continue
-            translator.new_client()
-            stop = check.stops[info.name]
-            with _CommandLoad(info, translator, load, progress) as commands:
-                plan = check.plans.get(info.name)
-                if plan is not None:
-                    commands.planned(plan)
-                    start = plan.covered_up_to
-                if start < stop:
-                    commands.parsed(start, stop)
+            restored = load_commands(check, info, translator, applier, progress, restore=lambda u: _restore(u, load))
+            load.restored += restored
         applier.flush()
     finally:
         applier.close()
         load.loader.close()
-    load.commands = _report(check, translator.tally, load.restored)
+    load.commands = report(check, translator.tally, load.restored)
     return load
+
+
+class CommandSink(Protocol):
+    """Where a file's commands go: the pipelined applier (--load-via commands), or a replication stream."""
+
+    def apply(self, unit: Unit) -> None: ...
+
+    def apply_raw(self, target_db: int, data: bytes, count: int, end_offset: int, source_db: int) -> None: ...
+
+    def flush(self) -> object: ...
+
+
+def load_commands(check: AofCheck, info: AofFileInfo, translator: Translator, sink: CommandSink,
+                  progress: RunProgress, restore: Callable[[Unit], int] | None = None) -> int:
+    """One file's commands (after its RDB part) into `sink`, as the check pass planned them; `restore`: the per-key
+    path for the AOF's RESTOREs (else they go to the sink, as translated). The RESTOREs given to `restore`."""
+    if info.format == "empty":
+        return 0
+    translator.new_client()
+    start, stop = check.rdb_ends.get(info.name, 0), check.stops[info.name]
+    with _CommandLoad(info, translator, sink, progress, restore) as commands:
+        plan = check.plans.get(info.name)
+        if plan is not None:
+            commands.planned(plan)
+            start = plan.covered_up_to
+        if start < stop:
+            commands.parsed(start, stop)
+    return commands.restored
 
 
 class _CommandLoad:
     """One file's commands into the target: the planned part (runs forwarded as read, the rest translated), then
     whatever the plan does not cover, parsed (runs of commands the target takes as they are still forwarded)."""
 
-    def __init__(self, info: AofFileInfo, translator: Translator, load: AofLoad, progress: RunProgress) -> None:
+    def __init__(self, info: AofFileInfo, translator: Translator, sink: CommandSink, progress: RunProgress,
+                 restore: Callable[[Unit], int] | None) -> None:
         self.info = info
         self.translator = translator
-        self.load = load
-        self.applier = load.applier
+        self.applier = sink
+        self.restore = restore
+        self.restored = 0
         self.progress = progress
         self.fd = os.open(info.path, os.O_RDONLY)
 
@@ -356,9 +393,10 @@ class _CommandLoad:
     def unit(self, unit: Unit | None) -> None:
         if unit is None:
             return
-        if len(unit.commands) == 1 and not unit.group and _is_restore(unit.commands[0][1][0]):
+        if (self.restore is not None and len(unit.commands) == 1 and not unit.group
+                and _is_restore(unit.commands[0][1][0])):
             self.applier.flush()  # a RESTORE goes through the per-key path: everything before it is applied first
-            self.load.restored += _restore(unit, self.load)
+            self.restored += self.restore(unit)
         else:
             self.applier.apply(unit)
 
@@ -452,7 +490,7 @@ def _merge(a: FunctionsReport | None, b: FunctionsReport | None) -> FunctionsRep
     return FunctionsReport(a.libraries + b.libraries, "; ".join(n for n in (a.note, b.note) if n))
 
 
-def _report(check: AofCheck, tally: StreamTally, restored: int) -> CommandsReport:
+def report(check: AofCheck, tally: StreamTally, restored: int) -> CommandsReport:
     truncation = ""
     t = check.truncation
     if t is not None:

@@ -43,6 +43,14 @@ class Strategy(StrEnum):
 READ_FROM: Final = ("primary", "replica")
 
 
+class LoadVia(StrEnum):
+    COMMANDS = "commands"  # the target loads as a client: RESTORE per RDB key, the AOF's commands pipelined
+    REPLICATION = "replication"  # the target runs REPLICAOF migrate: the RDB part as its full sync, then a stream
+
+    def __str__(self) -> str:
+        return self.value
+
+
 class CutoverMode(StrEnum):
     MANUAL = "manual"  # keep syncing until the operator triggers the cutover (SIGUSR1, `migrate cutover`)
     AUTO = "auto"  # cut over as soon as the target has caught up
@@ -121,6 +129,11 @@ class RunOptions:
         None, "--strategy relay: the HOST:PORT the target reaches migrate at (migrate listens there; port 0: a free "
         "one). Needed when the target is not on this machine.", metavar="HOST:PORT", parse=host_port,
         shown_default="a free loopback port when the target is local")
+    load_via: LoadVia = option(
+        LoadVia.COMMANDS, "--strategy reload --from-aof: commands: the target loads as a client (RESTORE per key of "
+        "the RDB part, the commands pipelined); replication: the target runs REPLICAOF migrate and loads the RDB "
+        "part natively as its full sync, then the commands as the replication stream (faster; the target must reach "
+        "--relay-address and allow REPLICAOF and CONFIG SET for the load).", choices=tuple(LoadVia), parse=LoadVia)
     read_from: str = option("primary", "A cluster source: read each shard on its primary, or on an in-sync replica "
                             "(spares the primaries; a shard without one is read on its primary).",
                             choices=READ_FROM)
@@ -184,8 +197,10 @@ class RunOptions:
         if self.strategy is Strategy.REPLICAOF and _filters(self.selection):
             raise ConfigError("--strategy replicaof copies the whole dataset: it takes no --match, --type, "
                               "--exclude, --db or --db-map", "use --strategy replay to copy a selection")
-        if self.relay_address is not None and self.strategy is not Strategy.RELAY:
-            raise ConfigError("--relay-address needs --strategy relay")
+        if self.load_via is LoadVia.REPLICATION:
+            self._validate_load_via()
+        elif self.relay_address is not None and self.strategy is not Strategy.RELAY:
+            raise ConfigError("--relay-address needs --strategy relay (or reload --load-via replication)")
         if self.strategy in (Strategy.SYNC, Strategy.RELAY):
             self._validate_follow()
         if self.strategy is Strategy.RELAY:
@@ -217,6 +232,15 @@ class RunOptions:
                               "--replace does not apply", "give --flush-target --yes to let it replace a target "
                               "that holds keys")
 
+
+    def _validate_load_via(self) -> None:
+        if self.strategy is not Strategy.RELOAD or self.from_aof is None:
+            raise ConfigError("--load-via replication needs --strategy reload --from-aof PATH",
+                              "drop --load-via, or reload an AOF")
+        if self.selection.dbs or self.selection.db_map:
+            raise ConfigError("--load-via replication loads every database as it is: it takes no --db or --db-map "
+                              "(the target's full sync replaces its whole dataset)",
+                              "use --load-via commands to load a selection of databases")
 
     def _check_aof(self) -> None:
         assert self.from_aof is not None

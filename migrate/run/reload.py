@@ -40,6 +40,7 @@ from migrate.rights import Context, check_rights
 from migrate.run.aofload import check_aof, load_aof, open_input
 from migrate.run.aofload import commands_of as aof_commands
 from migrate.run.aofload import describe as describe_aof
+from migrate.run.aofreplica import load_via_replication
 from migrate.run.convert import CachedPlan, Converter, signature
 from migrate.run.load import (
     KeyLoader,
@@ -48,7 +49,7 @@ from migrate.run.load import (
     load_functions,
     restore_payload,
 )
-from migrate.run.options import OnIncompatible, RunConfig, RunOptions
+from migrate.run.options import LoadVia, OnIncompatible, RunConfig, RunOptions
 from migrate.run.parallel_load import LoadTask, SnapshotPool
 from migrate.run.progress import RunProgress
 from migrate.run.result import CommandsReport, DbReport, FunctionsReport, RunResult
@@ -205,6 +206,7 @@ def _check_rights(config: RunConfig, both: Sides) -> None:
     check_rights("reload", sides, Context(source.identity.capabilities if source else None,
                                            target.identity.capabilities, options.flush_target,
                                            from_file=source is None, from_aof=options.from_aof is not None,
+                                           via_replication=options.load_via is LoadVia.REPLICATION,
                                            source_cluster=both.source_topology is not None,
                                            target_cluster=both.target_topology is not None))
 
@@ -215,6 +217,8 @@ def _check_rights(config: RunConfig, both: Sides) -> None:
 def _plan(config: RunConfig, sides: Sides, aof: AofInput | None) -> tuple[str, ...]:
     options = config.options
     source, target = sides.source, sides.target
+    if aof is not None and options.load_via is LoadVia.REPLICATION:
+        return _replication_plan(config, sides, aof)
     if aof is not None:
         lines = [describe_aof(aof), _aof_check_line(options)]
     else:
@@ -240,6 +244,28 @@ def _plan(config: RunConfig, sides: Sides, aof: AofInput | None) -> tuple[str, .
     lines.append("rollback: the flush deletes the target's current data and this tool cannot bring it back: back the "
                  "target up first (BGSAVE and keep its RDB file); the source is only read")
     return tuple(lines)
+
+
+def _replication_plan(config: RunConfig, sides: Sides, aof: AofInput) -> tuple[str, ...]:
+    options, target = config.options, sides.target
+    held = sum(target.identity.keyspace.values())
+    address = options.relay_address
+    shown = f"{address[0]}:{address[1]}" if address else "a free loopback port"
+    return (describe_aof(aof),
+            f"load: the target runs REPLICAOF migrate (listening on {shown}) and loads the AOF's RDB part as its full "
+            f"sync, transcoded for {target.identity.label} as it is read (native loading, no RESTORE per key)",
+            _aof_check_line(options).replace("before anything is flushed", "while the sync goes, before its last "
+                                              "chunk is sent (the target keeps its data until then)"),
+            f"replace: the full sync replaces the whole dataset of {target.identity.describe()} at {target.endpoint} "
+            f"(it holds {held:,} keys now), as FLUSHALL would",
+            f"load: then the AOF's commands as the replication stream, translated for {target.identity.label} "
+            f"(databases, MULTI/EXEC blocks, relative expiries made absolute), --on-incompatible "
+            f"{options.on_incompatible}; then REPLICAOF NO ONE and the target's masterauth, repl-diskless-load and "
+            "repl-timeout as they were",
+            "errors: a replica answers nothing to its primary: a command the target refuses is found by its error "
+            "counter (the run fails, without naming it); --load-via commands names each",
+            "rollback: the full sync deletes the target's current data and this tool cannot bring it back: back the "
+            "target up first (BGSAVE and keep its RDB file)")
 
 
 def _check_line(options: RunOptions) -> str:
@@ -407,6 +433,9 @@ def _echo_time(target: Server, settings: ConnectionSettings, payloads: list[byte
 
 def _execute_aof(config: RunConfig, target: Server, aof: AofInput) -> _Done:
     options = config.options
+    if options.load_via is LoadVia.REPLICATION:
+        loaded = load_via_replication(aof, config, target)
+        return _Done(loaded.tallies, loaded.notes, loaded.functions, loaded.commands, loaded.stream)
     check = check_aof(aof, config, target)
     flush_dbs(target, _target_dbs(options.selection, None))
     try:

@@ -97,7 +97,7 @@ def relay(config: RunConfig, control: SyncControl | None = None) -> RunResult:
         refuse_unsupported("relay", options, source, target)
         check_writable(options.checkpoint)
         address = relay_address(options.relay_address, target)
-        _refuse_tls_replication(target)
+        refuse_tls_replication(target)
         check_rights("relay", {"source": (source, 0), "target": (target, 0)},
                      Context(source.identity.capabilities, target.identity.capabilities, options.flush_target))
         state = SyncState(source.identity.describe(), target.identity.describe(), mode="relay")
@@ -133,10 +133,10 @@ def _loopback(host: str) -> bool:
         return False
 
 
-def _refuse_tls_replication(target: Server) -> None:
+def refuse_tls_replication(target: Server, what: str = "the relay", instead: str = "--strategy sync") -> None:
     if (config_value(target.client, "tls-replication") or "no").lower() == "yes":
-        raise ConfigError("the target replicates over TLS (tls-replication yes): the relay serves replication in "
-                          "plain TCP", "use --strategy sync, or set tls-replication no on the target for the "
+        raise ConfigError(f"the target replicates over TLS (tls-replication yes): {what} serves replication in "
+                          f"plain TCP", f"use {instead}, or set tls-replication no on the target for the "
                           "migration")
 
 
@@ -667,4 +667,5 @@ def db_reports(report: TranscodeReport) -> tuple[DbReport, ...]:
                  for d in report.dbs)
 
 
-__all__ = ["RelayJob", "db_reports", "relay", "relay_address"]
+__all__ = ["BACKLOG_BYTES", "CONNECT_SECONDS", "RelayJob", "db_reports", "refuse_tls_replication", "relay",
+           "relay_address"]

@@ -1,0 +1,319 @@
+"""Reload from an AOF through replication (`--strategy reload --from-aof PATH --load-via replication`): the target
+runs `REPLICAOF <migrate>`; migrate, as its primary (migrate.replication.ReplicaServer), sends the AOF's RDB part
+(a base file or a preamble) as the full sync, transcoded for the target release as it is read (rdb.transcode: the
+target loads it natively, no RESTORE per key), then the AOF's commands as the replication stream, translated as
+--load-via commands translates them (aofload.load_commands), waits until the target acknowledges the last byte, and
+makes it a primary again (REPLICAOF NO ONE, its own settings back).
+
+    AOF --RDB part--> transcode --$EOF: chunks (the last held back)--> target (loads while they arrive)
+        --commands--> check pass (aofload.check_aof) ---> release the last chunk --> target online
+        --commands--> Translator / runs as read --> RespWriter --> stream --> target --> GETACK --> REPLICAOF NO ONE
+
+Nothing is replaced before the whole input is checked: the sync's last chunk (the RDB's end and checksum) is held
+back until the transcoder has read every key of the RDB part and the check pass every command. A replica keeps its
+data until its sync's payload ends (it writes the payload to disk first); an empty target is set to
+`repl-diskless-load on-empty-db` for the load, so that it loads the keys while they arrive, and it empties itself
+again when the sync breaks. A refused input thus leaves the target as it was. The target's `repl-timeout` is raised
+for the load: it waits for the last chunk while the check runs.
+
+A replica answers nothing to its primary: a command the target refuses shows only in its error counter (INFO stats
+total_error_replies), read before and after the stream; a rise fails the run (the hint: --load-via commands names each
+refused command). A replica ignores maxmemory: the used memory is compared with maxmemory once everything is loaded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from migrate.aof import AofInput
+from migrate.errors import BadInputError, ConfigError, MigrateError, MigrationError
+from migrate.identity import config_value
+from migrate.logs import get_logger
+from migrate.rdb.crc import crc64
+from migrate.rdb.errors import RdbFormatError
+from migrate.rdb.target import TargetFormat
+from migrate.rdb.transcode import TranscodeReport, transcode_chunks
+from migrate.replication import PrimaryOptions, ReplicaServer
+from migrate.run.aofload import AofCheck, RdbPart, check_aof, load_commands, report
+from migrate.run.options import OnIncompatible, RunConfig
+from migrate.run.progress import RunProgress
+from migrate.run.relay.api import BACKLOG_BYTES, CONNECT_SECONDS, refuse_tls_replication, relay_address
+from migrate.run.relay.target import TargetReplica, where
+from migrate.run.result import CommandsReport, FunctionsReport
+from migrate.run.tally import DbTally, KeyIssue
+from migrate.server import Server
+from migrate.stream import DbMap, StreamTally, TargetProfile, Translator, Unit
+from migrate.stream.resp import RespWriter
+
+log = get_logger("migrate.reload")
+
+HOLD_TIMEOUT: Final = 3600  # the target's repl-timeout during the load: it waits for the last chunk during the check
+FLUSH_BYTES: Final = 1 << 20  # stream bytes gathered per write to the target
+KNOBS: Final = ("repl-diskless-load", "repl-timeout")
+
+
+@dataclass
+class ReplicaLoad:
+    """What a load through replication did: per-database tallies of the RDB part, the command report."""
+
+    tallies: dict[int, DbTally] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    commands: CommandsReport | None = None
+    stream: StreamTally | None = None
+    rdb: TranscodeReport | None = None
+    functions: FunctionsReport | None = None
+
+
+def load_via_replication(aof: AofInput, config: RunConfig, target: Server) -> ReplicaLoad:
+    """Check and load the AOF as migrate's replica; raises a MigrateError subclass (the target made a primary again
+    first, its data untouched when the error comes before the sync's last chunk)."""
+    address = relay_address(config.options.relay_address, target)
+    refuse_tls_replication(target, "--load-via replication", "--load-via commands")
+    replica = TargetReplica(target, config.common.connection)
+    replica.read_settings()
+    job = _Job(aof, config, target, replica)
+    try:
+        server = ReplicaServer(PrimaryOptions(host=address[0], port=address[1], username=replica.masteruser,
+                                              password=replica.password, backlog_bytes=BACKLOG_BYTES))
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {where(address)} for the target: {exc.strerror or exc}",
+                          "give --relay-address an address of this machine and a free port") from None
+    with server:
+        try:
+            return job.run(server)
+        except MigrateError as exc:
+            if job.released and not job.loaded:
+                exc.message = f"the target's data was replaced and it holds a partial load: {exc.message}"
+                exc.hint = f"{exc.hint}; reload again once the cause is fixed"
+            raise
+        finally:
+            job.restore()
+
+
+class _Job:
+    def __init__(self, aof: AofInput, config: RunConfig, target: Server, replica: TargetReplica) -> None:
+        self.aof = aof
+        self.config = config
+        self.options = config.options
+        self.target = target
+        self.replica = replica
+        self.format = TargetFormat.from_identity(target.identity)
+        self.profile = TargetProfile.of(target.client)  # read now: a target loading from the sync answers nothing
+        self.knobs: dict[str, str] = {}  # the target's settings changed for the load, as they were
+        self.check: AofCheck | None = None
+        self.result = ReplicaLoad()
+        self.released = False  # the sync's last chunk was sent: the target's data is replaced from here on
+        self.loaded = False  # the target acknowledged the last command
+
+    def run(self, server: ReplicaServer) -> ReplicaLoad:
+        errors = self._errors()
+        self._set_knobs()
+        self.replica.attach(server.address)
+        self._wait_psync(server)
+        sent = server.full_sync(self._chunks(), timeout=CONNECT_SECONDS)
+        try:
+            server.wait_online(self.options.sync_timeout)
+        except MigrationError as exc:
+            raise MigrationError(f"the target did not load the AOF's RDB part: {exc.message}", exc.hint) from None
+        log.info("target loaded the RDB part", bytes=sent.rdb_bytes, seconds=round(sent.seconds, 3))
+        self._stream(server)
+        self._detach()
+        self._judge(errors)
+        return self.result
+
+    # -- the full sync --------------------------------------------------------------------------------------------
+
+    def _wait_psync(self, server: ReplicaServer) -> None:
+        try:
+            server.wait_psync(CONNECT_SECONDS)
+        except MigrationError:
+            link = self.replica.replication().link
+            raise MigrationError(f"the target did not ask migrate at {where(server.address)} for its sync within "
+                                 f"{CONNECT_SECONDS:g} s (its link: {link}); nothing was loaded",
+                                 "check that the target can reach that address (--relay-address), or use "
+                                 "--load-via commands") from None
+
+    def _chunks(self) -> Iterator[bytes]:
+        """The RDB part transcoded, its last chunk held back until the whole input is checked."""
+        first = self.aof.files[0]
+        if first.format == "rdb":
+            stream = transcode_chunks(first.path, self.format, _policy(self.options.on_incompatible))
+            held = None
+            try:
+                for chunk in stream:
+                    if held is not None:
+                        yield held
+                    held = chunk
+            except RdbFormatError as exc:
+                raise BadInputError(f"the RDB part of the AOF file {first.name} is unusable: {exc.message}; the "
+                                    "target was not touched", "a server refuses to load it too: restore the file "
+                                    "from a backup") from None
+            assert stream.report is not None and held is not None
+            self.result.rdb = report_ = stream.report
+            parts = {first.name: _part(report_)}
+        else:
+            held, parts = empty_rdb(self.format), {}
+        self.check = check_aof(self.aof, self.config, self.target, rdb_parts=parts, profile=self.profile)
+        self.released = True
+        yield held
+
+    # -- the stream -----------------------------------------------------------------------------------------------
+
+    def _stream(self, server: ReplicaServer) -> None:
+        check = self.check
+        assert check is not None
+        translator = Translator(self.profile, policy=self.options.on_incompatible,
+                                db_map=DbMap.from_selection(self.options.selection))
+        sink = _StreamSink(server, translator.tally)
+        with RunProgress(self.options.show_progress, check.commands, "streaming") as progress:
+            for info in check.input.files:
+                load_commands(check, info, translator, sink, progress)
+            sink.flush()
+        offset = server.request_ack()
+        try:
+            server.wait_ack(offset, self.options.sync_timeout)
+        except MigrationError as exc:
+            raise MigrationError(f"the target did not acknowledge the AOF's commands: {exc.message}",
+                                 "read the target's log") from None
+        self.loaded = True
+        self.result.stream = translator.tally
+        self.result.commands = report(check, translator.tally, 0)
+        rdb = self.result.rdb
+        if rdb is not None:
+            self.result.tallies = tallies(rdb)
+            dropped = ", ".join(rdb.functions_dropped)
+            if rdb.functions or dropped:
+                self.result.functions = FunctionsReport(len(rdb.functions), f"left out: {dropped}" if dropped else "")
+
+    # -- the end --------------------------------------------------------------------------------------------------
+
+    def _detach(self) -> None:
+        self.replica.detach()
+        self.restore()
+
+    def _judge(self, errors_before: int | None) -> None:
+        """Errors the target counted while it replicated, and memory over maxmemory: failures, named."""
+        errors = self._errors()
+        if errors_before is not None and errors is not None and errors > errors_before:
+            raise MigrationError(f"the target refused {errors - errors_before} command(s) of the AOF while it "
+                                 "replicated them (its error counter, INFO stats total_error_replies, rose): the "
+                                 "target holds the load without their effect",
+                                 "read the target's log, or reload with --load-via commands, which names every "
+                                 "refused command")
+        memory = self._info("memory")
+        used, limit = int(memory.get("used_memory", 0)), int(memory.get("maxmemory", 0))
+        if limit and used > limit:
+            raise MigrationError(f"the target holds the whole load but uses {used:,} bytes, over its maxmemory "
+                                 f"{limit:,} (a replica ignores maxmemory): its next writes may evict keys or be "
+                                 "refused", "raise the target's maxmemory (CONFIG SET maxmemory) before it takes "
+                                 "writes, or load into a larger target")
+
+    def _errors(self) -> int | None:
+        value = self._info("stats").get("total_error_replies")
+        return None if value is None else int(value)
+
+    def _info(self, section: str) -> dict[str, Any]:
+        return dict(self.target.client.info(section))
+
+    # -- the target's settings ------------------------------------------------------------------------------------
+
+    def _set_knobs(self) -> None:
+        for name in KNOBS:
+            value = config_value(self.target.client, name)
+            if value is None:
+                raise MigrationError(f"the target does not let this user read {name} (CONFIG GET)",
+                                     "grant CONFIG GET and CONFIG SET for the load, or use --load-via commands")
+            self.knobs[name] = value
+        empty = not any(self.target.identity.keyspace.values()) and not self._keys()
+        if empty:  # load while the sync arrives; an empty replica empties itself again when the sync breaks
+            self._set("repl-diskless-load", "on-empty-db")
+        if int(self.knobs["repl-timeout"]) < HOLD_TIMEOUT:
+            self._set("repl-timeout", str(HOLD_TIMEOUT))
+
+    def _keys(self) -> int:
+        return sum(int(v.get("keys", 0)) for v in self._info("keyspace").values() if isinstance(v, dict))
+
+    def _set(self, name: str, value: str) -> None:
+        try:
+            self.target.client.config_set(name, value)
+        except Exception as exc:  # an error reply: say which setting
+            raise MigrationError(f"the target refused CONFIG SET {name}: {' '.join(str(exc).split())[:200]}",
+                                 "grant CONFIG SET for the load, or use --load-via commands") from None
+
+    def restore(self) -> None:
+        """The target a primary again with its own settings (after a failure too; what cannot be done is logged)."""
+        if self.replica.attached is not None:
+            done, what = self.replica.detach_quietly()
+            if not done:
+                log.error("the target is still migrate's replica", detail=what)
+        for name, value in list(self.knobs.items()):
+            with contextlib.suppress(MigrateError, Exception):
+                self.target.client.config_set(name, value)
+            del self.knobs[name]
+
+
+class _StreamSink:
+    """The AOF's commands as the target's replication stream (aofload.CommandSink): translated units encoded with
+    their SELECTs, runs forwarded as the file's bytes; written to the primary about a megabyte at a time."""
+
+    def __init__(self, server: ReplicaServer, tally: StreamTally) -> None:
+        self.server = server
+        self.tally = tally
+        self.writer = RespWriter(db=-1)  # after a full sync the first command selects its database
+        self.parts: list[bytes] = []
+        self.size = 0
+
+    def apply(self, unit: Unit) -> None:
+        data = self.writer.encode(unit)
+        if data:
+            self._add([data], len(unit.commands))
+
+    def apply_raw(self, target_db: int, data: bytes, count: int, end_offset: int, source_db: int) -> None:
+        self._add(self.writer.raw(target_db, data), count)
+
+    def _add(self, parts: list[bytes], commands: int) -> None:
+        self.parts += parts
+        self.size += sum(map(len, parts))
+        self.tally.applied_commands += commands
+        if self.size >= FLUSH_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.parts:
+            self.server.append(b"".join(self.parts), self.writer.db)
+            self.parts, self.size = [], 0
+
+
+def empty_rdb(target: TargetFormat) -> bytes:
+    """An RDB of the target's version holding nothing (an AOF without an RDB part still needs a full sync)."""
+    body = target.magic + b"\xff"
+    return body + crc64(body).to_bytes(8, "little")
+
+
+def _policy(policy: OnIncompatible) -> str:
+    """The transcoder's policy: under fail it skips and lists, and the check pass refuses what it listed (every key
+    named, not the first only, and before the sync's last chunk)."""
+    return "skip" if policy is OnIncompatible.FAIL else str(policy)
+
+
+def _part(report_: TranscodeReport) -> RdbPart:
+    skipped = report_.skipped
+    return RdbPart(report_.input_bytes, report_.keys_read,
+                   tuple((n.db, n.key, f"{n.type_name}: {n.detail}") for n in skipped.listed), skipped.total,
+                   report_.module_aux_dropped)
+
+
+def tallies(report_: TranscodeReport) -> dict[int, DbTally]:
+    """The RDB part's keys per database, as reload reports them (routes: byte for byte, or converted)."""
+    out: dict[int, DbTally] = {}
+    for counts in report_.dbs:
+        tally = out[counts.db] = DbTally(counts.db, counts.db, copied=counts.keys_written)
+        tally.by_route.update({"byte for byte": counts.keys_written - counts.converted,
+                               "converted": counts.converted})
+        for attr, named in (("skipped", report_.skipped), ("changed", report_.changed), ("empty", report_.empty)):
+            getattr(tally, attr).extend(KeyIssue(n.db, n.key, f"{n.type_name}: {n.detail}")
+                                        for n in named.listed if n.db == counts.db)
+    return out

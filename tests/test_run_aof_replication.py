@@ -1,0 +1,180 @@
+"""`migrate run --strategy reload --from-aof PATH --load-via replication` (issue 11): the target loads as migrate's
+replica (the AOF's RDB part as its full sync, its commands as the stream), on the real AOF corpus and bad inputs.
+
+After every run, refused or not, the target must be a primary again with its own settings (masterauth,
+repl-diskless-load, repl-timeout); a refusal before the sync's last chunk must leave its data as it was.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fixtures.aof_state import canonical_state, same_state
+from fixtures.sandbox import LocalServer
+from migrate.errors import ExitCode
+from tests.aof_support import BAD, CORPUS, expected_state, server_on_aof, tolerance
+from tests.conftest import ServerFactory
+from tests.rdb_builders import dump_payload
+from tests.test_persistence_files import HANDBUILT
+from tests.test_run_aof import (
+    BAD_INPUTS,
+    TARGETS,
+    WRITERS,
+    _resp,
+    _write_aof,
+    error_line,
+    field_ttl_keys,
+    without_field_ttls,
+)
+from tests.test_run_aof import reload_aof as _reload
+
+OWN = ("--repl-diskless-load", "disabled", "--repl-timeout", "60")  # its own settings, stated (and a server apart)
+
+
+def target_of(servers: ServerFactory, name: str) -> LocalServer:
+    target = servers.get(name, *OWN)
+    target.client().config_set("masterauth", "its-own-secret")
+    return target
+
+
+def reload_aof(capsys: Any, target: Any, path: Path, *extra: str) -> tuple[int, dict[str, Any], str]:
+    return _reload(capsys, target, path, "--load-via", "replication", *extra)
+
+
+def assert_primary_as_before(target: LocalServer) -> None:
+    client = target.client()
+    assert client.info("replication")["role"] == "master"
+    settings = client.config_get("repl-diskless-load") | client.config_get("repl-timeout")
+    assert settings == {"repl-diskless-load": "disabled", "repl-timeout": "60"}
+    assert client.config_get("masterauth") == {"masterauth": "its-own-secret"}
+
+
+@pytest.mark.parametrize("target_name", TARGETS)
+@pytest.mark.parametrize("fixture", WRITERS)
+def test_an_aof_written_under_traffic_loads_through_replication_as_its_writer_held_it(
+        servers: ServerFactory, capsys: Any, fixture: str, target_name: str) -> None:
+    state = expected_state(fixture)
+    target = target_of(servers, target_name)
+    hfe = field_ttl_keys(state)
+    lossy = bool(hfe) and target_name == "valkey-8.1"
+    code, report, err = reload_aof(capsys, target, CORPUS / fixture, *(("--on-incompatible", "lossy") if lossy
+                                                                      else ()))
+    assert code == 0, err
+    assert report["totals"]["skipped"] == 0 and report["commands"]["read"] > 200
+    assert report["commands"]["applied"] > 200 and report["commands"]["restored"] == 0  # RESTOREs go in the stream
+    got = canonical_state(target.client())
+    if lossy:  # Valkey 8.1 has no field TTLs: the fields are there, their TTLs are not (named as changed)
+        changed = {(str(i["db"]), i["key"]) for db in report["dbs"] for i in db["changed"]}
+        assert changed and changed <= hfe
+        got, state = without_field_ttls(got), without_field_ttls(state)
+    assert same_state(got, state, tolerance(state)) == []
+    assert_primary_as_before(target)
+
+
+@pytest.mark.parametrize("empty", [True, False], ids=["empty-target", "target-with-keys"])
+def test_keys_the_target_cannot_hold_are_refused_before_the_sync_ends(servers: ServerFactory, capsys: Any,
+                                                                       empty: bool) -> None:
+    """Redis 8.0.6's RDB base holds hashes with field TTLs, which Valkey 8.1 cannot keep: under --on-incompatible
+    fail they are named (first ones, then a count) and the target keeps what it held: an empty target loading while
+    the sync arrives (repl-diskless-load on-empty-db) empties itself again, one with keys never saw the sync end."""
+    target = target_of(servers, "valkey-8.1")
+    if not empty:
+        target.client().set("keep", "me")
+    code, _, err = reload_aof(capsys, target, CORPUS / "redis-8.0.6-rdb-base")
+    line = error_line(err)
+    assert code == ExitCode.PROBLEMS and "nothing was flushed" in line and ":hfe" in line, line
+    assert target.client().keys() == ([] if empty else [b"keep"])
+    assert_primary_as_before(target)
+
+
+@pytest.mark.parametrize(("name", "says"), BAD_INPUTS, ids=[n for n, _ in BAD_INPUTS])
+def test_a_bad_aof_is_one_error_line_and_the_target_is_untouched(servers: ServerFactory, capsys: Any, name: str,
+                                                                  says: str) -> None:
+    target = target_of(servers, "valkey-9.1")
+    target.client().set("keep", "me")
+    code, _, err = reload_aof(capsys, target, BAD / name)
+    line = error_line(err)
+    assert code == ExitCode.BAD_INPUT and says in line, line
+    assert target.client().keys() == [b"keep"]
+    assert_primary_as_before(target)
+
+
+def test_a_corrupt_rdb_base_is_refused_and_the_empty_target_stays_empty(servers: ServerFactory, capsys: Any,
+                                                                        tmp_path: Path) -> None:
+    """A base RDB cut short (its checksum and half its keys missing): the transcoder stops on it while the target
+    loads the keys it was sent (on-empty-db); the sync breaks, and the target empties itself again."""
+    folder = tmp_path / "aof"
+    folder.mkdir()
+    for file in (CORPUS / "redis-7.0-rdb-base").iterdir():
+        data = file.read_bytes()
+        (folder / file.name).write_bytes(data[:len(data) // 2] if file.name.endswith(".base.rdb") else data)
+    target = target_of(servers, "valkey-9.1")
+    code, _, err = reload_aof(capsys, target, folder)
+    line = error_line(err)
+    assert code == ExitCode.BAD_INPUT and "RDB part" in line and "not touched" in line, line
+    assert target.client().dbsize() == 0
+    assert_primary_as_before(target)
+
+
+def test_a_torn_tail_loads_up_to_the_last_complete_command_as_the_server_does(servers: ServerFactory, capsys: Any,
+                                                                              tmp_path: Path) -> None:
+    target = target_of(servers, "valkey-9.1")
+    code, report, err = reload_aof(capsys, target, BAD / "truncated-single")
+    assert code == 0, err
+    assert "ends inside a command" in report["commands"]["truncation"]
+    ground = server_on_aof("redis-6.0", BAD / "truncated-single", tmp_path)
+    try:
+        truth = canonical_state(ground.client())
+    finally:
+        ground.stop()
+    assert truth["dbs"] and same_state(canonical_state(target.client()), truth, tolerance(truth)) == []
+    assert_primary_as_before(target)
+
+
+def test_a_command_the_replica_refuses_fails_the_run_by_its_error_counter(servers: ServerFactory, capsys: Any,
+                                                                          tmp_path: Path) -> None:
+    """A replica answers nothing to its primary: a RESTORE of a stream Valkey 9.1 refuses (its length above its
+    entries) is found by the target's error counter, the run fails (exit 4) and says the data was replaced and how to
+    get each refused command named (--load-via commands rebuilds this one)."""
+    from migrate.rdb.reader import RdbReader
+    from migrate.rdb.records import KeyRecord
+
+    with RdbReader(HANDBUILT / "rdb9-trimmed-streams.rdb") as reader:
+        body = next(r.payload for r in reader.records() if isinstance(r, KeyRecord) and r.key == b"x:xdel-rc1")
+    aof = _write_aof(tmp_path / "aof", _resp(b"SELECT", b"2") + _resp(b"RESTORE", b"x", b"0", dump_payload(15, body, 9))
+                     + _resp(b"SET", b"after", b"1"))
+    target = target_of(servers, "valkey-9.1")
+    code, _, err = reload_aof(capsys, target, aof)
+    line = error_line(err)
+    assert code == ExitCode.MIGRATION and "error counter" in line and "--load-via commands" in line, line
+    assert target.client(2).get("after") == b"1" and not target.client(2).exists("x")
+    assert_primary_as_before(target)
+
+
+def test_a_target_over_its_maxmemory_after_the_load_is_an_error(servers: ServerFactory, capsys: Any) -> None:
+    """A replica ignores maxmemory: the load completes, and the run fails naming the used memory and the limit."""
+    target = target_of(servers, "valkey-9.1")
+    client = target.client()
+    used = int(client.info("memory")["used_memory"])
+    client.config_set("maxmemory", used + 20_000)
+    try:
+        code, _, err = reload_aof(capsys, target, CORPUS / "valkey-9.1-rdb-base")
+    finally:
+        client.config_set("maxmemory", 0)
+    line = error_line(err)
+    assert code == ExitCode.MIGRATION and "over its maxmemory" in line, line
+    assert_primary_as_before(target)
+
+
+def test_load_via_replication_is_refused_where_it_does_not_apply(servers: ServerFactory, capsys: Any) -> None:
+    target = target_of(servers, "valkey-9.1")
+    code, _, err = reload_aof(capsys, target, CORPUS / "redis-7.0-rdb-base", "--db-map", "1:5")
+    assert code == ExitCode.CONFIG and "--db or --db-map" in error_line(err)
+    from migrate.cli import run_cli
+
+    code = run_cli(["run", "--strategy", "replay", "--source", target.url, "--target", target.url, "--load-via",
+                    "replication"])
+    assert code == ExitCode.CONFIG and "--load-via replication needs" in error_line(capsys.readouterr().err)
