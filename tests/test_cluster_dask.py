@@ -15,7 +15,8 @@ from distributed import Client, LocalCluster
 
 from migrate.errors import ConfigError
 from migrate.rdb.rewrite import slot_tag
-from migrate.run import RunResult, run
+from migrate.run import RunResult, Strategy, run
+from migrate.run.options import RunOptions
 from tests.cluster_run_support import cluster_client, diff, fill, run_config
 from tests.cluster_support import ClusterFactory
 from tests.test_cluster_run import _in_thread, _progress, slot_migration_during_a_run, verified
@@ -101,3 +102,65 @@ def test_no_scheduler_at_the_address_is_a_clear_error(clusters: ClusterFactory, 
     with pytest.raises(ConfigError) as refused:
         run(run_config(source.url(), target.url(), tmp_path, scheduler="tcp://127.0.0.1:1"))
     assert "no Dask scheduler answered" in refused.value.message and time.monotonic() - started < 60
+
+
+def test_reload_checks_and_loads_the_snapshots_as_dask_tasks(clusters: ClusterFactory, dask: LocalCluster,
+                                                              tmp_path: Path) -> None:
+    """--strategy reload --scheduler: each primary's snapshot spooled into a folder every worker reads, checked and
+    loaded by Dask tasks; the tallies merge into one report that says where the loads ran."""
+    source, target = clusters.get("redis-7.0", 3), clusters.get("valkey-8.1", 2)
+    written = fill(cluster_client(source), 300)
+    cluster_client(target).set("stale", "x")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    plan: list[str] = []
+    result = run(run_config(source.url(), target.url(), tmp_path, strategy=Strategy.RELOAD, yes=True,
+                            spool_dir=shared, scheduler=dask.scheduler_address), on_plan=plan.extend)
+    assert any(f"as tasks on the Dask scheduler {dask.scheduler_address}" in line for line in plan), plan
+    assert f"3 snapshots checked and loaded at once by 2 Dask workers ({dask.scheduler_address})" in result.notes
+    assert result.copied == written.total
+    assert diff(cluster_client(source), cluster_client(target)) == []
+    assert not list(shared.iterdir())  # the spooled snapshots removed
+    verified(source.url(), target.url())
+
+
+def test_a_dask_worker_killed_mid_load_is_loaded_again_with_replace(clusters: ClusterFactory, dask: LocalCluster,
+                                                                     tmp_path: Path) -> None:
+    """The worker loading a snapshot dies: the scheduler runs the load again on another worker, which knows it is a
+    second attempt and overwrites what the first wrote (no key reported busy); nothing is lost, and the report says
+    which snapshot was loaded again."""
+    source, target = clusters.get("redis-7.0", 3), clusters.get("valkey-8.1", 2)
+    written = fill(cluster_client(source), 12_000, big=False)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    config = run_config(source.url(), target.url(), tmp_path, strategy=Strategy.RELOAD, yes=True, spool_dir=shared,
+                        scheduler=dask.scheduler_address, batch_size=5)
+    thread, out = _in_thread(run, config)
+    with Client(dask.scheduler_address) as client:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            loading = [w for w, tasks in client.processing().items() if any("-load-" in str(t) for t in tasks)]
+            if loading and cluster_client(target).dbsize() > 500:
+                break
+            time.sleep(0.05)
+        assert loading, "no load task seen running"
+        pid = client.run(os.getpid, workers=loading[:1])[loading[0]]
+    os.kill(pid, signal.SIGKILL)
+    thread.join(300)
+    assert "error" not in out, out.get("error")
+    result = out["result"]
+    assert isinstance(result, RunResult) and result.copied == written.total and not result.busy
+    assert any("was loaded again on another Dask worker" in note for note in result.notes), result.notes
+    assert diff(cluster_client(source), cluster_client(target)) == []
+
+
+def test_reload_refuses_the_scheduler_where_loads_must_run_in_order(tmp_path: Path) -> None:
+    aof = tmp_path / "appendonly.aof"
+    aof.write_bytes(b"*1\r\n$4\r\nPING\r\n")
+    with pytest.raises(ConfigError, match="does not apply to --from-aof"):
+        RunOptions(strategy=Strategy.RELOAD, from_aof=aof, scheduler="tcp://127.0.0.1:1").validate()
+    with pytest.raises(ConfigError, match="load one after the other"):
+        RunOptions(strategy=Strategy.RELOAD, from_rdb=(aof, aof), replace=True,
+                   scheduler="tcp://127.0.0.1:1").validate()
+    with pytest.raises(ConfigError, match="runs here"):
+        RunOptions(strategy=Strategy.SYNC, scheduler="tcp://127.0.0.1:1").validate()

@@ -141,21 +141,27 @@ def _retry(unit: Unit, attempts: dict[str, int], exc: BaseException) -> None:
                 error=str(exc)[:200])
 
 
-def _on_dask(units: Sequence[Unit], scheduler: str, monitor: Monitor, connect_timeout: float) -> list[UnitOutcome]:
-    """Dask distributed: one task per unit, retried by the scheduler (from the unit's checkpoint) when it raises or
-    its worker dies."""
+def dask_client(scheduler: str, connect_timeout: float) -> Any:
+    """A client of the Dask scheduler at `scheduler` (the optional `distributed` extra); ConfigError when there is
+    none, or no scheduler answers."""
     try:
         from distributed import Client
     except ImportError:
         raise ConfigError("--scheduler needs Dask distributed, which is not installed",
                           "pip install 'valkey-migrate[distributed]'") from None
     try:
-        client: Any = Client(scheduler, timeout=max(1.0, connect_timeout),  # type: ignore[no-untyped-call]
-                             set_as_default=False)
+        return Client(scheduler, timeout=max(1.0, connect_timeout),  # type: ignore[no-untyped-call]
+                      set_as_default=False)
     except OSError as exc:
         raise ConfigError(f"no Dask scheduler answered at {scheduler}: {exc}",
                           "start one (`dask scheduler`) and its workers (`dask worker ADDRESS`), or drop --scheduler"
                           ) from None
+
+
+def _on_dask(units: Sequence[Unit], scheduler: str, monitor: Monitor, connect_timeout: float) -> list[UnitOutcome]:
+    """Dask distributed: one task per unit, retried by the scheduler (from the unit's checkpoint) when it raises or
+    its worker dies."""
+    client = dask_client(scheduler, connect_timeout)
     token = f"{time.time_ns():x}"
     try:
         futures = [client.submit(copy_unit, unit, key=f"migrate-{unit.name}-{token}", retries=SHARD_RETRIES,

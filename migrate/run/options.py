@@ -141,8 +141,9 @@ class RunOptions:
                                  "cluster target); --strategy reload: snapshots loaded at once (a cluster source's "
                                  "primaries, or several --from-rdb files).", metavar="N", parse=integer(1),
                                  shown_default="one per shard, at most one per CPU core")
-    scheduler: str | None = option(None, "Run the per-shard tasks on this Dask distributed scheduler (needs the "
-                                   "`distributed` extra); checkpoints must be in a folder every worker shares.",
+    scheduler: str | None = option(None, "Run the per-shard tasks (reload: the snapshots' checks and loads) on this "
+                                   "Dask distributed scheduler (needs the `distributed` extra); checkpoints (reload: "
+                                   "--spool-dir, --from-rdb files) must be in a folder every worker shares.",
                                    metavar="tcp://HOST:PORT")
     checkpoint_dir: Path | None = option(None, "Folder of the per-shard checkpoints (shared by every worker with "
                                          "--scheduler).", metavar="DIR", parse=path,
@@ -191,9 +192,8 @@ class RunOptions:
         if self.scheduler is not None and not self.scheduler.startswith(("tcp://", "tls://", "inproc://")):
             raise ConfigError(f"--scheduler {self.scheduler!r} is not a Dask scheduler address",
                               "give tcp://HOST:PORT (the address `dask scheduler` prints)")
-        if self.scheduler is not None and self.strategy is not Strategy.REPLAY:
-            raise ConfigError(f"--scheduler runs --strategy replay's per-shard tasks; {self.strategy} runs here",
-                              "drop --scheduler")
+        if self.scheduler is not None:
+            self._validate_scheduler()
         if self.strategy is Strategy.REPLICAOF and _filters(self.selection):
             raise ConfigError("--strategy replicaof copies the whole dataset: it takes no --match, --type, "
                               "--exclude, --db or --db-map", "use --strategy replay to copy a selection")
@@ -232,6 +232,17 @@ class RunOptions:
                               "--replace does not apply", "give --flush-target --yes to let it replace a target "
                               "that holds keys")
 
+
+    def _validate_scheduler(self) -> None:
+        if self.strategy not in (Strategy.REPLAY, Strategy.RELOAD):
+            raise ConfigError(f"--scheduler runs the per-shard tasks of --strategy replay and the snapshot loads of "
+                              f"--strategy reload; {self.strategy} runs here", "drop --scheduler")
+        if self.from_aof is not None:
+            raise ConfigError("--scheduler does not apply to --from-aof: an AOF's commands are replayed in order, "
+                              "by one client", "drop --scheduler")
+        if self.from_rdb and self.replace:
+            raise ConfigError("--from-rdb files with --replace load one after the other (the last file's value of a "
+                              "key held twice is kept): not as tasks on --scheduler", "drop --scheduler or --replace")
 
     def _validate_load_via(self) -> None:
         if self.strategy is not Strategy.RELOAD or self.from_aof is None:

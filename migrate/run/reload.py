@@ -229,7 +229,9 @@ def _plan(config: RunConfig, sides: Sides, aof: AofInput | None) -> tuple[str, .
     snapshots = 0 if aof is not None else len(options.from_rdb) or len(sides.source_nodes)
     workers = _workers(options, snapshots)
     what = "checked and loaded" if options.from_rdb or options.spool else "streamed and loaded"
-    at_once = (f"; the {snapshots} snapshots {what} at once by {workers} worker processes (--workers)"
+    at_once = (f"; the {snapshots} snapshots {what} as tasks on the Dask scheduler {options.scheduler} (the files in "
+               "a folder every worker reads)" if options.scheduler is not None else
+               f"; the {snapshots} snapshots {what} at once by {workers} worker processes (--workers)"
                if workers > 1 else "; one snapshot after the other" if snapshots > 1 else "")
     lines.append(f"load: every key through the per-key conversion (as is, restamped, or rewritten with commands), "
                  f"batches of {options.batch_size}, --on-incompatible {options.on_incompatible}{routed}{at_once}")
@@ -466,8 +468,8 @@ def _execute(config: RunConfig, sides: Sides) -> LoadOutcome:
         nodes = [] if files else _node_servers(sides, settings, stack)
         workers = _workers(options, len(files) or len(nodes))
         pool = None
-        if workers > 1:  # started now: the workers' start-up runs while the snapshots are taken
-            pool = SnapshotPool(workers)
+        if workers > 1 or options.scheduler is not None:  # started now: their start-up runs while snapshots are taken
+            pool = SnapshotPool(workers, options.scheduler, settings.connect_timeout)
             stack.callback(pool.close)
         if not files and options.spool:
             files = stack.enter_context(spooled_snapshots(nodes, spool_folder(options.spool_dir)))
@@ -509,7 +511,7 @@ def _load_in(pool: SnapshotPool, config: RunConfig, sides: Sides, files: list[Pa
     tasks += [LoadTask(len(tasks) + i, config, target, topology, node=node) for i, node in enumerate(streamed)]
     outcome = pool.load(tasks, progress)
     what = "checked and loaded" if files else "loaded"
-    outcome.extras.notes.append(f"{len(tasks)} snapshots {what} at once by {pool.workers} worker processes")
+    outcome.extras.notes.append(f"{len(tasks)} snapshots {what} at once by {pool.workers} {pool.where}")
     return outcome
 
 
