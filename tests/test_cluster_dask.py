@@ -164,3 +164,15 @@ def test_reload_refuses_the_scheduler_where_loads_must_run_in_order(tmp_path: Pa
                    scheduler="tcp://127.0.0.1:1").validate()
     with pytest.raises(ConfigError, match="runs here"):
         RunOptions(strategy=Strategy.SYNC, scheduler="tcp://127.0.0.1:1").validate()
+
+
+def test_streamed_snapshots_load_inside_their_dask_tasks(clusters: ClusterFactory, dask: LocalCluster,
+                                                         tmp_path: Path) -> None:
+    """--no-spool: each task takes its primary's snapshot over the replication protocol itself (no shared folder)."""
+    source, target = clusters.get("redis-7.0", 3), clusters.get("valkey-9.1", 2)
+    written = fill(cluster_client(source), 200, big=False)
+    result = run(run_config(source.url(), target.url(), tmp_path, strategy=Strategy.RELOAD, yes=True, spool=False,
+                            scheduler=dask.scheduler_address))
+    assert f"3 snapshots loaded at once by 2 Dask workers ({dask.scheduler_address})" in result.notes
+    assert result.copied == written.total
+    assert diff(cluster_client(source), cluster_client(target)) == []
