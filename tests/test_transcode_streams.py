@@ -96,3 +96,31 @@ def test_streams_read_back_on_older_forms(servers, tmp_path, saved, target_name)
             assert live == expected, key
     finally:
         server.stop()
+
+
+def test_streams_whose_counters_disagree_load_on_valkey_9_1(servers, tmp_path):
+    """Redis 5.0-rc1's XDEL left streams whose length (or a node's live/deleted header) disagrees with their entries;
+    Valkey 9.1 refuses to load a file holding one (measured: "Stream length inconsistent with the number of valid
+    entries", the server exits). Transcoded for 9.1, such a stream is written again from its entries (its length
+    that of its entries, its groups, consumers and pending entries kept) and the file loads; for Valkey 8.1, which
+    loads them, the records are copied byte for byte."""
+    from tests.test_persistence_files import HANDBUILT
+
+    source = HANDBUILT / "rdb9-trimmed-streams.rdb"
+    shutil.copy(source, tmp_path / "in.rdb")
+    for name, converted in (("valkey-9.1", 3), ("valkey-8.1", 0)):
+        target = target_of(servers.get(name))
+        report = transcode(tmp_path / "in.rdb", tmp_path / f"{name}.rdb", target, "fail")
+        assert sum(n for kind, n in report.converted.items() if kind.startswith("STREAM")) == converted, name
+        assert report.changed.total == 0 and report.skipped.total == 0
+        server = start_on(servers, name, tmp_path, f"{name}.rdb")
+        try:
+            client = server.client()
+            for key in (b"x:xdel-rc1", b"x:rc1-with-group", b"x:header-stale", b"x:consistent"):
+                stream = read_stream(client, key)
+                assert len(stream.entries) == 8, (name, key)
+                assert stream.length == 8 or (name == "valkey-8.1" and key != b"x:consistent"), (name, key)
+            groups = client.xinfo_groups("x:rc1-with-group")
+            assert [(g["name"], g["consumers"], g["pending"]) for g in groups] == [(b"g1", 3, 2)]
+        finally:
+            server.stop()

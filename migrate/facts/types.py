@@ -80,6 +80,9 @@ VALKEY_TYPES: Final[tuple[TypeInfo, ...]] = (
     TypeInfo(23, "PATH_HASH", "hash", 81, "valkey", readable=False),  # Valkey 9.2; format not implemented here
 )
 
+STREAM_TYPE_BYTES: Final[frozenset[int]] = frozenset(i.byte for i in COMMON_TYPES if i.logical == "stream")
+"""The stream type bytes both products share (STREAM_LISTPACKS, _2, _3): 15, 19, 21."""
+
 MODULE_TYPES: Final[frozenset[int]] = frozenset({6, 7})
 """MODULE_PRE_GA, MODULE_2: restorable only where the same module (and type) is loaded."""
 

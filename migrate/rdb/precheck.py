@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from migrate.facts.capabilities import Capabilities
-from migrate.facts.types import MODULE_TYPES, logical_type
+from migrate.facts.types import MODULE_TYPES, STREAM_TYPE_BYTES, logical_type
 from migrate.rdb.constants import module_type_name
 from migrate.rdb.decode import decode_object, stream_inconsistency
 from migrate.rdb.dump import Action, decide
@@ -22,7 +22,6 @@ from migrate.rdb.records import End, ModuleAux
 from migrate.rdb.rewrite import rewrite_losses
 
 LISTED: Final = 100  # keys named in full; the others are counted
-STREAM_TYPES: Final = (15, 19, 21)  # STREAM_LISTPACKS, _2, _3
 
 Wanted = Callable[[int, bytes, str], bool]  # (db, key, logical type) in the selection
 
@@ -52,7 +51,7 @@ def precheck(source: Source, target: Capabilities, *, lossy: bool, wanted: Wante
     keys = total = 0
     module_aux: set[str] = set()
     end: End | None = None
-    streams = frozenset(STREAM_TYPES) if target.stream_counts_checked else frozenset()
+    streams = STREAM_TYPE_BYTES if target.stream_counts_checked else frozenset()
     with RdbReader(source, capture_payload=False, capture_types=streams) as reader:
         version = reader.rdb_version
         for item in reader.scan():

@@ -30,6 +30,7 @@ never fed a sync that stops half-way. precheck() is that pre-pass on its own.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import re
 import stat
@@ -47,7 +48,7 @@ from migrate.errors import BadInputError, ConfigError, IncompatibleDataError, Mi
 from migrate.facts import types as T
 from migrate.incompatible import OnIncompatible
 from migrate.rdb import constants as C
-from migrate.rdb.decode import decode_object
+from migrate.rdb.decode import decode_object, stream_inconsistency
 from migrate.rdb.reader import DEFAULT_MAX_VALUE, KeyTuple, RdbReader, Source
 from migrate.rdb.records import (
     AuxField,
@@ -61,6 +62,7 @@ from migrate.rdb.records import (
 )
 from migrate.rdb.reencode import UnsupportedLogicalType, listpack_ex_as_listpack, reencode
 from migrate.rdb.target import TargetFormat
+from migrate.rdb.values import StreamValue
 from migrate.rdb.writer import key_record
 from migrate.render import display_key
 
@@ -79,6 +81,7 @@ _PASS: Final = 1  # copied, unless it is an empty collection
 _CONVERT: Final = 2  # decoded and re-encoded
 _MODULE: Final = 3  # copied where the target has the module, else the policy decides
 _REFUSED_DB: Final = 4  # the key's database is beyond the target's `databases`
+_STREAM: Final = 5  # a stream, for a target that refuses one whose counters disagree with its entries: checked
 
 
 Policy = OnIncompatible  # the policy of every verb (migrate.incompatible)
@@ -307,11 +310,12 @@ class _Transcoder:
     def _actions(self) -> list[int]:
         out = [_CONVERT] * 256
         out[0] = _PASS_STRING if self.target.reads_type(0, self.dialect) else _CONVERT
+        checked = self.target.capabilities.stream_counts_checked
         for t in range(1, 256):
             if t in (6, 7):
                 out[t] = _MODULE
             elif self.target.reads_type(t, self.dialect):
-                out[t] = _PASS
+                out[t] = _STREAM if checked and t in T.STREAM_TYPE_BYTES else _PASS
         return out
 
     # -- output ------------------------------------------------------------------------------------------------
@@ -408,7 +412,9 @@ class _Transcoder:
             return self._refuse_key(db, key, f"{type_name} ({module})",
                                     f"module type {module!r}: {self.label} does not have the module")
         payload = self.tee.bytes_at(end - size, end)
-        if act == _PASS:
+        if act == _STREAM and stream_inconsistency(t, payload, self.reader.rdb_version) is not None:
+            return self._convert(item, type_name, payload, end - size, consistent=True)
+        if act in (_PASS, _STREAM):
             if _is_empty(t, payload, self.dialect):
                 self.tally.empty.add(db, key, type_name, "empty, skipped as the server does")
                 counts[3] += 1
@@ -417,13 +423,19 @@ class _Transcoder:
             return None
         return self._convert(item, type_name, payload, end - size)
 
-    def _convert(self, item: KeyTuple, type_name: str, payload: bytes, offset: int) -> bytes:
+    def _convert(self, item: KeyTuple, type_name: str, payload: bytes, offset: int, *,
+                 consistent: bool = False) -> bytes:
+        """The key decoded and re-encoded for the target; `consistent`: a stream whose counters disagree with its
+        entries (Redis 5.0-rc1's XDEL), written with the length of its entries and fresh nodes (the one form the
+        target loads; its groups and consumers are kept)."""
         _, db, key, t, expire, idle, freq, _, _, _, _ = item
         counts = self.tally.db(db)
         version = self.reader.rdb_version
         done = listpack_ex_as_listpack(t, payload, self.target, self.now) if self.dialect == "redis" else None
         if done is None:
             value = decode_object(t, payload, rdb_version=version, base_offset=offset)
+            if consistent and isinstance(value, StreamValue):
+                value = dataclasses.replace(value, length=len(value.entries))
             try:
                 done = reencode(value, T.logical_type(t, version), self.target, self.now)
             except UnsupportedLogicalType as exc:

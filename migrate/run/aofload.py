@@ -20,7 +20,7 @@ import os
 import time
 from array import array
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Final, Protocol
@@ -267,11 +267,16 @@ def _check_commands(reader: AofReader, info: AofFileInfo, start: int, is_last_fi
 
 
 def _refuse(incompatible: list[tuple[int, str, str]], total: int) -> None:
+    refuse_incompatible(incompatible, total, "keys or commands of the AOF", "--aof-dir PATH")
+
+
+def refuse_incompatible(incompatible: Sequence[tuple[int, str, str]], total: int, what: str, inspect: str) -> None:
+    """ProblemsFound naming the first keys the target cannot take, and their count: nothing was flushed."""
     shown = "; ".join(f"db {db} {key}: {why}" for db, key, why in incompatible[:SHOWN])
     more = f" (and {total - SHOWN:,} more)" if total > SHOWN else ""
-    raise ProblemsFound(f"{total:,} keys or commands of the AOF cannot be loaded into the target: {shown}{more}; "
-                        "nothing was flushed", "use --on-incompatible skip or lossy to load the rest; `migrate "
-                        "preflight --aof-dir PATH --target ...` lists what the target lacks")
+    raise ProblemsFound(f"{total:,} {what} cannot be loaded into the target: {shown}{more}; nothing was flushed",
+                        f"use --on-incompatible skip or lossy to load the rest; `migrate preflight {inspect} "
+                        "--target ...` lists what the target lacks")
 
 
 # -- the load, after the flush ------------------------------------------------------------------------------------

@@ -130,10 +130,11 @@ class RunOptions:
         "one). Needed when the target is not on this machine.", metavar="HOST:PORT", parse=host_port,
         shown_default="a free loopback port when the target is local")
     load_via: LoadVia = option(
-        LoadVia.COMMANDS, "--strategy reload --from-aof: commands: the target loads as a client (RESTORE per key of "
-        "the RDB part, the commands pipelined); replication: the target runs REPLICAOF migrate and loads the RDB "
-        "part natively as its full sync, then the commands as the replication stream (faster; the target must reach "
-        "--relay-address and allow REPLICAOF and CONFIG SET for the load).", choices=tuple(LoadVia), parse=LoadVia)
+        LoadVia.COMMANDS, "--strategy reload: commands: the target loads as a client (RESTORE per key, an AOF's "
+        "commands pipelined); replication: the target runs REPLICAOF migrate and loads the snapshot (an RDB, an "
+        "AOF's RDB part) with its own loader as its full sync, then an AOF's commands as the replication stream "
+        "(faster; one snapshot, a standalone target that reaches --relay-address and allows REPLICAOF and CONFIG SET "
+        "for the load).", choices=tuple(LoadVia), parse=LoadVia)
     read_from: str = option("primary", "A cluster source: read each shard on its primary, or on an in-sync replica "
                             "(spares the primaries; a shard without one is read on its primary).",
                             choices=READ_FROM)
@@ -245,13 +246,17 @@ class RunOptions:
                               "key held twice is kept): not as tasks on --scheduler", "drop --scheduler or --replace")
 
     def _validate_load_via(self) -> None:
-        if self.strategy is not Strategy.RELOAD or self.from_aof is None:
-            raise ConfigError("--load-via replication needs --strategy reload --from-aof PATH",
-                              "drop --load-via, or reload an AOF")
-        if self.selection.dbs or self.selection.db_map:
-            raise ConfigError("--load-via replication loads every database as it is: it takes no --db or --db-map "
-                              "(the target's full sync replaces its whole dataset)",
-                              "use --load-via commands to load a selection of databases")
+        if self.strategy is not Strategy.RELOAD:
+            raise ConfigError("--load-via replication needs --strategy reload", "drop --load-via")
+        if _filters(self.selection):
+            raise ConfigError("--load-via replication loads every database as it is: it takes no --match, --type, "
+                              "--exclude, --db or --db-map (the target's full sync replaces its whole dataset)",
+                              "use --load-via commands to load a selection")
+        if len(self.from_rdb) > 1:
+            raise ConfigError("--load-via replication loads one snapshot (a full sync replaces the whole dataset): "
+                              "not several --from-rdb files", "use --load-via commands to load several files")
+        if self.scheduler is not None:
+            raise ConfigError("--load-via replication runs here, not on --scheduler", "drop one of them")
 
     def _check_aof(self) -> None:
         assert self.from_aof is not None

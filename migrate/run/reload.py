@@ -40,7 +40,6 @@ from migrate.rights import Context, check_rights
 from migrate.run.aofload import check_aof, load_aof, open_input
 from migrate.run.aofload import commands_of as aof_commands
 from migrate.run.aofload import describe as describe_aof
-from migrate.run.aofreplica import load_via_replication
 from migrate.run.convert import CachedPlan, Converter, signature
 from migrate.run.load import (
     KeyLoader,
@@ -52,6 +51,7 @@ from migrate.run.load import (
 from migrate.run.options import LoadVia, OnIncompatible, RunConfig, RunOptions
 from migrate.run.parallel_load import LoadTask, SnapshotPool
 from migrate.run.progress import RunProgress
+from migrate.run.replicaload import load_snapshot_via_replication, load_via_replication
 from migrate.run.result import CommandsReport, DbReport, FunctionsReport, RunResult
 from migrate.run.session import check_writable_target, doomed_stream, flush_dbs
 from migrate.run.snapshot import ReplicationSnapshot
@@ -150,6 +150,10 @@ def reload(config: RunConfig, on_plan: PlanSink | None = None) -> RunResult:
             raise ConfigError("--from-aof into a cluster target is not supported: an AOF's commands are replayed on "
                               "one server", "load the AOF into a standalone server, then run a replay from it into "
                               "the cluster")
+        if options.load_via is LoadVia.REPLICATION and (sides.target_topology or sides.source_topology):
+            raise ConfigError("--load-via replication loads one snapshot into a standalone target: a cluster node "
+                              "replicates only from a primary of its own cluster", "drop --load-via (each primary's "
+                              "snapshot is then loaded by key, routed by slot)")
         source, target = sides.source, sides.target
         _check_rights(config, sides)
         plan = _plan(config, sides, aof)
@@ -162,6 +166,8 @@ def reload(config: RunConfig, on_plan: PlanSink | None = None) -> RunResult:
                              resumed=False, seconds=time.monotonic() - started, plan=plan, notes=(note,))
         if aof is not None:
             done = _execute_aof(config, target, aof)
+        elif options.load_via is LoadVia.REPLICATION:
+            done = _execute_via_replication(config, sides)
         else:
             loaded = _execute(config, sides)
             done = _Done(loaded.tallies, loaded.extras.notes,
@@ -217,7 +223,7 @@ def _check_rights(config: RunConfig, both: Sides) -> None:
 def _plan(config: RunConfig, sides: Sides, aof: AofInput | None) -> tuple[str, ...]:
     options = config.options
     source, target = sides.source, sides.target
-    if aof is not None and options.load_via is LoadVia.REPLICATION:
+    if options.load_via is LoadVia.REPLICATION:
         return _replication_plan(config, sides, aof)
     if aof is not None:
         lines = [describe_aof(aof), _aof_check_line(options)]
@@ -252,26 +258,32 @@ def _plan(config: RunConfig, sides: Sides, aof: AofInput | None) -> tuple[str, .
     return tuple(lines)
 
 
-def _replication_plan(config: RunConfig, sides: Sides, aof: AofInput) -> tuple[str, ...]:
+def _replication_plan(config: RunConfig, sides: Sides, aof: AofInput | None) -> tuple[str, ...]:
     options, target = config.options, sides.target
     held = sum(target.identity.keyspace.values())
     address = options.relay_address
     shown = f"{address[0]}:{address[1]}" if address else "a free loopback port"
-    return (describe_aof(aof),
-            f"load: the target runs REPLICAOF migrate (listening on {shown}) and loads the AOF's RDB part as its full "
-            f"sync, transcoded for {target.identity.label} as it is read (native loading, no RESTORE per key)",
-            _aof_check_line(options).replace("before anything is flushed", "while the sync goes, before its last "
-                                              "chunk is sent (the target keeps its data until then)"),
-            f"replace: the full sync replaces the whole dataset of {target.identity.describe()} at {target.endpoint} "
-            f"(it holds {held:,} keys now), as FLUSHALL would",
-            f"load: then the AOF's commands as the replication stream, translated for {target.identity.label} "
-            f"(databases, MULTI/EXEC blocks, relative expiries made absolute), --on-incompatible "
-            f"{options.on_incompatible}; then REPLICAOF NO ONE and the target's masterauth, repl-diskless-load and "
-            "repl-timeout as they were",
-            "errors: a replica answers nothing to its primary: a command the target refuses is found by its error "
-            "counter (the run fails, without naming it); --load-via commands names each",
-            "rollback: the full sync deletes the target's current data and this tool cannot bring it back: back the "
-            "target up first (BGSAVE and keep its RDB file)")
+    what = "the AOF's RDB part" if aof is not None else "the snapshot"
+    while_sync = "while the sync goes, before its last chunk is sent (the target keeps its data until then)"
+    judged = (", and for keys the target cannot hold (--on-incompatible fail stops here, naming them)"
+              if options.on_incompatible is OnIncompatible.FAIL else "")
+    lines = [describe_aof(aof) if aof is not None else _snapshot_line(options, sides),
+             f"load: the target runs REPLICAOF migrate (listening on {shown}) and loads {what} as its full sync, "
+             f"transcoded for {target.identity.label} as it is read (its own loader, no RESTORE per key)",
+             _aof_check_line(options).replace("before anything is flushed", while_sync) if aof is not None else
+             f"check: {while_sync}, the snapshot is read in full for completeness and its checksum{judged}",
+             f"replace: the full sync replaces the whole dataset of {target.identity.describe()} at {target.endpoint} "
+             f"(it holds {held:,} keys now), as FLUSHALL would"]
+    if aof is not None:
+        lines += [f"load: then the AOF's commands as the replication stream, translated for {target.identity.label} "
+                  f"(databases, MULTI/EXEC blocks, relative expiries made absolute), --on-incompatible "
+                  f"{options.on_incompatible}",
+                  "errors: a replica answers nothing to its primary: a command the target refuses is found by its "
+                  "error counter (the run fails, without naming it); --load-via commands names each"]
+    lines += ["then: REPLICAOF NO ONE, and the target's masterauth, repl-diskless-load and repl-timeout as they were",
+              "rollback: the full sync deletes the target's current data and this tool cannot bring it back: back the "
+              "target up first (BGSAVE and keep its RDB file)"]
+    return tuple(lines)
 
 
 def _check_line(options: RunOptions) -> str:
@@ -451,6 +463,27 @@ def _execute_aof(config: RunConfig, target: Server, aof: AofInput) -> _Done:
         _say_flushed(exc)
         raise
     return _Done(load.loader.tallies, load.extras.notes, load.functions, load.commands, load.stream)
+
+
+def _execute_via_replication(config: RunConfig, sides: Sides) -> _Done:
+    """One snapshot (--from-rdb FILE, or the standalone source's: spooled, or streamed with --no-spool) loaded by the
+    target as migrate's replica."""
+    options, target = config.options, sides.target
+    if options.from_rdb:
+        file = options.from_rdb[0]
+        loaded = load_snapshot_via_replication(file, str(file), config, target)
+    else:
+        source = sides.source
+        assert source is not None
+        with ExitStack() as stack:
+            if options.spool:
+                (file,) = stack.enter_context(spooled_snapshots([source], spool_folder(options.spool_dir)))
+                snapshot: Path | IO[bytes] = file
+            else:
+                snapshot = cast(IO[bytes], stack.enter_context(ReplicationSnapshot(source.endpoint,
+                                                                                  config.common.connection)))
+            loaded = load_snapshot_via_replication(snapshot, f"the snapshot of {source.endpoint}", config, target)
+    return _Done(loaded.tallies, loaded.notes, loaded.functions)
 
 
 def _say_flushed(exc: MigrateError) -> None:

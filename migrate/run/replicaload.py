@@ -1,30 +1,32 @@
-"""Reload from an AOF through replication (`--strategy reload --from-aof PATH --load-via replication`): the target
-runs `REPLICAOF <migrate>`; migrate, as its primary (migrate.replication.ReplicaServer), sends the AOF's RDB part
-(a base file or a preamble) as the full sync, transcoded for the target release as it is read (rdb.transcode: the
-target loads it natively, no RESTORE per key), then the AOF's commands as the replication stream, translated as
---load-via commands translates them (aofload.load_commands), waits until the target acknowledges the last byte, and
-makes it a primary again (REPLICAOF NO ONE, its own settings back).
+"""Reload as migrate's replica (`--strategy reload --load-via replication`): the target runs `REPLICAOF <migrate>`;
+migrate, as its primary (migrate.replication.ReplicaServer), sends the snapshot (an RDB file or a live standalone
+source's snapshot, or the RDB part of an AOF: a base file or a preamble) as the full sync, transcoded for the target
+release as it is read (rdb.transcode: the target loads it with its own loader, no RESTORE per key); from an AOF, the
+commands follow as the replication stream, translated as --load-via commands translates them
+(aofload.load_commands); then migrate waits until the target acknowledges the last byte, and makes it a primary again
+(REPLICAOF NO ONE, its own settings back).
 
-    AOF --RDB part--> transcode --$EOF: chunks (the last held back)--> target (loads while they arrive)
-        --commands--> check pass (aofload.check_aof) ---> release the last chunk --> target online
-        --commands--> Translator / runs as read --> RespWriter --> stream --> target --> GETACK --> REPLICAOF NO ONE
+    RDB --> transcode --$EOF: chunks (the last held back)--> target (loads while they arrive)
+        [AOF commands --> check pass (aofload.check_aof)] ---> the last chunk and the end mark --> target online
+        [AOF commands --> Translator / runs as read --> RespWriter --> stream --> target --> GETACK]
+        --> REPLICAOF NO ONE
 
-Nothing is replaced before the whole input is checked: the sync's last chunk (the RDB's end and checksum) is held
-back until the transcoder has read every key of the RDB part and the check pass every command. A replica keeps its
-data until its sync's payload ends (it writes the payload to disk first); an empty target is set to
+Nothing is replaced before the whole input is checked: the sync's last chunk and its end mark are held back until
+the transcoder has read every key (the file's checksum included) and, from an AOF, the check pass every command. A
+replica keeps its data until its sync's payload ends (it writes the payload to disk first); an empty target is set to
 `repl-diskless-load on-empty-db` for the load, so that it loads the keys while they arrive, and it empties itself
 again when the sync breaks. A refused input thus leaves the target as it was. The target's `repl-timeout` is raised
 for the load: it waits for the last chunk while the check runs.
 
 A replica answers nothing to its primary: a command the target refuses shows only in its error counter (INFO stats
-total_error_replies), read before and after the stream; a rise fails the run (the hint: --load-via commands names each
-refused command). A replica ignores maxmemory: the used memory is compared with maxmemory once everything is loaded.
+total_error_replies), read before and after; a rise fails the run (the hint: --load-via commands names each refused
+command). A replica ignores maxmemory: the used memory is compared with maxmemory once everything is loaded.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -34,10 +36,11 @@ from migrate.identity import config_value
 from migrate.logs import get_logger
 from migrate.rdb.crc import crc64
 from migrate.rdb.errors import RdbFormatError
+from migrate.rdb.reader import Source
 from migrate.rdb.target import TargetFormat
 from migrate.rdb.transcode import TranscodeReport, transcode_chunks
 from migrate.replication import PrimaryOptions, ReplicaServer
-from migrate.run.aofload import AofCheck, RdbPart, check_aof, load_commands, report
+from migrate.run.aofload import AofCheck, RdbPart, check_aof, load_commands, refuse_incompatible, report
 from migrate.run.options import OnIncompatible, RunConfig
 from migrate.run.progress import RunProgress
 from migrate.run.relay.api import BACKLOG_BYTES, CONNECT_SECONDS, refuse_tls_replication, relay_address
@@ -70,14 +73,33 @@ class ReplicaLoad:
 def load_via_replication(aof: AofInput, config: RunConfig, target: Server) -> ReplicaLoad:
     """Check and load the AOF as migrate's replica; raises a MigrateError subclass (the target made a primary again
     first, its data untouched when the error comes before the sync's last chunk)."""
+    first = aof.files[0]
+    rdb = _RdbInput(first.path, first.name, f"the RDB part of the AOF file {first.name}") \
+        if first.format == "rdb" else None
+    return _load(_Job(config, target, rdb, aof))
+
+
+def load_snapshot_via_replication(source: Source, name: str, config: RunConfig, target: Server) -> ReplicaLoad:
+    """Load one RDB snapshot (a file, or a stream read as it arrives) as migrate's replica: its checks are the
+    transcoder's, done before the sync's last chunk."""
+    return _load(_Job(config, target, _RdbInput(source, name, name), None))
+
+
+@dataclass(frozen=True)
+class _RdbInput:
+    source: Source  # a path, or a binary stream
+    name: str  # for the transcoder's messages
+    what: str  # in errors: "the RDB part of the AOF file ...", "the snapshot of ..."
+
+
+def _load(job: _Job) -> ReplicaLoad:
+    config, target = job.config, job.target
     address = relay_address(config.options.relay_address, target)
     refuse_tls_replication(target, "--load-via replication", "--load-via commands")
-    replica = TargetReplica(target, config.common.connection)
-    replica.read_settings()
-    job = _Job(aof, config, target, replica)
+    job.replica.read_settings()
     try:
-        server = ReplicaServer(PrimaryOptions(host=address[0], port=address[1], username=replica.masteruser,
-                                              password=replica.password, backlog_bytes=BACKLOG_BYTES))
+        server = ReplicaServer(PrimaryOptions(host=address[0], port=address[1], username=job.replica.masteruser,
+                                              password=job.replica.password, backlog_bytes=BACKLOG_BYTES))
     except OSError as exc:
         raise ConfigError(f"cannot listen on {where(address)} for the target: {exc.strerror or exc}",
                           "give --relay-address an address of this machine and a free port") from None
@@ -94,19 +116,20 @@ def load_via_replication(aof: AofInput, config: RunConfig, target: Server) -> Re
 
 
 class _Job:
-    def __init__(self, aof: AofInput, config: RunConfig, target: Server, replica: TargetReplica) -> None:
-        self.aof = aof
+    def __init__(self, config: RunConfig, target: Server, rdb: _RdbInput | None, aof: AofInput | None) -> None:
         self.config = config
         self.options = config.options
         self.target = target
-        self.replica = replica
+        self.rdb = rdb
+        self.aof = aof
+        self.replica = TargetReplica(target, config.common.connection)
         self.format = TargetFormat.from_identity(target.identity)
         self.profile = TargetProfile.of(target.client)  # read now: a target loading from the sync answers nothing
         self.knobs: dict[str, str] = {}  # the target's settings changed for the load, as they were
         self.check: AofCheck | None = None
         self.result = ReplicaLoad()
         self.released = False  # the sync's last chunk was sent: the target's data is replaced from here on
-        self.loaded = False  # the target acknowledged the last command
+        self.loaded = False  # the target acknowledged the last byte
 
     def run(self, server: ReplicaServer) -> ReplicaLoad:
         errors = self._errors()
@@ -117,9 +140,12 @@ class _Job:
         try:
             server.wait_online(self.options.sync_timeout)
         except MigrationError as exc:
-            raise MigrationError(f"the target did not load the AOF's RDB part: {exc.message}", exc.hint) from None
-        log.info("target loaded the RDB part", bytes=sent.rdb_bytes, seconds=round(sent.seconds, 3))
-        self._stream(server)
+            raise MigrationError(f"the target did not load the snapshot: {exc.message}", exc.hint) from None
+        log.info("target loaded the snapshot", bytes=sent.rdb_bytes, seconds=round(sent.seconds, 3))
+        if self.aof is not None:
+            self._stream(server)
+        self.loaded = True
+        self._report()
         self._detach()
         self._judge(errors)
         return self.result
@@ -137,28 +163,41 @@ class _Job:
                                  "--load-via commands") from None
 
     def _chunks(self) -> Iterator[bytes]:
-        """The RDB part transcoded, its last chunk held back until the whole input is checked."""
-        first = self.aof.files[0]
-        if first.format == "rdb":
-            stream = transcode_chunks(first.path, self.format, _policy(self.options.on_incompatible))
-            held = None
-            try:
-                for chunk in stream:
-                    if held is not None:
-                        yield held
-                    held = chunk
-            except RdbFormatError as exc:
-                raise BadInputError(f"the RDB part of the AOF file {first.name} is unusable: {exc.message}; the "
-                                    "target was not touched", "a server refuses to load it too: restore the file "
-                                    "from a backup") from None
-            assert stream.report is not None and held is not None
-            self.result.rdb = report_ = stream.report
-            parts = {first.name: _part(report_)}
+        """The RDB transcoded, its last chunk held back until the whole input is checked (the replica keeps its
+        data until the sync's end, which ReplicaServer sends after the last chunk)."""
+        parts: dict[str, RdbPart] = {}
+        if self.rdb is None:
+            held = empty_rdb(self.format)
         else:
-            held, parts = empty_rdb(self.format), {}
-        self.check = check_aof(self.aof, self.config, self.target, rdb_parts=parts, profile=self.profile)
+            held = yield from self._transcoded(self.rdb)
+            report_ = self.result.rdb
+            assert report_ is not None
+            parts[self.rdb.name] = _part(report_)
+        if self.aof is not None:
+            self.check = check_aof(self.aof, self.config, self.target, rdb_parts=parts, profile=self.profile)
+        elif self.rdb is not None and self.options.on_incompatible is OnIncompatible.FAIL:
+            part = parts[self.rdb.name]
+            if part.incompatible_total:
+                refuse_incompatible(part.incompatible, part.incompatible_total, "keys of the snapshot",
+                                    "--rdb-file FILE")
         self.released = True
         yield held
+
+    def _transcoded(self, rdb: _RdbInput) -> Generator[bytes, None, bytes]:
+        """The transcoder's chunks but the last, which it returns."""
+        stream = transcode_chunks(rdb.source, self.format, _policy(self.options.on_incompatible))
+        held = None
+        try:
+            for chunk in stream:
+                if held is not None:
+                    yield held
+                held = chunk
+        except RdbFormatError as exc:
+            raise BadInputError(f"{rdb.what} is unusable: {exc.message}; the target was not touched",
+                                "a server refuses to load it too: restore the file from a backup") from None
+        assert stream.report is not None and held is not None
+        self.result.rdb = stream.report
+        return held
 
     # -- the stream -----------------------------------------------------------------------------------------------
 
@@ -178,9 +217,10 @@ class _Job:
         except MigrationError as exc:
             raise MigrationError(f"the target did not acknowledge the AOF's commands: {exc.message}",
                                  "read the target's log") from None
-        self.loaded = True
         self.result.stream = translator.tally
         self.result.commands = report(check, translator.tally, 0)
+
+    def _report(self) -> None:
         rdb = self.result.rdb
         if rdb is not None:
             self.result.tallies = tallies(rdb)
