@@ -48,6 +48,7 @@ from migrate.errors import BadInputError, ConfigError, IncompatibleDataError, Mi
 from migrate.facts import types as T
 from migrate.incompatible import OnIncompatible
 from migrate.rdb import constants as C
+from migrate.rdb import empty
 from migrate.rdb.decode import decode_object, stream_inconsistency
 from migrate.rdb.reader import DEFAULT_MAX_VALUE, KeyTuple, RdbReader, Source
 from migrate.rdb.records import (
@@ -71,7 +72,9 @@ HEADER_LEN: Final = 9
 DEFAULT_CHUNK: Final = 1 << 20
 DEFAULT_LIST_LIMIT: Final = 1000
 # A collection record of at most this many bytes may be empty (an empty listpack is 7 bytes, an empty ziplist 11,
-# HASH_LISTPACK_EX adds 8): only those are looked at before being copied.
+# HASH_LISTPACK_EX adds 8): only those are looked at (migrate.rdb.empty) before being copied. A quicklist of empty
+# nodes takes 12 (ziplist) or 9 (listpack) bytes a node: one, or two, fit; more are copied and skipped by the loader
+# without being named (no server writes empty nodes; a reload by key looks at up to empty.CAPTURE_BYTES).
 _MAYBE_EMPTY_SIZE: Final = 20
 _SLOT_INFO_AUX: Final = re.compile(rb"\s*[+-]?(?:0[xX][0-9a-fA-F]+|[0-9]+),\s*[+-]?[0-9]+,\s*[+-]?[0-9]+")
 
@@ -304,6 +307,7 @@ class _Transcoder:
         self.dialect = self.reader.product
         self.label = target.label
         self.actions = self._actions()
+        self.empties = empty.EmptyCheck(self.reader.rdb_version)
         self.current_db = 0
         self.db_refused = False
 
@@ -415,8 +419,9 @@ class _Transcoder:
         if act == _STREAM and stream_inconsistency(t, payload, self.reader.rdb_version) is not None:
             return self._convert(item, type_name, payload, end - size, consistent=True)
         if act in (_PASS, _STREAM):
-            if _is_empty(t, payload, self.dialect):
-                self.tally.empty.add(db, key, type_name, "empty, skipped as the server does")
+            kind = self.empties.kind(t, payload)
+            if kind is not None:  # skipped by every loader, or refused by most: never written
+                self.tally.empty.add(db, key, type_name, empty.reason(kind, type_name))
                 counts[3] += 1
                 return b""
             counts[1] += 1
@@ -577,37 +582,6 @@ class _Transcoder:
             module_aux_dropped=tuple(tally.module_aux_dropped), functions=tuple(tally.functions),
             functions_dropped=tuple(tally.functions_dropped), dbs=dbs,
             input_checksum_ok=self.end.checksum_ok if self.end is not None else None)
-
-
-# -- empty collections ---------------------------------------------------------------------------------------------
-
-_COUNTED: Final = frozenset({1, 2, 3, 4, 5, 14, 18})  # the serialized object starts with its element count
-_BLOB_COUNT: Final[dict[int, tuple[int, int]]] = {  # blob types: (offset, width) of the element count in the blob
-    10: (8, 2), 12: (8, 2), 13: (8, 2),  # ziplist: zlbytes, zltail, zllen
-    11: (4, 4),  # intset: encoding, length
-    16: (4, 2), 17: (4, 2), 20: (4, 2),  # listpack: total bytes, count
-}
-_REDIS_BLOB_COUNT: Final[dict[int, tuple[int, int]]] = {23: (4, 2), 25: (4, 2)}  # listpacks of (field, value, ttl)
-
-
-def _is_empty(type_byte: int, payload: bytes, dialect: str) -> bool:
-    """Whether a small serialized collection holds no element (a loader skips it as an empty key). Bytes 22-25 are
-    read in the file's dialect: Redis 22 and Valkey 22 both start with their field count."""
-    if type_byte in _COUNTED or type_byte == 22:
-        return payload[:1] == b"\x00"
-    redis = dialect == "redis"
-    if redis and type_byte == 24:
-        return payload[8:9] == b"\x00"  # after the smallest field expiry
-    start = 8 if redis and type_byte == 25 else 0
-    where = _REDIS_BLOB_COUNT.get(type_byte) if redis else None
-    where = where or _BLOB_COUNT.get(type_byte)
-    if (where is None and type_byte != 9) or len(payload) <= start or payload[start] >= 0x40:
-        return False  # not a collection we know, or not a short raw string: too big to be empty
-    blob = payload[start + 1:start + 1 + payload[start]]
-    if where is None:  # zipmap: <zmlen> then the 0xFF end marker when empty
-        return blob[1:2] == b"\xff"
-    at, width = where
-    return len(blob) >= at + width and int.from_bytes(blob[at:at + width], "little") == 0
 
 
 # -- public API -----------------------------------------------------------------------------------------------------

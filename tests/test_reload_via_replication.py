@@ -1,5 +1,6 @@
-"""`migrate run --strategy reload --from-aof PATH --load-via replication` (issue 11): the target loads as migrate's
-replica (the AOF's RDB part as its full sync, its commands as the stream), on the real AOF corpus and bad inputs.
+"""`migrate run --strategy reload --load-via replication` (issue 11): the target loads as migrate's replica (an RDB
+snapshot, or an AOF's RDB part, as its full sync; an AOF's commands as the stream), on the real AOF corpus, the
+hand-built RDB corpus, live sources and bad inputs.
 
 After every run, refused or not, the target must be a primary again with its own settings (masterauth,
 repl-diskless-load, repl-timeout); a refusal before the sync's last chunk must leave its data as it was.
@@ -7,18 +8,23 @@ repl-diskless-load, repl-timeout); a refusal before the sync's last chunk must l
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from fixtures.aof_state import canonical_state, same_state
+from fixtures.rdb_corpus import CORPUS as RDB_CORPUS
 from fixtures.sandbox import LocalServer
+from migrate.cli import run_cli
 from migrate.errors import ExitCode
 from tests.aof_support import BAD, CORPUS, expected_state, server_on_aof, tolerance
+from tests.cluster_run_support import diff, fill
 from tests.conftest import ServerFactory
 from tests.rdb_builders import dump_payload
-from tests.test_persistence_files import HANDBUILT
+from tests.readback import read_stream
+from tests.test_persistence_files import BY_NAME, HANDBUILT, oracle_state, path_of, without
 from tests.test_run_aof import (
     BAD_INPUTS,
     TARGETS,
@@ -29,7 +35,7 @@ from tests.test_run_aof import (
     field_ttl_keys,
     without_field_ttls,
 )
-from tests.test_run_aof import reload_aof as _reload
+from tests.test_run_aof import reload_aof as _reload_aof
 
 OWN = ("--repl-diskless-load", "disabled", "--repl-timeout", "60")  # its own settings, stated (and a server apart)
 
@@ -41,7 +47,14 @@ def target_of(servers: ServerFactory, name: str) -> LocalServer:
 
 
 def reload_aof(capsys: Any, target: Any, path: Path, *extra: str) -> tuple[int, dict[str, Any], str]:
-    return _reload(capsys, target, path, "--load-via", "replication", *extra)
+    return _reload_aof(capsys, target, path, "--load-via", "replication", *extra)
+
+
+def _reload(capsys: Any, target: Any, source: None, *extra: str) -> tuple[int, dict[str, Any], str]:
+    code = run_cli(["run", "--strategy", "reload", "--target", target.url, "--yes", "--no-progress", "--format",
+                    "json", *extra])
+    out, err = capsys.readouterr()
+    return code, json.loads(out) if out.strip() else {}, err
 
 
 def assert_primary_as_before(target: LocalServer) -> None:
@@ -178,3 +191,94 @@ def test_load_via_replication_is_refused_where_it_does_not_apply(servers: Server
     code = run_cli(["run", "--strategy", "replay", "--source", target.url, "--target", target.url, "--load-via",
                     "replication"])
     assert code == ExitCode.CONFIG and "--load-via replication needs" in error_line(capsys.readouterr().err)
+
+
+# -- one RDB snapshot: --from-rdb FILE, or a live standalone source ----------------------------------------------------
+
+
+@pytest.mark.parametrize("target_name", TARGETS)
+@pytest.mark.parametrize("name", [f.name for f in RDB_CORPUS])
+def test_each_rdb_file_loads_through_replication_as_its_oracle_holds_it(servers: ServerFactory, capsys: Any,
+                                                                         tmp_path: Path, name: str,
+                                                                         target_name: str) -> None:
+    """The hand-built corpus (RDB 1-9: zipmaps, ziplists, intsets, streams whose counters disagree with their
+    entries, empty collections) through the target's own loader: what the oracle holds, but the empty keys (skipped
+    as servers skip them) and, on Valkey 9.1, the stale length of the streams it refuses (written again from their
+    entries: groups and consumers kept)."""
+    corpus_file = BY_NAME[name]
+    truth = oracle_state(servers, corpus_file, tmp_path)
+    target = target_of(servers, target_name)
+    code, report, err = _reload_rdb(capsys, target, path_of(corpus_file))
+    assert code == 0, err
+    assert sorted(i["key"] for db in report["dbs"] for i in db["empty"]) == sorted(corpus_file.empty)
+    fixed = set(corpus_file.rebuilt) if target_name == "valkey-9.1" else set()
+    gone = {k for k in corpus_file.differs if k in corpus_file.empty}
+    counters = ("length", "entries_added", "max_deleted_id")
+    got = canonical_state(target.client())
+    assert same_state(without(got, fixed, counters), without(without(truth, gone), fixed, counters)) == []
+    for key in fixed:
+        stream = read_stream(target.client(), key.encode())
+        assert stream.length == len(stream.entries)
+    assert_primary_as_before(target)
+
+
+@pytest.mark.parametrize("spool", [True, False], ids=["spooled", "streamed"])
+def test_a_live_standalone_source_loads_through_replication(servers: ServerFactory, capsys: Any,
+                                                            spool: bool) -> None:
+    source = servers.get("redis-7.0", "--repl-diskless-sync-delay", "0")
+    written = fill(source.client(), 2000)
+    target = target_of(servers, "valkey-9.1")
+    target.client().set("stale", "replaced by the full sync")
+    code, report, err = _reload(capsys, target, None, "--source", source.url, "--load-via", "replication",
+                                *(() if spool else ("--no-spool",)))
+    assert code == 0, err
+    assert report["totals"]["copied"] == written.total
+    assert diff(source.client(), target.client()) == []
+    assert_primary_as_before(target)
+
+
+def test_keys_the_target_cannot_hold_stop_a_snapshot_before_its_sync_ends(servers: ServerFactory, capsys: Any,
+                                                                         tmp_path: Path) -> None:
+    """Hashes with field TTLs (Redis 8.0) into Valkey 8.1: named under fail, the target keeps its data; loaded
+    without their TTLs under lossy, named as changed."""
+    source = servers.get("redis-8.0.6")
+    written = fill(source.client(), 300, field_ttls=True)
+    source.client().save()
+    rdb = Path(source.dir) / "dump.rdb"
+    target = target_of(servers, "valkey-8.1")
+    target.client().set("keep", "me")
+    code, _, err = _reload_rdb(capsys, target, rdb)
+    line = error_line(err)
+    assert code == ExitCode.PROBLEMS and "keys of the snapshot cannot be loaded" in line, line
+    assert "nothing was flushed" in line and target.client().keys() == [b"keep"]
+    assert_primary_as_before(target)
+    code, report, err = _reload_rdb(capsys, target, rdb, "--on-incompatible", "lossy")
+    assert code == 0, err
+    changed = {i["key"].encode() for db in report["dbs"] for i in db["changed"]}
+    assert changed == written.field_ttl_keys and target.client().dbsize() == written.total
+    assert_primary_as_before(target)
+
+
+def test_a_corrupt_rdb_file_is_refused_and_the_target_keeps_its_data(servers: ServerFactory, capsys: Any,
+                                                                     tmp_path: Path) -> None:
+    whole = (HANDBUILT / "rdb9-trimmed-streams.rdb").read_bytes()
+    cut = tmp_path / "cut.rdb"
+    cut.write_bytes(whole[:-20])
+    target = target_of(servers, "valkey-9.1")
+    target.client().set("keep", "me")
+    code, _, err = _reload_rdb(capsys, target, cut)
+    line = error_line(err)
+    assert code == ExitCode.BAD_INPUT and "not touched" in line, line
+    assert target.client().keys() == [b"keep"]
+    assert_primary_as_before(target)
+
+
+def test_several_files_and_clusters_are_refused(servers: ServerFactory, capsys: Any) -> None:
+    target = target_of(servers, "valkey-9.1")
+    rdb = HANDBUILT / "rdb9-trimmed-streams.rdb"
+    code, _, err = _reload_rdb(capsys, target, rdb, "--from-rdb", str(rdb))
+    assert code == ExitCode.CONFIG and "one snapshot" in error_line(err)
+
+
+def _reload_rdb(capsys: Any, target: Any, path: Path, *extra: str) -> tuple[int, dict[str, Any], str]:
+    return _reload(capsys, target, None, "--from-rdb", str(path), "--load-via", "replication", *extra)
