@@ -1,4 +1,5 @@
-"""Reload from an AOF (`migrate run --strategy reload --from-aof`) against the target's own AOF loading at start-up.
+"""Reload from an AOF or an RDB file (`migrate run --strategy reload --from-aof / --from-rdb`, `--load-via commands`
+and `replication`) against the target's own loading of the same input at start-up.
 
     .venv/bin/python bench/aof_reload.py                         # 1M keys, targets valkey-8.1 and valkey-9.1
     .venv/bin/python bench/aof_reload.py --keys 200000 --targets valkey-9.1 --rounds 1
@@ -6,10 +7,11 @@
 Two AOFs of KEYS keys, written once by redis-7.0 through pipelines and cached in bench/out/ (SETs, HSETs of 5
 fields, RPUSHes of 8 items, SETs with an expiry (PXAT in the file), a MULTI/EXEC block every 1000 commands):
 - `commands`: aof-use-rdb-preamble no, no rewrite: one base-less multi-part directory of commands;
-- `rdb-base`: aof-use-rdb-preamble yes, a BGREWRITEAOF after half the keys: an RDB base, then commands.
-For each target: the CLI run (`migrate run --strategy reload --from-aof DIR --yes`, a subprocess: interpreter start,
-check pass, flush, load, report) into an emptied target, timed; then the same target version started on a copy of
-the directory (its own AOF loading), timed until it accepts connections; both end with the same DBSIZE (checked).
+- `rdb-base`: aof-use-rdb-preamble yes, a BGREWRITEAOF after half the keys: an RDB base, then commands;
+- `rdb`: the RDB base of `rdb-base` alone, given to --from-rdb (the server loads it as its dump.rdb).
+For each target and each --load-via: the CLI run (`migrate run --strategy reload --from-aof DIR --yes`, a subprocess:
+interpreter start, check, load, report) into a fresh target, timed; then the same target version started on a copy
+of the input (its own loading), timed until it accepts connections; both end with the same DBSIZE (checked).
 Ratio = server time / ours (goal: at least 0.5). `--profile` adds an in-process profile of one load (phases and the
 functions where the time goes).
 """
@@ -74,10 +76,11 @@ def write_aof(keys: int, kind: str, folder: Path) -> Path:
 
 def ours(target_name: str, path: Path, load_via: str) -> tuple[float, int, dict[str, object]]:
     target = LocalServer(load_manifest()[target_name]).start()
+    flag = "--from-rdb" if path.suffix == ".rdb" else "--from-aof"
     try:
         started = time.perf_counter()
-        done = subprocess.run([sys.executable, "-m", "migrate", "run", "--strategy", "reload", "--from-aof",
-                               str(path), "--target", target.url, "--yes", "--no-progress", "--format", "json",
+        done = subprocess.run([sys.executable, "-m", "migrate", "run", "--strategy", "reload", flag, str(path),
+                               "--target", target.url, "--yes", "--no-progress", "--format", "json",
                                "--load-via", load_via], capture_output=True, text=True, cwd=REPO)
         elapsed = time.perf_counter() - started
         if done.returncode:
@@ -90,9 +93,14 @@ def ours(target_name: str, path: Path, load_via: str) -> tuple[float, int, dict[
 def server_load(target_name: str, path: Path, work: Path) -> tuple[float, int]:
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    shutil.copytree(path, work / "appendonlydir")
+    if path.suffix == ".rdb":  # an RDB file: loaded at start-up as dump.rdb
+        shutil.copy(path, work / "dump.rdb")
+        args: tuple[str, ...] = ("--dbfilename", "dump.rdb")
+    else:
+        shutil.copytree(path, work / "appendonlydir")
+        args = ("--appendonly", "yes")
     started = time.perf_counter()
-    server = LocalServer(load_manifest()[target_name], ("--appendonly", "yes"), work).start(timeout=900)
+    server = LocalServer(load_manifest()[target_name], args, work).start(timeout=900)
     elapsed = time.perf_counter() - started
     try:
         return elapsed, int(server.client().dbsize())
@@ -134,11 +142,21 @@ def profile(target_name: str, path: Path) -> None:
         target.stop()
 
 
+def input_of(kind: str, keys: int) -> Path:
+    """The AOF directory of `kind`, written once; `rdb`: the RDB base file of `rdb-base` (--from-rdb)."""
+    if kind == "rdb":
+        base = input_of("rdb-base", keys)
+        return next(base.glob("*.base.rdb"))
+    folder = OUT / f"aof-reload-{kind}-{keys}"
+    path = folder / "appendonlydir"
+    return path if path.is_dir() else write_aof(keys, kind, folder)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keys", type=int, default=1_000_000)
     parser.add_argument("--targets", default="valkey-8.1,valkey-9.1")
-    parser.add_argument("--kinds", default="commands,rdb-base")
+    parser.add_argument("--kinds", default="commands,rdb-base,rdb", help="rdb: the RDB base of rdb-base, --from-rdb")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--load-via", default="commands,replication", help="--load-via values to time")
     parser.add_argument("--profile", action="store_true")
@@ -146,11 +164,8 @@ def main() -> int:
     print("| AOF | target | --load-via | ours (s) | server load (s) | ratio server/ours | keys |\n"
           "|---|---|---|---|---|---|---|")
     for kind in args.kinds.split(","):
-        folder = OUT / f"aof-reload-{kind}-{args.keys}"
-        path = folder / "appendonlydir"
-        if not path.is_dir():
-            path = write_aof(args.keys, kind, folder)
-        size = sum(p.stat().st_size for p in path.iterdir()) / 1e6
+        path = input_of(kind, args.keys)
+        size = (path.stat().st_size if path.is_file() else sum(p.stat().st_size for p in path.iterdir())) / 1e6
         for target_name in args.targets.split(","):
             modes = args.load_via.split(",")
             best = dict.fromkeys(["server", *modes], float("inf"))
@@ -164,7 +179,7 @@ def main() -> int:
             for mode in modes:
                 print(f"| {kind} ({size:.0f} MB) | {target_name} | {mode} | {best[mode]:.2f} | {best['server']:.2f} | "
                       f"{best['server'] / best[mode]:.2f}x | {server_keys:,} |")
-            if args.profile:
+            if args.profile and path.is_dir():
                 profile(target_name, path)
     return 0
 
