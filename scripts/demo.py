@@ -3,7 +3,7 @@
 1. a Redis 8.0 source with a realistic dataset (every type and encoding, TTLs, hash field TTLs, three databases) plus
    bulk keys -> an empty Valkey 8.1: identify, preflight, run (live replay with per-key conversion), verify;
 2. the source's own RDB file (version 12, which Valkey 8 refuses) converted for Valkey 8.1, loaded by a Valkey 8.1
-   at start-up, verified;
+   at start-up, verified; then reloaded into a running Valkey 8.1 that loads it as migrate's replica, verified;
 3. an online sync under live writes (an application thread writing to three databases, with MULTI/EXEC and expiries)
    into another Valkey 8.1, followed until `migrate cutover`, whose write pause is measured, then verified;
 4. the same under `--strategy relay`: the Valkey 8.1 replicates from migrate (the snapshot transcoded, the stream
@@ -82,7 +82,7 @@ def replay_story(source: LocalServer, keys: int) -> None:
 
 
 def convert_story(source: LocalServer) -> None:
-    chapter(f"2. {SOURCE}'s RDB file (version 12) converted for {TARGET}, loaded at start-up")
+    chapter(f"2. {SOURCE}'s RDB file (version 12) converted for {TARGET}, loaded at start-up; reloaded as a replica")
     client = source.client()
     client.save()
     original = Path(client.config_get("dir")["dir"]) / client.config_get("dbfilename")["dbfilename"]
@@ -98,6 +98,12 @@ def convert_story(source: LocalServer) -> None:
               flush=True)
         step("Verify: the server that loaded the file equals the source",
              ["verify", "--source", source.url, "--target", loaded.url, "--level", "full"])
+    with start_server(TARGET) as target:
+        step("Reload: the same file into a running Valkey 8.1, as migrate's replica (its own loader, no RESTORE)",
+             ["run", "--strategy", "reload", "--from-rdb", str(original), "--target", target.url, "--load-via",
+              "replication", "--on-incompatible", "lossy", "--yes"], expect=(0, 5))
+        step("Verify: the reloaded server equals the source",
+             ["verify", "--source", source.url, "--target", target.url, "--level", "full"])
 
 
 # -- 3. online sync --------------------------------------------------------------------------------------------------

@@ -68,7 +68,7 @@ class TargetReplica:
         self._call("CONFIG", "SET", "masterauth", self.password)
         self._call("REPLICAOF", address[0], str(address[1]))
         self.attached = address
-        log.info("target replicates from the relay", target=str(self.target.endpoint), relay=where(address))
+        log.info("target replicates from migrate", target=str(self.target.endpoint), primary=where(address))
 
     def detach(self) -> str:
         """REPLICAOF NO ONE and the target's own masterauth back; what became of the masterauth, in words."""
