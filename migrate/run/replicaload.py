@@ -60,7 +60,8 @@ KNOBS: Final = ("repl-diskless-load", "repl-timeout")
 
 @dataclass
 class ReplicaLoad:
-    """What a load through replication did: per-database tallies of the RDB part, the command report."""
+    """What a load through replication did: per-database tallies of the snapshot (or the AOF's RDB part), the notes,
+    the function libraries, and from an AOF the command report."""
 
     tallies: dict[int, DbTally] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
@@ -108,7 +109,8 @@ def _load(job: _Job) -> ReplicaLoad:
             return job.run(server)
         except MigrateError as exc:
             if job.released and not job.loaded:
-                exc.message = f"the target's data was replaced and it holds a partial load: {exc.message}"
+                exc.message = (f"the target was sent its whole sync: its data may be replaced, by a partial load: "
+                               f"{exc.message}")
                 exc.hint = f"{exc.hint}; reload again once the cause is fixed"
             raise
         finally:
@@ -224,6 +226,8 @@ class _Job:
         rdb = self.result.rdb
         if rdb is not None:
             self.result.tallies = tallies(rdb)
+            self.result.notes += [f"module data outside keys ({name}) is not loaded: recreate it on the target (e.g. "
+                                  "search indexes)" for name in rdb.module_aux_dropped]
             dropped = ", ".join(rdb.functions_dropped)
             if rdb.functions or dropped:
                 self.result.functions = FunctionsReport(len(rdb.functions), f"left out: {dropped}" if dropped else "")
