@@ -176,3 +176,18 @@ def test_streamed_snapshots_load_inside_their_dask_tasks(clusters: ClusterFactor
     assert f"3 snapshots loaded at once by 2 Dask workers ({dask.scheduler_address})" in result.notes
     assert result.copied == written.total
     assert diff(cluster_client(source), cluster_client(target)) == []
+
+
+def test_a_snapshot_a_worker_cannot_read_is_a_clear_error(dask: LocalCluster, tmp_path: Path) -> None:
+    """A Dask worker on a host without the spool folder: refused before the flush, naming the folder to share."""
+    from migrate.facts.capabilities import Capabilities
+    from migrate.run.parallel_load import SnapshotPool
+
+    pool = SnapshotPool(0, dask.scheduler_address)
+    try:
+        with pytest.raises(ConfigError) as refused:
+            pool.check([tmp_path / "not-here.rdb"], run_config("redis://127.0.0.1:1", "redis://127.0.0.1:2", tmp_path),
+                       Capabilities("valkey", (9, 1, 2)))
+    finally:
+        pool.close()
+    assert "not readable on the worker host" in refused.value.message and "--spool-dir" in refused.value.hint

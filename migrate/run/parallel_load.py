@@ -14,6 +14,7 @@ import concurrent.futures as cf
 import contextlib
 import dataclasses
 import queue
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -282,6 +283,9 @@ def _ready() -> None:
 
 def check_task(file: Path, config: RunConfig, target: Capabilities) -> tuple[str, str, str] | None:
     """In a worker: check one file; the refusal comes back as data (its class by name)."""
+    if not file.is_file():  # on Dask, a worker on another host: the folder is not shared
+        return ("ConfigError", f"{file} is not readable on the worker host {socket.gethostname()}; the target was not "
+                "touched", "with --scheduler, give --spool-dir (and --from-rdb files) a folder every worker reads")
     try:
         check_snapshot(file, config, target)
     except MigrateError as exc:
