@@ -280,7 +280,10 @@ def _replication_plan(config: RunConfig, sides: Sides, aof: AofInput | None) -> 
                   f"{options.on_incompatible}",
                   "errors: a replica answers nothing to its primary: a command the target refuses is found by its "
                   "error counter (the run fails, without naming it); --load-via commands names each"]
-    lines += ["then: REPLICAOF NO ONE, and the target's masterauth, repl-diskless-load and repl-timeout as they were",
+    now = ", ".join(f"{name} {config_value(target.client, name) or '(not readable)'}"
+                    for name in ("repl-diskless-load", "repl-timeout"))
+    lines += [f"then: REPLICAOF NO ONE, and the target's masterauth and settings as they were ({now}; should migrate "
+              "be killed mid-load, run REPLICAOF NO ONE on the target and set those back)",
               "rollback: the full sync deletes the target's current data and this tool cannot bring it back: back the "
               "target up first (BGSAVE and keep its RDB file)"]
     return tuple(lines)
