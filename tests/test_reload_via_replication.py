@@ -282,3 +282,36 @@ def test_several_files_and_clusters_are_refused(servers: ServerFactory, capsys: 
 
 def _reload_rdb(capsys: Any, target: Any, path: Path, *extra: str) -> tuple[int, dict[str, Any], str]:
     return _reload(capsys, target, None, "--from-rdb", str(path), "--load-via", "replication", *extra)
+
+
+def test_a_kill_before_the_sync_ends_leaves_the_targets_data(servers: ServerFactory, tmp_path: Path) -> None:
+    """migrate killed (SIGKILL) while the target waits for the end of its sync (the check pass of a long AOF): the
+    target keeps its data; it is left a replica of an address that is gone, as the plan says, and REPLICAOF NO ONE
+    gives it back as it was."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from hiredis import pack_command
+
+    aof = _write_aof(tmp_path / "aof", b"".join(pack_command((b"SET", b"k%d" % i, b"v")) for i in range(600_000)))
+    target = servers.fresh("valkey-9.1")
+    target.client().set("keep", "me")
+    process = subprocess.Popen([sys.executable, "-m", "migrate", "run", "--strategy", "reload", "--from-aof", str(aof),
+                                "--target", target.url, "--yes", "--no-progress", "--load-via", "replication"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and process.poll() is None:
+            if target.client().info("replication").get("master_sync_in_progress") == 1:
+                break
+            time.sleep(0.005)
+        assert process.poll() is None, "the run ended before the sync was seen in progress"
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.wait(30)
+    client = target.client()
+    assert client.info("replication")["role"] == "slave" and client.keys() == [b"keep"]
+    client.execute_command("REPLICAOF", "NO", "ONE")
+    assert client.info("replication")["role"] == "master" and client.get("keep") == b"me"
