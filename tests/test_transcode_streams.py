@@ -124,3 +124,18 @@ def test_streams_whose_counters_disagree_load_on_valkey_9_1(servers, tmp_path):
             assert [(g["name"], g["consumers"], g["pending"]) for g in groups] == [(b"g1", 3, 2)]
         finally:
             server.stop()
+
+
+def test_the_stream_reports_its_progress_as_it_goes():
+    """TranscodeStream.progress(): key records and input bytes read, never more than the report's totals, equal to
+    them at the end (what the progress bar of a reload through replication shows)."""
+    from migrate.rdb.target import TargetFormat
+    from migrate.rdb.transcode import transcode_chunks
+    from tests.test_persistence_files import HANDBUILT
+
+    stream = transcode_chunks(HANDBUILT / "rdb9-empty-keys.rdb", TargetFormat.for_release("valkey", (9, 1, 2)),
+                              "skip")
+    seen = [stream.progress() for _ in stream]
+    assert stream.report is not None and seen
+    assert all(keys <= stream.report.keys_read and nbytes <= stream.report.input_bytes for keys, nbytes in seen)
+    assert stream.progress() == (stream.report.keys_read, stream.report.input_bytes)

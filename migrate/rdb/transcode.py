@@ -309,6 +309,7 @@ class _Transcoder:
         self.actions = self._actions()
         self.empties = empty.EmptyCheck(self.reader.rdb_version)
         self.current_db = 0
+        self.copied_pending = 0  # keys copied on the fast path and not yet in the tally (see keys_read)
         self.db_refused = False
 
     def _actions(self) -> list[int]:
@@ -360,12 +361,14 @@ class _Transcoder:
                     copied += 1
                     prev_end = end
                     if end - copy_from >= flush_at:
+                        self.copied_pending = copied  # for keys_read() while the output is consumed
                         yield from self._copy(copy_from, end)
                         copy_from = end
                     continue
                 replacement = self._key(item, end, act, now)
             elif isinstance(item, End):
                 self._count_copied(copied)
+                self.copied_pending = 0
                 yield from self._copy(copy_from, item.offset)
                 yield from self._write(b"\xff")
                 yield from self._write(self.crc.to_bytes(8, "little"))
@@ -374,7 +377,7 @@ class _Transcoder:
             else:
                 if isinstance(item, SelectDb):
                     self._count_copied(copied)
-                    copied = 0
+                    copied = self.copied_pending = 0
                 replacement = self._record(item)
                 actions = self.actions  # a SELECTDB beyond the target's databases changes them
             if replacement is not None:  # write `replacement` instead of the record [prev_end, end)
@@ -391,6 +394,10 @@ class _Transcoder:
         counts = self.tally.db(self.current_db)
         counts[0] += copied
         counts[1] += copied
+
+    def keys_read(self) -> int:
+        """Key records read so far (the fast path's counted about every chunk): progress, not the report."""
+        return sum(counts[0] for counts in self.tally.dbs.values()) + self.copied_pending
 
     # -- keys ----------------------------------------------------------------------------------------------------
 
@@ -654,6 +661,10 @@ class TranscodeStream:
             self.leftover = self._job.reader.leftover
         finally:
             self._closer.close()
+
+    def progress(self) -> tuple[int, int]:
+        """(key records, input bytes) read so far, while the iteration goes."""
+        return self._job.keys_read(), self._job.reader.bytes_read
 
     def close(self) -> None:
         self._closer.close()

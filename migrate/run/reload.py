@@ -485,7 +485,8 @@ def _execute_via_replication(config: RunConfig, sides: Sides) -> _Done:
             else:
                 snapshot = cast(IO[bytes], stack.enter_context(ReplicationSnapshot(source.endpoint,
                                                                                   config.common.connection)))
-            loaded = load_snapshot_via_replication(snapshot, f"the snapshot of {source.endpoint}", config, target)
+            loaded = load_snapshot_via_replication(snapshot, f"the snapshot of {source.endpoint}", config, target,
+                                                   sum(source.identity.keyspace.values()))
     return _Done(loaded.tallies, loaded.notes, loaded.functions)
 
 

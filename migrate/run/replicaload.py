@@ -80,10 +80,11 @@ def load_via_replication(aof: AofInput, config: RunConfig, target: Server) -> Re
     return _load(_Job(config, target, rdb, aof))
 
 
-def load_snapshot_via_replication(source: Source, name: str, config: RunConfig, target: Server) -> ReplicaLoad:
-    """Load one RDB snapshot (a file, or a stream read as it arrives) as migrate's replica: its checks are the
-    transcoder's, done before the sync's last chunk."""
-    return _load(_Job(config, target, _RdbInput(source, name, name), None))
+def load_snapshot_via_replication(source: Source, name: str, config: RunConfig, target: Server,
+                                  keys: int | None = None) -> ReplicaLoad:
+    """Load one RDB snapshot (a file, or a stream read as it arrives; `keys` it holds, when known) as migrate's
+    replica: its checks are the transcoder's, done before the sync's last chunk."""
+    return _load(_Job(config, target, _RdbInput(source, name, name, keys), None))
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,7 @@ class _RdbInput:
     source: Source  # a path, or a binary stream
     name: str  # for the transcoder's messages
     what: str  # in errors: "the RDB part of the AOF file ...", "the snapshot of ..."
+    keys: int | None = None  # how many it holds, when known (a live source): the progress bar's total
 
 
 def _load(job: _Job) -> ReplicaLoad:
@@ -186,14 +188,19 @@ class _Job:
         yield held
 
     def _transcoded(self, rdb: _RdbInput) -> Generator[bytes, None, bytes]:
-        """The transcoder's chunks but the last, which it returns."""
+        """The transcoder's chunks but the last, which it returns; the bytes read shown as they go."""
         stream = transcode_chunks(rdb.source, self.format, _policy(self.options.on_incompatible))
         held = None
+        shown = (0, 0)
         try:
-            for chunk in stream:
-                if held is not None:
-                    yield held
-                held = chunk
+            with RunProgress(self.options.show_progress, rdb.keys, "full sync") as progress:
+                for chunk in stream:
+                    if held is not None:
+                        yield held
+                    held = chunk
+                    now = stream.progress()
+                    progress.advance(now[0] - shown[0], now[1] - shown[1])
+                    shown = now
         except RdbFormatError as exc:
             raise BadInputError(f"{rdb.what} is unusable: {exc.message}; the target was not touched",
                                 "a server refuses to load it too: restore the file from a backup") from None
