@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
+import threading
 import time
+import traceback
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,6 +33,21 @@ def dask() -> Iterator[LocalCluster]:
         yield cluster
     finally:
         cluster.close()
+
+
+def finished(thread: threading.Thread, timeout: float, cluster: LocalCluster) -> None:
+    """Wait for the run's thread; when it does not end, fail with what every side was doing (the run's own stack,
+    the scheduler's task states, the workers' stacks), so that a run that stops moving can be diagnosed."""
+    thread.join(timeout)
+    if not thread.is_alive():
+        return
+    stack = "".join(traceback.format_stack(sys._current_frames()[thread.ident or 0]))
+    with Client(cluster.scheduler_address) as client:
+        states = client.run_on_scheduler(lambda dask_scheduler: {str(k): (t.state, str(t.processing_on))
+                                                                 for k, t in dask_scheduler.tasks.items()})
+        stacks = client.call_stack()
+    raise AssertionError(f"the run did not end within {timeout:g} s\nrun thread:\n{stack}\ntasks: {states}\n"
+                         f"worker stacks: {stacks}")
 
 
 def test_shards_run_on_dask_workers(clusters: ClusterFactory, dask: LocalCluster, tmp_path: Path) -> None:
@@ -60,7 +78,7 @@ def test_a_worker_killed_mid_task_is_retried_from_the_checkpoint(clusters: Clust
         busy = [w for w, tasks in client.processing().items() if tasks]
         pid = client.run(os.getpid, workers=busy[:1])[busy[0]]
     os.kill(pid, signal.SIGKILL)  # the worker process dies mid-task; its nanny starts a new one
-    thread.join(180)
+    finished(thread, 180, dask)
     assert "error" not in out, out.get("error")
     result = out["result"]
     assert isinstance(result, RunResult) and result.copied == written.total
@@ -82,7 +100,7 @@ def test_a_source_failover_inside_a_dask_task(clusters: ClusterFactory, dask: Lo
     thread, out = _in_thread(run, config)
     _progress(shared, 300)
     source.failover(source.replicas_of(source.owner_of_slot(100))[0])
-    thread.join(120)
+    finished(thread, 120, dask)
     assert "error" not in out, out.get("error")
     result = out["result"]
     assert isinstance(result, RunResult) and result.copied == 3000
@@ -146,7 +164,7 @@ def test_a_dask_worker_killed_mid_load_is_loaded_again_with_replace(clusters: Cl
         assert loading, "no load task seen running"
         pid = client.run(os.getpid, workers=loading[:1])[loading[0]]
     os.kill(pid, signal.SIGKILL)
-    thread.join(300)
+    finished(thread, 300, dask)
     assert "error" not in out, out.get("error")
     result = out["result"]
     assert isinstance(result, RunResult) and result.copied == written.total and not result.busy
