@@ -255,12 +255,9 @@ LOAD_VIA_REPLICATION: Final = tuple(
     Right(command, args, why, when="--load-via replication", applies=lambda c: c.via_replication)
     for command, args, why in (
         ("replicaof", ("no", "one"), "make the target migrate's replica for the load, then a primary again"),
-        ("config|get", ("masterauth",), "keep the target's masterauth, masteruser, repl-diskless-load and "
-         "repl-timeout, to restore them"),
         ("config|set", ("masterauth", "x"), "a one-time masterauth, repl-diskless-load on-empty-db (an empty target "
          "loads while the sync arrives) and a long repl-timeout (the sync's end waits for the check), for the load "
-         "only"),
-        ("info", (), "follow the target's replication link and its error counter")))
+         "only")))  # CONFIG GET and INFO: reload's own rights already (a CONFIG GET refused stops the load before it)
 
 RIGHTS: Final[dict[str, dict[str, tuple[Right, ...]]]] = {
     "replay": {"source": SOURCE_READS, "target": TARGET_WRITES},

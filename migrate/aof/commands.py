@@ -126,8 +126,7 @@ class CommandStream:
         held: RawCommand | None = None  # parsed, waiting for the next command's header to prove its end
         run: list[list[bytes]] = []  # commands gathered from pos on, all passing
         full = False  # the run holds RUN_BYTES: the next command ends it
-        plan_of, hot = runs or (_no_plan, _never)
-        gather = runs is not None
+        plan_of, hot = runs if runs is not None else (_no_plan, None)  # plan_of is only asked once hot() said yes
         plans: dict[bytes, PassPlan] = {}
         get = plans.get
         cost, head_bytes = _ARG_COST, _HEAD_BYTES
@@ -159,13 +158,13 @@ class CommandStream:
                         break  # the run was not what its canonical lengths say
                     yield CommandRun(pos, pos + length, run)
                     pos, run, full = pos + length, [], False
-                elif not (cur.startswith(heads[len(reply)], pos - cur_base) if len(reply) < nheads and pos >= cur_base
-                          else False) and not window.has_head(reply, pos):
-                    break  # the held command was not what its canonical length says (tested inline first: hot)
+                elif not ((pos >= cur_base and len(reply) < nheads
+                           and cur.startswith(heads[len(reply)], pos - cur_base)) or window.has_head(reply, pos)):
+                    break  # the held command was not what its canonical length says (the common case inline: hot)
                 elif held is not None:
                     yield held
                     held = None
-                if gather and hot():  # asked only here: what the consumer did with the command before may change it
+                if hot is not None and hot():  # asked here: what the consumer did with the command before may change it
                     q = get(reply[0]) or _plan(plans, plan_of, reply[0])
                     if q[0] or len(reply) == q[1] or (q[2] is not None and q[2](reply)):
                         run = [reply]
@@ -340,10 +339,6 @@ _NEVER: Final[PassPlan] = (False, -2, None)
 
 def _no_plan(name: bytes) -> PassPlan:
     return _NEVER
-
-
-def _never() -> bool:
-    return False
 
 
 def _line_end(buf: bytes, p: int, eof: bool) -> int:

@@ -196,7 +196,7 @@ def check_aof(aof: AofInput, config: RunConfig, target: Server, rdb_parts: Mappi
     incompatible += [(i.db, i.key, i.reason) for i in skipped.issues]
     incompatible_total += skipped.count
     if judge and incompatible_total:
-        _refuse(incompatible, incompatible_total)
+        refuse_incompatible(incompatible, incompatible_total, "keys or commands of the AOF", "--aof-dir PATH")
     return AofCheck(aof, rdb_ends, stops, reader.truncation, reader.commands, rdb_keys, tuple(sorted(module_aux)),
                     plans)
 
@@ -228,8 +228,11 @@ def _check_commands(reader: AofReader, info: AofFileInfo, start: int, is_last_fi
     run_start = run_end = count = last = 0
     name = b""
     names: dict[bytes, int] = {}
-    events = reader.command_part(info, start, is_last_file, raw=True,
-                                 runs=(translator.quick_plan, lambda: translator.followed and not translator.in_group))
+
+    def hot() -> bool:  # a run may hold commands only where they go out as they are
+        return translator.followed and not translator.in_group
+
+    events = reader.command_part(info, start, is_last_file, raw=True, runs=(translator.quick_plan, hot))
     for event in events:
         if type(event) is CommandRun:
             if count:
@@ -242,8 +245,7 @@ def _check_commands(reader: AofReader, info: AofFileInfo, start: int, is_last_fi
             q = quick.get(name)
             if q is None:
                 q = quick[name] = translator.quick_plan(name)
-            if (translator.followed and not translator.in_group
-                    and (q[0] or len(argv) == q[1] or (q[2] is not None and q[2](argv)))):
+            if hot() and (q[0] or len(argv) == q[1] or (q[2] is not None and q[2](argv))):
                 if count and (offset != run_end or count >= RUN_COMMANDS or end - run_start > RUN_BYTES):
                     plan.run(run_start, run_end, count, names)
                     count, names = 0, {}
@@ -264,10 +266,6 @@ def _check_commands(reader: AofReader, info: AofFileInfo, start: int, is_last_fi
     if count:
         plan.run(run_start, run_end, count, names, last_command=(last, name))
     return stop
-
-
-def _refuse(incompatible: list[tuple[int, str, str]], total: int) -> None:
-    refuse_incompatible(incompatible, total, "keys or commands of the AOF", "--aof-dir PATH")
 
 
 def refuse_incompatible(incompatible: Sequence[tuple[int, str, str]], total: int, what: str, inspect: str) -> None:
@@ -343,7 +341,7 @@ class _CommandLoad:
                  restore: Callable[[Unit], int] | None) -> None:
         self.info = info
         self.translator = translator
-        self.applier = sink
+        self.sink = sink
         self.restore = restore
         self.restored = 0
         self.progress = progress
@@ -357,7 +355,7 @@ class _CommandLoad:
 
     def forward(self, start: int, end: int, count: int) -> None:
         translator = self.translator
-        self.applier.apply_raw(translator.target_db(translator.db) or 0, os.pread(self.fd, end - start, start),
+        self.sink.apply_raw(translator.target_db(translator.db) or 0, os.pread(self.fd, end - start, start),
                                count, end, translator.db)
         self.progress.advance(count, end - start)
 
@@ -400,10 +398,10 @@ class _CommandLoad:
             return
         if (self.restore is not None and len(unit.commands) == 1 and not unit.group
                 and _is_restore(unit.commands[0][1][0])):
-            self.applier.flush()  # a RESTORE goes through the per-key path: everything before it is applied first
+            self.sink.flush()  # a RESTORE goes through the per-key path: everything before it is applied first
             self.restored += self.restore(unit)
         else:
-            self.applier.apply(unit)
+            self.sink.apply(unit)
 
     def parsed(self, start: int, stop: int) -> None:
         """Commands parsed here (a file the check pass could not plan): runs the target takes as they are are still
