@@ -50,7 +50,7 @@ def reload_aof(capsys: Any, target: Any, path: Path, *extra: str) -> tuple[int, 
     return _reload_aof(capsys, target, path, "--load-via", "replication", *extra)
 
 
-def _reload(capsys: Any, target: Any, source: None, *extra: str) -> tuple[int, dict[str, Any], str]:
+def _reload(capsys: Any, target: Any, *extra: str) -> tuple[int, dict[str, Any], str]:
     code = run_cli(["run", "--strategy", "reload", "--target", target.url, "--yes", "--no-progress", "--format",
                     "json", *extra])
     out, err = capsys.readouterr()
@@ -229,7 +229,7 @@ def test_a_live_standalone_source_loads_through_replication(servers: ServerFacto
     written = fill(source.client(), 2000)
     target = target_of(servers, "valkey-9.1")
     target.client().set("stale", "replaced by the full sync")
-    code, report, err = _reload(capsys, target, None, "--source", source.url, "--load-via", "replication",
+    code, report, err = _reload(capsys, target, "--source", source.url, "--load-via", "replication",
                                 *(() if spool else ("--no-spool",)))
     assert code == 0, err
     assert report["totals"]["copied"] == written.total
@@ -281,7 +281,7 @@ def test_several_files_and_clusters_are_refused(servers: ServerFactory, capsys: 
 
 
 def _reload_rdb(capsys: Any, target: Any, path: Path, *extra: str) -> tuple[int, dict[str, Any], str]:
-    return _reload(capsys, target, None, "--from-rdb", str(path), "--load-via", "replication", *extra)
+    return _reload(capsys, target, "--from-rdb", str(path), "--load-via", "replication", *extra)
 
 
 def test_a_kill_before_the_sync_ends_leaves_the_targets_data(servers: ServerFactory, tmp_path: Path) -> None:
@@ -315,3 +315,40 @@ def test_a_kill_before_the_sync_ends_leaves_the_targets_data(servers: ServerFact
     assert client.info("replication")["role"] == "slave" and client.keys() == [b"keep"]
     client.execute_command("REPLICAOF", "NO", "ONE")
     assert client.info("replication")["role"] == "master" and client.get("keep") == b"me"
+
+
+def test_a_target_that_dies_mid_stream_fails_the_load_soon(servers: ServerFactory, tmp_path: Path) -> None:
+    """The target killed while it applies the AOF's commands: one error line (its link to migrate went down, the
+    data may be a partial load), exit 4, within seconds of LOST_SECONDS, not at --sync-timeout."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from hiredis import pack_command
+
+    from migrate.run.replicaload import LOST_SECONDS
+
+    aof = _write_aof(tmp_path / "aof", b"".join(pack_command((b"SET", b"k%d" % i, b"v")) for i in range(600_000)))
+    target = servers.fresh("valkey-9.1")
+    process = subprocess.Popen([sys.executable, "-m", "migrate", "run", "--strategy", "reload", "--from-aof", str(aof),
+                                "--target", target.url, "--yes", "--no-progress", "--load-via", "replication"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and process.poll() is None:
+            if target.client().info("replication").get("master_link_status") == "up" and target.client().dbsize():
+                break
+            time.sleep(0.005)
+        assert process.poll() is None, "the run ended before the stream was seen"
+        assert target.process is not None
+        target.process.send_signal(signal.SIGKILL)
+        killed = time.monotonic()
+        _, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert time.monotonic() - killed < LOST_SECONDS + 20
+    line = error_line(err)
+    assert process.returncode == ExitCode.MIGRATION and "link to migrate went down" in line, line
+    assert "partial load" in line, line

@@ -26,7 +26,8 @@ command). A replica ignores maxmemory: the used memory is compared with maxmemor
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Generator, Iterator
+import time
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -39,7 +40,7 @@ from migrate.rdb.errors import RdbFormatError
 from migrate.rdb.reader import Source
 from migrate.rdb.target import TargetFormat
 from migrate.rdb.transcode import TranscodeReport, transcode_chunks
-from migrate.replication import PrimaryOptions, ReplicaServer
+from migrate.replication import PrimaryOptions, PrimaryState, ReplicaServer
 from migrate.run.aofload import AofCheck, RdbPart, check_aof, load_commands, refuse_incompatible, report
 from migrate.run.options import OnIncompatible, RunConfig
 from migrate.run.progress import RunProgress
@@ -53,6 +54,8 @@ from migrate.stream.resp import RespWriter
 
 log = get_logger("migrate.reload")
 
+STEP_SECONDS: Final = 1.0  # a wait on the target's replication is checked this often
+LOST_SECONDS: Final = 10.0  # a target whose link to migrate stays down this long fails the load
 HOLD_TIMEOUT: Final = 3600  # the target's repl-timeout during the load: it waits for the last chunk during the check
 FLUSH_BYTES: Final = 1 << 20  # stream bytes gathered per write to the target
 KNOBS: Final = ("repl-diskless-load", "repl-timeout")
@@ -141,10 +144,7 @@ class _Job:
         self.replica.attach(server.address)
         self._wait_psync(server)
         sent = server.full_sync(self._chunks(), timeout=CONNECT_SECONDS)
-        try:
-            server.wait_online(self.options.sync_timeout)
-        except MigrationError as exc:
-            raise MigrationError(f"the target did not load the snapshot: {exc.message}", exc.hint) from None
+        self._until(server, server.wait_online, "loading the snapshot")
         log.info("target loaded the snapshot", bytes=sent.rdb_bytes, seconds=round(sent.seconds, 3))
         if self.aof is not None:
             self._stream(server)
@@ -155,6 +155,31 @@ class _Job:
         return self.result
 
     # -- the full sync --------------------------------------------------------------------------------------------
+
+    def _until(self, server: ReplicaServer, wait: Callable[[float], object], doing: str) -> None:
+        """`wait` (a ReplicaServer wait) in steps, --sync-timeout at most. A target whose link to migrate stays down
+        LOST_SECONDS (killed, restarted, or asking for a sync this load cannot give) fails the load then, not at the
+        timeout; a link back within them continues from the backlog (+CONTINUE)."""
+        deadline = time.monotonic() + self.options.sync_timeout
+        down_since: float | None = None
+        while True:
+            try:
+                wait(STEP_SECONDS)
+                return
+            except MigrationError as exc:
+                last = exc.message
+            status, now = server.status(), time.monotonic()
+            if status.state in (PrimaryState.TRANSFER, PrimaryState.LOADING, PrimaryState.ONLINE):
+                down_since = None
+            elif down_since is None:
+                down_since = now
+            elif now - down_since >= LOST_SECONDS:
+                raise MigrationError(f"the target's replication link to migrate went down while {doing} "
+                                     f"({status.last_error or 'no reason seen'})",
+                                     "read the target's log (a restart, an out-of-memory kill, a refused sync)")
+            if now > deadline:
+                raise MigrationError(f"the target did not finish {doing} within {self.options.sync_timeout:g} s "
+                                     f"({last})", "raise --sync-timeout for a large load, or read the target's log")
 
     def _wait_psync(self, server: ReplicaServer) -> None:
         try:
@@ -221,11 +246,7 @@ class _Job:
                 load_commands(check, info, translator, sink, progress)
             sink.flush()
         offset = server.request_ack()
-        try:
-            server.wait_ack(offset, self.options.sync_timeout)
-        except MigrationError as exc:
-            raise MigrationError(f"the target did not acknowledge the AOF's commands: {exc.message}",
-                                 "read the target's log") from None
+        self._until(server, lambda timeout: server.wait_ack(offset, timeout), "applying the AOF's commands")
         self.result.stream = translator.tally
         self.result.commands = report(check, translator.tally, 0)
 
@@ -278,7 +299,7 @@ class _Job:
                 raise MigrationError(f"the target does not let this user read {name} (CONFIG GET)",
                                      "grant CONFIG GET and CONFIG SET for the load, or use --load-via commands")
             self.knobs[name] = value
-        empty = not any(self.target.identity.keyspace.values()) and not self._keys()
+        empty = not self._keys()
         if empty:  # load while the sync arrives; an empty replica empties itself again when the sync breaks
             self._set("repl-diskless-load", "on-empty-db")
         if int(self.knobs["repl-timeout"]) < HOLD_TIMEOUT:
