@@ -201,6 +201,7 @@ def _fallback(right: Right) -> Right:
 
 
 SYNC_SOURCE: Final = (
+    *_cluster_reads("source"),
     Right("psync", ("?", "-1"), "follow the source as a replica: its snapshot, then its write stream",
           when="without it: the keyspace-notification fallback", applies=_replicating),
     Right("replconf", ("listening-port", "0"), "the replication handshake and acknowledgements",
@@ -234,6 +235,10 @@ SYNC_TARGET: Final = (
           required=False),
     Right("evalsha", ("0" * 40, "0"), "scripts the source propagates verbatim (Redis 6.x, lua-replicate-commands no)",
           required=False),
+    *(Right(command, args, "a full resync of one shard, or FLUSHALL on one source primary, deletes the target's keys "
+            "of that shard's slots (the other shards' stay)", when="the source is a cluster",
+            applies=lambda c: c.source_cluster)
+      for command, args in (("scan", ("0",)), ("unlink", (K,)))),
 )
 
 RELAY_SOURCE: Final = (

@@ -9,7 +9,9 @@
 4. the same under `--strategy relay`: the Valkey 8.1 replicates from migrate (the snapshot transcoded, the stream
    translated); the application stops writing when the cutover begins, the writes the pause held are forwarded in
    the grace period, then the target is promoted;
-5. a 3-shard Redis 7.0 cluster into a 2-shard Valkey 8.1 cluster: preflight, run, verify, reload, verify.
+5. a 3-shard Redis 7.0 cluster into a 2-shard Valkey 8.1 cluster: preflight, run, verify, reload, verify; then an
+   online sync of that cluster (one link per primary) into a standalone Valkey 8.1 under live writes, its cutover
+   pausing every primary, and verify.
 
     python scripts/demo.py [--keys N] [--only replay,convert,sync,relay,cluster]
 """
@@ -24,9 +26,10 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -113,9 +116,10 @@ class Application(threading.Thread):
     """Writes like an application would: counters, a list, expiring sessions, a transaction, in three databases;
     it leaves the source (repoints) the moment the sync's status file says the cutover point is reached."""
 
-    def __init__(self, source: LocalServer, status: Path, leave_at: tuple[str, ...] = ("grace", "done")) -> None:
+    def __init__(self, clients: Callable[[], list[Any]], status: Path,
+                 leave_at: tuple[str, ...] = ("grace", "done")) -> None:
         super().__init__(daemon=True)
-        self.source = source
+        self.clients = clients
         self.status = status
         self.leave_at = leave_at
         self.stopping = threading.Event()
@@ -128,27 +132,27 @@ class Application(threading.Thread):
             return False
 
     def run(self) -> None:
-        clients = {db: redis.Redis.from_url(self.source.url_for(db)) for db in (0, 1, 2)}
+        clients = self.clients()
         n = 0
         while not self.stopping.is_set() and not (n % 10 == 0 and self.cut_over()):
             n += 1
-            c = clients[n % 3]
-            with c.pipeline(transaction=True) as tx:  # MULTI/EXEC: one unit on the target too
-                tx.incr("live:counter")
-                tx.rpush("live:log", n)
+            c = clients[n % len(clients)]
+            with c.pipeline(transaction=True) as tx:  # MULTI/EXEC: one unit on the target too (one slot: {live})
+                tx.incr("{live}:counter")
+                tx.rpush("{live}:log", n)
                 tx.execute()
             c.set(f"live:session:{n % 100}", n, ex=600)
             c.hset("live:profile", f"f{n % 20}", n)
             self.writes += 4
             time.sleep(0.002)
-        for c in clients.values():
+        for c in clients:
             c.close()
 
 
 @contextmanager
-def background_sync(source: LocalServer, target: LocalServer, status: Path, strategy: str,
+def background_sync(source_url: str, target: LocalServer, status: Path, strategy: str,
                     extra: tuple[str, ...]) -> Iterator[subprocess.Popen[str]]:
-    args = ["run", "--strategy", strategy, "--source", source.url, "--target", target.url, "--status-file",
+    args = ["run", "--strategy", strategy, "--source", source_url, "--target", target.url, "--status-file",
             str(status), "--checkpoint", str(status.with_suffix(".checkpoint.json")), "--on-incompatible", "lossy",
             "--no-diskless-sync", *extra, "--yes", "--no-progress"]
     what = "a replica of the source" if strategy == "sync" else "the source's replica and the target's primary"
@@ -190,31 +194,38 @@ def sync_story(source: LocalServer, strategy: str = "sync", extra: tuple[str, ..
     folder = Path(tempfile.mkdtemp(prefix=f"migrate-demo-{strategy}-"))
     status = folder / f"{strategy}.json"
     with start_server(TARGET) as target:
-        app = Application(source, status, leave_at)
-        app.start()
-        time.sleep(0.5)
-        with background_sync(source, target, status, strategy, extra) as process:
-            wait_streaming(status, process)
-            for _ in range(3):  # the application keeps writing; the target follows
-                time.sleep(1)
-                show_status(status)
-            code = step("Cutover: pause the source's writes, drain, release", ["cutover", "--status-file",
-                                                                              str(status)])
-            app.join(10)  # it left the source when the status file said so
-            print(f"demo: the application wrote {app.writes:,} commands during the sync", flush=True)
-            process.wait(120)
-            print(f"(the sync exited {process.returncode})", flush=True)
-            if process.returncode not in (0, 5) or code != 0:
-                raise SystemExit(f"demo: the {strategy} did not finish cleanly")
+        app = Application(lambda: [redis.Redis.from_url(source.url_for(db)) for db in (0, 1, 2)], status, leave_at)
+        follow_and_cut_over(app, source.url, target, status, strategy, extra,
+                            "Cutover: pause the source's writes, drain, release")
         step("Verify: every write made before the cutover is on the target",
              ["verify", "--source", source.url, "--target", target.url, "--level", "full"])
+
+
+def follow_and_cut_over(app: Application, source_url: str, target: LocalServer, status: Path, strategy: str,
+                        extra: tuple[str, ...], cutover_title: str) -> None:
+    """The application writing, the sync following it in another process, then the cutover it asks for."""
+    app.start()
+    time.sleep(0.5)
+    with background_sync(source_url, target, status, strategy, extra) as process:
+        wait_streaming(status, process)
+        for _ in range(3):  # the application keeps writing; the target follows
+            time.sleep(1)
+            show_status(status)
+        code = step(cutover_title, ["cutover", "--status-file", str(status)])
+        app.join(10)  # it left the source when the status file said so
+        print(f"demo: the application wrote {app.writes:,} commands during the sync", flush=True)
+        process.wait(120)
+        print(f"(the sync exited {process.returncode})", flush=True)
+        if process.returncode not in (0, 5) or code != 0:
+            raise SystemExit(f"demo: the {strategy} did not finish cleanly")
 
 
 # -- 4. clusters -----------------------------------------------------------------------------------------------------
 
 
 def cluster_story(keys: int) -> None:
-    chapter(f"5. A 3-shard {CLUSTER_SOURCE} cluster -> a 2-shard {TARGET} cluster (a different shape)")
+    chapter(f"5. A 3-shard {CLUSTER_SOURCE} cluster -> a 2-shard {TARGET} cluster (a different shape), then online "
+            f"into a standalone {TARGET}")
     root = Path(tempfile.mkdtemp(prefix="migrate-demo-cluster-"))
     with running_cluster(ClusterSpec(CLUSTER_SOURCE, shards=3), root / "source") as source, \
             running_cluster(ClusterSpec(TARGET, shards=2), root / "target") as target:
@@ -236,6 +247,13 @@ def cluster_story(keys: int) -> None:
         step("Reload instead: every primary's snapshot taken at once, checked, then loaded by worker processes",
              ["run", *urls, "--strategy", "reload", "--yes", "--spool-dir", str(root)])
         step("Verify the reload", ["verify", *urls])
+        with start_server(TARGET) as single:
+            status = root / "sync.json"
+            app = Application(lambda: [redis.RedisCluster.from_url(source.url())], status)
+            follow_and_cut_over(app, source.url(), single, status, "sync", (),
+                                "Cutover: pause the writes of every primary, drain every link, release them")
+            step(f"Verify: the standalone {TARGET} equals the whole cluster, written to until the cutover",
+                 ["verify", "--source", source.url(), "--target", single.url, "--level", "full"])
 
 
 def main() -> None:

@@ -22,6 +22,6 @@ def test_the_demo_tells_the_whole_story():
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = done.stdout
     # replay, convert, sync, relay, and the cluster's replay then reload
-    assert out.count("PARITY: the target matches the source") == 7, out[-3000:]
+    assert out.count("PARITY: the target matches the source") == 8, out[-3000:]
     assert "cutover point reached at source offset" in done.stderr + out
     assert "demo: done" in out

@@ -39,7 +39,7 @@ def _announce(status: dict[str, Any]) -> None:
     pause = status.get("pause_ms")
     paused = f"the source's writes were paused {pause:.0f} ms" if pause is not None else "no write pause"
     cut = status.get("cut_offset")
-    where = f" at source offset {cut}" if cut is not None else ""
+    where = f" at source offset {cut}" if cut is not None and not status.get("shards") else ""
     click.echo(f"cutover point reached{where} ({paused}): repoint the application's clients to the target now",
                err=True)
 
@@ -54,7 +54,10 @@ def render(status: dict[str, Any], fmt: str) -> str:
     lines = [f"cutover done by process {status['pid']}"]
     if cutover:
         pause = f"{cutover['pause_ms']:.0f} ms" if cutover.get("pause_ms") is not None else "none"
-        lines += [f"write pause: {pause}", f"cut at source offset {cutover['cut_offset']}",
+        shards = cutover.get("shard_cuts") or []
+        cut = (f"cut at source offset {cutover['cut_offset']}" if not shards else
+               "cut at the offsets of the source primaries: " + ", ".join(f"slots {s} {c}" for s, c in shards))
+        lines += [f"write pause: {pause}", cut,
                   f"writes after the cut point, applied during the grace period: {cutover['after_cutover_writes']}",
                   cutover["instructions"]]
     prefix = "- " if fmt == "markdown" else ""

@@ -123,6 +123,9 @@ def _sync_lines(sync: SyncReport) -> list[str]:
     lines = [f"sync ({sync.mode}): applied up to source offset {sync.applied_offset} (replication id {sync.replid}); "
              f"{stream.get('commands', 0)} source commands read, {stream.get('applied_commands', 0)} applied"]
     lines += [f"{e.kind} resync at offset {e.offset}: {e.reason}" for e in sync.resyncs]
+    lines += [f"shard {s.slots} (primary {s.node}): applied up to offset {s.applied_offset}"
+              + (f", cut at {s.cut_offset}" if s.cut_offset is not None else "")
+              + f"; {s.full_resyncs} full, {s.partial_resyncs} partial resync(s)" for s in sync.shards]
     for what in ("skipped", "changed", "failed"):
         issues = stream.get(what) or {}
         if issues.get("count"):
@@ -134,7 +137,9 @@ def _sync_lines(sync: SyncReport) -> list[str]:
     cut = sync.cutover
     if cut is not None:
         pause = f"write pause {cut.pause_ms:.0f} ms" if cut.pause_ms is not None else "no write pause"
-        lines.append(f"cutover ({cut.mode}, attempt {cut.attempts}): {pause}, cut at source offset {cut.cut_offset}, "
+        at = (f"{len(cut.shard_cuts)} primaries paused at once, cut at their offsets" if cut.shard_cuts else
+              f"cut at source offset {cut.cut_offset}")
+        lines.append(f"cutover ({cut.mode}, attempt {cut.attempts}): {pause}, {at}, "
                      f"{cut.after_cutover_writes} write(s) after the cut point applied in the {cut.grace_seconds:g} s "
                      "grace period")
         lines += [f"key count target db {c.target_db}: source {c.source_keys}, target {c.target_keys} ({c.verdict})"

@@ -89,6 +89,7 @@ class CutoverReport:
     grace_seconds: float
     attempts: int
     instructions: str
+    shard_cuts: tuple[tuple[str, int], ...] = ()  # a cluster source: (slots, cut offset) per primary; cut_offset sums
 
     @property
     def counts_match(self) -> bool:
@@ -121,6 +122,20 @@ class SyncReport:
     cutover: CutoverReport | None
     misses: tuple[str, ...] = ()  # what the mode cannot see (keyspace notifications), reported as such
     relay: RelayReport | None = None  # --strategy relay
+    shards: tuple[ShardSyncReport, ...] = ()  # a cluster source: one follower per primary (offsets above: summed)
+
+
+@dataclass(frozen=True)
+class ShardSyncReport:
+    """--strategy sync from a cluster source: how one shard's stream was followed."""
+
+    slots: str  # the shard's slot ranges
+    node: str  # the primary it replicated from last (a failover moves it)
+    replid: str | None
+    applied_offset: int
+    full_resyncs: int
+    partial_resyncs: int
+    cut_offset: int | None  # the shard's offset at the cutover's pause
 
 
 @dataclass(frozen=True)

@@ -18,10 +18,11 @@ import contextlib
 import dataclasses
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
-from migrate.errors import ConfigError, ConnectError, MigrationError, TargetNotEmptyError
+from migrate.errors import ConfigError, ConnectError, MigrationError
 from migrate.logs import get_logger
 from migrate.rdb.reader import RdbReader
 from migrate.replication import LinkLostError, LinkOptions, RawRun, ReplicaLink
@@ -58,6 +59,7 @@ from migrate.stream import (
     TargetLostError,
     TargetProfile,
     Translator,
+    Unit,
     marker_key,
     read_marker,
     remove_marker,
@@ -71,7 +73,6 @@ log = get_logger("migrate.sync")
 
 STREAM_ID: Final = SYNC_STREAM_ID  # the marker key: __migrate:stream-applied:sync in target db 0
 READ_COMMANDS: Final = 2000  # commands parsed per round (the applier batches them by 1,000)
-CAUGHT_UP_BYTES: Final = 64 * 1024  # --cutover auto starts its pause once the lag is below this
 
 
 def sync(config: RunConfig, control: SyncControl | None = None) -> RunResult:
@@ -82,6 +83,10 @@ def sync(config: RunConfig, control: SyncControl | None = None) -> RunResult:
     source, target = open_servers(config)
     try:
         check_writable_target(target)
+        if source.identity.mode == "cluster" and target.identity.mode != "cluster":
+            from migrate.run.sync.sharded import sync_cluster
+
+            return sync_cluster(config, control, source, target, started)
         refuse_unsupported("sync", options, source, target)
         check_writable(options.checkpoint)
         refusal = replication_refused(source)
@@ -89,8 +94,8 @@ def sync(config: RunConfig, control: SyncControl | None = None) -> RunResult:
             from migrate.run.sync.notify import follow_notifications
 
             return follow_notifications(config, source, target, control, refusal, started)
-        check_rights("sync", {"source": (source, 0), "target": (target, MARKER_DB)}, _rights_context(config, source,
-                                                                                                     target))
+        check_rights("sync", {"source": (source, 0), "target": (target, MARKER_DB)},
+                     rights_context(config, source, target))
         state = SyncState(source.identity.describe(), target.identity.describe())
         reporter = Reporter(state, options.status_file, options.metrics_address).start()
         job = SyncJob(config, source, target, state, control, reporter)
@@ -104,10 +109,11 @@ def sync(config: RunConfig, control: SyncControl | None = None) -> RunResult:
         target.close()
 
 
-def _rights_context(config: RunConfig, source: Server, target: Server) -> Context:
+def rights_context(config: RunConfig, source: Server, target: Server) -> Context:
     options = config.options
     return Context(source.identity.capabilities, target.identity.capabilities, options.flush_target,
-                   selected_dbs=bool(options.selection.dbs or options.selection.db_map))
+                   selected_dbs=bool(options.selection.dbs or options.selection.db_map),
+                   source_cluster=source.identity.mode == "cluster")
 
 
 def replication_refused(source: Server) -> str | None:
@@ -139,6 +145,8 @@ class SyncJob(FollowJob):
         folder = spool_folder(self.options.spool_dir)
         self.snapshot_path = folder / f"migrate-sync-{state.pid}.rdb"
         self.stream_dir = folder / f"migrate-sync-{state.pid}.stream"
+        self.stream_id = STREAM_ID  # the marker key's stream id (a cluster source: one per shard)
+        self.checkpoint_path = self.options.checkpoint
         self.applier: Applier | None = None
         self.translator: Translator | None = None
         self.tallies: dict[int, DbTally] = {}
@@ -153,7 +161,7 @@ class SyncJob(FollowJob):
         self.reporter.source_offset = self.read_source_offset
         self.reporter.waiting_since = self.waiting_since
         if self.options.resume:
-            self._resume()
+            self.resume()
         else:
             self._start()
         cutover = cut_over_when_asked(self)
@@ -164,22 +172,25 @@ class SyncJob(FollowJob):
                           self.state.tally.to_dict(), self.state.snapshot_loads, cutover)
 
     def _start(self) -> None:
-        held = self.scope.held(self.target)
+        held = self.scope.held_or_refused(self.target, self.options)
         options = self.options
-        if held and not (options.replace or options.flush_target):
-            listed = ", ".join(f"db {db} holds {n} keys" for db, n in sorted(held.items()))
-            raise TargetNotEmptyError(f"target is not empty: {listed}")
-        owns = not held or options.flush_target
-        self.checkpoint = SyncCheckpoint(options.checkpoint, fingerprint(self.config, self.source, self.target),
-                                         owns_target=owns)
-        self.checkpoint.save()
+        self.open_checkpoint(owns=not held or options.flush_target)
         link = self.connect(None, 0, 0)
         self._full_sync(link, "first sync", flush=bool(held) and options.flush_target)
 
-    def _resume(self) -> None:
+    def open_checkpoint(self, owns: bool) -> None:
+        """A new checkpoint; `owns`: the target databases were empty (or emptied), so a full resync may empty them."""
+        self.checkpoint = SyncCheckpoint(self.checkpoint_path, self.fingerprint(), owns_target=owns)
+        self.checkpoint.save()
+
+    def first_sync(self, link: ReplicaLink) -> None:
+        """Load the first snapshot of `link` (the target databases as they are) and start its stream."""
+        self._full_sync(link, "first sync", flush=False)
+
+    def resume(self) -> None:
+        """Continue an interrupted sync from the target's marker (partial resync), or resync in full."""
         remove_leftovers(self.snapshot_path.parent, "migrate-sync-")
-        self.checkpoint = SyncCheckpoint.load(self.options.checkpoint, fingerprint(self.config, self.source,
-                                                                                   self.target))
+        self.checkpoint = SyncCheckpoint.load(self.checkpoint_path, self.fingerprint())
         cp = self.checkpoint
         marker = self.read_marker()
         if marker is None or cp.replid is None:
@@ -193,6 +204,10 @@ class SyncJob(FollowJob):
                       f"continuing from the marker (what the target holds)")
         self.replid, self.applied = cp.replid, (marker.offset, marker.source_db)
         self._open_stream("resume after an interruption")
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What binds the checkpoint to this job."""
+        return fingerprint(self.config, self.source, self.target)
 
     # -- connecting ---------------------------------------------------------------------------------------------------
 
@@ -218,8 +233,8 @@ class SyncJob(FollowJob):
             self.applier.close()
         self.translator = Translator(self.profile, policy=self.options.on_incompatible, db_map=self.scope.db_map,
                                      source_db=db, tally=self.state.tally)
-        self.applier = Applier(self.target.endpoint, self.settings, STREAM_ID, ApplyOptions(), tally=self.state.tally,
-                               on_applied=self._applied, held_offset=offset)
+        self.applier = Applier(self.target.endpoint, self.settings, self.stream_id, ApplyOptions(),
+                               tally=self.state.tally, on_applied=self._applied, held_offset=offset)
         self.applied = (offset, db)
         self.state.applied_offset = offset
         self._save(force=True)  # a kill from now on resumes from here, not from a snapshot
@@ -249,13 +264,17 @@ class SyncJob(FollowJob):
         check_snapshot(path, self.config, self.target)
         if flush:
             self._delete_marker()
-            flush_dbs(self.target, None if self.scope.dbs is None else list(self.scope.dbs))
-            self.note(f"full resync ({reason}): target {self.scope.describe()} emptied and loaded again")
+            self.empty_scope(reason)
         self._load(path)
         self._write_marker(link.sync.offset)
         link.ack(link.sync.offset, flush=True)
         self._new_stream(link.sync.offset, 0)  # after a full sync the primary starts its stream with a SELECT
         self.state.phase = "streaming"
+
+    def empty_scope(self, reason: str) -> None:
+        """Before a full resync's load: the sync's target databases emptied."""
+        flush_dbs(self.target, None if self.scope.dbs is None else list(self.scope.dbs))
+        self.note(f"full resync ({reason}): target {self.scope.describe()} emptied and loaded again")
 
     def _wait_snapshot(self, link: ReplicaLink) -> Path:
         while link.status().phase in ("handshake", "preamble", "snapshot"):
@@ -294,7 +313,8 @@ class SyncJob(FollowJob):
     def _write_marker(self, offset: int) -> None:
         channel = self._marker_channel()
         try:
-            reply = channel.command(b"SET", marker_key(STREAM_ID), marker_value(offset, 0, int(time.time() * 1000)))
+            value = marker_value(offset, 0, int(time.time() * 1000))
+            reply = channel.command(b"SET", marker_key(self.stream_id), value)
         finally:
             channel.close()
         if reply != b"OK":
@@ -303,7 +323,7 @@ class SyncJob(FollowJob):
     def _delete_marker(self) -> None:
         channel = self._marker_channel()
         try:
-            channel.command(b"DEL", marker_key(STREAM_ID))
+            channel.command(b"DEL", marker_key(self.stream_id))
         finally:
             channel.close()
 
@@ -314,7 +334,7 @@ class SyncJob(FollowJob):
             client = None
             try:
                 client = self.target.db_client(MARKER_DB)
-                return read_marker(client, STREAM_ID)
+                return read_marker(client, self.stream_id)
             except ConnectError:
                 if time.monotonic() > deadline:
                     raise
@@ -361,12 +381,13 @@ class SyncJob(FollowJob):
 
     def _apply_split(self, link: ReplicaLink, translator: Translator, applier: Applier, timeout: float) -> int:
         before = translator.tally.commands
+        sink = self.unit_sink(applier)
         for part in translated(link, translator, READ_COMMANDS, timeout):
             if isinstance(part, RawRun):
                 db = translator.db
                 applier.apply_raw(translator.target_db(db) or 0, part.data, part.commands, part.offset, db)
             else:
-                applier.apply(part)
+                sink(part)
         return translator.tally.commands - before
 
     def _apply_commands(self, link: ReplicaLink, translator: Translator, applier: Applier, timeout: float) -> int:
@@ -375,12 +396,16 @@ class SyncJob(FollowJob):
             self.observer(batch)
         if batch:
             received = link.arrived_ms(batch[0].offset)
-            feed, apply = translator.feed, applier.apply
+            feed, apply = translator.feed, self.unit_sink(applier)
             for argv, offset, _ in batch:
                 unit = feed(argv, offset, received)
                 if unit is not None:
                     apply(unit)
         return len(batch)
+
+    def unit_sink(self, applier: Applier) -> Callable[[Unit], None]:
+        """Where translated units go (a source shard's follower looks at each first)."""
+        return applier.apply
 
     def _continue_after_link_loss(self, exc: LinkLostError) -> None:
         if self.applier is not None:
@@ -430,7 +455,7 @@ class SyncJob(FollowJob):
             self.applier.flush()
         client = self.target.db_client(MARKER_DB)
         try:
-            remove_marker(client, STREAM_ID)
+            remove_marker(client, self.stream_id)
         finally:
             client.close()
         if self.link is not None:

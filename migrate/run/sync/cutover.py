@@ -15,15 +15,15 @@ there (api._refuse_unsupported); a manual cutover takes no pause (the operator h
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
-from migrate.config import ConnectionSettings
+from migrate.config import ConnectionSettings, Endpoint
 from migrate.errors import MigrationError, PermissionDeniedError
 from migrate.logs import get_logger
 from migrate.render import display_key, jsonable
 from migrate.replication import StreamCommand
-from migrate.run.options import CutoverMode
+from migrate.run.options import CutoverMode, RunOptions
 from migrate.run.result import CutoverReport, DbCount
 from migrate.server import Server
 from migrate.stream import MARKER_DB
@@ -31,10 +31,13 @@ from migrate.stream.marker import SYNC_STREAM_ID, marker_key
 from migrate.wire import Channel, is_error, pack
 
 if TYPE_CHECKING:
+    from migrate.run.sync.control import SyncControl
     from migrate.run.sync.follow import FollowJob, Scope
+    from migrate.run.sync.state import SyncState
 
 log = get_logger("migrate.sync")
 
+CAUGHT_UP_BYTES: Final = 64 * 1024  # --cutover auto pauses once each link's lag is below this
 CATCH_UP_SECONDS: Final = 30.0  # before pausing, the lag must come down within this (else the attempt waits)
 MANUAL_DRAIN_SECONDS: Final = 30.0  # without a pause (Redis 6.0), how long the drain may take
 RETRY_SECONDS: Final = 10.0  # between two --cutover auto attempts
@@ -43,7 +46,32 @@ NOT_WRITES: Final = frozenset({b"ping", b"select", b"multi", b"exec", b"replconf
 NAMED_KEYS: Final = 20
 
 
-def cut_over_when_asked(job: FollowJob) -> CutoverReport:
+class Following(Protocol):
+    """A job the cutover drives: a FollowJob (one link), or one follower per primary of a cluster source."""
+
+    state: SyncState
+    control: SyncControl
+    options: RunOptions
+    settings: ConnectionSettings
+    scope: Scope
+    target: Server
+
+    def pump(self, timeout: float = 0.2) -> int: ...
+
+    def followed(self) -> Sequence[tuple[FollowJob, Endpoint]]: ...
+
+    def markers(self) -> Sequence[bytes]: ...
+
+    def note(self, text: str) -> None: ...
+
+    def at_cut_point(self) -> None: ...
+
+    def target_writable(self) -> bool: ...
+
+    def finish_cutover(self) -> None: ...
+
+
+def cut_over_when_asked(job: Following) -> CutoverReport:
     """Follow the stream until a cutover succeeds (auto: once caught up; manual: once asked)."""
     attempts, next_try = 0, 0.0
     while True:
@@ -63,63 +91,79 @@ def cut_over_when_asked(job: FollowJob) -> CutoverReport:
         next_try = time.monotonic() + RETRY_SECONDS
 
 
-def _due(job: FollowJob) -> bool:
+def _due(job: Following) -> bool:
     if job.control.cutover_requested:
         return True
-    if job.options.cutover is not CutoverMode.AUTO or job.link is None or not job.state.source_offset_read:
+    if job.options.cutover is not CutoverMode.AUTO or not job.state.source_offset_read:
         return False
-    return job.applied[0] >= job.link.received and job.state.source_offset - job.applied[0] < 64 * 1024
+    links = job.followed()
+    if any(f.link is None or f.applied[0] < f.link.received for f, _ in links):
+        return False
+    return job.state.source_offset - sum(f.applied[0] for f, _ in links) < CAUGHT_UP_BYTES * len(links)
 
 
-def attempt(job: FollowJob, number: int) -> CutoverReport | None:
+def attempt(job: Following, number: int) -> CutoverReport | None:
+    """Pause the writes of every source primary followed (one, or each of a cluster's), drain every link to its
+    cut point, count, unpause; then the grace period. None when the drain did not end within --max-pause."""
     state, options = job.state, job.options
     state.phase, state.cutover_attempts = "cutover", number
     log.info("cutover", attempt=number, mode=str(options.cutover))
-    pausing = job.source.identity.capabilities.has("client pause write")
-    channel = Channel(job.source.endpoint, job.settings, "source", 0)
+    links = list(job.followed())
+    pausing = all(f.source.identity.capabilities.has("client pause write") for f, _ in links)
+    channels = [Channel(endpoint, job.settings, "source", 0) for _, endpoint in links]
+    cuts: list[int] = []
     pause_ms: float | None = None
+    drained = False
     try:
-        _catch_up(job, channel)
+        _catch_up(job, links, channels)
         asked = time.monotonic()
-        cut = pause_writes(channel, options.max_pause) if pausing else _offset(channel)
-        budget = options.max_pause - min(0.25, options.max_pause / 4) if pausing else MANUAL_DRAIN_SECONDS
         try:
-            drained = _drain(job, cut, asked + budget)
-            counts = (count_keys(job.scope, job.target, job.settings, channel, marker_kept=job.marker_kept)
-                      if drained else ())
+            for channel in channels:  # one after the other: a primary paused early only waits for the others
+                cuts.append(pause_writes(channel, options.max_pause) if pausing else _offset(channel))
+            budget = options.max_pause - min(0.25, options.max_pause / 4) if pausing else MANUAL_DRAIN_SECONDS
+            drained = _drain(job, [(f, cut) for (f, _), cut in zip(links, cuts, strict=True)], asked + budget)
+            counts = count_keys(job.scope, job.target, job.settings, channels, markers=job.markers()) if drained else ()
             if drained:
                 job.at_cut_point()
         finally:
             if pausing:
-                unpause_writes(channel)
+                for channel in channels[:len(cuts)]:
+                    unpause_writes(channel)
                 pause_ms = round((time.monotonic() - asked) * 1000, 1)
     finally:
-        channel.close()
+        for channel in channels:
+            channel.close()
+    cut = sum(cuts)
     if not drained:
+        applied = sum(f.applied[0] for f, _ in links)
         job.note(f"cutover attempt {number} called off: the target had not applied the stream up to the pause "
-                 f"(offset {cut}, applied {job.applied[0]}) within --max-pause {options.max_pause:g} s; the source's "
+                 f"(offset {cut}, applied {applied}) within --max-pause {options.max_pause:g} s; the source's "
                  f"writes were paused {pause_ms} ms; syncing goes on")
         state.phase = "streaming"
         return None
     log.info("cutover point reached", offset=cut, pause_ms=pause_ms)
     if job.target_writable():
         state.reach_cut(cut, pause_ms)
-    after, keys = _grace(job, cut, options.cutover_grace)
+    after, keys = grace_period([(f, c) for (f, _), c in zip(links, cuts, strict=True)], options.cutover_grace,
+                               job.pump, state)
     job.finish_cutover()
     if state.cut_offset is None:  # a relay's target took writes only once promoted, after the grace period
         state.reach_cut(cut, pause_ms)
+    shard_cuts = tuple((f.name, c) for (f, _), c in zip(links, cuts, strict=True)) if len(links) > 1 else ()
     report = CutoverReport(str(options.cutover), pausing, pause_ms, cut, counts, after, keys, options.cutover_grace,
-                           number, instructions(pausing, pause_ms, cut, after, options.cutover_grace))
+                           number, instructions(pausing, pause_ms, cut, after, options.cutover_grace, len(links)),
+                           shard_cuts)
     state.cutover = jsonable(report)
     return report
 
 
-def _catch_up(job: FollowJob, channel: Channel) -> None:
-    """Bring the lag down before pausing, so the pause only covers the last writes."""
+def _catch_up(job: Following, links: Sequence[tuple[FollowJob, Endpoint]], channels: Sequence[Channel]) -> None:
+    """Bring every link's lag down before pausing, so the pause only covers the last writes."""
     deadline = time.monotonic() + CATCH_UP_SECONDS
     while time.monotonic() < deadline:
-        offset = job.read_source_offset(channel)
-        if offset is not None and job.link is not None and offset - job.applied[0] < 64 * 1024:
+        offsets = [f.read_source_offset(channel) for (f, _), channel in zip(links, channels, strict=True)]
+        if all(offset is not None and f.link is not None and offset - f.applied[0] < CAUGHT_UP_BYTES
+               for offset, (f, _) in zip(offsets, links, strict=True)):
             return
         job.pump(0.05)
 
@@ -167,23 +211,27 @@ def unpause_writes(channel: Channel) -> None:
         log.warning("source writes unpaused")
 
 
-def _drain(job: FollowJob, cut: int, deadline: float) -> bool:
-    while job.applied[0] < cut:
+def _drain(job: Following, cuts: Sequence[tuple[FollowJob, int]], deadline: float) -> bool:
+    while any(f.applied[0] < cut for f, cut in cuts):
         if time.monotonic() > deadline:
             return False
         job.pump(0.02)
     return True
 
 
-def count_keys(scope: Scope, target: Server, settings: ConnectionSettings, source: Channel, *,
-               marker_kept: bool = True) -> tuple[DbCount, ...]:
-    """Key counts per target database, while the source's writes are paused (the marker key not counted, where the
-    job keeps one)."""
-    src = _keyspace(source.command("INFO", "keyspace"))
+def count_keys(scope: Scope, target: Server, settings: ConnectionSettings, sources: Sequence[Channel], *,
+               markers: Sequence[bytes] = (marker_key(SYNC_STREAM_ID),)) -> tuple[DbCount, ...]:
+    """Key counts per target database, while the source's writes are paused: the source's summed over `sources` (a
+    cluster's primaries), the target's without the `markers` the job keeps there."""
+    src: dict[int, tuple[int, int]] = {}
+    for source in sources:
+        for db, (keys, volatile) in _keyspace(source.command("INFO", "keyspace")).items():
+            before = src.get(db, (0, 0))
+            src[db] = (before[0] + keys, before[1] + volatile)
     channel = Channel(target.endpoint, settings, "target", MARKER_DB)
     try:
         tgt = _keyspace(channel.command("INFO", "keyspace"))
-        marker = int(channel.command("EXISTS", marker_key(SYNC_STREAM_ID)) or 0) if marker_kept else 0
+        marker = int(channel.command("EXISTS", *markers) or 0) if markers else 0
     finally:
         channel.close()
     mapping = scope.db_map.table() if not scope.db_map.identity else {db: db for db in set(src) | set(tgt)}
@@ -212,36 +260,43 @@ def _keyspace(info: Any) -> dict[int, tuple[int, int]]:
     return out
 
 
-def _grace(job: FollowJob, cut: int, seconds: float) -> tuple[int, tuple[str, ...]]:
-    """Go on applying for `seconds`: writes the released clients made after the cut point land on the target too."""
+def grace_period(cuts: Sequence[tuple[FollowJob, int]], seconds: float, pump: Callable[[float], int],
+                 state: SyncState) -> tuple[int, tuple[str, ...]]:
+    """Go on applying for `seconds`: writes the released clients made after the cut point (of each link: one, or
+    one per shard) land on the target too, counted and the first keys named."""
     count, keys = 0, list[str]()
 
-    def observe(batch: list[StreamCommand]) -> None:
-        nonlocal count
-        for argv, offset, _ in batch:
-            if offset > cut and argv[0].lower() not in NOT_WRITES:
-                count += 1
-                if len(keys) < NAMED_KEYS and len(argv) > 1:
-                    keys.append(display_key(argv[1]))
-        job.state.after_cutover_writes = count
+    def observer(cut: int) -> Observer:
+        def observe(batch: list[StreamCommand]) -> None:
+            nonlocal count
+            for argv, offset, _ in batch:
+                if offset > cut and argv[0].lower() not in NOT_WRITES:
+                    count += 1
+                    if len(keys) < NAMED_KEYS and len(argv) > 1:
+                        keys.append(display_key(argv[1]))
+            state.after_cutover_writes = count
+        return observe
 
-    job.observer = observe
+    for job, cut in cuts:
+        job.observer = observer(cut)
     end = time.monotonic() + seconds
     try:
         while time.monotonic() < end:
-            job.pump(min(0.1, max(0.0, end - time.monotonic())))
+            pump(min(0.1, max(0.0, end - time.monotonic())))
     finally:
-        job.observer = None
+        for job, _ in cuts:
+            job.observer = None
     return count, tuple(dict.fromkeys(keys))
 
 
-def instructions(paused: bool, pause_ms: float | None, cut: int, after: int, grace: float) -> str:
+def instructions(paused: bool, pause_ms: float | None, cut: int, after: int, grace: float, links: int = 1) -> str:
+    point = f"source offset {cut}" if links == 1 else f"the cut offset of each of the {links} source primaries"
     if paused:
-        head = (f"The source's writes were paused {pause_ms:.0f} ms; the target holds every write up to source offset "
-                f"{cut}")
+        whose = "source's writes were" if links == 1 else f"writes of the {links} source primaries were all"
+        head = f"The {whose} paused {pause_ms:.0f} ms; the target holds every write up to {point}"
     else:
         head = (f"No write pause was taken (the source cannot pause writes alone); the target holds every write up to "
-                f"source offset {cut}")
+                f"{point}")
     return (f"{head}, and the {after} write(s) the source took after that point during the {grace:g} s grace period. "
             "Repoint the application's clients to the target now: writes the source takes from now on are not "
             "copied. Then run `migrate verify` to prove parity.")

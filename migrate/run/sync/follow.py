@@ -14,15 +14,15 @@ import os
 import shutil
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import chain
 from operator import itemgetter
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
-from migrate.config import ConnectionSettings
-from migrate.errors import ConfigError, ConnectError, MigrateError
+from migrate.config import ConnectionSettings, Endpoint
+from migrate.errors import ConfigError, ConnectError, MigrateError, TargetNotEmptyError
 from migrate.logs import get_logger
 from migrate.replication import LinkOptions, RawRun, ReplicaLink, StreamCommand
 from migrate.run.options import CutoverMode, RunConfig, RunOptions
@@ -34,6 +34,7 @@ from migrate.run.sync.state import SyncState
 from migrate.selection import KeySelection
 from migrate.server import Server
 from migrate.stream import DbMap, Translator, Unit
+from migrate.stream.marker import SYNC_STREAM_ID, marker_key
 from migrate.wire import Channel, Splice
 
 log = get_logger("migrate.sync")
@@ -44,10 +45,14 @@ CHECKPOINT_SECONDS: Final = 1.0
 
 def refuse_unsupported(strategy: str, options: RunOptions, source: Server, target: Server) -> None:
     """Standalone servers only; --cutover auto only where the source can pause writes alone."""
-    for side in (source, target):
-        if side.identity.mode == "cluster":
-            raise ConfigError(f"the {side.role} runs in cluster mode: --strategy {strategy} follows a standalone "
-                              "source into a standalone target", "see README \"Not supported yet\"")
+    if target.identity.mode == "cluster":
+        raise ConfigError(f"the target runs in cluster mode: --strategy {strategy} does not write into a cluster yet "
+                          "(a standalone or cluster source into a standalone target)",
+                          "use --strategy replay or reload into a cluster; see README \"Not supported yet\"")
+    if source.identity.mode == "cluster":
+        raise ConfigError(f"the source runs in cluster mode: --strategy {strategy} follows a standalone source "
+                          "(each cluster node replicates within its cluster only)",
+                          "use --strategy sync (one follower per primary), replay or reload")
     if options.cutover is CutoverMode.AUTO and not source.identity.capabilities.has("client pause write"):
         raise ConfigError(f"--cutover auto needs CLIENT PAUSE WRITE and CLIENT UNPAUSE on the source (Redis 6.2+); "
                           f"{source.identity.label} can only pause every client, reads included, until a timeout",
@@ -75,6 +80,15 @@ class Scope:
             return {db: n for db, n in target.identity.keyspace.items() if n}
         return {db: n for db in self.dbs if (n := dbsize(target, db))}
 
+    def held_or_refused(self, target: Server, options: RunOptions) -> dict[int, int]:
+        """Keys per target database of the scope; a target holding any is refused unless --replace or
+        --flush-target says what to do with them."""
+        held = self.held(target)
+        if held and not (options.replace or options.flush_target):
+            listed = ", ".join(f"db {db} holds {n} keys" for db, n in sorted(held.items()))
+            raise TargetNotEmptyError(f"target is not empty: {listed}")
+        return held
+
     def describe(self) -> str:
         return "every database" if self.dbs is None else "db " + ", ".join(map(str, self.dbs))
 
@@ -91,6 +105,7 @@ class FollowJob:
 
     strategy = "sync"
     marker_kept = True  # the target holds the job's marker key (migrate.stream.marker) until the cutover
+    name = "source"  # a cluster source's follower: its shard's slots
 
     def __init__(self, config: RunConfig, source: Server, target: Server, state: SyncState, control: SyncControl,
                  reporter: Reporter) -> None:
@@ -117,6 +132,14 @@ class FollowJob:
     def pump(self, timeout: float = 0.2) -> int:
         """Read what the link holds and bring it to the target; recover from what was lost. The commands handled."""
         raise NotImplementedError
+
+    def followed(self) -> Sequence[tuple[FollowJob, Endpoint]]:
+        """The links the cutover pauses and drains, each with the primary to pause: this job's one."""
+        return [(self, self.source.endpoint)]
+
+    def markers(self) -> tuple[bytes, ...]:
+        """The marker keys the job keeps on the target (left out of the cutover's key count)."""
+        return (marker_key(SYNC_STREAM_ID),) if self.marker_kept else ()
 
     def at_cut_point(self) -> None:
         """The cutover's drain reached the cut point, the source's writes are still paused."""
@@ -148,10 +171,10 @@ class FollowJob:
         delay = 0.2
         while True:
             try:
+                endpoint = self.source_endpoint()
                 if replid is None:
-                    return ReplicaLink(self.source.endpoint, self.settings, options=options)
-                return ReplicaLink(self.source.endpoint, self.settings, replid=replid, offset=offset, db=db,
-                                   options=options)
+                    return ReplicaLink(endpoint, self.settings, options=options)
+                return ReplicaLink(endpoint, self.settings, replid=replid, offset=offset, db=db, options=options)
             except ConnectError as exc:
                 if time.monotonic() + delay > deadline:
                     raise ConnectError(f"the source stayed unreachable for {RECONNECT_SECONDS:g} s: {exc.message}",
@@ -159,6 +182,10 @@ class FollowJob:
                 log.warning("source unreachable, retrying", error=exc.message, in_seconds=delay)
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
+
+    def source_endpoint(self) -> Endpoint:
+        """The server to replicate from, asked at each connection attempt (a cluster shard's primary may change)."""
+        return self.source.endpoint
 
     def record(self, kind: str, reason: str, offset: int) -> None:
         """One (re)start of the stream: full (a snapshot) or partial (continued from `offset`)."""
@@ -232,7 +259,23 @@ def translated(link: ReplicaLink, translator: Translator, limit: int, timeout: f
         translator.count_passed(Counter(map(itemgetter(0), chain.from_iterable(runs))))
 
 
-def drive(job: FollowJob, checkpoint: Path) -> SyncReport:
+class Driven(Protocol):
+    """What `drive` runs: a FollowJob, or the followers of a cluster source together."""
+
+    state: SyncState
+    reporter: Reporter
+
+    @property
+    def resumable(self) -> bool: ...
+
+    def run(self) -> SyncReport: ...
+
+    def failed(self, exc: BaseException) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def drive(job: Driven, checkpoint: Path) -> SyncReport:
     """Run the job with its reporter; whatever ends it, the job is closed, the status file says how it ended, and a
     failure's hint says how to go on."""
     state = job.state

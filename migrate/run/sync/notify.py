@@ -286,7 +286,7 @@ class NotifyFollower:
                 while self.subscription.dirty and time.monotonic() < asked + budget:
                     self.catch_up(0)
                 drained = not self.subscription.dirty
-                counts = cut.count_keys(self.scope, self.target, self.settings, channel) if drained else ()
+                counts = cut.count_keys(self.scope, self.target, self.settings, [channel]) if drained else ()
             finally:
                 if pausing:
                     cut.unpause_writes(channel)

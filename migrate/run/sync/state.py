@@ -53,6 +53,10 @@ class SyncState:
     tally: StreamTally = field(default_factory=StreamTally)
     relay: dict[str, Any] | None = None  # --strategy relay: its address and the target's replication (docs/relay.md)
     published: Callable[[], None] | None = field(default=None, repr=False, compare=False)  # the status file's writer
+    # A cluster source: the figures above are sums over its shards' followers, gathered by `gather` before each
+    # document, and `shards` has each one's.
+    shards: list[dict[str, Any]] | None = None
+    gather: Callable[[], None] | None = field(default=None, repr=False, compare=False)
 
     @property
     def lag_bytes(self) -> int:
@@ -85,6 +89,8 @@ class SyncState:
 
     def document(self) -> dict[str, Any]:
         """The status file's content (docs/sync.md describes every field, docs/relay.md the relay's)."""
+        if self.gather is not None:
+            self.gather()
         document = {
             "phase": self.phase, "state": self.state, "mode": self.mode, "pid": self.pid,
             "source": self.source, "target": self.target, "started_at": round(self.started_at, 3),
@@ -98,4 +104,6 @@ class SyncState:
         }
         if self.relay is not None:
             document["relay"] = dict(self.relay)
+        if self.shards is not None:
+            document["shards"] = list(self.shards)
         return document
