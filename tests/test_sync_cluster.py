@@ -22,9 +22,10 @@ from migrate.errors import ConfigError
 from migrate.rdb.rewrite import key_slot
 from migrate.run.options import CutoverMode
 from migrate.stream import is_marker_key
+from migrate.stream.marker import SYNC_STREAM_ID, marker_key, marker_value
 from tests.cluster_run_support import cluster_client, diff, fill
 from tests.cluster_support import ClusterFactory
-from tests.sync_support import ROOT, CliRun, SyncRun, sync_config
+from tests.sync_support import FAST, ROOT, CliRun, SyncRun, sync_config
 
 
 def fast(cluster: LocalCluster) -> LocalCluster:
@@ -38,8 +39,8 @@ class Writer:
     """Writes of several kinds through a cluster client from a thread until stopped: SET, INCR, RPUSH, HSET, DEL,
     EXPIRE, a MULTI/EXEC on a hash tag; `written` counts them."""
 
-    def __init__(self, cluster: LocalCluster, prefix: str = "w") -> None:
-        self.client = cluster_client(cluster)
+    def __init__(self, side: LocalCluster | redis.Redis, prefix: str = "w") -> None:
+        self.client = cluster_client(side) if isinstance(side, LocalCluster) else side
         self.prefix = prefix
         self.stop = threading.Event()
         self.written = 0
@@ -214,10 +215,49 @@ def summed_offset(cluster: LocalCluster) -> int:
     return sum(int(n.info("replication")["master_repl_offset"]) for n in cluster.primaries)
 
 
-def test_a_cluster_target_is_refused_with_a_clear_error(clusters: ClusterFactory, servers, tmp_path: Path) -> None:
-    source, target = servers.get("redis-7.0"), clusters.get("valkey-8.1", 2)
+def test_a_standalone_source_syncs_into_a_cluster_target_under_writes(clusters: ClusterFactory, servers,
+                                                                        tmp_path: Path) -> None:
+    source = servers.get("redis-7.0", *FAST)
+    target = clusters.get("valkey-8.1", 2)
+    fill(source.client(), 300)
+    writer = Writer(source.client())
     job = SyncRun(sync_config(source.url, target.url(), tmp_path))
-    with pytest.raises(ConfigError, match="does not write into a cluster yet"):
+    job.streaming()
+    time.sleep(1.0)
+    assert writer.finish() > 100
+    job.caught_up(source)
+    result = job.cutover()
+    assert result.sync is not None and result.sync.cutover is not None and result.sync.cutover.counts_match
+    differences = diff(source.client(), cluster_client(target))
+    assert differences == [], "\n".join(differences[:20])
+    assert not [k for k in cluster_client(target).scan_iter() if is_marker_key(k)]
+
+
+def test_a_cluster_syncs_into_a_cluster_of_another_shape_under_writes(clusters: ClusterFactory,
+                                                                     tmp_path: Path) -> None:
+    source = fast(clusters.get("redis-7.0", 3))
+    target = clusters.get("valkey-8.1", 2)
+    fill(cluster_client(source), 300)
+    writer = Writer(source)
+    job = SyncRun(sync_config(source.url(), target.url(), tmp_path))
+    shards_streaming(job, 3)
+    time.sleep(1.0)
+    assert writer.finish() > 100
+    caught_up(job, source)
+    result = job.cutover()
+    assert result.sync is not None and result.sync.cutover is not None and result.sync.cutover.counts_match
+    differences = diff(cluster_client(source), cluster_client(target))
+    assert differences == [], "\n".join(differences[:20])
+    assert not [k for k in cluster_client(target).scan_iter() if is_marker_key(k)]
+
+
+def test_a_source_database_other_than_0_into_a_cluster_is_refused(clusters: ClusterFactory, servers,
+                                                                  tmp_path: Path) -> None:
+    source, target = servers.get("redis-7.0"), clusters.get("valkey-8.1", 2)
+    source.client().flushall()
+    redis.Redis.from_url(source.url_for(3)).set("elsewhere", 1)
+    job = SyncRun(sync_config(source.url, target.url(), tmp_path))
+    with pytest.raises(ConfigError, match="db 0 only"):
         job.join(60)
 
 
@@ -228,3 +268,86 @@ def test_auto_cutover_needs_every_primary_to_pause_writes(clusters: ClusterFacto
     with pytest.raises(ConfigError, match="CLIENT PAUSE WRITE on every source primary"):
         job.join(60)
 
+
+
+def test_a_slot_migration_on_the_target_during_the_sync_is_followed(clusters: ClusterFactory, servers,
+                                                                    tmp_path: Path) -> None:
+    source = servers.get("redis-7.0", *FAST)
+    target = clusters.fresh("valkey-8.1", 2)
+    fill(source.client(), 200, big=False)
+    writer = Writer(source.client())
+    job = SyncRun(sync_config(source.url, target.url(), tmp_path))
+    job.streaming()
+    slot = key_slot(b"w:counter:0")  # INCRed all along by the writer
+    migration = target.migration(slot, next(n for n in target.primaries if n is not target.owner_of_slot(slot)))
+    migration.begin()
+    time.sleep(0.5)
+    while migration.move_keys(2):  # a few keys at a time while the stream writes into the slot
+        time.sleep(0.2)
+    migration.finish()
+    time.sleep(0.5)
+    assert writer.finish() > 100
+    job.caught_up(source)
+    result = job.cutover()
+    assert target.owner_of_slot(slot) is migration.destination
+    differences = diff(source.client(), cluster_client(target))
+    assert differences == [], "\n".join(differences[:20])
+    assert result.sync is not None and result.sync.stream["applied_commands"] > 100
+
+
+def test_kill_9_then_resume_into_a_cluster_target_applies_nothing_twice(clusters: ClusterFactory, servers,
+                                                                       tmp_path: Path) -> None:
+    source = servers.get("redis-7.0", *FAST)
+    target = clusters.get("valkey-8.1", 2)
+    client = source.client()
+    fill(client, 200, big=False)
+    cli = CliRun("sync", source, SimpleNamespace(url=target.url()), tmp_path)
+    first = cli.start()
+    cli.streaming(first)
+    earlier = int(client.info("replication")["master_repl_offset"])
+    for i in range(300):
+        client.rpush(f"before:{i % 13}", i)  # RPUSH: applied twice would show
+    offset = int(client.info("replication")["master_repl_offset"])
+    cli.wait(first, lambda d: d["applied_offset"] >= offset)
+    first.kill()
+    first.communicate()
+    # As if the kill had come after the slots' transactions but before the floor marker: the floor goes back, so
+    # the resumed stream replays those RPUSHes, and only the slot markers keep them from being applied twice.
+    floor = marker_key(SYNC_STREAM_ID)
+    cluster_client(target).set(floor, marker_value(earlier, 0, int(time.time() * 1000)))
+    for i in range(300):
+        client.rpush(f"between:{i % 13}", i)
+    second = cli.start("--resume")
+    doc = cli.wait(second, lambda d: d.get("pid") == second.pid and d["phase"] == "streaming")
+    assert doc["resync"] == "partial", doc
+    for i in range(100):
+        client.rpush(f"after:{i % 13}", i)
+    offset = int(client.info("replication")["master_repl_offset"])
+    cli.wait(second, lambda d: d["applied_offset"] >= offset)
+    asked = subprocess.run([sys.executable, "-m", "migrate", "cutover", "--status-file", str(cli.status)], cwd=ROOT,
+                           capture_output=True, text=True, timeout=60)
+    assert asked.returncode == 0, asked.stderr
+    _, err = second.communicate(timeout=60)
+    assert second.returncode == 0, err[-2000:]
+    differences = diff(client, cluster_client(target))
+    assert differences == [], "\n".join(differences[:20])
+    assert not [k for k in cluster_client(target).scan_iter() if is_marker_key(k)]
+
+
+def test_a_failover_of_the_target_cluster_during_the_sync_is_followed(clusters: ClusterFactory, servers,
+                                                                      tmp_path: Path) -> None:
+    source = servers.get("redis-7.0", *FAST)
+    target = clusters.fresh("valkey-8.1", 2, replicas=1)
+    fill(source.client(), 200, big=False)
+    writer = Writer(source.client())
+    job = SyncRun(sync_config(source.url, target.url(), tmp_path))
+    job.streaming()
+    old = target.primaries[0]
+    target.failover(target.replicas_of(old)[0])  # CLUSTER FAILOVER: the old primary answers MOVED from now on
+    time.sleep(1.0)
+    assert writer.finish() > 100
+    job.caught_up(source)
+    result = job.cutover()
+    differences = diff(source.client(), cluster_client(target))
+    assert differences == [], "\n".join(differences[:20])
+    assert result.sync is not None and result.sync.resyncs[-1].kind == "full" and len(result.sync.resyncs) == 1

@@ -146,9 +146,11 @@ class KeyLoader:
 
 
 def load_snapshot(config: RunConfig, target: Server, reader: RdbReader, *, total: int | None,
-                  description: str = "reloading", on_batch: BatchCallback | None = None) -> LoadOutcome:
-    """Write every key record of `reader` in the selection into the target; raise on a bad checksum at the end."""
-    loader = KeyLoader(config, target)
+                  description: str = "reloading", on_batch: BatchCallback | None = None,
+                  target_topology: Topology | None = None) -> LoadOutcome:
+    """Write every key record of `reader` in the selection into the target (a cluster: each key to its slot's
+    primary); raise on a bad checksum at the end."""
+    loader = KeyLoader(config, target, target_topology)
     try:
         with RunProgress(config.options.show_progress, total, description) as progress:
             loader.load(reader, progress, on_batch)

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
+from migrate.cluster.topology import Topology
 from migrate.errors import ConfigError, ConnectError, MigrationError
 from migrate.logs import get_logger
 from migrate.rdb.reader import RdbReader
@@ -65,6 +66,7 @@ from migrate.stream import (
     remove_marker,
 )
 from migrate.stream.marker import SYNC_STREAM_ID, marker_value
+from migrate.stream.slotapply import SlotApplier
 from migrate.wire import Channel
 
 __all__ = ["RECONNECT_SECONDS", "Scope", "SyncJob", "replication_offset", "sync"]
@@ -82,23 +84,35 @@ def sync(config: RunConfig, control: SyncControl | None = None) -> RunResult:
     control = control or SyncControl()
     source, target = open_servers(config)
     try:
-        check_writable_target(target)
-        if source.identity.mode == "cluster" and target.identity.mode != "cluster":
+        target_topology = None
+        if target.identity.mode == "cluster":
+            from migrate.run.sync.into_cluster import target_cluster
+
+            target_topology = target_cluster(config, source)
+        else:
+            check_writable_target(target)
+        if source.identity.mode == "cluster":
             from migrate.run.sync.sharded import sync_cluster
 
-            return sync_cluster(config, control, source, target, started)
+            return sync_cluster(config, control, source, target, started, target_topology)
         refuse_unsupported("sync", options, source, target)
         check_writable(options.checkpoint)
         refusal = replication_refused(source)
         if refusal is not None:
             from migrate.run.sync.notify import follow_notifications
 
+            if target_topology is not None:
+                raise ConfigError(f"the source refuses replication ({refusal}); into a cluster target the sync "
+                                  "follows the source through replication only",
+                                  "grant the source user +psync +replconf, or use --strategy replay")
+
             return follow_notifications(config, source, target, control, refusal, started)
         check_rights("sync", {"source": (source, 0), "target": (target, MARKER_DB)},
                      rights_context(config, source, target))
         state = SyncState(source.identity.describe(), target.identity.describe())
         reporter = Reporter(state, options.status_file, options.metrics_address).start()
-        job = SyncJob(config, source, target, state, control, reporter)
+        job = SyncJob(config, source, target, state, control, reporter) if target_topology is None else \
+            into_cluster_job(config, source, target, state, control, reporter, target_topology)
         report = drive(job, options.checkpoint)
         return RunResult("sync", source.identity.describe(), target.identity.describe(), executed=True, dry_run=False,
                          resumed=options.resume, seconds=time.monotonic() - started,
@@ -109,11 +123,18 @@ def sync(config: RunConfig, control: SyncControl | None = None) -> RunResult:
         target.close()
 
 
+def into_cluster_job(config: RunConfig, source: Server, target: Server, state: SyncState, control: SyncControl,
+                     reporter: Reporter, topology: Topology) -> SyncJob:
+    from migrate.run.sync.into_cluster import ClusterTargetSync
+
+    return ClusterTargetSync(config, source, target, state, control, reporter).into(topology)
+
+
 def rights_context(config: RunConfig, source: Server, target: Server) -> Context:
     options = config.options
     return Context(source.identity.capabilities, target.identity.capabilities, options.flush_target,
                    selected_dbs=bool(options.selection.dbs or options.selection.db_map),
-                   source_cluster=source.identity.mode == "cluster")
+                   source_cluster=source.identity.mode == "cluster", target_cluster=target.identity.mode == "cluster")
 
 
 def replication_refused(source: Server) -> str | None:
@@ -147,7 +168,8 @@ class SyncJob(FollowJob):
         self.stream_dir = folder / f"migrate-sync-{state.pid}.stream"
         self.stream_id = STREAM_ID  # the marker key's stream id (a cluster source: one per shard)
         self.checkpoint_path = self.options.checkpoint
-        self.applier: Applier | None = None
+        self.applier: Applier | SlotApplier | None = None
+        self.target_topology: Topology | None = None  # a cluster target (migrate.run.sync.into_cluster)
         self.translator: Translator | None = None
         self.tallies: dict[int, DbTally] = {}
         self.functions: FunctionsReport | None = None
@@ -172,7 +194,7 @@ class SyncJob(FollowJob):
                           self.state.tally.to_dict(), self.state.snapshot_loads, cutover)
 
     def _start(self) -> None:
-        held = self.scope.held_or_refused(self.target, self.options)
+        held = self.scope.refuse_held(self.target_held(), self.options)
         options = self.options
         self.open_checkpoint(owns=not held or options.flush_target)
         link = self.connect(None, 0, 0)
@@ -233,8 +255,7 @@ class SyncJob(FollowJob):
             self.applier.close()
         self.translator = Translator(self.profile, policy=self.options.on_incompatible, db_map=self.scope.db_map,
                                      source_db=db, tally=self.state.tally)
-        self.applier = Applier(self.target.endpoint, self.settings, self.stream_id, ApplyOptions(),
-                               tally=self.state.tally, on_applied=self._applied, held_offset=offset)
+        self.applier = self.new_applier(offset)
         self.applied = (offset, db)
         self.state.applied_offset = offset
         self._save(force=True)  # a kill from now on resumes from here, not from a snapshot
@@ -273,8 +294,24 @@ class SyncJob(FollowJob):
 
     def empty_scope(self, reason: str) -> None:
         """Before a full resync's load: the sync's target databases emptied."""
-        flush_dbs(self.target, None if self.scope.dbs is None else list(self.scope.dbs))
+        self.flush_scope()
         self.note(f"full resync ({reason}): target {self.scope.describe()} emptied and loaded again")
+
+    def new_applier(self, offset: int) -> Applier | SlotApplier:
+        """The applier of a stream that starts at `offset`, the position the target holds."""
+        return Applier(self.target.endpoint, self.settings, self.stream_id, ApplyOptions(), tally=self.state.tally,
+                       on_applied=self._applied, held_offset=offset)
+
+    def markers(self) -> tuple[bytes, ...]:
+        return (marker_key(self.stream_id),)
+
+    def target_held(self) -> dict[int, int]:
+        """Keys per target database of the scope, now."""
+        return self.scope.held(self.target)
+
+    def flush_scope(self) -> None:
+        """The sync's target databases emptied."""
+        flush_dbs(self.target, None if self.scope.dbs is None else list(self.scope.dbs))
 
     def _wait_snapshot(self, link: ReplicaLink) -> Path:
         while link.status().phase in ("handshake", "preamble", "snapshot"):
@@ -297,13 +334,16 @@ class SyncJob(FollowJob):
         try:
             with RdbReader(str(path)) as reader:
                 outcome = load_snapshot(self.config, self.target, reader, total=total, description="sync snapshot",
-                                        on_batch=loaded)
+                                        on_batch=loaded, target_topology=self.target_topology)
         finally:
             path.unlink(missing_ok=True)
         self.tallies = outcome.tallies
-        self.functions = load_functions(self.target, self.settings, outcome.extras.functions)
+        self.functions = self.load_functions(outcome.extras.functions)
         self.state.notes += [n for n in outcome.extras.notes if n not in self.state.notes]
         self.state.snapshot_loads += 1
+
+    def load_functions(self, codes: list[bytes]) -> FunctionsReport | None:
+        return load_functions(self.target, self.settings, codes)
 
     # -- the marker ---------------------------------------------------------------------------------------------------
 
@@ -368,8 +408,8 @@ class SyncJob(FollowJob):
     def _pump(self, timeout: float) -> int:
         link, translator, applier = self.link, self.translator, self.applier
         assert link is not None and translator is not None and applier is not None
-        if self.observer is not None:  # the cutover's grace period looks at every command
-            handled = self._apply_commands(link, translator, applier, timeout)
+        if self.observer is not None or not isinstance(applier, Applier):  # the grace period looks at every
+            handled = self._apply_commands(link, translator, applier, timeout)  # command; a cluster takes no raw runs
         else:
             handled = self._apply_split(link, translator, applier, timeout)
         self.state.received_offset = link.received
@@ -390,7 +430,8 @@ class SyncJob(FollowJob):
                 sink(part)
         return translator.tally.commands - before
 
-    def _apply_commands(self, link: ReplicaLink, translator: Translator, applier: Applier, timeout: float) -> int:
+    def _apply_commands(self, link: ReplicaLink, translator: Translator, applier: Applier | SlotApplier,
+                        timeout: float) -> int:
         batch = link.read_commands(READ_COMMANDS, timeout=timeout)
         if batch and self.observer is not None:
             self.observer(batch)
@@ -403,7 +444,7 @@ class SyncJob(FollowJob):
                     apply(unit)
         return len(batch)
 
-    def unit_sink(self, applier: Applier) -> Callable[[Unit], None]:
+    def unit_sink(self, applier: Applier | SlotApplier) -> Callable[[Unit], None]:
         """Where translated units go (a source shard's follower looks at each first)."""
         return applier.apply
 

@@ -15,7 +15,7 @@ there (api._refuse_unsupported); a manual cutover takes no pause (the operator h
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from migrate.config import ConnectionSettings, Endpoint
@@ -26,8 +26,6 @@ from migrate.replication import StreamCommand
 from migrate.run.options import CutoverMode, RunOptions
 from migrate.run.result import CutoverReport, DbCount
 from migrate.server import Server
-from migrate.stream import MARKER_DB
-from migrate.stream.marker import SYNC_STREAM_ID, marker_key
 from migrate.wire import Channel, is_error, pack
 
 if TYPE_CHECKING:
@@ -60,7 +58,7 @@ class Following(Protocol):
 
     def followed(self) -> Sequence[tuple[FollowJob, Endpoint]]: ...
 
-    def markers(self) -> Sequence[bytes]: ...
+    def target_counts(self) -> dict[int, int]: ...
 
     def note(self, text: str) -> None: ...
 
@@ -122,7 +120,7 @@ def attempt(job: Following, number: int) -> CutoverReport | None:
                 cuts.append(pause_writes(channel, options.max_pause) if pausing else _offset(channel))
             budget = options.max_pause - min(0.25, options.max_pause / 4) if pausing else MANUAL_DRAIN_SECONDS
             drained = _drain(job, [(f, cut) for (f, _), cut in zip(links, cuts, strict=True)], asked + budget)
-            counts = count_keys(job.scope, job.target, job.settings, channels, markers=job.markers()) if drained else ()
+            counts = count_keys(job.scope, channels, job.target_counts()) if drained else ()
             if drained:
                 job.at_cut_point()
         finally:
@@ -219,21 +217,10 @@ def _drain(job: Following, cuts: Sequence[tuple[FollowJob, int]], deadline: floa
     return True
 
 
-def count_keys(scope: Scope, target: Server, settings: ConnectionSettings, sources: Sequence[Channel], *,
-               markers: Sequence[bytes] = (marker_key(SYNC_STREAM_ID),)) -> tuple[DbCount, ...]:
+def count_keys(scope: Scope, sources: Sequence[Channel], tgt: dict[int, int]) -> tuple[DbCount, ...]:
     """Key counts per target database, while the source's writes are paused: the source's summed over `sources` (a
-    cluster's primaries), the target's without the `markers` the job keeps there."""
-    src: dict[int, tuple[int, int]] = {}
-    for source in sources:
-        for db, (keys, volatile) in _keyspace(source.command("INFO", "keyspace")).items():
-            before = src.get(db, (0, 0))
-            src[db] = (before[0] + keys, before[1] + volatile)
-    channel = Channel(target.endpoint, settings, "target", MARKER_DB)
-    try:
-        tgt = _keyspace(channel.command("INFO", "keyspace"))
-        marker = int(channel.command("EXISTS", *markers) or 0) if markers else 0
-    finally:
-        channel.close()
+    cluster's primaries), the target's as `tgt` (the job's marker keys left out)."""
+    src = summed_keyspace(source.command("INFO", "keyspace") for source in sources)
     mapping = scope.db_map.table() if not scope.db_map.identity else {db: db for db in set(src) | set(tgt)}
     expected: dict[int, list[int]] = {}
     for s, t in mapping.items():
@@ -243,10 +230,32 @@ def count_keys(scope: Scope, target: Server, settings: ConnectionSettings, sourc
         entry[1] += volatile
     out = []
     for t, (keys, volatile) in sorted(expected.items()):
-        held = tgt.get(t, (0, 0))[0] - (marker if t == MARKER_DB else 0)
+        held = tgt.get(t, 0)
         verdict = "equal" if held == keys else "within expiries" if abs(held - keys) <= volatile else "differs"
         out.append(DbCount(t, keys, held, volatile, verdict))
     return tuple(out)
+
+
+def target_keyspace(nodes: Sequence[Endpoint], settings: ConnectionSettings) -> dict[int, int]:
+    """Keys per database of the target's `nodes` (a server, or a cluster's primaries), summed."""
+    infos = []
+    for node in nodes:
+        channel = Channel(node, settings, "target", 0)
+        try:
+            infos.append(channel.command("INFO", "keyspace"))
+        finally:
+            channel.close()
+    return {db: keys for db, (keys, _) in summed_keyspace(infos).items()}
+
+
+def summed_keyspace(infos: Iterable[Any]) -> dict[int, tuple[int, int]]:
+    """db -> (keys, expires), summed over INFO keyspace replies (a cluster's primaries)."""
+    out: dict[int, tuple[int, int]] = {}
+    for info in infos:
+        for db, (keys, volatile) in _keyspace(info).items():
+            before = out.get(db, (0, 0))
+            out[db] = (before[0] + keys, before[1] + volatile)
+    return out
 
 
 def _keyspace(info: Any) -> dict[int, tuple[int, int]]:

@@ -34,7 +34,7 @@ from migrate.run.sync.state import SyncState
 from migrate.selection import KeySelection
 from migrate.server import Server
 from migrate.stream import DbMap, Translator, Unit
-from migrate.stream.marker import SYNC_STREAM_ID, marker_key
+from migrate.stream.marker import MARKER_DB, SYNC_STREAM_ID, marker_key
 from migrate.wire import Channel, Splice
 
 log = get_logger("migrate.sync")
@@ -44,15 +44,8 @@ CHECKPOINT_SECONDS: Final = 1.0
 
 
 def refuse_unsupported(strategy: str, options: RunOptions, source: Server, target: Server) -> None:
-    """Standalone servers only; --cutover auto only where the source can pause writes alone."""
-    if target.identity.mode == "cluster":
-        raise ConfigError(f"the target runs in cluster mode: --strategy {strategy} does not write into a cluster yet "
-                          "(a standalone or cluster source into a standalone target)",
-                          "use --strategy replay or reload into a cluster; see README \"Not supported yet\"")
-    if source.identity.mode == "cluster":
-        raise ConfigError(f"the source runs in cluster mode: --strategy {strategy} follows a standalone source "
-                          "(each cluster node replicates within its cluster only)",
-                          "use --strategy sync (one follower per primary), replay or reload")
+    """--cutover auto only where the source can pause writes alone (clusters: refused by the caller where not
+    followed)."""
     if options.cutover is CutoverMode.AUTO and not source.identity.capabilities.has("client pause write"):
         raise ConfigError(f"--cutover auto needs CLIENT PAUSE WRITE and CLIENT UNPAUSE on the source (Redis 6.2+); "
                           f"{source.identity.label} can only pause every client, reads included, until a timeout",
@@ -80,10 +73,10 @@ class Scope:
             return {db: n for db, n in target.identity.keyspace.items() if n}
         return {db: n for db in self.dbs if (n := dbsize(target, db))}
 
-    def held_or_refused(self, target: Server, options: RunOptions) -> dict[int, int]:
-        """Keys per target database of the scope; a target holding any is refused unless --replace or
-        --flush-target says what to do with them."""
-        held = self.held(target)
+    @staticmethod
+    def refuse_held(held: dict[int, int], options: RunOptions) -> dict[int, int]:
+        """`held` (keys per target database of the scope), refused when not empty unless --replace or --flush-target
+        says what to do with those keys."""
         if held and not (options.replace or options.flush_target):
             listed = ", ".join(f"db {db} holds {n} keys" for db, n in sorted(held.items()))
             raise TargetNotEmptyError(f"target is not empty: {listed}")
@@ -140,6 +133,29 @@ class FollowJob:
     def markers(self) -> tuple[bytes, ...]:
         """The marker keys the job keeps on the target (left out of the cutover's key count)."""
         return (marker_key(SYNC_STREAM_ID),) if self.marker_kept else ()
+
+    def target_counts(self) -> dict[int, int]:
+        """Keys per target database, the job's marker keys left out (the cutover's count)."""
+        from migrate.run.sync.cutover import target_keyspace
+
+        counts = target_keyspace(self.target_nodes(), self.settings)
+        counts[MARKER_DB] = counts.get(MARKER_DB, 0) - self.marker_count()
+        return counts
+
+    def target_nodes(self) -> list[Endpoint]:
+        """The target's servers holding keys (a cluster: its primaries)."""
+        return [self.target.endpoint]
+
+    def marker_count(self) -> int:
+        """How many of the job's marker keys the target holds now."""
+        markers = self.markers()
+        if not markers:
+            return 0
+        channel = Channel(self.target.endpoint, self.settings, "target", MARKER_DB)
+        try:
+            return int(channel.command("EXISTS", *markers) or 0)
+        finally:
+            channel.close()
 
     def at_cut_point(self) -> None:
         """The cutover's drain reached the cut point, the source's writes are still paused."""

@@ -286,7 +286,8 @@ class NotifyFollower:
                 while self.subscription.dirty and time.monotonic() < asked + budget:
                     self.catch_up(0)
                 drained = not self.subscription.dirty
-                counts = cut.count_keys(self.scope, self.target, self.settings, [channel]) if drained else ()
+                held = cut.target_keyspace([self.target.endpoint], self.settings) if drained else {}
+                counts = cut.count_keys(self.scope, [channel], held) if drained else ()
             finally:
                 if pausing:
                     cut.unpause_writes(channel)

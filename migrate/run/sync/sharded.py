@@ -36,25 +36,26 @@ from typing import Any, Final
 
 from migrate.cluster.sides import require_ready
 from migrate.cluster.topology import Shard, SlotRange, Topology, discover, ranges_text
-from migrate.config import Endpoint
+from migrate.config import ConnectionSettings, Endpoint
 from migrate.errors import ConfigError, ConnectError, MigrationError
-from migrate.identity import keyspace_of, refuse_same_server
+from migrate.identity import refuse_same_server
 from migrate.logs import get_logger
 from migrate.rdb.rewrite import CLUSTER_SLOTS, key_slot
 from migrate.rights import check_rights
 from migrate.run.checkpoint import check_writable, read_sealed, sealed, write_atomic
 from migrate.run.options import RunConfig
 from migrate.run.result import DbReport, FunctionsReport, ResyncEvent, RunResult, ShardSyncReport, SyncReport
-from migrate.run.session import flush_dbs
 from migrate.run.spool import check_space, spool_folder
 from migrate.run.sync.api import SyncJob, replication_refused, rights_context
 from migrate.run.sync.control import SyncControl
+from migrate.run.sync.cutover import summed_keyspace, target_keyspace
 from migrate.run.sync.follow import Scope, drive, remove_leftovers
 from migrate.run.sync.report import Reporter
 from migrate.run.sync.state import SyncState
 from migrate.run.tally import DbTally
 from migrate.server import Server
-from migrate.stream import MARKER_DB, Applier, TargetCommand, Unit, is_marker_key, marker_key
+from migrate.stream import MARKER_DB, Applier, TargetCommand, Unit, is_marker_key
+from migrate.stream.slotapply import SlotApplier
 from migrate.wire import Channel
 
 log = get_logger("migrate.sync")
@@ -65,8 +66,10 @@ SCAN_COUNT: Final = 1000
 FLUSHES: Final = frozenset({b"flushall", b"flushdb"})
 
 
-def sync_cluster(config: RunConfig, control: SyncControl, seed: Server, target: Server, started: float) -> RunResult:
-    """Follow every primary of the cluster `seed` belongs to until one cutover of them all."""
+def sync_cluster(config: RunConfig, control: SyncControl, seed: Server, target: Server, started: float,
+                 target_topology: Topology | None) -> RunResult:
+    """Follow every primary of the cluster `seed` belongs to until one cutover of them all (into a standalone
+    target, or a cluster: `target_topology`)."""
     options, settings = config.options, config.common.connection
     topology = discover(config.common.seeds("source"), settings, role="source")
     if not isinstance(topology, Topology):
@@ -91,7 +94,7 @@ def sync_cluster(config: RunConfig, control: SyncControl, seed: Server, target: 
         state = SyncState(f"{topology.product} {topology.version} cluster of {len(topology.shards)} primaries "
                           f"(via {seed.endpoint})", target.identity.describe(), shards=[])
         reporter = Reporter(state, options.status_file, options.metrics_address).start()
-        job = ClusterSyncJob(config, topology, primaries, target, state, control, reporter)
+        job = ClusterSyncJob(config, topology, primaries, target, state, control, reporter, target_topology)
         report = drive(job, options.checkpoint)
         return RunResult("sync", state.source, state.target, executed=True, dry_run=False, resumed=options.resume,
                          seconds=time.monotonic() - started, dbs=job.db_reports(), functions=job.functions(),
@@ -118,26 +121,39 @@ def shard_name(ranges: Sequence[SlotRange]) -> str:
     return ranges_text(ranges)
 
 
-def clear_slots(target: Server, owned: bytes, dbs: Sequence[int] | None) -> int:
-    """Delete the target's keys whose slot is marked in `owned` (16384 flags), in `dbs` (None: every database that
-    has keys); marker keys stay. The number deleted."""
-    if dbs is None:
-        dbs = sorted(keyspace_of(target.client.info("keyspace")))
+def clear_slots(nodes: Sequence[Endpoint], settings: ConnectionSettings, owned: bytes,
+                dbs: Sequence[int] | None) -> int:
+    """Delete the keys of the target's `nodes` (a server, or a cluster's primaries) whose slot is marked in `owned`
+    (16384 flags), in `dbs` (None: every database that has keys); marker keys stay. The number deleted."""
     deleted = 0
-    for db in dbs:
-        channel = Channel(target.endpoint, target.settings, "target", db)
-        try:
-            cursor = b"0"
-            while True:
-                cursor, keys = channel.command(b"SCAN", cursor, b"COUNT", SCAN_COUNT)
-                doomed = [k for k in keys if owned[key_slot(k)] and not is_marker_key(k)]
-                if doomed:
-                    deleted += int(channel.command(b"UNLINK", *doomed))
-                if cursor == b"0":
-                    break
-        finally:
-            channel.close()
+    for node in nodes:
+        deleted += sum(_clear_db(node, settings, owned, db) for db in (dbs if dbs is not None else
+                                                                        _keyed_dbs(node, settings)))
     return deleted
+
+
+def _keyed_dbs(node: Endpoint, settings: ConnectionSettings) -> list[int]:
+    channel = Channel(node, settings, "target", 0)
+    try:
+        return sorted(summed_keyspace([channel.command(b"INFO", b"keyspace")]))
+    finally:
+        channel.close()
+
+
+def _clear_db(node: Endpoint, settings: ConnectionSettings, owned: bytes, db: int) -> int:
+    deleted = 0
+    channel = Channel(node, settings, "target", db)
+    try:
+        cursor = b"0"
+        while True:
+            cursor, keys = channel.command(b"SCAN", cursor, b"COUNT", SCAN_COUNT)
+            doomed = [k for k in keys if owned[key_slot(k)] and not is_marker_key(k)]
+            if doomed:
+                deleted += int(channel.command(b"UNLINK", *doomed))
+            if cursor == b"0":
+                return deleted
+    finally:
+        channel.close()
 
 
 class ShardFollower(SyncJob):
@@ -181,10 +197,10 @@ class ShardFollower(SyncJob):
         return endpoint
 
     def empty_scope(self, reason: str) -> None:
-        deleted = clear_slots(self.target, self.owned, self.scope.dbs)
+        deleted = clear_slots(self.target_nodes(), self.settings, self.owned, self.scope.dbs)
         self.note(f"full resync ({reason}): the target's {deleted} keys of these slots deleted, the shard loaded again")
 
-    def unit_sink(self, applier: Applier) -> Callable[[Unit], None]:
+    def unit_sink(self, applier: Applier | SlotApplier) -> Callable[[Unit], None]:
         apply = applier.apply
 
         def sink(unit: Unit) -> None:
@@ -195,7 +211,7 @@ class ShardFollower(SyncJob):
             apply(unit)
         return sink
 
-    def _flush_shard(self, applier: Applier, unit: Unit) -> None:
+    def _flush_shard(self, applier: Applier | SlotApplier, unit: Unit) -> None:
         """FLUSHALL / FLUSHDB on this primary: the keys of its slots deleted on the target, the unit's commands after
         it applied, the marker moved past it. The unit's commands before it are dropped: they wrote keys of these
         slots, which the flush deletes. (A crash in between repeats the deletion: harmless.)"""
@@ -212,7 +228,8 @@ class ShardFollower(SyncJob):
                 kept = [(d, a) for d, a in kept if d != db]
             else:
                 kept.append((db, argv))
-        deleted = clear_slots(self.target, self.owned, self.scope.dbs if cleared is None else sorted(cleared))
+        deleted = clear_slots(self.target_nodes(), self.settings, self.owned,
+                              self.scope.dbs if cleared is None else sorted(cleared))
         self.note(f"{'FLUSHALL' if cleared is None else 'FLUSHDB'} on the shard's primary at offset "
                   f"{unit.end_offset}: the target's {deleted} keys of these slots deleted")
         applier.apply(Unit(tuple(kept), unit.end_offset, unit.source_db, unit.group))
@@ -229,6 +246,14 @@ class ShardFollower(SyncJob):
                 "full_resyncs": st.full_resyncs, "partial_resyncs": st.partial_resyncs}
 
 
+def follower(job: ClusterSyncJob, shard: Shard, source: Server, target_topology: Topology | None) -> ShardFollower:
+    if target_topology is None:
+        return ShardFollower(job, shard, source)
+    from migrate.run.sync.into_cluster import ShardIntoCluster
+
+    return ShardIntoCluster(job, shard, source).into(target_topology)
+
+
 def shard_checkpoint(path: Path, slug: str) -> Path:
     return path.with_name(f"{path.name}.shard-{slug}")
 
@@ -240,7 +265,8 @@ class ClusterSyncJob:
     resumable = True
 
     def __init__(self, config: RunConfig, topology: Topology, primaries: Sequence[Server], target: Server,
-                 state: SyncState, control: SyncControl, reporter: Reporter) -> None:
+                 state: SyncState, control: SyncControl, reporter: Reporter,
+                 target_topology: Topology | None = None) -> None:
         self.config = config
         self.options = config.options
         self.settings = config.common.connection
@@ -251,7 +277,7 @@ class ClusterSyncJob:
         self.control = control
         self.reporter = reporter
         self.scope = Scope.of(self.options.selection)
-        self.followers = [ShardFollower(self, shard, primary)
+        self.followers = [follower(self, shard, primary, target_topology)
                           for shard, primary in zip(topology.shards, primaries, strict=True)]
         self.cuts: dict[str, int] = {}
         self._checked = time.monotonic()
@@ -285,9 +311,10 @@ class ClusterSyncJob:
 
     def _start(self) -> None:
         options = self.options
-        held = self.scope.held_or_refused(self.target, options)
+        first = self.followers[0]  # the target's side is the same for every follower
+        held = self.scope.refuse_held(first.target_held(), options)
         if held and options.flush_target:
-            flush_dbs(self.target, None if self.scope.dbs is None else list(self.scope.dbs))
+            first.flush_scope()
             self.note(f"--flush-target: target {self.scope.describe()} emptied")
         owns = not held or options.flush_target
         write_atomic(options.checkpoint, sealed({"format": MANIFEST_FORMAT, "fingerprint": self.fingerprint(),
@@ -357,8 +384,11 @@ class ClusterSyncJob:
         """Every follower with the primary that owns its slots now: the ones the cutover pauses."""
         return [(f, self.owner_of(f.ranges).primary.endpoint) for f in self.followers]
 
-    def markers(self) -> tuple[bytes, ...]:
-        return tuple(marker_key(f.stream_id) for f in self.followers)
+    def target_counts(self) -> dict[int, int]:
+        """Keys per target database, every follower's marker keys left out."""
+        counts = target_keyspace(self.followers[0].target_nodes(), self.settings)
+        counts[MARKER_DB] = counts.get(MARKER_DB, 0) - sum(f.marker_count() for f in self.followers)
+        return counts
 
     def note(self, text: str) -> None:
         self.state.notes.append(text)
