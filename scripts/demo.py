@@ -10,8 +10,8 @@
    translated); the application stops writing when the cutover begins, the writes the pause held are forwarded in
    the grace period, then the target is promoted;
 5. a 3-shard Redis 7.0 cluster into a 2-shard Valkey 8.1 cluster: preflight, run, verify, reload, verify; then an
-   online sync of that cluster (one link per primary) into a standalone Valkey 8.1 under live writes, its cutover
-   pausing every primary, and verify.
+   online sync between the two clusters (one link per source primary, a marker per target slot) under live writes,
+   its cutover pausing every primary, and verify.
 
     python scripts/demo.py [--keys N] [--only replay,convert,sync,relay,cluster]
 """
@@ -150,9 +150,9 @@ class Application(threading.Thread):
 
 
 @contextmanager
-def background_sync(source_url: str, target: LocalServer, status: Path, strategy: str,
+def background_sync(source_url: str, target_url: str, status: Path, strategy: str,
                     extra: tuple[str, ...]) -> Iterator[subprocess.Popen[str]]:
-    args = ["run", "--strategy", strategy, "--source", source_url, "--target", target.url, "--status-file",
+    args = ["run", "--strategy", strategy, "--source", source_url, "--target", target_url, "--status-file",
             str(status), "--checkpoint", str(status.with_suffix(".checkpoint.json")), "--on-incompatible", "lossy",
             "--no-diskless-sync", *extra, "--yes", "--no-progress"]
     what = "a replica of the source" if strategy == "sync" else "the source's replica and the target's primary"
@@ -195,18 +195,18 @@ def sync_story(source: LocalServer, strategy: str = "sync", extra: tuple[str, ..
     status = folder / f"{strategy}.json"
     with start_server(TARGET) as target:
         app = Application(lambda: [redis.Redis.from_url(source.url_for(db)) for db in (0, 1, 2)], status, leave_at)
-        follow_and_cut_over(app, source.url, target, status, strategy, extra,
+        follow_and_cut_over(app, source.url, target.url, status, strategy, extra,
                             "Cutover: pause the source's writes, drain, release")
         step("Verify: every write made before the cutover is on the target",
              ["verify", "--source", source.url, "--target", target.url, "--level", "full"])
 
 
-def follow_and_cut_over(app: Application, source_url: str, target: LocalServer, status: Path, strategy: str,
+def follow_and_cut_over(app: Application, source_url: str, target_url: str, status: Path, strategy: str,
                         extra: tuple[str, ...], cutover_title: str) -> None:
     """The application writing, the sync following it in another process, then the cutover it asks for."""
     app.start()
     time.sleep(0.5)
-    with background_sync(source_url, target, status, strategy, extra) as process:
+    with background_sync(source_url, target_url, status, strategy, extra) as process:
         wait_streaming(status, process)
         for _ in range(3):  # the application keeps writing; the target follows
             time.sleep(1)
@@ -224,8 +224,8 @@ def follow_and_cut_over(app: Application, source_url: str, target: LocalServer, 
 
 
 def cluster_story(keys: int) -> None:
-    chapter(f"5. A 3-shard {CLUSTER_SOURCE} cluster -> a 2-shard {TARGET} cluster (a different shape), then online "
-            f"into a standalone {TARGET}")
+    chapter(f"5. A 3-shard {CLUSTER_SOURCE} cluster -> a 2-shard {TARGET} cluster (a different shape): copied, "
+            "reloaded, then synced online")
     root = Path(tempfile.mkdtemp(prefix="migrate-demo-cluster-"))
     with running_cluster(ClusterSpec(CLUSTER_SOURCE, shards=3), root / "source") as source, \
             running_cluster(ClusterSpec(TARGET, shards=2), root / "target") as target:
@@ -247,13 +247,12 @@ def cluster_story(keys: int) -> None:
         step("Reload instead: every primary's snapshot taken at once, checked, then loaded by worker processes",
              ["run", *urls, "--strategy", "reload", "--yes", "--spool-dir", str(root)])
         step("Verify the reload", ["verify", *urls])
-        with start_server(TARGET) as single:
-            status = root / "sync.json"
-            app = Application(lambda: [redis.RedisCluster.from_url(source.url())], status)
-            follow_and_cut_over(app, source.url(), single, status, "sync", (),
-                                "Cutover: pause the writes of every primary, drain every link, release them")
-            step(f"Verify: the standalone {TARGET} equals the whole cluster, written to until the cutover",
-                 ["verify", "--source", source.url(), "--target", single.url, "--level", "full"])
+        status = root / "sync.json"
+        app = Application(lambda: [redis.RedisCluster.from_url(source.url())], status)
+        follow_and_cut_over(app, source.url(), target.url(), status, "sync", ("--flush-target",),
+                            "Cutover: pause the writes of every primary, drain every link, release them")
+        step("Verify: the target cluster equals the source cluster, written to until the cutover",
+             ["verify", *urls, "--level", "full"])
 
 
 def main() -> None:

@@ -351,3 +351,40 @@ def test_a_failover_of_the_target_cluster_during_the_sync_is_followed(clusters: 
     differences = diff(source.client(), cluster_client(target))
     assert differences == [], "\n".join(differences[:20])
     assert result.sync is not None and result.sync.resyncs[-1].kind == "full" and len(result.sync.resyncs) == 1
+
+
+def test_a_cluster_into_itself_is_refused(clusters: ClusterFactory, tmp_path: Path) -> None:
+    cluster = clusters.get("valkey-8.1", 3)
+    job = SyncRun(sync_config(cluster.url(), cluster.nodes[1].url, tmp_path))
+    with pytest.raises(ConfigError, match="same"):
+        job.join(60)
+
+
+LIBRARY = "#!lua name=synclib\nredis.register_function('one', function() return 1 end)"
+
+
+def test_keyless_commands_reach_every_primary_of_a_cluster_target(clusters: ClusterFactory, servers,
+                                                                  tmp_path: Path) -> None:
+    """FLUSHALL (which takes the markers with it) and FUNCTION LOAD from a standalone source: run on every target
+    primary once what came before them is committed; the stream goes on exactly once after them."""
+    source = servers.get("redis-7.0", *FAST)
+    target = clusters.get("valkey-8.1", 3)
+    client = source.client()
+    fill(client, 100, big=False)
+    job = SyncRun(sync_config(source.url, target.url(), tmp_path))
+    job.streaming()
+    for i in range(200):
+        client.rpush(f"gone:{i % 17}", i)
+    client.flushall()
+    client.function_load(LIBRARY)
+    for i in range(300):
+        client.rpush(f"kept:{i % 17}", i)
+    job.caught_up(source)
+    result = job.cutover()
+    assert result.sync is not None and result.sync.cutover is not None and result.sync.cutover.counts_match
+    differences = diff(client, cluster_client(target))
+    assert differences == [], "\n".join(differences[:20])
+    for node in target.primaries:
+        listed = node.client().execute_command("FUNCTION", "LIST")
+        assert [lib[b"library_name"] for lib in listed] == [b"synclib"]
+    assert not [k for k in cluster_client(target).scan_iter() if is_marker_key(k)]

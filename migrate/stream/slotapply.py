@@ -179,7 +179,9 @@ class SlotApplier:
 
     def __init__(self, nodes: ClusterNodes, stream_id: str, *, tally: StreamTally,
                  on_applied: Callable[[int, int], None] | None = None, slot_markers: Mapping[int, int] | None = None,
-                 batch_commands: int = 1000, batch_bytes: int = 1 << 20) -> None:
+                 floor_held: bool = True, batch_commands: int = 1000, batch_bytes: int = 1 << 20) -> None:
+        """`slot_markers`: what the target's slot markers hold (read_markers); `floor_held`: the target holds the
+        floor marker already (the caller wrote it after a snapshot, or read it)."""
         self.nodes = nodes
         self.stream_id = stream_id
         self.tally = tally
@@ -193,6 +195,7 @@ class SlotApplier:
         self.end_offset: int | None = None
         self.source_db = 0
         self.applied_offset: int | None = None
+        self.floor_held = floor_held
         self.reconnects = 0
 
     # -- public -----------------------------------------------------------------------------------------------------
@@ -233,7 +236,7 @@ class SlotApplier:
 
     def marker_count(self) -> int:
         """The marker keys this stream holds on the target now (after a flush): the floor and the slot markers."""
-        return (1 if self.applied_offset is not None else 0) + len(self.done)
+        return int(self.floor_held) + len(self.done)
 
     def close(self) -> None:
         self.nodes.close()
@@ -250,6 +253,7 @@ class SlotApplier:
             self.done[slot] = end
         floor = marker_key(self.stream_id)
         self.nodes.one(floor, (b"SET", floor, value))
+        self.floor_held = True
         self.tally.applied_commands += self.count
         self.count = self.nbytes = 0
         self.applied_offset = self.tally.applied_offset = end
@@ -268,7 +272,7 @@ class SlotApplier:
             self.tally.failed.add(KeyIssue(0, f"({argv[0].decode('latin-1').upper()})", text))
         if argv[0].lower() in FLUSHES:
             self.done.clear()  # the slot markers went with the keys
-            self.applied_offset = None
+            self.floor_held = False
         self.end_offset, self.source_db = unit.end_offset, unit.source_db
         self._send()  # the floor again, past this command
 

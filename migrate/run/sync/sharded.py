@@ -34,7 +34,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Final
 
-from migrate.cluster.sides import require_ready
+from migrate.cluster.sides import refuse_same_cluster, require_ready
 from migrate.cluster.topology import Shard, SlotRange, Topology, discover, ranges_text
 from migrate.config import ConnectionSettings, Endpoint
 from migrate.errors import ConfigError, ConnectError, MigrationError
@@ -49,7 +49,7 @@ from migrate.run.spool import check_space, spool_folder
 from migrate.run.sync.api import SyncJob, replication_refused, rights_context
 from migrate.run.sync.control import SyncControl
 from migrate.run.sync.cutover import summed_keyspace, target_keyspace
-from migrate.run.sync.follow import Scope, drive, remove_leftovers
+from migrate.run.sync.follow import RECONNECT_SECONDS, Scope, drive, remove_leftovers
 from migrate.run.sync.report import Reporter
 from migrate.run.sync.state import SyncState
 from migrate.run.tally import DbTally
@@ -75,6 +75,8 @@ def sync_cluster(config: RunConfig, control: SyncControl, seed: Server, target: 
     if not isinstance(topology, Topology):
         raise ConfigError("the source stopped being a cluster node while it was read", "rerun")
     require_ready(topology, "source", settings)
+    if target_topology is not None:
+        refuse_same_cluster(topology, target_topology)
     check_writable(options.checkpoint)
     primaries: list[Server] = []
     job: ClusterSyncJob | None = None
@@ -381,8 +383,16 @@ class ClusterSyncJob:
                 self.owner_of(f.ranges)
 
     def followed(self) -> list[tuple[ShardFollower, Endpoint]]:
-        """Every follower with the primary that owns its slots now: the ones the cutover pauses."""
-        return [(f, self.owner_of(f.ranges).primary.endpoint) for f in self.followers]
+        """Every follower with the primary that owns its slots now: the ones the cutover pauses (a failover in
+        progress is waited out, RECONNECT_SECONDS at most)."""
+        deadline = time.monotonic() + RECONNECT_SECONDS
+        while True:
+            try:
+                return [(f, self.owner_of(f.ranges).primary.endpoint) for f in self.followers]
+            except ConnectError:
+                if time.monotonic() > deadline:
+                    raise
+                self.pump(0.5)
 
     def target_counts(self) -> dict[int, int]:
         """Keys per target database, every follower's marker keys left out."""
