@@ -33,6 +33,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any, Final
 
 from redis import exceptions as rex
@@ -59,6 +60,7 @@ FLUSHES: Final = frozenset({b"flushall", b"flushdb"})
 MULTI: Final = pack_argv((b"MULTI",))
 EXEC: Final = pack_argv((b"EXEC",))
 ASKING: Final = pack_argv((b"ASKING",))
+QUEUED: Final = b"QUEUED"
 
 
 def slot_marker_key(stream_id: str, slot: int) -> bytes:
@@ -67,9 +69,15 @@ def slot_marker_key(stream_id: str, slot: int) -> bytes:
 
 def command_slot(argv: Argv) -> int | None:
     """The slot of the command's (first) key, None for a command without one."""
-    entry = table.TABLE.get(argv[0].decode("latin-1").lower())
-    at = entry.key_at if entry is not None else 1
+    at = _key_at(argv[0])
     return key_slot(argv[at]) if 0 < at < len(argv) else None
+
+
+@cache
+def _key_at(name: bytes) -> int:
+    """Where a command's first key is (0: none); once per spelling of a command name (the stream's are few)."""
+    entry = table.TABLE.get(name.decode("latin-1").lower())
+    return entry.key_at if entry is not None else 1
 
 
 @dataclass
@@ -197,6 +205,7 @@ class SlotApplier:
         self.applied_offset: int | None = None
         self.floor_held = floor_held
         self.reconnects = 0
+        self._marker_heads: dict[int, bytes] = {}  # slot -> the packed SET and key of its marker (value apart)
 
     # -- public -----------------------------------------------------------------------------------------------------
 
@@ -320,10 +329,10 @@ class SlotApplier:
         for endpoint, slots in by_node.values():
             link = self.nodes.link(endpoint)
             parts, count = [], 0
+            tail = b"$%d\r\n%s\r\n" % (len(value), value) + EXEC  # the marker's value, then EXEC
             for slot in slots:
                 head = ASKING if slot in asked else b""
-                marker = pack_argv((b"SET", slot_marker_key(self.stream_id, slot), value))
-                parts += [head, MULTI, *left[slot].packed, marker, EXEC]
+                parts += [head, MULTI, *left[slot].packed, self._marker_head(slot), tail]
                 count += (1 if head else 0) + len(left[slot].packed) + 3
             try:
                 link.send_packed(b"".join(parts), count)
@@ -352,11 +361,22 @@ class SlotApplier:
                 link.reset()
         return retry, uncertain, why
 
+    def _marker_head(self, slot: int) -> bytes:
+        """`*3 SET <slot marker key>` packed, without the value (the batch's): built once per slot."""
+        head = self._marker_heads.get(slot)
+        if head is None:
+            key = slot_marker_key(self.stream_id, slot)
+            head = self._marker_heads[slot] = b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n" % (len(key), key)
+        return head
+
     def _judge(self, slot: int, entry: _Slot, replies: list[Any], asking: dict[int, Endpoint]) -> str:
         """The replies of one slot's transaction: '' when committed, else why it must be sent again (nothing of it
         ran). A refusal that will not go away raises."""
         result = replies[-1]
         queued = replies[-(len(entry.argvs) + 2):-1]  # the commands and the marker's SET
+        if type(result) is list and queued.count(QUEUED) == len(queued) and not any(
+                issubclass(kind, Exception) for kind in set(map(type, result))):
+            return ""  # committed, no command refused: most transactions, checked in C
         for argv, reply in zip((*entry.argvs, (b"SET", slot_marker_key(self.stream_id, slot))), queued, strict=True):
             if isinstance(reply, Exception):
                 text = str(reply)
