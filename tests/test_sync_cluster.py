@@ -388,3 +388,45 @@ def test_keyless_commands_reach_every_primary_of_a_cluster_target(clusters: Clus
         listed = node.client().execute_command("FUNCTION", "LIST")
         assert [lib[b"library_name"] for lib in listed] == [b"synclib"]
     assert not [k for k in cluster_client(target).scan_iter() if is_marker_key(k)]
+
+
+def test_kill_9_then_resume_from_a_cluster_into_a_cluster(clusters: ClusterFactory, tmp_path: Path) -> None:
+    """Each source primary's follower resumes from its own floor, skipping what its slot markers hold: the floor of
+    every follower moved back by hand after the kill, the RPUSHes replayed, none applied twice."""
+    source = fast(clusters.get("redis-7.0", 3))
+    target = clusters.get("valkey-8.1", 2)
+    client = cluster_client(source)
+    fill(client, 200, big=False)
+    cli = CliRun("sync", SimpleNamespace(url=source.url()), SimpleNamespace(url=target.url()), tmp_path)
+    first = cli.start()
+    cli.wait(first, lambda d: d.get("pid") == first.pid and d["phase"] == "streaming"
+             and all(s["phase"] == "streaming" for s in d.get("shards") or [{"phase": ""}]))
+    earlier = {n.port: int(n.info("replication")["master_repl_offset"]) for n in source.primaries}
+    for i in range(400):
+        client.rpush(f"before:{i % 29}", i)
+    total = summed_offset(source)
+    cli.wait(first, lambda d: d["applied_offset"] >= total)
+    first.kill()
+    first.communicate()
+    floors = [k for k in cluster_client(target).scan_iter() if is_marker_key(k) and b"{" not in k]
+    assert len(floors) == 3, floors
+    by_slots = {"-".join(map(str, source.slot_ranges(p)[0])): p.port for p in source.primaries}
+    for key in floors:
+        port = by_slots[key.decode().rsplit(":", 1)[1]]
+        cluster_client(target).set(key, marker_value(earlier[port], 0, int(time.time() * 1000)))
+    for i in range(100):
+        client.rpush(f"between:{i % 29}", i)
+    second = cli.start("--resume")
+    doc = cli.wait(second, lambda d: d.get("pid") == second.pid and d["phase"] == "streaming"
+                   and len(d.get("shards") or []) == 3 and all(s["phase"] == "streaming" for s in d["shards"]))
+    assert [s["resync"] for s in doc["shards"]] == ["partial"] * 3, doc["shards"]
+    total = summed_offset(source)
+    cli.wait(second, lambda d: d["applied_offset"] >= total)
+    asked = subprocess.run([sys.executable, "-m", "migrate", "cutover", "--status-file", str(cli.status)], cwd=ROOT,
+                           capture_output=True, text=True, timeout=60)
+    assert asked.returncode == 0, asked.stderr
+    _, err = second.communicate(timeout=60)
+    assert second.returncode == 0, err[-2000:]
+    differences = diff(client, cluster_client(target))
+    assert differences == [], "\n".join(differences[:20])
+    assert not [k for k in cluster_client(target).scan_iter() if is_marker_key(k)]
