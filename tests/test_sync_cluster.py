@@ -16,6 +16,7 @@ from types import SimpleNamespace
 
 import pytest
 import redis
+from redis.cluster import RedisCluster
 
 from fixtures.cluster import LocalCluster
 from migrate.errors import ConfigError
@@ -199,16 +200,28 @@ def test_kill_9_then_resume_continues_every_shard_and_one_without_its_marker_res
     doc = every_shard_streaming(second)
     assert sorted(s["resync"] for s in doc["shards"]) == ["full", "partial", "partial"], doc["shards"]
     total = summed_offset(source)
-    cli.wait(second, lambda d: d["applied_offset"] >= total)
-    asked = subprocess.run([sys.executable, "-m", "migrate", "cutover", "--status-file", str(cli.status)], cwd=ROOT,
-                           capture_output=True, text=True, timeout=60)
-    assert asked.returncode == 0, asked.stderr
-    out, err = second.communicate(timeout=60)
-    assert second.returncode == 0, err[-2000:]
-    report = json.loads(out)
+    report = cut_over(cli, second, total)
     assert any("keys of these slots deleted" in n for n in report["notes"]), report["notes"]
     assert diff(client, target.client()) == []
     assert marker_keys(target.client()) == []
+
+
+def cut_over(cli: CliRun, proc: subprocess.Popen[str], offset: int) -> dict:
+    """Once the sync applied `offset`: `migrate cutover`, then the sync's JSON report (exit 0 both)."""
+    cli.wait(proc, lambda d: d["applied_offset"] >= offset)
+    asked = subprocess.run([sys.executable, "-m", "migrate", "cutover", "--status-file", str(cli.status)], cwd=ROOT,
+                           capture_output=True, text=True, timeout=60)
+    assert asked.returncode == 0, asked.stderr
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err[-2000:]
+    return dict(json.loads(out))
+
+
+def same_and_unmarked(source: redis.Redis | RedisCluster, target: LocalCluster) -> None:
+    """The cluster target equals the source, and holds no marker key."""
+    differences = diff(source, cluster_client(target))
+    assert differences == [], "\n".join(differences[:20])
+    assert not [k for k in cluster_client(target).scan_iter() if is_marker_key(k)]
 
 
 def summed_offset(cluster: LocalCluster) -> int:
@@ -323,15 +336,8 @@ def test_kill_9_then_resume_into_a_cluster_target_applies_nothing_twice(clusters
     for i in range(100):
         client.rpush(f"after:{i % 13}", i)
     offset = int(client.info("replication")["master_repl_offset"])
-    cli.wait(second, lambda d: d["applied_offset"] >= offset)
-    asked = subprocess.run([sys.executable, "-m", "migrate", "cutover", "--status-file", str(cli.status)], cwd=ROOT,
-                           capture_output=True, text=True, timeout=60)
-    assert asked.returncode == 0, asked.stderr
-    _, err = second.communicate(timeout=60)
-    assert second.returncode == 0, err[-2000:]
-    differences = diff(client, cluster_client(target))
-    assert differences == [], "\n".join(differences[:20])
-    assert not [k for k in cluster_client(target).scan_iter() if is_marker_key(k)]
+    cut_over(cli, second, offset)
+    same_and_unmarked(client, target)
 
 
 def test_a_failover_of_the_target_cluster_during_the_sync_is_followed(clusters: ClusterFactory, servers,
@@ -421,12 +427,5 @@ def test_kill_9_then_resume_from_a_cluster_into_a_cluster(clusters: ClusterFacto
                    and len(d.get("shards") or []) == 3 and all(s["phase"] == "streaming" for s in d["shards"]))
     assert [s["resync"] for s in doc["shards"]] == ["partial"] * 3, doc["shards"]
     total = summed_offset(source)
-    cli.wait(second, lambda d: d["applied_offset"] >= total)
-    asked = subprocess.run([sys.executable, "-m", "migrate", "cutover", "--status-file", str(cli.status)], cwd=ROOT,
-                           capture_output=True, text=True, timeout=60)
-    assert asked.returncode == 0, asked.stderr
-    _, err = second.communicate(timeout=60)
-    assert second.returncode == 0, err[-2000:]
-    differences = diff(client, cluster_client(target))
-    assert differences == [], "\n".join(differences[:20])
-    assert not [k for k in cluster_client(target).scan_iter() if is_marker_key(k)]
+    cut_over(cli, second, total)
+    same_and_unmarked(client, target)

@@ -327,7 +327,7 @@ class Applier:
             db, argv, error = errors[0]
             raise MigrationError(
                 f"the target refused {len(errors)} command(s) of the batch ending at source offset "
-                f"{batch.end_offset}, first {_describe(argv)} in db {db}: {error} (the rest of the batch is applied)",
+                f"{batch.end_offset}, first {describe(argv)} in db {db}: {error} (the rest of the batch is applied)",
                 "the target's data differs from the source's for these keys: compare them (migrate verify); "
                 "the stream resumes after this batch")
 
@@ -375,7 +375,7 @@ class Applier:
             text = str(reply)
             if text.startswith(FATAL_PREFIXES) or (argv[0] == b"SET" and argv[1] == self.key):
                 raise _fatal(text, argv, db, self.endpoint)
-            self.tally.failed.add(KeyIssue(db, _key_of(argv), f"{_name(argv)}: {text}"))
+            self.tally.failed.add(KeyIssue(db, key_of(argv), f"{command_name(argv)}: {text}"))
             out.append((db, argv, text))
         return out
 
@@ -446,24 +446,24 @@ class Applier:
         return reply if reply is None or isinstance(reply, bytes) else None
 
 
-def _name(argv: Argv) -> str:
+def command_name(argv: Argv) -> str:
     return argv[0].decode("latin-1").upper()
 
 
-def _key_of(argv: Argv) -> str:
+def key_of(argv: Argv) -> str:
     entry = table.TABLE.get(argv[0].decode("latin-1").lower())
     at = entry.key_at if entry is not None else 1
-    return display_key(argv[at]) if 0 < at < len(argv) else f"({_name(argv)})"
+    return display_key(argv[at]) if 0 < at < len(argv) else f"({command_name(argv)})"
 
 
-def _describe(argv: Argv) -> str:
-    return f"{_name(argv)} {_key_of(argv)}"
+def describe(argv: Argv) -> str:
+    return f"{command_name(argv)} {key_of(argv)}"
 
 
 def _fatal(text: str, argv: Argv, db: int, endpoint: Endpoint, tail: str = "") -> MigrationError:
     """A refusal that stops the stream: our error for its kind (OOM, NOPERM, READONLY...), naming the command."""
     error = translate(rex.ResponseError(text), endpoint, "target")
-    what = f"{_describe(argv)} in db {db}"
+    what = f"{describe(argv)} in db {db}"
     if text.startswith(("ERR unknown command", "ERR unknown subcommand", "ERR wrong number")):
         return MigrationError(f"the target refused {what}: {text}{tail}",
                               "the translation table has no rule that fits this command to the target: report it")

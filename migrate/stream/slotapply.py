@@ -44,10 +44,9 @@ from migrate.config import ConnectionSettings, Endpoint
 from migrate.errors import MigrationError
 from migrate.logs import get_logger
 from migrate.rdb.rewrite import key_slot, slot_tag
-from migrate.render import display_key
 from migrate.run.tally import KeyIssue
 from migrate.stream import table
-from migrate.stream.applier import FATAL_PREFIXES, TargetLostError
+from migrate.stream.applier import FATAL_PREFIXES, TargetLostError, command_name, describe, key_of
 from migrate.stream.marker import Marker, marker_key, marker_value, parse_marker
 from migrate.stream.model import Argv, StreamTally, Unit
 from migrate.wire import pack_argv
@@ -116,7 +115,7 @@ class ClusterNodes:
 
     def one(self, key: bytes, argv: Argv) -> Any:
         """One single-key command on the owner of `key`'s slot, following MOVED/ASK and waiting out a failover."""
-        slot, deadline, delay = key_slot(key), time.monotonic() + RETRY_SECONDS, 0.05
+        slot, patience = key_slot(key), _Patience(self)
         while True:
             endpoint = self.owner(slot)
             reply: Any = None
@@ -128,21 +127,15 @@ class ClusterNodes:
                     reply = exc
             if endpoint is not None and not _retried(reply):
                 if isinstance(reply, Exception):
-                    raise MigrationError(f"the target refused {_describe(argv)}: {reply}")
+                    raise MigrationError(f"the target refused {describe(argv)}: {reply}")
                 return reply
-            if time.monotonic() > deadline:
-                raise MigrationError(f"the target cluster did not run {_describe(argv)} within {RETRY_SECONDS:g} s: "
-                                     f"{reply or f'no primary owns slot {slot}'}", "check the target cluster "
-                                     "(CLUSTER INFO); the stream resumes from its markers (--resume)")
-            time.sleep(delay)
-            delay = min(delay * 2, 1.0)
-            self._refresh_quietly()
+            patience.wait(describe(argv), reply or f"no primary owns slot {slot}")
 
     def each_primary(self, argv: Argv) -> list[Any]:
         """The command on every primary (keyless commands: FLUSHALL, FUNCTION ...), replies in order."""
         return [self.link(endpoint).call(pack_argv(argv), 1)[0] for endpoint in self.primaries()]
 
-    def _refresh_quietly(self) -> None:
+    def refresh_quietly(self) -> None:
         try:
             self.refresh()
         except MigrationError as exc:  # every node unreachable for now: the caller's deadline decides
@@ -213,7 +206,7 @@ class SlotApplier:
         done, pending = self.done, self.pending
         for db, argv in unit.commands:
             if db:
-                raise MigrationError(f"the stream writes {_describe(argv)} into db {db}: a cluster target takes db 0 "
+                raise MigrationError(f"the stream writes {describe(argv)} into db {db}: a cluster target takes db 0 "
                                      "only", "map the source database onto db 0 (--db-map N:0), or leave it out")
             slot = command_slot(argv)
             if slot is None:
@@ -277,8 +270,8 @@ class SlotApplier:
         if failed:
             text = str(failed[0])
             if text.startswith(FATAL_PREFIXES):
-                raise MigrationError(f"the target refused {_describe(argv)}: {text}")
-            self.tally.failed.add(KeyIssue(0, f"({argv[0].decode('latin-1').upper()})", text))
+                raise MigrationError(f"the target refused {describe(argv)}: {text}")
+            self.tally.failed.add(KeyIssue(0, key_of(argv), text))
         if argv[0].lower() in FLUSHES:
             self.done.clear()  # the slot markers went with the keys
             self.floor_held = False
@@ -287,23 +280,15 @@ class SlotApplier:
 
     def _commit(self, todo: dict[int, _Slot], value: bytes) -> None:
         """Every slot's transaction committed, whatever the cluster does meanwhile (bounded by RETRY_SECONDS)."""
-        deadline, delay = time.monotonic() + RETRY_SECONDS, 0.05
+        patience = _Patience(self.nodes)
         asking: dict[int, Endpoint] = {}
         left = dict(todo)
         while left:
             retry, uncertain, why = self._round(left, value, asking)
-            for slot in self._settle(uncertain, value):
-                retry.append(slot)
+            retry += self._settle(uncertain, value)
             left = {slot: left[slot] for slot in retry}
-            if not left:
-                return
-            if time.monotonic() > deadline:
-                raise MigrationError(f"the target cluster did not take {len(left)} slot transaction(s) within "
-                                     f"{RETRY_SECONDS:g} s: {why}", "check the target cluster (CLUSTER INFO); the "
-                                     "stream resumes from its markers (--resume)")
-            time.sleep(delay)
-            delay = min(delay * 2, 1.0)
-            self.nodes._refresh_quietly()
+            if left:
+                patience.wait(f"{len(left)} slot transaction(s)", why)
 
     def _round(self, left: dict[int, _Slot], value: bytes,
                asking: dict[int, Endpoint]) -> tuple[list[int], list[int], str]:
@@ -383,7 +368,7 @@ class SlotApplier:
                 if text.startswith(RETRIED):
                     self._follow(slot, text, asking)
                     return text
-                raise MigrationError(f"the target refused {_describe(argv)} (slot {slot}): {text}; nothing of the "
+                raise MigrationError(f"the target refused {describe(argv)} (slot {slot}): {text}; nothing of the "
                                      "slot's batch was applied",
                                      _hint(text))
         if isinstance(result, Exception):
@@ -407,8 +392,8 @@ class SlotApplier:
             if isinstance(reply, Exception):
                 text = str(reply)
                 if text.startswith(FATAL_PREFIXES):
-                    raise MigrationError(f"the target refused {_describe(argv)}: {text}", _hint(text))
-                self.tally.failed.add(KeyIssue(0, _key(argv), f"{argv[0].decode('latin-1').upper()}: {text}"))
+                    raise MigrationError(f"the target refused {describe(argv)}: {text}", _hint(text))
+                self.tally.failed.add(KeyIssue(0, key_of(argv), f"{command_name(argv)}: {text}"))
 
     def _settle(self, slots: list[int], value: bytes) -> list[int]:
         """Slots whose connection broke before their EXEC's reply: the marker tells committed (kept) from not (to
@@ -440,14 +425,23 @@ def _retried(reply: Any) -> bool:
     return isinstance(reply, rex.ConnectionError) or (isinstance(reply, Exception) and str(reply).startswith(RETRIED))
 
 
-def _key(argv: Argv) -> str:
-    entry = table.TABLE.get(argv[0].decode("latin-1").lower())
-    at = entry.key_at if entry is not None else 1
-    return display_key(argv[at]) if 0 < at < len(argv) else f"({argv[0].decode('latin-1').upper()})"
+class _Patience:
+    """How long a write into the cluster may keep being refused for a passing reason (back-off, map read again)."""
 
+    def __init__(self, nodes: ClusterNodes) -> None:
+        self.nodes = nodes
+        self.deadline = time.monotonic() + RETRY_SECONDS
+        self.delay = 0.05
 
-def _describe(argv: Argv) -> str:
-    return f"{argv[0].decode('latin-1').upper()} {_key(argv)}"
+    def wait(self, what: str, why: object) -> None:
+        """Back off once; MigrationError once RETRY_SECONDS have passed."""
+        if time.monotonic() > self.deadline:
+            raise MigrationError(f"the target cluster did not take {what} within {RETRY_SECONDS:g} s: {why}",
+                                 "check the target cluster (CLUSTER INFO); the stream resumes from its markers "
+                                 "(--resume)")
+        time.sleep(self.delay)
+        self.delay = min(self.delay * 2, 1.0)
+        self.nodes.refresh_quietly()
 
 
 def _hint(text: str) -> str:
