@@ -27,6 +27,7 @@ from migrate.stream.marker import SYNC_STREAM_ID, marker_key, marker_value
 from tests.cluster_run_support import cluster_client, diff, fill
 from tests.cluster_support import ClusterFactory
 from tests.sync_support import FAST, ROOT, CliRun, SyncRun, sync_config
+from tests.test_cluster_run import divergent_after_delete, verified
 
 
 def fast(cluster: LocalCluster) -> LocalCluster:
@@ -429,3 +430,34 @@ def test_kill_9_then_resume_from_a_cluster_into_a_cluster(clusters: ClusterFacto
     total = summed_offset(source)
     cut_over(cli, second, total)
     same_and_unmarked(client, target)
+
+
+def test_redis_8_cluster_with_field_ttls_syncs_into_a_4_shard_valkey_9_1_cluster(clusters: ClusterFactory,
+                                                                                tmp_path: Path) -> None:
+    """The issue's second pair: RDB 12 snapshots of every primary and a stream of field-TTL commands (HEXPIRE,
+    HSETEX) into Valkey 9.1, which keeps field TTLs."""
+    source = fast(clusters.get("redis-8.0.2", 3))
+    target = clusters.get("valkey-9.1", 4)
+    client = cluster_client(source)
+    written = fill(client, 300, field_ttls=True)
+    job = SyncRun(sync_config(source.url(), target.url(), tmp_path))
+    shards_streaming(job, 3)
+    writer = Writer(source)
+    for i in range(40):
+        key = f"live-fttl:{i}"
+        client.hset(key, mapping={"a": "1", "b": "2", "c": "3"})
+        client.execute_command("HEXPIRE", key, 3600 + i, "FIELDS", 2, "a", "b")
+        client.execute_command("HSETEX", key, "EX", 7200, "FIELDS", 1, "c", "4")
+    assert writer.finish() > 50
+    caught_up(job, source)
+    result = job.cutover()
+    assert result.sync is not None and result.sync.cutover is not None and result.sync.cutover.counts_match
+    assert result.skipped == () and not result.sync.stream["skipped"]["count"]
+    same_and_unmarked(client, target)
+    assert written.field_ttl_keys
+    ttl = cluster_client(target).execute_command("HPEXPIRETIME", "live-fttl:3", "FIELDS", 3, "a", "b", "c")
+    assert all(t > 0 for t in ttl), ttl
+    verified(source.url(), target.url())  # `migrate verify` exits 0 across both clusters
+    first = target.primaries[0]
+    doomed = next(k for k in target.keys_by_node()[first.node_id] if b"fttl" in k)
+    divergent_after_delete(first.client(), doomed, source.url(), target.url())  # verify exits 5 naming it
