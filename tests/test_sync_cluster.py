@@ -21,7 +21,7 @@ from redis.cluster import RedisCluster
 from fixtures.cluster import LocalCluster
 from migrate.errors import ConfigError
 from migrate.rdb.rewrite import key_slot
-from migrate.run.options import CutoverMode
+from migrate.run.options import CutoverMode, RunOptions, Strategy
 from migrate.stream import is_marker_key
 from migrate.stream.marker import SYNC_STREAM_ID, marker_key, marker_value
 from tests.cluster_run_support import cluster_client, diff, fill
@@ -461,3 +461,12 @@ def test_redis_8_cluster_with_field_ttls_syncs_into_a_4_shard_valkey_9_1_cluster
     first = target.primaries[0]
     doomed = next(k for k in target.keys_by_node()[first.node_id] if b"fttl" in k)
     divergent_after_delete(first.client(), doomed, source.url(), target.url())  # verify exits 5 naming it
+
+
+@pytest.mark.parametrize("strategy", [Strategy.SYNC, Strategy.RELOAD, Strategy.RELAY])
+def test_read_from_replica_is_refused_where_it_does_not_apply(strategy: Strategy) -> None:
+    """A sync follows each primary's stream (and pauses the primaries); reload takes the primaries' snapshots: the
+    option would be silently ignored, so it is refused."""
+    with pytest.raises(ConfigError, match="--read-from replica applies to --strategy replay"):
+        RunOptions(strategy=strategy, read_from="replica").validate()
+    RunOptions(strategy=Strategy.REPLAY, read_from="replica").validate()

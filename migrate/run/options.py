@@ -135,8 +135,8 @@ class RunOptions:
         "AOF's RDB part) with its own loader as its full sync, then an AOF's commands as the replication stream "
         "(faster; one snapshot, a standalone target that reaches --relay-address and allows REPLICAOF and CONFIG SET "
         "for the load).", choices=tuple(LoadVia), parse=LoadVia)
-    read_from: str = option("primary", "A cluster source: read each shard on its primary, or on an in-sync replica "
-                            "(spares the primaries; a shard without one is read on its primary).",
+    read_from: str = option("primary", "--strategy replay from a cluster: read each shard on its primary, or on an "
+                            "in-sync replica (spares the primaries; a shard without one is read on its primary).",
                             choices=READ_FROM)
     workers: int | None = option(None, "Shards copied at once, each in its own process (a cluster source, or a "
                                  "cluster target); --strategy reload: snapshots loaded at once (a cluster source's "
@@ -188,6 +188,10 @@ class RunOptions:
                               "a resumed run keeps what the interrupted run copied")
         if self.read_from not in READ_FROM:
             raise ConfigError(f"--read-from must be one of {', '.join(READ_FROM)}")
+        if self.read_from == "replica" and self.strategy is not Strategy.REPLAY:
+            raise ConfigError(f"--read-from replica applies to --strategy replay (each shard read on a replica); "
+                              f"--strategy {self.strategy} takes its snapshots (and a sync its write stream and its "
+                              "cutover's pause) from the primaries", "drop --read-from")
         if self.workers is not None and self.workers < 1:
             raise ConfigError("--workers must be >= 1")
         if self.scheduler is not None and not self.scheduler.startswith(("tcp://", "tls://", "inproc://")):
