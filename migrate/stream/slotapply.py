@@ -31,7 +31,7 @@ naming the command; errors inside EXEC are the applier's per-command errors (nam
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, Final
@@ -153,25 +153,23 @@ def read_markers(nodes: ClusterNodes, stream_id: str) -> tuple[Marker | None, di
     """The floor marker and every slot marker of the stream (slot -> offset), read on the primaries owning them."""
     value = nodes.one(marker_key(stream_id), (b"GET", marker_key(stream_id)))
     floor = parse_marker(stream_id, value) if isinstance(value, bytes) else None
-    slots: dict[int, int] = {}
-    for shard in nodes.topology.shards:
-        owned = [s for r in shard.ranges for s in range(r.start, r.end + 1)]
-        data = b"".join(pack_argv((b"GET", slot_marker_key(stream_id, s))) for s in owned)
-        replies = nodes.link(shard.primary.endpoint).call(data, len(owned))
-        for slot, reply in zip(owned, replies, strict=True):
-            if isinstance(reply, bytes):
-                slots[slot] = parse_marker(stream_id, reply).offset
+    slots = {slot: parse_marker(stream_id, reply).offset for slot, reply in _each_slot_marker(nodes, stream_id, b"GET")
+             if isinstance(reply, bytes)}
     return floor, slots
 
 
 def remove_markers(nodes: ClusterNodes, stream_id: str) -> int:
     """Delete the floor and every slot marker of the stream; how many there were."""
     removed = int(nodes.one(marker_key(stream_id), (b"DEL", marker_key(stream_id))) or 0)
+    return removed + sum(r for _, r in _each_slot_marker(nodes, stream_id, b"DEL") if isinstance(r, int))
+
+
+def _each_slot_marker(nodes: ClusterNodes, stream_id: str, command: bytes) -> Iterator[tuple[int, Any]]:
+    """`command` (GET, DEL) on the marker of every slot, pipelined on the primary owning it: (slot, reply)."""
     for shard in nodes.topology.shards:
         owned = [s for r in shard.ranges for s in range(r.start, r.end + 1)]
-        data = b"".join(pack_argv((b"DEL", slot_marker_key(stream_id, s))) for s in owned)
-        removed += sum(r for r in nodes.link(shard.primary.endpoint).call(data, len(owned)) if isinstance(r, int))
-    return removed
+        data = b"".join(pack_argv((command, slot_marker_key(stream_id, s))) for s in owned)
+        yield from zip(owned, nodes.link(shard.primary.endpoint).call(data, len(owned)), strict=True)
 
 
 class SlotApplier:

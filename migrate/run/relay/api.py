@@ -65,7 +65,7 @@ from migrate.run.sync.follow import (
     FollowJob,
     drive,
     fingerprint,
-    refuse_unsupported,
+    refuse_auto_cutover,
     remove_leftovers,
     translated,
 )
@@ -94,7 +94,7 @@ def relay(config: RunConfig, control: SyncControl | None = None) -> RunResult:
     options = config.options
     source, target = open_servers(config)
     try:
-        refuse_unsupported("relay", options, source, target)
+        refuse_auto_cutover(options, [source])
         check_writable(options.checkpoint)
         address = relay_address(options.relay_address, target)
         refuse_tls_replication(target)
@@ -144,7 +144,6 @@ class RelayJob(FollowJob):
     """One relay from its first full sync of the target to its cutover."""
 
     strategy = "relay"
-    marker_kept = False  # a replica's offset is its own: no marker key
 
     def __init__(self, config: RunConfig, source: Server, target: Server, state: SyncState, control: SyncControl,
                  reporter: Reporter, address: tuple[str, int]) -> None:

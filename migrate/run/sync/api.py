@@ -42,7 +42,7 @@ from migrate.run.sync.follow import (
     FollowJob,
     Scope,
     drive,
-    refuse_unsupported,
+    refuse_auto_cutover,
     remove_leftovers,
     replication_offset,
     translated,
@@ -95,16 +95,15 @@ def sync(config: RunConfig, control: SyncControl | None = None) -> RunResult:
             from migrate.run.sync.sharded import sync_cluster
 
             return sync_cluster(config, control, source, target, started, target_topology)
-        refuse_unsupported("sync", options, source, target)
+        refuse_auto_cutover(options, [source])
         check_writable(options.checkpoint)
         refusal = replication_refused(source)
         if refusal is not None:
-            from migrate.run.sync.notify import follow_notifications
-
             if target_topology is not None:
                 raise ConfigError(f"the source refuses replication ({refusal}); into a cluster target the sync "
                                   "follows the source through replication only",
                                   "grant the source user +psync +replconf, or use --strategy replay")
+            from migrate.run.sync.notify import follow_notifications
 
             return follow_notifications(config, source, target, control, refusal, started)
         check_rights("sync", {"source": (source, 0), "target": (target, MARKER_DB)},

@@ -9,7 +9,7 @@
     remove the marker key (sync), or the target made a primary (relay: FollowJob.finish_cutover)
 
 Redis 6.0 has no WRITE mode and no UNPAUSE (a pause holds reads too, until its timeout): --cutover auto is refused
-there (api._refuse_unsupported); a manual cutover takes no pause (the operator has stopped the writes) and says so.
+there (follow.refuse_auto_cutover); a manual cutover takes no pause (the operator has stopped the writes) and says so.
 """
 
 from __future__ import annotations
@@ -118,8 +118,9 @@ def attempt(job: Following, number: int) -> CutoverReport | None:
         try:
             for channel in channels:  # one after the other: a primary paused early only waits for the others
                 cuts.append(pause_writes(channel, options.max_pause) if pausing else _offset(channel))
+            points = [(f, cut) for (f, _), cut in zip(links, cuts, strict=True)]  # each link's cut point
             budget = options.max_pause - min(0.25, options.max_pause / 4) if pausing else MANUAL_DRAIN_SECONDS
-            drained = _drain(job, [(f, cut) for (f, _), cut in zip(links, cuts, strict=True)], asked + budget)
+            drained = _drain(job, points, asked + budget)
             counts = count_keys(job.scope, channels, job.target_counts()) if drained else ()
             if drained:
                 job.at_cut_point()
@@ -142,12 +143,11 @@ def attempt(job: Following, number: int) -> CutoverReport | None:
     log.info("cutover point reached", offset=cut, pause_ms=pause_ms)
     if job.target_writable():
         state.reach_cut(cut, pause_ms)
-    after, keys = grace_period([(f, c) for (f, _), c in zip(links, cuts, strict=True)], options.cutover_grace,
-                               job.pump, state)
+    after, keys = grace_period(points, options.cutover_grace, job.pump, state)
     job.finish_cutover()
     if state.cut_offset is None:  # a relay's target took writes only once promoted, after the grace period
         state.reach_cut(cut, pause_ms)
-    shard_cuts = tuple((f.name, c) for (f, _), c in zip(links, cuts, strict=True)) if len(links) > 1 else ()
+    shard_cuts = tuple((f.name, c) for f, c in points) if len(points) > 1 else ()
     report = CutoverReport(str(options.cutover), pausing, pause_ms, cut, counts, after, keys, options.cutover_grace,
                            number, instructions(pausing, pause_ms, cut, after, options.cutover_grace, len(links)),
                            shard_cuts)

@@ -34,7 +34,7 @@ from migrate.run.sync.state import SyncState
 from migrate.selection import KeySelection
 from migrate.server import Server
 from migrate.stream import DbMap, Translator, Unit
-from migrate.stream.marker import MARKER_DB, SYNC_STREAM_ID, marker_key
+from migrate.stream.marker import MARKER_DB
 from migrate.wire import Channel, Splice
 
 log = get_logger("migrate.sync")
@@ -43,13 +43,17 @@ RECONNECT_SECONDS: Final = 120.0  # a source or target that stays unreachable lo
 CHECKPOINT_SECONDS: Final = 1.0
 
 
-def refuse_unsupported(strategy: str, options: RunOptions, source: Server, target: Server) -> None:
-    """--cutover auto only where the source can pause writes alone (clusters: refused by the caller where not
-    followed)."""
-    if options.cutover is CutoverMode.AUTO and not source.identity.capabilities.has("client pause write"):
-        raise ConfigError(f"--cutover auto needs CLIENT PAUSE WRITE and CLIENT UNPAUSE on the source (Redis 6.2+); "
-                          f"{source.identity.label} can only pause every client, reads included, until a timeout",
-                          "use --cutover manual: stop the application's writes, then run `migrate cutover`")
+def refuse_auto_cutover(options: RunOptions, sources: Sequence[Server]) -> None:
+    """--cutover auto only where every source primary (one, or a cluster's) can pause writes alone."""
+    if options.cutover is not CutoverMode.AUTO:
+        return
+    where = "the source" if len(sources) == 1 else "every source primary"
+    for source in sources:
+        if not source.identity.capabilities.has("client pause write"):
+            raise ConfigError(f"--cutover auto needs CLIENT PAUSE WRITE on {where} (and CLIENT UNPAUSE, Redis 6.2+); "
+                              f"{source.identity.label} at {source.endpoint} can only pause every client, reads "
+                              "included, until a timeout",
+                              "use --cutover manual: stop the application's writes, then run `migrate cutover`")
 
 
 @dataclass(frozen=True)
@@ -97,7 +101,6 @@ class FollowJob:
     """The state and the helpers every following job has; `run()` is the strategy's."""
 
     strategy = "sync"
-    marker_kept = True  # the target holds the job's marker key (migrate.stream.marker) until the cutover
     name = "source"  # a cluster source's follower: its shard's slots
 
     def __init__(self, config: RunConfig, source: Server, target: Server, state: SyncState, control: SyncControl,
@@ -131,8 +134,9 @@ class FollowJob:
         return [(self, self.source.endpoint)]
 
     def markers(self) -> tuple[bytes, ...]:
-        """The marker keys the job keeps on the target (left out of the cutover's key count)."""
-        return (marker_key(SYNC_STREAM_ID),) if self.marker_kept else ()
+        """The marker keys the job keeps on the target (left out of the cutover's key count): none here (a relay's
+        offset is its replica's own), a sync's own (SyncJob)."""
+        return ()
 
     def target_counts(self) -> dict[int, int]:
         """Keys per target database, the job's marker keys left out (the cutover's count)."""

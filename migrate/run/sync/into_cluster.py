@@ -17,7 +17,7 @@ a standalone target does in one place runs on every primary: emptying the scope,
 from __future__ import annotations
 
 import time
-from typing import Final
+from typing import Final, Self
 
 from migrate.cluster.sides import cluster_databases, require_ready
 from migrate.cluster.topology import Topology, read_topology
@@ -63,7 +63,7 @@ class IntoCluster(SyncJob):
 
     slot_markers: dict[int, int]
 
-    def into(self, topology: Topology) -> IntoCluster:
+    def into(self, topology: Topology) -> Self:
         self.target_topology = topology
         self.slot_markers = {}
         return self
@@ -176,7 +176,3 @@ class ClusterTargetSync(IntoCluster):
 class ShardIntoCluster(ShardFollower, IntoCluster):
     """One primary of a cluster source into a cluster target (ShardFollower's shard-only clears run on every target
     primary, through IntoCluster.target_nodes)."""
-
-    def into(self, topology: Topology) -> ShardIntoCluster:
-        super().into(topology)
-        return self

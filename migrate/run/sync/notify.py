@@ -286,8 +286,9 @@ class NotifyFollower:
                 while self.subscription.dirty and time.monotonic() < asked + budget:
                     self.catch_up(0)
                 drained = not self.subscription.dirty
-                held = cut.target_keyspace([self.target.endpoint], self.settings) if drained else {}
-                counts = cut.count_keys(self.scope, [channel], held) if drained else ()
+                counts = (cut.count_keys(self.scope, [channel], cut.target_keyspace([self.target.endpoint],
+                                                                                    self.settings))
+                          if drained else ())
             finally:
                 if pausing:
                     cut.unpause_writes(channel)

@@ -49,7 +49,7 @@ from migrate.run.spool import check_space, spool_folder
 from migrate.run.sync.api import SyncJob, replication_refused, rights_context
 from migrate.run.sync.control import SyncControl
 from migrate.run.sync.cutover import summed_keyspace, target_keyspace
-from migrate.run.sync.follow import RECONNECT_SECONDS, Scope, drive, remove_leftovers
+from migrate.run.sync.follow import RECONNECT_SECONDS, Scope, drive, refuse_auto_cutover, remove_leftovers
 from migrate.run.sync.report import Reporter
 from migrate.run.sync.state import SyncState
 from migrate.run.tally import DbTally
@@ -92,7 +92,7 @@ def sync_cluster(config: RunConfig, control: SyncControl, seed: Server, target: 
                                   "grant the source user +psync +replconf, or use --strategy replay")
             check_rights("sync", {"source": (primary, 0), "target": (target, MARKER_DB)},
                          rights_context(config, primary, target))
-        _refuse_auto_cutover(config, primaries)
+        refuse_auto_cutover(options, primaries)
         state = SyncState(f"{topology.product} {topology.version} cluster of {len(topology.shards)} primaries "
                           f"(via {seed.endpoint})", target.identity.describe(), shards=[])
         reporter = Reporter(state, options.status_file, options.metrics_address).start()
@@ -102,25 +102,8 @@ def sync_cluster(config: RunConfig, control: SyncControl, seed: Server, target: 
                          seconds=time.monotonic() - started, dbs=job.db_reports(), functions=job.functions(),
                          notes=tuple(state.notes), sync=report)
     finally:
-        servers = [f.source for f in job.followers] if job is not None else primaries
-        for server in {id(s): s for s in [*primaries, *servers]}.values():
-            server.close()
-
-
-def _refuse_auto_cutover(config: RunConfig, primaries: Sequence[Server]) -> None:
-    from migrate.run.options import CutoverMode
-
-    if config.options.cutover is not CutoverMode.AUTO:
-        return
-    for primary in primaries:
-        if not primary.identity.capabilities.has("client pause write"):
-            raise ConfigError(f"--cutover auto needs CLIENT PAUSE WRITE on every source primary; {primary.endpoint} "
-                              f"({primary.identity.label}) cannot pause writes alone",
-                              "use --cutover manual: stop the application's writes, then run `migrate cutover`")
-
-
-def shard_name(ranges: Sequence[SlotRange]) -> str:
-    return ranges_text(ranges)
+        for server in [f.source for f in job.followers] if job is not None else primaries:
+            server.close()  # a follower that followed a failover closed the primary it left
 
 
 def clear_slots(nodes: Sequence[Endpoint], settings: ConnectionSettings, owned: bytes,
@@ -167,7 +150,7 @@ class ShardFollower(SyncJob):
         super().__init__(job.config, source, job.target, state, job.control, job.reporter)
         self.cluster = job
         self.ranges = shard.ranges
-        self.name = shard_name(shard.ranges)
+        self.name = ranges_text(shard.ranges)
         slug = self.name.replace(",", "_")
         self.stream_id = f"sync:{slug}"
         self.checkpoint_path = shard_checkpoint(job.options.checkpoint, slug)
@@ -187,7 +170,7 @@ class ShardFollower(SyncJob):
 
     def source_endpoint(self) -> Endpoint:
         """The primary that owns the shard's slots now (a failover moves them), read from the cluster."""
-        endpoint = self.cluster.owner_of(self.ranges).primary.endpoint
+        endpoint = owner(self.cluster.read_topology(), self.ranges).primary.endpoint
         if endpoint != self.source.endpoint:
             old, self.source = self.source, Server("source", endpoint, self.settings)
             stale, self.offset_client = self.offset_client, Channel(endpoint, self.settings, "source", 0)
@@ -256,6 +239,21 @@ def follower(job: ClusterSyncJob, shard: Shard, source: Server, target_topology:
     return ShardIntoCluster(job, shard, source).into(target_topology)
 
 
+def owner(topology: Topology, ranges: Sequence[SlotRange]) -> Shard:
+    """The shard holding exactly `ranges` in `topology`; ConnectError while its primary is failing or absent (the
+    caller retries), MigrationError when the slots moved to other shards (a resharding)."""
+    shard = topology.owner(ranges[0].start)
+    if shard is None or shard.primary.failing:
+        raise ConnectError(f"no live primary owns slots {ranges_text(ranges)} (a failover in progress)")
+    if shard.ranges != tuple(ranges):
+        raise MigrationError(f"the source cluster was resharded during the sync: slots {ranges_text(ranges)} of one "
+                             f"primary are now {ranges_text(shard.ranges)}, so a key's writes could reach the target "
+                             "out of order through two streams",
+                             "let the resharding finish, then rerun with --resume (the shards whose slots changed "
+                             "are loaded again)")
+    return shard
+
+
 def shard_checkpoint(path: Path, slug: str) -> Path:
     return path.with_name(f"{path.name}.shard-{slug}")
 
@@ -281,7 +279,6 @@ class ClusterSyncJob:
         self.scope = Scope.of(self.options.selection)
         self.followers = [follower(self, shard, primary, target_topology)
                           for shard, primary in zip(topology.shards, primaries, strict=True)]
-        self.cuts: dict[str, int] = {}
         self._checked = time.monotonic()
         state.gather = self._gather
 
@@ -298,7 +295,7 @@ class ClusterSyncJob:
         else:
             self._start()
         cutover = cut_over_when_asked(self)
-        self.cuts = dict(cutover.shard_cuts)
+        cuts = dict(cutover.shard_cuts)
         self.state.phase, self.state.state = "done", "done"
         for f in self.followers:
             f.state.phase, f.state.state = "done", "done"
@@ -309,7 +306,7 @@ class ClusterSyncJob:
                           for e in f.resyncs), key=lambda e: e.at)
         return SyncReport("replication", None, sum(f.applied[0] for f in self.followers), tuple[ResyncEvent, ...](
             resyncs), self.state.tally.to_dict(), self.state.snapshot_loads, cutover,
-            shards=tuple(f.shard_report(self.cuts.get(f.name)) for f in self.followers))
+            shards=tuple(f.shard_report(cuts.get(f.name)) for f in self.followers))
 
     def _start(self) -> None:
         options = self.options
@@ -357,30 +354,21 @@ class ClusterSyncJob:
             self._check_topology()
         return handled
 
-    def owner_of(self, ranges: Sequence[SlotRange]) -> Shard:
-        """The shard holding exactly `ranges` now; ConnectError while no node answers or the owner is failing (the
-        caller retries), MigrationError when the slots moved to other shards (a resharding)."""
+    def read_topology(self) -> Topology:
+        """The source cluster's slot map now, from any of its nodes (ConnectError while none answers)."""
         topology = discover(self.seeds, self.settings, role="source")
         if not isinstance(topology, Topology):
             raise MigrationError("a source node answered as a standalone server: the source is no longer the cluster "
                                  "the sync started on")
-        self.topology = topology
-        shard = topology.owner(ranges[0].start)
-        if shard is None or shard.primary.failing:
-            raise ConnectError(f"no live primary owns slots {shard_name(ranges)} (a failover in progress)")
-        if shard.ranges != tuple(ranges):
-            raise MigrationError(f"the source cluster was resharded during the sync: slots {shard_name(ranges)} of one "
-                                 f"primary are now {shard_name(shard.ranges)}, so a key's writes could reach the "
-                                 "target out of order through two streams",
-                                 "let the resharding finish, then rerun with --resume (the shards whose slots changed "
-                                 "are loaded again)")
-        return shard
+        return topology
 
     def _check_topology(self) -> None:
         self._checked = time.monotonic()
-        for f in self.followers:
-            with contextlib.suppress(ConnectError):  # unreachable now: the follower's own link loss says so
-                self.owner_of(f.ranges)
+        with contextlib.suppress(ConnectError):  # unreachable now: the followers' own link losses say so
+            topology = self.read_topology()
+            for f in self.followers:
+                with contextlib.suppress(ConnectError):
+                    owner(topology, f.ranges)
 
     def followed(self) -> list[tuple[ShardFollower, Endpoint]]:
         """Every follower with the primary that owns its slots now: the ones the cutover pauses (a failover in
@@ -388,7 +376,8 @@ class ClusterSyncJob:
         deadline = time.monotonic() + RECONNECT_SECONDS
         while True:
             try:
-                return [(f, self.owner_of(f.ranges).primary.endpoint) for f in self.followers]
+                topology = self.read_topology()
+                return [(f, owner(topology, f.ranges).primary.endpoint) for f in self.followers]
             except ConnectError:
                 if time.monotonic() > deadline:
                     raise
