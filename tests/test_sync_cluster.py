@@ -19,10 +19,10 @@ import redis
 from redis.cluster import RedisCluster
 
 from fixtures.cluster import LocalCluster
-from migrate.errors import ConfigError
+from migrate.errors import ConfigError, MigrationError
 from migrate.rdb.rewrite import key_slot
 from migrate.run.options import CutoverMode, RunOptions, Strategy
-from migrate.stream import is_marker_key
+from migrate.stream import is_marker_key, slotapply
 from migrate.stream.marker import SYNC_STREAM_ID, marker_key, marker_value
 from tests.cluster_run_support import cluster_client, diff, fill
 from tests.cluster_support import ClusterFactory
@@ -470,3 +470,25 @@ def test_read_from_replica_is_refused_where_it_does_not_apply(strategy: Strategy
     with pytest.raises(ConfigError, match="--read-from replica applies to --strategy replay"):
         RunOptions(strategy=strategy, read_from="replica").validate()
     RunOptions(strategy=Strategy.REPLAY, read_from="replica").validate()
+
+
+def test_a_target_primary_that_dies_for_good_fails_the_sync_in_bounded_time(clusters: ClusterFactory, servers,
+                                                                            tmp_path: Path, monkeypatch) -> None:
+    """No replica takes over: the slot transactions on the dead primary can neither be sent nor settled (their
+    outcome is unknown, so they are never sent again blindly), and the sync fails once the retry budget is spent,
+    resumable, instead of waiting per slot (it waited more than 300 s before)."""
+    monkeypatch.setattr(slotapply, "RETRY_SECONDS", 5.0)
+    source = servers.get("redis-7.0", *FAST)
+    target = clusters.fresh("valkey-8.1", 2)
+    job = SyncRun(sync_config(source.url, target.url(), tmp_path))
+    job.streaming()
+    target.kill(target.primaries[1])
+    pipe = source.client().pipeline(transaction=False)
+    for i in range(2000):
+        pipe.set(f"after:{i}", i)
+    started = time.monotonic()
+    pipe.execute()  # batches that each touch hundreds of the dead primary's slots
+    job.thread.join(120)
+    assert not job.thread.is_alive() and time.monotonic() - started < 60
+    assert isinstance(job.error, MigrationError) and "did not take" in job.error.message, job.error
+    assert "--resume" in job.error.hint

@@ -44,6 +44,7 @@ from migrate.config import ConnectionSettings, Endpoint
 from migrate.errors import MigrationError
 from migrate.logs import get_logger
 from migrate.rdb.rewrite import key_slot, slot_tag
+from migrate.render import display_key
 from migrate.run.tally import KeyIssue
 from migrate.stream import table
 from migrate.stream.applier import FATAL_PREFIXES, TargetLostError, command_name, describe, key_of
@@ -115,21 +116,26 @@ class ClusterNodes:
 
     def one(self, key: bytes, argv: Argv) -> Any:
         """One single-key command on the owner of `key`'s slot, following MOVED/ASK and waiting out a failover."""
-        slot, patience = key_slot(key), _Patience(self)
+        patience = _Patience(self)
         while True:
-            endpoint = self.owner(slot)
-            reply: Any = None
-            if endpoint is not None:
-                link = self.link(endpoint)
-                try:
-                    reply = link.call(pack_argv(argv), 1)[0]
-                except rex.ConnectionError as exc:
-                    reply = exc
-            if endpoint is not None and not _retried(reply):
+            reply = self.attempt(key, argv)
+            if not _retried(reply):
                 if isinstance(reply, Exception):
                     raise MigrationError(f"the target refused {describe(argv)}: {reply}")
                 return reply
-            patience.wait(describe(argv), reply or f"no primary owns slot {slot}")
+            patience.wait(describe(argv), reply)
+
+    def attempt(self, key: bytes, argv: Argv) -> Any:
+        """One try of a single-key command on the owner of `key`'s slot: its reply, a refusal that may pass (MOVED,
+        CLUSTERDOWN ...) or a lost connection as an exception instance."""
+        slot = key_slot(key)
+        endpoint = self.owner(slot)
+        if endpoint is None:
+            return rex.ConnectionError(f"no primary owns slot {slot}")
+        try:
+            return self.link(endpoint).call(pack_argv(argv), 1)[0]
+        except rex.ConnectionError as exc:
+            return exc
 
     def each_primary(self, argv: Argv) -> list[Any]:
         """The command on every primary (keyless commands: FLUSHALL, FUNCTION ...), replies in order."""
@@ -280,13 +286,19 @@ class SlotApplier:
         """Every slot's transaction committed, whatever the cluster does meanwhile (bounded by RETRY_SECONDS)."""
         patience = _Patience(self.nodes)
         asking: dict[int, Endpoint] = {}
-        left = dict(todo)
-        while left:
-            retry, uncertain, why = self._round(left, value, asking)
-            retry += self._settle(uncertain, value)
-            left = {slot: left[slot] for slot in retry}
-            if left:
-                patience.wait(f"{len(left)} slot transaction(s)", why)
+        send = dict(todo)
+        unsure: dict[int, _Slot] = {}  # sent, outcome unknown (connection lost): never sent again before it is known
+        while True:
+            why = ""
+            if send:
+                retry, uncertain, why = self._round(send, value, asking)
+                unsure.update((slot, send[slot]) for slot in uncertain)
+                send = {slot: send[slot] for slot in retry}
+            if unsure:
+                send.update(self._settle(unsure, value))
+            if not send and not unsure:
+                return
+            patience.wait(f"{len(send) + len(unsure)} slot transaction(s)", why or "the connection was lost")
 
     def _round(self, left: dict[int, _Slot], value: bytes,
                asking: dict[int, Endpoint]) -> tuple[list[int], list[int], str]:
@@ -393,17 +405,19 @@ class SlotApplier:
                     raise MigrationError(f"the target refused {describe(argv)}: {text}", _hint(text))
                 self.tally.failed.add(KeyIssue(0, key_of(argv), f"{command_name(argv)}: {text}"))
 
-    def _settle(self, slots: list[int], value: bytes) -> list[int]:
-        """Slots whose connection broke before their EXEC's reply: the marker tells committed (kept) from not (to
-        send again); a marker older than the slot had acknowledged means lost writes."""
-        again = []
-        for slot in slots:
+    def _settle(self, unsure: dict[int, _Slot], value: bytes) -> dict[int, _Slot]:
+        """Slots whose connection broke before their EXEC's reply, settled by their markers where they can be read
+        now (one try each; the others stay in `unsure`): committed ones are dropped, the others returned to be sent
+        again. A marker older than the slot had acknowledged means lost writes."""
+        again: dict[int, _Slot] = {}
+        for slot in list(unsure):
             key = slot_marker_key(self.stream_id, slot)
-            try:
-                held = self.nodes.one(key, (b"GET", key))
-            except MigrationError:
-                again.append(slot)
-                continue
+            held = self.nodes.attempt(key, (b"GET", key))
+            if _retried(held):
+                return again  # the cluster cannot answer now: the rest waits for the next round
+            if isinstance(held, Exception):
+                raise MigrationError(f"the target refused GET {display_key(key)}: {held}")
+            entry = unsure.pop(slot)
             self.reconnects += 1
             if held == value:
                 log.warning("slot transaction committed before the connection was lost", slot=slot)
@@ -415,7 +429,7 @@ class SlotApplier:
                                       f"{'gone' if offset is None else f'at offset {offset}'}, it had acknowledged "
                                       f"offset {before} (a node restarted without persisting them, or a failover "
                                       "lost them)", offset, before)
-            again.append(slot)
+            again[slot] = entry
         return again
 
 
