@@ -185,3 +185,35 @@ def test_cluster_replay_and_verify_run_with_exactly_the_minimum_rights(clusters,
     finally:
         for node in (*source.nodes, *target.nodes):
             node.call("ACL", "DELUSER", "replay", "verify")
+
+
+@pytest.mark.parametrize("name", ["redis-6.0", "redis-7.0", "redis-8.0.6", "valkey-8.1", "valkey-9.1"])
+def test_the_probe_finds_psync_denied_by_acl_without_starting_a_replica(servers, name):
+    """Redis 7.0+ and Valkey refuse PSYNC and SYNC inside MULTI before checking the ACL, so the probe checks them
+    outside the transaction too (behind a PING, so that nothing starts); a user denied them must be told apart from one
+    granted them, and the source must not have served a single sync to the probe."""
+    from migrate.rights import SYNC_SOURCE, Right, probe
+    from migrate.wire import Channel
+
+    source = servers.get(name)
+    client = source.client()
+    stats_before = client.info("stats")
+    rights = (*SYNC_SOURCE, Right("sync", (), "take the snapshot over the replication protocol"))
+    ctx = context(source, source)
+    found = {}
+    try:
+        for user, denied in (("full", ()), ("nopsync", ("-psync", "-sync"))):
+            url = grant(source, user, ["@all"])
+            client.execute_command("ACL", "SETUSER", user, *denied)
+            channel = Channel(parse_endpoint(url), ConnectionSettings(), "source")
+            try:
+                found[user] = probe(channel, "source", tuple(r for r in rights if r.needed(ctx)), b"k")
+            finally:
+                channel.close()
+    finally:
+        client.execute_command("ACL", "DELUSER", "full", "nopsync")
+    assert found["full"].denied == () and found["full"].unknown == (), found["full"].describe()
+    assert {r.command for r in found["nopsync"].denied} == {"psync", "sync"}, found["nopsync"].describe()
+    stats = client.info("stats")
+    assert stats["sync_full"] == stats_before["sync_full"]  # no snapshot was served to the probe
+    assert client.info("replication")["connected_slaves"] == 0

@@ -208,6 +208,34 @@ def test_a_source_refusing_replication_falls_back_to_keyspace_notifications(serv
     assert compare(source, target, dbs=(0, 3)) == {}
 
 
+def test_a_user_denied_psync_by_acl_falls_back_to_keyspace_notifications(servers, tmp_path):
+    """Redis 7.0+ refuse PSYNC inside MULTI before checking the ACL, so the rights probe once took a denied PSYNC for
+    granted and the run failed on NOPERM instead of falling back; preflight names the same mode."""
+    from migrate.config import CommonConfig, parse_endpoint
+    from migrate.preflight import PreflightConfig, preflight
+
+    source = servers.fresh("redis-7.0", "--notify-keyspace-events", "KEA")
+    target = servers.get("valkey-8.1")
+    populate(source.client(), dbs=(3,))
+    source.client().execute_command("ACL", "SETUSER", "app", "on", ">pw", "~*", "&*", "+@all", "-psync", "-sync")
+    source_url = source.url_for(0, "app", "pw")
+    found = preflight(PreflightConfig(CommonConfig(parse_endpoint(source_url), parse_endpoint(target.url))))
+    option = next(o for o in found.strategy.options if o.name == "sync")
+    assert option.possible and option.mode.startswith("keyspace-notification fallback"), option
+    assert "PSYNC" in option.mode, option
+    stop = tmp_path / "stop"
+    writes = traffic(source.url, "steady", str(stop))
+    job = SyncRun(sync_config(source_url, target.url, tmp_path))
+    job.streaming()
+    time.sleep(0.5)
+    stop.touch()
+    finish(writes)
+    time.sleep(0.3)
+    result = job.cutover()
+    assert result.sync is not None and result.sync.mode == "keyspace-notifications"
+    assert compare(source, target, dbs=(0, 3)) == {}
+
+
 def test_a_source_refusing_replication_without_notifications_is_refused(servers, tmp_path):
     source, target = servers.get("redis-7.0", *RENAMED), servers.get("valkey-8.1")
     from migrate.run import run
