@@ -275,6 +275,27 @@ def test_a_source_database_other_than_0_into_a_cluster_is_refused(clusters: Clus
         job.join(60)
 
 
+def test_a_source_user_denied_psync_is_refused_before_anything_is_written(clusters: ClusterFactory, servers,
+                                                                         tmp_path: Path) -> None:
+    """A cluster source is followed through replication only: a user the ACL denies PSYNC (which Redis 7.0 refuses
+    inside MULTI before its ACL check) is named before the target is touched, not found out by the link's NOPERM."""
+    source, target = clusters.get("redis-7.0", 3), servers.get("valkey-8.1")
+    target.client().flushall()
+    try:
+        for node in source.nodes:
+            node.call("ACL", "SETUSER", "app", "on", ">pw", "~*", "&*", "+@all", "-psync", "-sync")
+        url = source.nodes[0].server.url_for(0, "app", "pw")
+        job = SyncRun(sync_config(url, target.url, tmp_path))
+        with pytest.raises(ConfigError, match="refuses replication") as refused:
+            job.join(60)
+        assert "may not run PSYNC" in refused.value.message and "+psync" in (refused.value.hint or "")
+        assert "pw" not in refused.value.message
+        assert target.client().dbsize() == 0
+    finally:
+        for node in source.nodes:
+            node.call("ACL", "DELUSER", "app")
+
+
 def test_auto_cutover_needs_every_primary_to_pause_writes(clusters: ClusterFactory, servers, tmp_path: Path) -> None:
     source = clusters.get("redis-6.0", 3)
     target = servers.get("valkey-8.1")
