@@ -274,6 +274,10 @@ RIGHTS: Final[dict[str, dict[str, tuple[Right, ...]]]] = {
               "replays, typically +@write)", when="--from-aof", applies=lambda c: c.from_aof),
         *LOAD_VIA_REPLICATION)},
     "replicaof": {"source": (Right("info", (), "identify the source; replication offsets"),
+                             Right("psync", ("?", "-1"), "the target replicates as this user (masteruser and "
+                                   "masterauth come from the source URL)"),
+                             Right("replconf", ("listening-port", "0"), "the target's replication handshake, as "
+                                   "this user"),
                              Right("command|info", ("psync",), "refuse a source that does not accept replicas",
                                    required=False)),
                   "target": (Right("replicaof", ("no", "one"), "make the target a replica, then a primary"),
@@ -366,8 +370,8 @@ def probe(channel: Channel, role: str, rights: tuple[Right, ...], key: bytes) ->
 # Commands that Redis 7.0+ and Valkey refuse inside MULTI before they check the ACL (Redis 6.0 checks the ACL first;
 # measured), so they are checked again outside the transaction, behind a PING: with the PING's reply still pending,
 # every version refuses to start a replica after the ACL check ("SYNC and PSYNC are invalid with pending output"),
-# so nothing starts. PSYNC's offset is no number either, a second guard (6.2+ answer "not an integer"; 6.0 would
-# start a full sync on it, but 6.0 never gets here).
+# so nothing starts. PSYNC's offset is no number either, a second guard on 6.2+ (they answer "not an integer"; 6.0
+# would start a full sync on it, so there the PING alone guards: 6.0 gets here only for a user denied MULTI).
 OUTSIDE_MULTI: Final[dict[str, tuple[str, ...]]] = {"psync": ("?", "not-an-offset"), "sync": ()}
 
 
@@ -419,13 +423,17 @@ def _unknown(reply: object) -> bool:
 
 
 def _probe_by_reading(channel: Channel, role: str, rights: tuple[Right, ...], key: bytes, note: str) -> Probe:
-    """Without MULTI: run the read-only commands for real (they change nothing); report the others as unchecked."""
+    """Without MULTI: run the read-only commands for real (they change nothing) and the replication commands in the
+    way that starts nothing (OUTSIDE_MULTI); report the others as unchecked."""
     readable = tuple(r for r in rights if r.command in READ_ONLY)
     replies = channel.call(b"".join(pack(r.argv(key)) for r in readable), len(readable)) if readable else []
-    denied = tuple(r for r, reply in zip(readable, replies, strict=True) if _denied(reply))
-    unknown = tuple(r for r, reply in zip(readable, replies, strict=True) if _unknown(reply))
+    outcomes = [*zip(readable, replies, strict=True),
+                *((r, _outside_multi(channel, r, key)) for r in rights if r.command in OUTSIDE_MULTI)]
+    denied = tuple(r for r, reply in outcomes if _denied(reply))
+    unknown = tuple(r for r, reply in outcomes if _unknown(reply))
     multi = tuple(r for r in rights if r.command == "multi")
-    unchecked = tuple(r for r in rights if r.command not in READ_ONLY and r.command != "multi")
+    unchecked = tuple(r for r in rights if r.command not in READ_ONLY and r.command not in OUTSIDE_MULTI
+                      and r.command != "multi")
     return Probe(role, denied + multi, unknown, unchecked, note if unchecked else "")
 
 

@@ -202,7 +202,8 @@ def test_the_probe_finds_psync_denied_by_acl_without_starting_a_replica(servers,
     ctx = context(source, source)
     found = {}
     try:
-        for user, denied in (("full", ()), ("nopsync", ("-psync", "-sync"))):
+        for user, denied in (("full", ()), ("nopsync", ("-psync", "-sync")), ("nomulti", ("-multi",)),
+                             ("neither", ("-multi", "-psync", "-sync"))):
             url = grant(source, user, ["@all"])
             client.execute_command("ACL", "SETUSER", user, *denied)
             channel = Channel(parse_endpoint(url), ConnectionSettings(), "source")
@@ -211,9 +212,39 @@ def test_the_probe_finds_psync_denied_by_acl_without_starting_a_replica(servers,
             finally:
                 channel.close()
     finally:
-        client.execute_command("ACL", "DELUSER", "full", "nopsync")
+        client.execute_command("ACL", "DELUSER", "full", "nopsync", "nomulti", "neither")
     assert found["full"].denied == () and found["full"].unknown == (), found["full"].describe()
     assert {r.command for r in found["nopsync"].denied} == {"psync", "sync"}, found["nopsync"].describe()
+    # without MULTI the probe reads what it can; PSYNC and SYNC are still checked, in the way that starts nothing
+    # (MULTI is among the rights only where the cutover pauses writes in one: 6.2+)
+    assert {r.command for r in found["nomulti"].denied} - {"multi"} == set(), found["nomulti"].describe()
+    assert {r.command for r in found["neither"].denied} - {"multi"} == {"psync", "sync"}, found["neither"].describe()
+    assert not {"psync", "sync"} & {r.command for r in found["neither"].unchecked}
     stats = client.info("stats")
     assert stats["sync_full"] == stats_before["sync_full"]  # no snapshot was served to the probe
     assert client.info("replication")["connected_slaves"] == 0
+
+
+def test_replicaof_runs_with_exactly_the_minimum_rights_and_a_user_without_psync_is_refused_first(servers, tmp_path):
+    """The target replicates as the source URL's user (masteruser and masterauth are set from it), so PSYNC and
+    REPLCONF are that user's rights: without PSYNC the run is refused before the target is touched (it used to make
+    the target a replica whose link never came up, then fail after its grace period)."""
+    from tests.test_run_replicaof import no_sync_delay
+
+    source, target = servers.fresh("redis-7.0"), servers.fresh("valkey-8.1")
+    populate(source.client(), dbs=(0,))
+    target.client().set("theirs", "kept when refused")
+    source_rights, target_rights = minimal("replicaof", source, target)
+    assert {"psync", "replconf"} <= set(source_rights)
+    without = [c for c in source_rights if c != "psync"]
+    with pytest.raises(PermissionDeniedError) as refused:
+        run(config(grant(source, "nopsync", without), grant(target, "rep", target_rights), tmp_path,
+                   strategy=Strategy.REPLICAOF, yes=True))
+    assert "PSYNC" in refused.value.message and refused.value.exit_code == ExitCode.MIGRATION
+    assert target.client().get("theirs") == b"kept when refused"
+    assert target.client().info("replication")["role"] == "master"
+    with no_sync_delay(source):
+        result = run(config(grant(source, "rep", source_rights), grant(target, "rep", target_rights), tmp_path,
+                            strategy=Strategy.REPLICAOF, yes=True, promote=True))
+    assert result.replication is not None and result.replication.promoted
+    assert differences(source.client(0), target.client(0)) == []
