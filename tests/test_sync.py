@@ -189,19 +189,24 @@ def test_auto_cutover_is_refused_on_redis_6_0(servers, tmp_path):
 RENAMED = ("--rename-command", "PSYNC", "", "--rename-command", "SYNC", "")
 
 
-def test_a_source_refusing_replication_falls_back_to_keyspace_notifications(servers, tmp_path):
-    source = servers.get("redis-7.0", *RENAMED, "--notify-keyspace-events", "KEA")
-    target = servers.get("valkey-8.1")
-    populate(source.client(), dbs=(3,))
+def fallback_under_writes(source, source_url: str, target, tmp_path):
+    """A sync as `source_url`'s user while an application writes, cut over once the writes stop."""
     stop = tmp_path / "stop"
     writes = traffic(source.url, "steady", str(stop))
-    job = SyncRun(sync_config(source.url, target.url, tmp_path))
+    job = SyncRun(sync_config(source_url, target.url, tmp_path))
     job.streaming()
     time.sleep(0.5)
     stop.touch()
     finish(writes)
     time.sleep(0.3)
-    result = job.cutover()
+    return job.cutover()
+
+
+def test_a_source_refusing_replication_falls_back_to_keyspace_notifications(servers, tmp_path):
+    source = servers.get("redis-7.0", *RENAMED, "--notify-keyspace-events", "KEA")
+    target = servers.get("valkey-8.1")
+    populate(source.client(), dbs=(3,))
+    result = fallback_under_writes(source, source.url, target, tmp_path)
     assert result.sync is not None and result.sync.mode == "keyspace-notifications"
     assert any("FLUSHALL" in miss for miss in result.sync.misses)
     assert result.sync.stream["keys_copied"] > 0
@@ -223,15 +228,7 @@ def test_a_user_denied_psync_by_acl_falls_back_to_keyspace_notifications(servers
     option = next(o for o in found.strategy.options if o.name == "sync")
     assert option.possible and option.mode.startswith("keyspace-notification fallback"), option
     assert "PSYNC" in option.mode, option
-    stop = tmp_path / "stop"
-    writes = traffic(source.url, "steady", str(stop))
-    job = SyncRun(sync_config(source_url, target.url, tmp_path))
-    job.streaming()
-    time.sleep(0.5)
-    stop.touch()
-    finish(writes)
-    time.sleep(0.3)
-    result = job.cutover()
+    result = fallback_under_writes(source, source_url, target, tmp_path)
     assert result.sync is not None and result.sync.mode == "keyspace-notifications"
     assert compare(source, target, dbs=(0, 3)) == {}
 
