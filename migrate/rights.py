@@ -360,7 +360,7 @@ def probe(channel: Channel, role: str, rights: tuple[Right, ...], key: bytes) ->
                      _categories(tuple(r for r, reply in zip(queued, replies, strict=False) if _unknown(reply))),
                      exec_rights, f"DISCARD refused: {replies[-1]}")
     bare_exec = channel.command("EXEC") if exec_rights else None  # "EXEC without MULTI" when granted
-    outcomes = [(r, _outside_multi(channel, r, key) if _refused_in_multi(reply) else reply)
+    outcomes = [(r, _outside_multi(channel, r) if _refused_in_multi(reply) else reply)
                 for r, reply in zip(queued, replies, strict=False)] + [(r, bare_exec) for r in exec_rights]
     denied = _categories(tuple(r for r, reply in outcomes if _denied(reply)))
     unknown = _categories(tuple(r for r, reply in outcomes if _unknown(reply)))
@@ -379,7 +379,7 @@ def _refused_in_multi(reply: object) -> bool:
     return is_error(reply) and "not allowed inside a transaction" in str(reply)
 
 
-def _outside_multi(channel: Channel, right: Right, key: bytes) -> Reply:
+def _outside_multi(channel: Channel, right: Right) -> Reply:
     """The reply to `right` run outside a transaction without effect (see OUTSIDE_MULTI); the MULTI reply's refusal
     when the command is not one of those (it then counts as granted, as before)."""
     args = OUTSIDE_MULTI.get(right.command)
@@ -428,7 +428,7 @@ def _probe_by_reading(channel: Channel, role: str, rights: tuple[Right, ...], ke
     readable = tuple(r for r in rights if r.command in READ_ONLY)
     replies = channel.call(b"".join(pack(r.argv(key)) for r in readable), len(readable)) if readable else []
     outcomes = [*zip(readable, replies, strict=True),
-                *((r, _outside_multi(channel, r, key)) for r in rights if r.command in OUTSIDE_MULTI)]
+                *((r, _outside_multi(channel, r)) for r in rights if r.command in OUTSIDE_MULTI)]
     denied = tuple(r for r, reply in outcomes if _denied(reply))
     unknown = tuple(r for r, reply in outcomes if _unknown(reply))
     multi = tuple(r for r in rights if r.command == "multi")
