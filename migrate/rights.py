@@ -467,12 +467,15 @@ def check_rights(verb: str, sides: dict[str, tuple[Server, int]], context: Conte
             channel.close()
     missing = [p for p in probes if p.missing_required]
     if missing:
-        commands = sorted({r.command for p in missing for r in p.missing_required})
+        denied = sorted({r.command for p in missing for r in p.denied if r.required})
+        renamed = any(r.required for p in missing for r in p.unknown)
+        grant = ("grant them, e.g. ACL SETUSER <user> " + " ".join(f"+{c}" for c in denied) + "; ") if denied else ""
         raise PermissionDeniedError(
             "permission denied: the ACL users lack rights this " + ("run" if verb != "verify" else "verification")
             + " needs: " + " | ".join(_describe_required(p) for p in missing),
-            "grant them, e.g. ACL SETUSER <user> " + " ".join(f"+{c}" for c in commands)
-            + " (README.md, \"Minimum rights\", lists every strategy's)")
+            grant + ("a renamed or disabled command is the server's configuration (rename-command, or the managed "
+                     "service's), which no grant changes: choose another strategy; " if renamed else "")
+            + "README.md, \"Minimum rights\", lists every strategy's")
     return tuple(probes)
 
 

@@ -248,3 +248,15 @@ def test_replicaof_runs_with_exactly_the_minimum_rights_and_a_user_without_psync
                             strategy=Strategy.REPLICAOF, yes=True, promote=True))
     assert result.replication is not None and result.replication.promoted
     assert differences(source.client(0), target.client(0)) == []
+
+
+def test_a_renamed_command_is_not_answered_with_a_grant(servers, tmp_path):
+    """A command renamed away (rename-command, as managed services do) is the server's configuration: the refusal says
+    so instead of hinting at an ACL grant that would change nothing."""
+    source = servers.get("redis-7.0", "--rename-command", "PSYNC", "", "--rename-command", "SYNC", "")
+    target = servers.get("valkey-8.1")
+    source.client().set("k", "v")
+    with pytest.raises(PermissionDeniedError) as refused:
+        run(config(source.url, target.url, tmp_path, strategy=Strategy.RELAY))
+    assert "renamed or disabled: PSYNC" in refused.value.message
+    assert "no grant changes" in (refused.value.hint or "") and "+psync" not in (refused.value.hint or "")

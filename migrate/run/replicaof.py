@@ -40,9 +40,10 @@ def replicaof(config: RunConfig, on_plan: PlanSink | None = None) -> RunResult:
     settings = common.connection
     source, target = open_servers(config)
     try:
+        refuse_if_doomed(replication_refused(source))  # first: PSYNC renamed away is no right to grant
         check_rights("replicaof", {"source": (source, 0), "target": (target, 0)},
                      Context(source.identity.capabilities, target.identity.capabilities))
-        refuse_if_doomed(source, target)
+        refuse_if_doomed(doomed_reason(source, target))
         plan = _plan(config, source, target)
         if on_plan is not None:
             on_plan(plan)
@@ -63,8 +64,7 @@ def replicaof(config: RunConfig, on_plan: PlanSink | None = None) -> RunResult:
 # -- refusing a doomed sync -------------------------------------------------------------------------------------------
 
 
-def refuse_if_doomed(source: Server, target: Server) -> None:
-    reason = doomed_reason(source, target)
+def refuse_if_doomed(reason: str | None) -> None:
     if reason:
         raise IncompatibleDataError(f"--strategy replicaof refused: {reason}", REPLAY_HINT)
 
@@ -75,9 +75,6 @@ def doomed_reason(source: Server, target: Server) -> str | None:
         raise ConfigError("--strategy replicaof needs a TCP source (host:port the target can reach), not a unix "
                           "socket")
     src, dst = source.identity, target.identity
-    refused = replication_refused(source)
-    if refused:
-        return refused
     if dst.role != "master":
         return f"the target {dst.describe()} is already a replica: run REPLICAOF NO ONE on it first"
     if src.rdb_version is None:
