@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Any, Final
+from typing import Any, Final, Self
 
 from redis import exceptions as rex
 
@@ -153,6 +153,12 @@ class ClusterNodes:
         for link in self.links.values():
             link.close()
         self.links.clear()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def read_markers(nodes: ClusterNodes, stream_id: str) -> tuple[Marker | None, dict[int, int]]:

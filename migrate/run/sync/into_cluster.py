@@ -69,7 +69,7 @@ class IntoCluster(SyncJob):
         return self
 
     def nodes(self) -> ClusterNodes:
-        """Connections of the caller's own (an applier closes its nodes with itself)."""
+        """Connections of the caller's own, closed by `with` (an applier closes its nodes with itself)."""
         assert self.target_topology is not None
         return ClusterNodes(self.target_topology, self.settings)
 
@@ -78,12 +78,9 @@ class IntoCluster(SyncJob):
                            slot_markers=self.slot_markers)
 
     def target_nodes(self) -> list[Endpoint]:
-        nodes = self.nodes()
-        try:
+        with self.nodes() as nodes:
             self.target_topology = nodes.refresh()
             return nodes.primaries()
-        finally:
-            nodes.close()
 
     def target_held(self) -> dict[int, int]:
         held = target_keyspace(self.target_nodes(), self.settings)
@@ -92,11 +89,8 @@ class IntoCluster(SyncJob):
 
     def flush_scope(self) -> None:
         command = (b"FLUSHALL",) if self.scope.dbs is None else (b"FLUSHDB",)
-        nodes = self.nodes()
-        try:
+        with self.nodes() as nodes:
             failed = [r for r in nodes.each_primary(command) if isinstance(r, Exception)]
-        finally:
-            nodes.close()
         if failed:
             raise ConfigError(f"the target cluster refused {command[0].decode()}: {failed[0]}",
                               "grant the target user +flushall / +flushdb (README \"Minimum rights\")")
@@ -106,8 +100,7 @@ class IntoCluster(SyncJob):
         if not codes:
             return None
         loaded, failed = 0, list[str]()
-        nodes = self.nodes()
-        try:
+        with self.nodes() as nodes:
             for code in codes:
                 errors = [r for r in nodes.each_primary((b"FUNCTION", b"LOAD", b"REPLACE", code))
                           if isinstance(r, Exception)]
@@ -115,44 +108,30 @@ class IntoCluster(SyncJob):
                     failed.append(" ".join(str(errors[0]).split())[:120])
                 else:
                     loaded += 1
-        finally:
-            nodes.close()
         return FunctionsReport(loaded, f"{len(failed)} not loaded: {'; '.join(failed)}" if failed else "")
 
     # -- the markers --------------------------------------------------------------------------------------------------
 
     def _write_marker(self, offset: int) -> None:
-        nodes = self.nodes()
-        try:
-            key = marker_key(self.stream_id)
+        key = marker_key(self.stream_id)
+        with self.nodes() as nodes:
             nodes.one(key, (b"SET", key, marker_value(offset, 0, int(time.time() * 1000))))
-        finally:
-            nodes.close()
 
     def _delete_marker(self) -> None:
-        nodes = self.nodes()
-        try:
+        with self.nodes() as nodes:
             remove_markers(nodes, self.stream_id)
-        finally:
-            nodes.close()
         self.slot_markers = {}
 
     def read_marker(self) -> Marker | None:
-        nodes = self.nodes()
-        try:
+        with self.nodes() as nodes:
             floor, self.slot_markers = read_markers(nodes, self.stream_id)
-        finally:
-            nodes.close()
         return floor
 
     def marker_count(self) -> int:
         if isinstance(self.applier, SlotApplier):
             return self.applier.marker_count()
-        nodes = self.nodes()
-        try:
+        with self.nodes() as nodes:
             floor, slots = read_markers(nodes, self.stream_id)
-        finally:
-            nodes.close()
         return (floor is not None) + len(slots)
 
     def finish_cutover(self) -> None:
